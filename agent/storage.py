@@ -1,0 +1,92 @@
+"""What flows between components: batches of samples and those who accept them.
+
+This is the one contract between the scrape engine, `prometheus.relabel` and
+`prometheus.remote_write` (Alloy's ``storage.Appendable``, which is what
+``forward_to`` lists hold). It is columnar on purpose: one scrape hands on one
+batch with one call, so the per-sample cost of crossing a component boundary is
+nothing; a receiver that filters or rewrites builds a new batch and never
+mutates the one it was given, because a fan-out passes the same object to
+every receiver.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from agent.labels import Labels
+
+# The NaN Prometheus writes as a staleness marker: a specific bit pattern that
+# no arithmetic produces, so it can be told apart from an exposed NaN.
+STALE_NAN_BITS = 0x7FF0000000000002
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+
+
+def is_stale_nan(v: float) -> bool:
+    return v != v and struct.pack("<d", v) == _STALE_BYTES
+
+
+_STALE_BYTES = struct.pack("<d", STALE_NAN)
+assert math.isnan(STALE_NAN)
+
+
+@dataclass(slots=True)
+class Metadata:
+    """A metric family's TYPE/HELP/UNIT, as remote-write metadata carries them."""
+
+    type: str = "unknown"
+    help: str = ""
+    unit: str = ""
+
+
+@dataclass(slots=True)
+class SampleBatch:
+    """Parallel columns: ``labels[i]`` had ``values[i]`` at ``timestamps[i]`` (ms).
+
+    ``metadata`` maps a metric family name to its metadata, when the source knew it.
+    """
+
+    labels: list[Labels] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    metadata: dict[str, Metadata] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(self, labels: Labels, ts: int, value: float) -> None:
+        self.labels.append(labels)
+        self.timestamps.append(ts)
+        self.values.append(value)
+
+
+@runtime_checkable
+class Appendable(Protocol):
+    """Accepts batches; what a ``forward_to`` list holds.
+
+    ``append`` is called on the event loop and must not block it: buffer, and
+    leave slow work (fsync, network) to a task of your own.
+    """
+
+    def append(self, batch: SampleBatch) -> None: ...
+
+
+class Fanout:
+    """Forwards each batch to every receiver, so one failing receiver cannot starve the rest."""
+
+    __slots__ = ("receivers",)
+
+    def __init__(self, receivers: list[Appendable]) -> None:
+        self.receivers = receivers
+
+    def append(self, batch: SampleBatch) -> None:
+        first: BaseException | None = None
+        for r in self.receivers:
+            try:
+                r.append(batch)
+            except Exception as exc:  # noqa: BLE001 - reported after the others ran
+                first = first or exc
+        if first is not None:
+            raise first
