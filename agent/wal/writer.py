@@ -1,0 +1,312 @@
+"""The WAL writer: series refs, batched appends, rotation, fsync, replay, truncation.
+
+One ``WAL`` owns one directory. ``append`` runs on the caller's thread (the
+event loop) and costs one dict look-up per sample plus one ``write()`` per
+batch into the page cache; ``sync`` (fsync) is meant for a worker thread. The
+fsync policy is the owner's: ``RemoteWrite`` syncs the active segment at most
+every second while it is dirty, and every finished segment when it is rotated
+out (docs/wal.md says what that means for a power cut).
+
+Series identity: each label set gets a ref (a counter that never goes back,
+even across restarts, because replay continues from the largest ref seen)
+and its labels are written once, in a series record before the first samples
+record that uses the ref. Series are kept in two generations; ``new_generation``
+(called at each truncation) retires the series nobody appended to during a
+whole period, remembering the segment they died in, so a checkpoint keeps
+their labels exactly as long as some segment can still mention them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from agent.labels import Labels
+from agent.wal import checkpoint as ckpt
+from agent.wal import metrics as m
+from agent.wal import record
+from agent.wal import segment as seg
+from agent.wal.reader import read_all
+
+log = structlog.get_logger("wal")
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    series: int
+    segments: int
+    corruptions: list[str]
+    first_segment: int
+    open_segment: int
+
+
+class WALWriteError(Exception):
+    """A batch could not be written (disk full, I/O error); it was dropped and counted."""
+
+    def __init__(self, reason: str, samples: int) -> None:
+        super().__init__(f"WAL write failed ({reason}); {samples} samples dropped")
+        self.reason = reason
+        self.samples = samples
+
+
+class WAL:
+    def __init__(self, directory: Path, *, segment_size: int = seg.SEGMENT_SIZE, metrics_id: str = "") -> None:
+        self.directory = Path(directory)
+        self.segment_size = segment_size
+        self.metrics_id = metrics_id or self.directory.parent.name
+        self.labels_by_ref: dict[int, Labels] = {}
+        self._cur: dict[Labels, int] = {}
+        self._prev: dict[Labels, int] = {}
+        self._dead: dict[int, int] = {}  # ref -> segment that was active when it was retired
+        self._next_ref = 1
+        self._fd = -1
+        self._segment = -1
+        self._offset = 0
+        self._dirty = False
+        self._to_close: list[int] = []  # finished segments' fds, synced and closed by sync()
+        self._lock = threading.Lock()  # guards _to_close and fd hand-over between loop and sync thread
+        self.opened = False
+        self.last_error = ""
+        self._m_records = m.records.labels(self.metrics_id)
+        self._m_bytes = m.record_bytes.labels(self.metrics_id)
+        self._m_appended = m.samples_appended.labels(self.metrics_id)
+
+    # ------------------------------------------------------------------ open
+
+    def open(self) -> ReplayReport:
+        """Repair, replay and open a fresh segment. Blocking: run it in a thread."""
+        t0 = time.monotonic()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        corruptions: list[str] = []
+        cp, series, status = ckpt.read_checkpoint(self.directory)
+        for ref, labels in series:
+            self._remember(ref, labels)
+        if status != "eof":
+            corruptions.append(f"checkpoint.{cp:08d}: {status}")
+        segs = [s for s in seg.list_segments(self.directory) if s > cp]
+        for s in segs:
+            path = seg.segment_path(self.directory, s)
+            r = read_all(path, 0, decode=True, types=frozenset({record.SERIES}))
+            for rec in r.records:
+                try:
+                    for ref, labels in record.decode_series(rec.payload):
+                        self._remember(ref, labels)
+                except record.RecordError as exc:
+                    corruptions.append(f"segment {s} offset {rec.offset}: {exc}")
+            if r.status != "eof":
+                # Cut at the last good frame: a torn tail from a crash mid-write,
+                # or a bad frame after which nothing in this segment can be trusted.
+                size = path.stat().st_size
+                os.truncate(path, r.end)
+                msg = f"segment {s} offset {r.end}: {r.status}, cut {size - r.end} bytes"
+                corruptions.append(msg)
+        for c in corruptions:
+            log.warning("wal corruption repaired", dir=str(self.directory), detail=c)
+            m.corruptions.labels(self.metrics_id).inc()
+            m.agent_corruptions.labels(self.metrics_id).inc()
+        # Everything replayed is "previous generation": it becomes current when appended to.
+        self._prev, self._cur = self._cur, {}
+        last = max(segs[-1] if segs else cp, cp)
+        self._open_segment(last + 1)
+        seg.fsync_dir(self.directory)
+        self.opened = True
+        m.replay_duration.labels(self.metrics_id).set(time.monotonic() - t0)
+        m.active_series.labels(self.metrics_id).set(len(self.labels_by_ref))
+        first = segs[0] if segs else self._segment
+        return ReplayReport(len(self.labels_by_ref), len(segs), corruptions, first, self._segment)
+
+    def _remember(self, ref: int, labels: Labels) -> None:
+        self.labels_by_ref[ref] = labels
+        self._cur[labels] = ref
+        if ref >= self._next_ref:
+            self._next_ref = ref + 1
+
+    def _open_segment(self, index: int) -> None:
+        path = seg.segment_path(self.directory, index)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._segment = index
+        self._offset = os.fstat(self._fd).st_size
+        m.segment_current.labels(self.metrics_id).set(index)
+
+    # ---------------------------------------------------------------- append
+
+    def append(self, labels: Sequence[Labels], timestamps: Sequence[int], values: Sequence[float]) -> int:
+        """Write one batch as (at most) a series record and a samples record, in one write().
+
+        Returns the number of samples written. Raises ``WALWriteError`` when the
+        write failed; the batch is then gone (counted), and the file is cut back
+        so no partial frame stays behind for later frames to hide behind.
+        """
+        n = len(values)
+        if n == 0:
+            return 0
+        cur = self._cur
+        get = cur.get
+        refs = [get(lb) for lb in labels]
+        new: list[tuple[int, Labels]] = []
+        if None in refs:
+            prev = self._prev
+            for i, r in enumerate(refs):
+                if r is None:
+                    lb = labels[i]
+                    r = get(lb)
+                    if r is None:
+                        r = prev.pop(lb, None)
+                        if r is None:
+                            r = self._next_ref
+                            self._next_ref += 1
+                            self.labels_by_ref[r] = lb
+                            new.append((r, lb))
+                        cur[lb] = r
+                    refs[i] = r
+        parts = []
+        if new:
+            parts.append(seg.frame(record.SERIES, bytes(record.compress(record.encode_series(new)))))
+        payload = record.encode_samples(array("Q", refs), timestamps, values)
+        parts.append(seg.frame(record.SAMPLES, bytes(record.compress(payload))))
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        try:
+            self._write(data)
+        except OSError as exc:
+            for ref, lb in new:
+                cur.pop(lb, None)
+                self.labels_by_ref.pop(ref, None)
+            reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
+            self.last_error = f"{reason}: {exc.strerror or exc}"
+            m.writes_failed.labels(self.metrics_id).inc()
+            m.samples_dropped.labels(self.metrics_id, reason).inc(n)
+            raise WALWriteError(reason, n) from exc
+        self._m_records.inc(len(parts))
+        self._m_bytes.inc(len(data))
+        self._m_appended.inc(n)
+        if new:
+            m.active_series.labels(self.metrics_id).set(len(self.labels_by_ref))
+        return n
+
+    def _write(self, data: bytes) -> None:
+        if self._offset > 0 and self._offset + len(data) > self.segment_size:
+            self.rotate()
+        start = self._offset
+        view = memoryview(data)
+        try:
+            while view:
+                k = os.write(self._fd, view)
+                view = view[k:]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError as exc2:  # pragma: no cover - nothing better to do than say so
+                log.error("wal: could not cut back a failed write", error=str(exc2))
+            raise
+        self._offset = start + len(data)
+        self._dirty = True
+
+    # -------------------------------------------------------------- rotation
+
+    def head(self) -> tuple[int, int]:
+        """Where the next record will be written: (segment, offset)."""
+        return self._segment, self._offset
+
+    @property
+    def segment(self) -> int:
+        return self._segment
+
+    def rotate(self) -> int:
+        """Start the next segment; the finished one is fsynced and closed by the next ``sync``."""
+        with self._lock:
+            if self._fd >= 0:
+                self._to_close.append(self._fd)
+            self._open_segment(self._segment + 1)
+            self._dirty = True
+        return self._segment
+
+    def sync(self) -> float:
+        """fsync finished segments and the active one. Safe from a worker thread; returns seconds spent."""
+        with self._lock:
+            closing, self._to_close = self._to_close, []
+            fd = os.dup(self._fd) if self._fd >= 0 else -1
+            self._dirty = False
+        t0 = time.monotonic()
+        for f in [*closing, fd]:
+            if f < 0:
+                continue
+            try:
+                os.fsync(f)
+            except OSError as exc:
+                # Nothing to retry: after a failed fsync the kernel may have dropped the
+                # pages. Say so loudly and count; the writes themselves already succeeded.
+                self.last_error = f"fsync: {exc.strerror or exc}"
+                m.writes_failed.labels(self.metrics_id).inc()
+                log.error("wal fsync failed", dir=str(self.directory), error=str(exc))
+            finally:
+                os.close(f)
+        if closing:
+            seg.fsync_dir(self.directory)
+        spent = time.monotonic() - t0
+        m.fsync_duration.labels(self.metrics_id).observe(spent)
+        return spent
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty or bool(self._to_close)
+
+    def close(self) -> None:
+        """Sync and close. Blocking."""
+        if self._fd < 0:
+            return
+        self.sync()
+        with self._lock:
+            os.close(self._fd)
+            self._fd = -1
+
+    # ------------------------------------------------------------ truncation
+
+    def new_generation(self) -> list[int]:
+        """Retire series not appended to since the last call; returns their refs."""
+        retired = list(self._prev.values())
+        for ref in retired:
+            self._dead[ref] = self._segment
+        self._prev, self._cur = self._cur, {}
+        return retired
+
+    def checkpoint_series(self, upto: int) -> tuple[list[tuple[int, Labels]], list[int]]:
+        """Series a checkpoint at ``upto`` must keep, and the refs that can be forgotten.
+
+        Call on the loop; forgetting happens here. A retired series is kept
+        while its last segment is newer than ``upto``.
+        """
+        gone = [ref for ref, s in self._dead.items() if s <= upto]
+        for ref in gone:
+            del self._dead[ref]
+            self.labels_by_ref.pop(ref, None)
+        m.active_series.labels(self.metrics_id).set(len(self.labels_by_ref))
+        return list(self.labels_by_ref.items()), gone
+
+    def write_checkpoint(self, upto: int, series: list[tuple[int, Labels]]) -> int:
+        """Write ``checkpoint.upto`` and delete what it replaces. Blocking; returns bytes freed."""
+        m.truncations.labels(self.metrics_id).inc()
+        m.checkpoint_creations.labels(self.metrics_id).inc()
+        if upto >= self._segment:
+            raise ValueError(f"cannot truncate the active segment {self._segment}")
+        try:
+            ckpt.write_checkpoint(self.directory, upto, series)
+            return ckpt.delete_old(self.directory, upto)
+        except OSError:
+            m.truncations_failed.labels(self.metrics_id).inc()
+            raise
+
+    def segments(self) -> list[int]:
+        return seg.list_segments(self.directory)
+
+    def size(self) -> int:
+        size = seg.dir_size(self.directory)
+        m.storage_size.labels(self.metrics_id).set(size)
+        return size
