@@ -1,0 +1,378 @@
+"""The benchmark run: targets and sink on one core, each agent in turn on the other.
+
+Agents run one after another on the same targets, interval and sink, so the
+machine's other load is the same for each; the harness itself (a sampling
+thread and a few HTTP reads per window) sits with nginx on the load core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import nginx, report
+from .agents import AGENTS, Agent, Job
+from .measure import Sampler, fetch_metrics
+from .proc import Proc, spawn, stop_all, wait_http
+from .result import RunResult
+from .targets import PayloadSet, write_payloads
+
+ROOT = Path(__file__).resolve().parents[2]
+# Max workload: offered load in thousands of samples/s, reached by adding targets at 1 s.
+LADDER_K = (50, 100, 200, 300, 450, 650, 900, 1200, 1600, 2000)
+
+
+@dataclass
+class Workload:
+    name: str
+    targets: int
+    interval_s: float
+    warmup_s: float
+    measure_s: float
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """Holds the long-lived parts (payloads, sink) across workloads and agents."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.payloads: PayloadSet | None = None
+        self.sink: Proc | None = None
+        self.sink_url = ""
+        self.sink_metrics = ""  # VictoriaMetrics /metrics, in correctness mode
+        self.targets_proc: Proc | None = None
+        self.targets_key: tuple[int, float] | None = None
+        self.target_port = 0
+        self.status_url = ""
+        self.saved_configs: dict[str, str] = {}
+
+    # -- load side -------------------------------------------------------
+
+    def prepare(self, max_targets: int) -> None:
+        t = time.monotonic()
+        self.payloads = write_payloads(self.workdir / "payloads", series=self.args.series,
+                                       families=min(self.args.families, max_targets),
+                                       compress=not self.args.no_gzip)
+        log(f"payloads: {self.payloads.families} families x {self.payloads.variants} variants "
+            f"x {self.payloads.series} series in {time.monotonic() - t:.1f}s")
+        self.target_port = free_port(nginx.target_addresses(1)[0])
+        self.start_sink()
+
+    def start_sink(self) -> None:
+        cpu = self.args.load_cpu
+        if self.args.sink == "vm":
+            port = free_port()
+            p = spawn(["victoria-metrics", f"-storageDataPath={self.workdir / 'vmdata'}",
+                       f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=WARN"],
+                      self.workdir, "victoria-metrics", cpu=cpu)
+            p.url = f"http://127.0.0.1:{port}"
+            wait_http(p.url + "/health", p)
+            self.sink_metrics = p.url + "/metrics"
+        else:
+            port = free_port()
+            p = nginx.start(self.workdir / "sink", nginx.sink_conf(self.workdir / "sink", port),
+                            "nginx-sink", cpu=cpu)
+            p.url = f"http://127.0.0.1:{port}"
+            wait_http(p.url + "/status", p)
+        self.sink = p
+        self.sink_url = p.url + "/api/v1/write"
+
+    def ensure_targets(self, count: int, interval_s: float) -> list[str]:
+        """Serve ``count`` targets whose values move once per ``interval_s``."""
+        assert self.payloads is not None
+        key = (count, 10.0 if interval_s >= 10 else 1.0)
+        addrs = nginx.target_addresses(count)
+        if self.targets_key != key or self.targets_proc is None or not self.targets_proc.alive():
+            if self.targets_proc is not None:
+                self.targets_proc.stop()
+            prefix = self.workdir / "targets"
+            status_port = free_port()
+            text = nginx.targets_conf(prefix, self.payloads, addrs, self.target_port, interval_s, status_port)
+            self.targets_proc = nginx.start(prefix, text, "nginx-targets", cpu=self.args.load_cpu)
+            self.status_url = f"http://127.0.0.1:{status_port}/status"
+            wait_http(self.status_url, self.targets_proc)
+            wait_http(f"http://{addrs[-1]}:{self.target_port}/metrics", self.targets_proc)
+            self.targets_key = key
+        return [f"{a}:{self.target_port}" for a in addrs]
+
+    def sink_count(self) -> float | None:
+        if not self.sink_metrics:
+            return None
+        return fetch_metrics(self.sink_metrics).get("vm_rows_inserted_total", 0.0)
+
+    # -- one agent on one workload ----------------------------------------
+
+    def run_one(self, agent: Agent, wl: Workload, targets: int) -> RunResult:
+        res = RunResult(workload=wl.name, agent=agent.name, targets=targets,
+                        interval_s=wl.interval_s, series_per_target=self.args.series)
+        why = agent.unavailable()
+        addrs = self.ensure_targets(targets, wl.interval_s)
+        job = Job(targets=addrs, interval_s=wl.interval_s, sink_url=self.sink_url)
+        rundir = self.workdir / f"{wl.name}-{targets}-{agent.name}"
+        rundir.mkdir(parents=True, exist_ok=True)
+        if why is not None:
+            res.status = "not yet runnable"
+            res.note = why
+            agent.write_config(rundir, job)  # kept ready for when it runs
+            self._save_config(agent, rundir, wl)
+            log(f"{agent.name}: {why}")
+            return res
+        port = free_port()
+        log(f"{wl.name}: {agent.name} on cpu {self.args.agent_cpu}, {targets} targets every "
+            f"{wl.interval_s:g}s ({targets * self.args.series / wl.interval_s / 1000:.0f}k samples/s offered)")
+        proc = agent.start(rundir, job, port, cpu=self.args.agent_cpu)
+        self._save_config(agent, rundir, wl)
+        sampler = Sampler(proc.pid)
+        load = [Sampler(p.pid) for p in (self.targets_proc, self.sink) if p is not None]
+        try:
+            wait_http(proc.url + agent.ready_path, proc, timeout=60)
+        except (RuntimeError, TimeoutError) as exc:
+            res.status = agent.not_ready_status
+            res.note = f"did not start: {_first_error(proc.log_tail(40)) or exc}"
+            proc.stop()
+            log(f"  {agent.name}: {res.status}: {res.note}")
+            return res
+        try:
+            sampler.start()
+            for s in load:
+                s.start()
+            self._sleep(wl.warmup_s, proc)
+            t0 = time.monotonic()
+            m0 = fetch_metrics(proc.url + agent.metrics_path)
+            r0 = nginx.stub_status(self.status_url).requests
+            k0 = self.sink_count()
+            self._sleep(wl.measure_s, proc)
+            t1 = time.monotonic()
+            m1 = fetch_metrics(proc.url + agent.metrics_path)
+            r1 = nginx.stub_status(self.status_url).requests
+            k1 = self.sink_count()
+            sampler.stop()
+            for s in load:
+                s.stop()
+            cpu, wall = sampler.cpu_between(t0, t1)
+            res.wall_s = wall
+            res.cpu_s = cpu
+            res.scrapes = max(r1 - r0 - 1, 0)  # minus the status read itself
+            a0, a1 = agent.scraped(m0), agent.scraped(m1)
+            res.agent_scraped = None if a0 is None or a1 is None else a1 - a0
+            s0, s1 = agent.sent(m0), agent.sent(m1)
+            res.agent_sent = None if s0 is None or s1 is None else s1 - s0
+            if k0 is not None and k1 is not None:
+                res.arrived = k1 - k0
+            res.rss_steady = sampler.rss_steady(t0, t1)
+            res.rss_peak = sampler.rss_peak()
+            res.load_cores = sum(s.cpu_between(t0, t1)[0] for s in load) / wall
+            res.backlog = _backlog(agent.name, m1)
+            if res.agent_sent is None:
+                res.note = "no sent-samples counter found in the agent's /metrics"
+        except Exception as exc:  # noqa: BLE001 - one agent's failure must not end the run
+            res.status = f"failed: {str(exc).splitlines()[0][:160]}"
+            log(f"{agent.name} failed: {exc}")
+        finally:
+            sampler.stop()
+            for s in load:
+                s.stop()
+            proc.stop()
+        log("  " + report.one_line(res))
+        return res
+
+    def _save_config(self, agent: Agent, rundir: Path, wl: Workload) -> None:
+        if wl.name != "seed":
+            return
+        for path in rundir.iterdir():
+            if path.suffix in (".alloy", ".yml"):
+                self.saved_configs[agent.name + path.suffix] = path.read_text()
+
+    @staticmethod
+    def _sleep(seconds: float, proc: Proc) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+            time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+
+    # -- the max workload ----------------------------------------------------
+
+    def run_max(self, agent: Agent, wl: Workload, heavy: RunResult | None) -> list[RunResult]:
+        """Climb (or descend) the ladder until a passing and a failing rung bracket the agent."""
+        ladder = [max(1, math.ceil(k * 1000 * wl.interval_s / self.args.series)) for k in LADDER_K]
+        ladder = [t for t in ladder if t <= self.args.max_targets]
+        offered = heavy.targets if heavy is not None else self.args.targets
+        if heavy is not None and heavy.ok and heavy.keeps_up:
+            idx = next((i for i, t in enumerate(ladder) if t > offered), len(ladder))
+        else:
+            idx = max(next((i for i, t in enumerate(ladder) if t >= offered), len(ladder)) - 1, 0)
+        out: list[RunResult] = []
+        passed: int | None = None
+        failed: int | None = None
+        for _ in range(self.args.max_steps):
+            if idx < 0 or idx >= len(ladder):
+                break
+            r = self.run_one(agent, wl, ladder[idx])
+            out.append(r)
+            if not r.ok:
+                break
+            if r.keeps_up:
+                passed = idx
+                if failed is not None:
+                    break
+                idx += 1
+            else:
+                failed = idx
+                if passed is not None:
+                    break
+                idx -= 1
+        return out
+
+
+def _first_error(text: str) -> str:
+    """The line of a log most likely to say why a process would not start."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if any(w in ln.lower() for w in ("error", "unrecognized", "invalid", "cannot", "traceback")):
+            return ln[:200]
+    return lines[-1][:200] if lines else ""
+
+
+def _backlog(agent: str, m: dict[str, float]) -> str:
+    if agent == "vmagent" and "vmagent_remotewrite_pending_data_bytes" in m:
+        return f"{m['vmagent_remotewrite_pending_data_bytes'] / 1e6:.1f} MB pending"
+    if "prometheus_remote_storage_samples_pending" in m:
+        return f"{m['prometheus_remote_storage_samples_pending']:.0f} samples pending"
+    return ""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="loadtest/run", description=__doc__)
+    p.add_argument("--workload", default="seed,heavy,max",
+                   help="comma list of seed, heavy, max (default: all three)")
+    p.add_argument("--agents", default="shoal,vmagent,prometheus",
+                   help="comma list of shoal, vmagent, prometheus")
+    p.add_argument("--quick", action="store_true", help="short windows (~2-3 minutes in all), for development")
+    p.add_argument("--duration", type=float, help="measurement window of seed and heavy, seconds")
+    p.add_argument("--warmup", type=float, help="seconds before measuring (default 15 at 10s, 8 at 1s)")
+    p.add_argument("--step", type=float, help="measurement window of each max-workload step, seconds")
+    p.add_argument("--max-steps", type=int, default=4, help="ladder steps per agent in the max workload")
+    p.add_argument("--max-targets", type=int, default=2000, help="most targets the max workload may use")
+    p.add_argument("--targets", type=int, default=200, help="targets in seed and heavy")
+    p.add_argument("--series", type=int, default=1000, help="series per target")
+    p.add_argument("--families", type=int, default=20, help="distinct payloads shared by the targets")
+    p.add_argument("--sink", choices=("nginx", "vm"), default="nginx",
+                   help="nginx answering 204 (free), or VictoriaMetrics counting what arrived")
+    p.add_argument("--no-gzip", action="store_true", help="serve payloads uncompressed even if asked for gzip")
+    p.add_argument("--agent-cpu", type=int, default=1)
+    p.add_argument("--load-cpu", type=int, default=0)
+    p.add_argument("--results", type=Path, default=ROOT / "loadtest" / "results")
+    p.add_argument("--docs", choices=("auto", "yes", "no"), default="auto",
+                   help="update docs/performance.md (auto: full runs only)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs, data)")
+    return p.parse_args(argv)
+
+
+def workloads(args: argparse.Namespace) -> list[Workload]:
+    q = args.quick
+    table = {
+        "seed": Workload("seed", args.targets, 10.0, 15.0 if not q else 12.0, 45.0 if not q else 20.0),
+        "heavy": Workload("heavy", args.targets, 1.0, 8.0 if not q else 5.0, 30.0 if not q else 12.0),
+        "max": Workload("max", 0, 1.0, 8.0 if not q else 5.0, 15.0 if not q else 8.0),
+    }
+    out = []
+    for name in args.workload.split(","):
+        name = name.strip()
+        if name not in table:
+            raise SystemExit(f"unknown workload {name!r}: choose from seed, heavy, max")
+        wl = table[name]
+        if args.duration and name != "max":
+            wl.measure_s = args.duration
+        if args.step and name == "max":
+            wl.measure_s = args.step
+        if args.warmup is not None:
+            wl.warmup_s = args.warmup
+        out.append(wl)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.quick:
+        args.max_steps = min(args.max_steps, 2)
+    wls = workloads(args)
+    names = [a.strip() for a in args.agents.split(",") if a.strip()]
+    for n in names:
+        if n not in AGENTS:
+            raise SystemExit(f"unknown agent {n!r}: choose from {', '.join(AGENTS)}")
+    agents = [AGENTS[n]() for n in names]
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {args.load_cpu})
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    workdir = Path(tempfile.mkdtemp(prefix="shoal-loadtest-"))
+    workdir.chmod(0o755)  # nginx workers (nobody) read the payloads
+    started = time.time()
+    results: list[RunResult] = []
+    interrupted = False
+    try:
+        bench = Bench(args, workdir)
+        max_targets = max([args.targets] + ([args.max_targets] if any(w.name == "max" for w in wls) else []))
+        bench.prepare(max_targets)
+        for wl in wls:
+            for agent in agents:
+                if wl.name == "max":
+                    heavy = next((r for r in results if r.workload == "heavy" and r.agent == agent.name), None)
+                    if agent.unavailable() is not None:
+                        results.append(bench.run_one(agent, wl, args.targets))
+                    else:
+                        results.extend(bench.run_max(agent, wl, heavy))
+                else:
+                    results.append(bench.run_one(agent, wl, wl.targets))
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: stopping every process")
+    finally:
+        stop_all()
+        if args.keep:
+            log(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if not results:
+        return 130 if interrupted else 1
+    meta = report.Meta.collect(agents, args, started, time.time(), interrupted)
+    text = report.render(results, meta, bench.saved_configs)
+    print(text)
+    path = report.write_result(args.results, text, bench.saved_configs, meta)
+    log(f"wrote {path}")
+    full = {w.name for w in wls} == {"seed", "heavy", "max"} and not args.quick and not interrupted
+    if args.docs == "yes" or (args.docs == "auto" and full):
+        report.update_docs(ROOT / "docs" / "performance.md", text, path)
+        log("updated docs/performance.md")
+    return 130 if interrupted else 0
