@@ -1,0 +1,106 @@
+"""One POST of one encoded batch, and what its answer means for the sender.
+
+The client only classifies: ``ok``; ``retry`` (5xx, 429 when allowed, network
+errors and timeouts), with the server's Retry-After when it gave one; or
+``drop`` (any other answer: the backend has rejected the data for good and
+sending it again would only repeat the rejection). Retrying in place and
+waiting is the shard's job.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+import agent
+from agent.httpconfig import HTTPClientConfig
+from agent.remote.backoff import parse_retry_after
+
+USER_AGENT = f"Shoal/{agent.__version__}"
+_PROTOCOL_HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+    "User-Agent": USER_AGENT,
+}
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, for logs, errors and the API."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(slots=True)
+class SendResult:
+    outcome: str  # "ok" | "retry" | "drop"
+    status: int = 0  # HTTP status, 0 when no answer came
+    reason: str = ""  # for the drop counter's label and the status page
+    detail: str = ""
+    retry_after: float | None = None
+    duration: float = 0.0
+
+
+class WriteClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        http: HTTPClientConfig | None = None,
+        retry_on_http_429: bool = True,
+    ) -> None:
+        self.url = url
+        self.safe_url = redact_url(url)
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        self.http = http or HTTPClientConfig()
+        self.retry_on_http_429 = retry_on_http_429
+        self._client = self.http.build_async_client(timeout)
+
+    async def send(self, body: bytes, attempt: int = 0) -> SendResult:
+        headers = {**self.headers, **self.http.request_headers(), **_PROTOCOL_HEADERS}
+        if attempt > 0:
+            headers["Retry-Attempt"] = str(attempt)
+        t0 = time.monotonic()
+        try:
+            resp = await self._client.post(self.url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            return SendResult("retry", 0, "timeout", f"{type(exc).__name__} after {self.timeout}s",
+                              duration=time.monotonic() - t0)
+        except httpx.TransportError as exc:
+            return SendResult("retry", 0, "network", _describe(exc, self.url, self.safe_url),
+                              duration=time.monotonic() - t0)
+        except httpx.HTTPError as exc:  # pragma: no cover - protocol oddities; retrying is the safe answer
+            return SendResult("retry", 0, "http", _describe(exc, self.url, self.safe_url),
+                              duration=time.monotonic() - t0)
+        took = time.monotonic() - t0
+        code = resp.status_code
+        if 200 <= code < 300:
+            return SendResult("ok", code, duration=took)
+        text = resp.text[:256].strip()
+        detail = f"server returned HTTP status {code} {resp.reason_phrase}: {text}"
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        if code == 429:
+            if self.retry_on_http_429:
+                return SendResult("retry", code, "http_429", detail, retry_after, took)
+            return SendResult("drop", code, "http_429", detail, duration=took)
+        if code >= 500:
+            return SendResult("retry", code, f"http_{code}", detail, retry_after, took)
+        return SendResult("drop", code, f"http_{code}", detail, duration=took)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _describe(exc: Exception, url: str, safe: str) -> str:
+    return f"{type(exc).__name__}: {str(exc).replace(url, safe)}"[:300]

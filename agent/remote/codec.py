@@ -1,0 +1,89 @@
+"""Remote-Write 1.0 encoding by hand, and decoding through the protobuf library.
+
+A WriteRequest is a run of ``timeseries`` fields (tag 1), each holding
+``labels`` (tag 1) and ``samples`` (tag 2). The label part of a series never
+changes, so it is encoded once per series and kept; a sample then costs three
+byte-string appends: a cached prefix (TimeSeries header + labels + Sample
+header), the 8 value bytes, and the timestamp field cached per distinct
+timestamp (one scrape's samples share one). The prefix assumes a 6-byte
+timestamp varint, true for every millisecond timestamp from 1971 to 2109;
+anything else takes ``encode_timeseries``, the general path.
+
+One sample per TimeSeries, as Prometheus sends: grouping by series would cost
+a dictionary per request and save little, since a batch rarely holds two
+samples of one series.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import cramjam
+
+from agent.labels import Labels
+
+pack_double = struct.Struct("<d").pack
+_TS_MIN = 1 << 35
+_TS_MAX = 1 << 42
+
+
+def varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field_bytes(tag: int, data: bytes) -> bytes:
+    return bytes((tag,)) + varint(len(data)) + data
+
+
+def encode_labels(labels: Labels) -> bytes:
+    """The ``labels`` fields of a TimeSeries, for a sorted label set."""
+    out = bytearray()
+    for name, value in labels:
+        out += _field_bytes(0x0A, _field_bytes(0x0A, name.encode()) + _field_bytes(0x12, value.encode()))
+    return bytes(out)
+
+
+def sample_prefix(label_bytes: bytes) -> bytes:
+    """Everything of a one-sample TimeSeries field up to the value bytes (6-byte timestamp form)."""
+    return b"\x0a" + varint(len(label_bytes) + 18) + label_bytes + b"\x12\x10\x09"
+
+
+def ts_field(ts: int) -> bytes | None:
+    """``0x10 + varint(ts)`` when it is the 6-byte form ``sample_prefix`` assumes, else None."""
+    if _TS_MIN <= ts < _TS_MAX:
+        return b"\x10" + varint(ts)
+    return None
+
+
+def encode_timeseries(label_bytes: bytes, ts: int, value: float) -> bytes:
+    """The general path: one TimeSeries field with one sample, any timestamp."""
+    sample = b"\x09" + pack_double(value) + b"\x10" + varint(ts)
+    body = label_bytes + b"\x12" + varint(len(sample)) + sample
+    return b"\x0a" + varint(len(body)) + body
+
+
+def compress(body: bytes | bytearray) -> bytes:
+    return bytes(cramjam.snappy.compress_raw(body))
+
+
+def decompress(body: bytes) -> bytes:
+    return bytes(cramjam.snappy.decompress_raw(body))
+
+
+def decode_write_request(body: bytes, compressed: bool = True) -> list[tuple[Labels, list[tuple[int, float]]]]:
+    """Decode with the protobuf library: ``[(labels, [(ts, value), ...]), ...]`` in wire order."""
+    from agent.remote.proto import WriteRequest
+
+    req = WriteRequest()
+    req.ParseFromString(decompress(body) if compressed else body)
+    return [
+        (tuple((lb.name, lb.value) for lb in ts.labels), [(s.timestamp, s.value) for s in ts.samples])
+        for ts in req.timeseries
+    ]

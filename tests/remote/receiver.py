@@ -1,0 +1,83 @@
+"""A small real HTTP server that receives remote-write requests, for narrow edge cases.
+
+Runs on the test's event loop on a free loopback port. A ``responder`` decides
+each answer (status, headers, body) so a test can script 500s, 429s with
+Retry-After, or a 400; accepted requests are decoded with the protobuf library
+and kept in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.remote.codec import decode_write_request
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def ok(_req: Request) -> Answer:
+    return 204, {}, b""
+
+
+@dataclass
+class Receiver:
+    responder: Callable[[Request], Answer] = ok
+    requests: list[Request] = field(default_factory=list)
+    accepted: list[tuple[tuple[tuple[str, str], ...], int, float]] = field(default_factory=list)
+    url: str = ""
+    _server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> Receiver:
+        self._server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api/v1/write"
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                req = Request(method, path, headers, body)
+                self.requests.append(req)
+                status, rh, rb = self.responder(req)
+                if 200 <= status < 300:
+                    try:
+                        decoded = decode_write_request(body)
+                    except Exception as exc:  # noqa: BLE001 - a bad body is a 400, as a backend says
+                        status, rh, rb = 400, {}, f"cannot decode: {exc}".encode()
+                        decoded = []
+                    for labels, samples in decoded:
+                        for ts, v in samples:
+                            self.accepted.append((labels, ts, v))
+                out = [f"HTTP/1.1 {status} X", f"Content-Length: {len(rb)}"]
+                out += [f"{k}: {v}" for k, v in rh.items()]
+                writer.write(("\r\n".join(out) + "\r\n\r\n").encode() + rb)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+
+import pytest
+
+from agent.httpconfig import BasicAuth, HTTPClientConfig
+from agent.remote import codec
+from agent.remote.backoff import Backoff, parse_retry_after
+from agent.remote.client import USER_AGENT, WriteClient, redact_url
+from tests.remote.receiver import Receiver
+
+
+def test_backoff_is_jittered_within_min_and_the_doubling_cap():
+    b = Backoff(0.03, 5.0, random.Random(1))
+    assert b.delay(1) == 0.03
+    for attempt in range(2, 20):
+        cap = min(5.0, 0.03 * 2 ** (attempt - 1))
+        ds = [b.delay(attempt) for _ in range(200)]
+        assert all(0.03 <= d <= cap for d in ds)
+        if cap > 0.1:
+            assert max(ds) - min(ds) > (cap - 0.03) / 4  # spread, not a fixed step
+    assert Backoff(1.0, 0.5).delay(9) == 1.0  # max below min: min wins
+
+
+def test_retry_after_seconds_and_http_date():
+    assert parse_retry_after("7") == 7.0
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after(date, now=now) == pytest.approx(30.0)
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    for bad in (None, "", "soon", "-3", "1.5e3"):
+        assert parse_retry_after(bad) is None
+
+
+def test_redact_url():
+    assert redact_url("https://u:secret@host:9/api?x=1") == "https://host:9/api?x=1"
+    assert redact_url("http://h/api") == "http://h/api"
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_status_codes_are_classified_and_headers_sent():
+    script = [
+        (500, {}, b"boom"),
+        (503, {"Retry-After": "2"}, b""),
+        (429, {"Retry-After": "3"}, b"slow down"),
+        (400, {}, b"out of order sample"),
+        (404, {}, b""),
+        (204, {}, b""),
+    ]
+
+    async def main():
+        it = iter(script)
+        rx = await Receiver(lambda _r: next(it)).start()
+        http = HTTPClientConfig(basic_auth=BasicAuth("u", "pw"))
+        c = WriteClient(rx.url, headers={"X-Scope-OrgID": "t1", "Content-Type": "text/plain"}, http=http)
+        results = [await c.send(codec.compress(b""), attempt=i) for i in range(len(script))]
+        await c.aclose()
+        await rx.stop()
+        return rx, results
+
+    rx, results = _run(main())
+    assert [r.outcome for r in results] == ["retry", "retry", "retry", "drop", "drop", "ok"]
+    assert results[1].retry_after == 2.0 and results[2].retry_after == 3.0
+    assert results[3].reason == "http_400" and "out of order" in results[3].detail
+    h0, h1 = rx.requests[0].headers, rx.requests[1].headers
+    assert h0["content-encoding"] == "snappy"
+    assert h0["content-type"] == "application/x-protobuf"  # a user header cannot break the protocol
+    assert h0["x-prometheus-remote-write-version"] == "0.1.0"
+    assert h0["user-agent"] == USER_AGENT and h0["x-scope-orgid"] == "t1"
+    assert h0["authorization"].startswith("Basic ")
+    assert "retry-attempt" not in h0 and h1["retry-attempt"] == "1"
+
+
+def test_429_is_dropped_when_retry_on_http_429_is_off():
+    async def main():
+        rx = await Receiver(lambda _r: (429, {}, b"")).start()
+        c = WriteClient(rx.url, retry_on_http_429=False)
+        r = await c.send(b"x")
+        await c.aclose()
+        await rx.stop()
+        return r
+
+    r = _run(main())
+    assert (r.outcome, r.reason) == ("drop", "http_429")
+
+
+def test_connection_refused_is_retried_and_credentials_stay_out_of_the_message():
+    async def main():
+        rx = await Receiver().start()
+        url = rx.url.replace("http://", "http://user:hunter2@")
+        await rx.stop()  # nothing listens there any more
+        c = WriteClient(url, timeout=2)
+        r = await c.send(b"x")
+        await c.aclose()
+        return r
+
+    r = _run(main())
+    assert r.outcome == "retry" and r.status == 0 and "hunter2" not in r.detail
