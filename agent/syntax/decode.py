@@ -136,7 +136,12 @@ def schema_of(cls: type) -> _Schema:
         return info
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass schema")
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError as exc:
+        raise TypeError(
+            f"cannot resolve the field types of {cls.__qualname__} ({exc}); define schemas at module level"
+        ) from None
     fields: list[_Field] = []
     for f in dataclasses.fields(cls):
         spec: FieldSpec | None = f.metadata.get(_META_KEY)
