@@ -1,0 +1,57 @@
+"""What every component is: built from its arguments, run as one task, updated in place.
+
+A component never restarts on reload: the controller calls ``update(args)``
+with the new arguments instead, which is what keeps a remote-write WAL open
+across configuration changes. ``run`` is cancelled on shutdown or removal; a
+component releases what it holds in ``run``'s ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.runtime.health import Health
+
+
+@dataclass(slots=True)
+class Options:
+    """What the runtime gives a component besides its arguments."""
+
+    id: str
+    name: str
+    # Folder this component may keep state in: <storage.path>/<id>.
+    data_path: Path
+    # The agent's own HTTP address (host:port), for prometheus.exporter.self.
+    http_address: str
+    # Publish new exports; dependants are re-evaluated if they changed.
+    on_state_change: Callable[[Any], None]
+    logger: Any
+
+    def set_exports(self, exports: Any) -> None:
+        self.on_state_change(exports)
+
+
+class Component:
+    """Base class with the defaults most components want."""
+
+    def __init__(self, opts: Options, args: Any) -> None:
+        self.opts = opts
+        self.args = args
+
+    async def run(self) -> None:
+        """Runs until cancelled. The default has nothing to do in the background."""
+        await asyncio.Event().wait()
+
+    async def update(self, args: Any) -> None:
+        self.args = args
+
+    def current_health(self) -> Health | None:
+        """Health the component itself reports (None: nothing to add to the runtime's view)."""
+        return None
+
+    def debug_info(self) -> Any:
+        return None
