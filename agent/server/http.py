@@ -1,0 +1,73 @@
+"""Serving the app with uvicorn inside the agent's own event loop.
+
+The socket is bound before anything starts, so an address in use is a clean
+error rather than an exit from inside a task; signals stay the agent's
+(uvicorn would otherwise take SIGTERM for itself and skip our shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def parse_listen_addr(addr: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6; an empty host listens on every address)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid listen address {addr!r}: want host:port")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def bind(addr: str) -> socket.socket:
+    host, port = parse_listen_addr(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class HTTPServer:
+    def __init__(self, app: Starlette, sock: socket.socket) -> None:
+        self.sock = sock
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+        self._server = _Server(config)
+        self._task: asyncio.Task | None = None
+
+    @property
+    def address(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"{host}:{port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]), name="http-server")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("HTTP server exited during startup")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
