@@ -41,7 +41,11 @@ def body_fields(obj: Any) -> list[tuple[str, str, Any]]:
     """``(alloy_name, "attr" | "block", value)`` for each field of a decoded schema instance."""
     from agent.syntax import decode
 
-    return [(f.name, f.kind, getattr(obj, f.attr_name)) for f in decode.schema_of(type(obj)).fields]
+    return [
+        (f.name, f.kind, getattr(obj, f.attr_name))
+        for f in decode.schema_of(type(obj)).fields
+        if not f.attr_name.startswith("_")
+    ]
 
 
 def is_schema(obj: Any) -> bool:

@@ -47,6 +47,8 @@ def value(v: Any) -> dict[str, Any]:
         return {"type": "null"}
     if isinstance(v, Secret):
         return {"type": "string", "value": SECRET}
+    if isinstance(v, Duration):
+        return {"type": "string", "value": str(v)}
     if isinstance(v, bool):
         return {"type": "bool", "value": v}
     if isinstance(v, int):
@@ -55,8 +57,6 @@ def value(v: Any) -> dict[str, Any]:
         return {"type": "number", "value": v if math.isfinite(v) else str(v)}
     if isinstance(v, str):
         return {"type": "string", "value": v}
-    if isinstance(v, Duration):
-        return {"type": "string", "value": str(v)}
     if isinstance(v, list | tuple):
         return {"type": "array", "value": [value(x) for x in v]}
     if isinstance(v, dict):
