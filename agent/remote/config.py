@@ -1,0 +1,58 @@
+"""Settings of remote write, with Alloy's argument names and defaults.
+
+``prometheus.remote_write`` decodes its ``endpoint``, ``queue_config`` and
+``wal`` blocks into these; durations are seconds. Credentials live in
+``http`` and ``headers``, which are kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.httpconfig import HTTPClientConfig
+
+
+@dataclass(slots=True)
+class QueueConfig:
+    capacity: int = 10000  # samples buffered per shard before the WAL reader waits
+    max_shards: int = 50
+    min_shards: int = 1
+    max_samples_per_send: int = 2000
+    batch_send_deadline: float = 5.0
+    min_backoff: float = 0.03
+    max_backoff: float = 5.0
+    retry_on_http_429: bool = True
+    sample_age_limit: float = 0.0  # 0: no limit
+
+
+@dataclass(slots=True)
+class EndpointConfig:
+    name: str = ""
+    url: str = ""
+    remote_timeout: float = 30.0
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    http: HTTPClientConfig = field(default_factory=HTTPClientConfig, repr=False)
+    send_exemplars: bool = True
+    send_native_histograms: bool = False
+    protobuf_message: str = "prometheus.WriteRequest"
+    write_relabel_rules: list[Any] = field(default_factory=list)  # agent.relabel.Rule
+    queue: QueueConfig = field(default_factory=QueueConfig)
+
+    def key(self) -> str:
+        """Identity of the endpoint's queue and durable position: its name, else a hash of its URL.
+
+        The same key across a reload means "the same endpoint, maybe changed";
+        it keeps its position.
+        """
+        if self.name:
+            return self.name
+        return hashlib.sha256(self.url.encode()).hexdigest()[:6]
+
+
+@dataclass(slots=True)
+class WALOptions:
+    truncate_frequency: float = 7200.0
+    min_keepalive_time: float = 300.0
+    max_keepalive_time: float = 28800.0

@@ -1,0 +1,182 @@
+"""A shard: one sender with one batch in flight, retried in place until it is done.
+
+The queue's reader appends encoded samples straight into ``buf`` (a shard
+never sees a sample object) and cuts a batch when ``max_samples_per_send`` is
+reached; the shard cuts a partial batch itself when its oldest buffered sample
+has waited ``batch_send_deadline``. A batch is sent, and on a retryable answer
+sent again after a full-jitter backoff, until it is accepted or rejected for
+good: so one series' samples, which always land in the same shard, leave in
+the order they were written. Only then does the shard's acknowledged
+position move past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.remote.backoff import Backoff
+from agent.remote.client import SendResult, WriteClient
+from agent.remote.codec import compress
+from agent.remote.position import Point
+
+
+@dataclass(slots=True)
+class Batch:
+    body: bytes  # uncompressed concatenation of TimeSeries fields
+    count: int
+    end: Point  # the shard's acknowledged position once this batch is done
+    max_ts: int
+
+
+class ShardMetrics:
+    """Children of the queue's metrics, resolved once per queue so sends do no label look-ups."""
+
+    def __init__(self, sent, failed, retried, highest_sent, duration, bytes_sent) -> None:  # noqa: ANN001
+        self.sent = sent
+        self.failed = failed
+        self.retried = retried
+        self.highest_sent = highest_sent
+        self.duration = duration
+        self.bytes_sent = bytes_sent
+
+
+class Shard:
+    def __init__(
+        self,
+        index: int,
+        start: Point,
+        *,
+        client: WriteClient,
+        backoff: Backoff,
+        max_samples: int,
+        deadline: float,
+        metrics: ShardMetrics,
+        dispatched: Callable[[], Point],
+        on_done: Callable[[Shard, Batch, SendResult], None],
+    ) -> None:
+        self.index = index
+        self.acked: Point = start
+        self.buf = bytearray()
+        self.count = 0
+        self.buf_max_ts = 0
+        self.first_at = 0.0  # monotonic time the oldest buffered sample arrived
+        self.ready: deque[Batch] = deque()
+        self.inflight: Batch | None = None
+        self.attempt = 0
+        self.client = client
+        self.backoff = backoff
+        self.max_samples = max_samples
+        self.deadline = deadline
+        self.metrics = metrics
+        self._dispatched = dispatched
+        self._on_done = on_done
+        self._wake = asyncio.Event()  # new data or a cut batch
+        self._stop = asyncio.Event()  # interrupts a backoff wait; new data must not
+        self.stopping = False
+
+    # Called by the reader, between dispatches (same thread, never concurrently with run()).
+
+    def cut(self, end: Point) -> None:
+        self.ready.append(Batch(bytes(self.buf), self.count, end, self.buf_max_ts))
+        self.buf = bytearray()
+        self.count = 0
+        self.first_at = 0.0
+        self._wake.set()
+
+    def touched(self, now: float, max_ts: int) -> None:
+        """After a record was dispatched: start the deadline clock, note the newest timestamp."""
+        if self.count and not self.first_at:
+            self.first_at = now
+            self._wake.set()
+        if max_ts > self.buf_max_ts:
+            self.buf_max_ts = max_ts
+
+    def pending(self) -> int:
+        n = self.count
+        for b in self.ready:
+            n += b.count
+        if self.inflight is not None:
+            n += self.inflight.count
+        return n
+
+    def idle(self) -> bool:
+        return not self.count and not self.ready and self.inflight is None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def flush_soon(self) -> None:
+        """Send the partial batch without waiting for the deadline."""
+        if self.count and not self.ready:
+            self.first_at = -self.deadline
+            self._wake.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._stop.set()
+        self._wake.set()
+
+    # The shard's own task.
+
+    async def run(self) -> None:
+        while True:
+            batch = await self._take()
+            if batch is None:
+                return
+            self.inflight = batch
+            result = await self._send(batch)
+            if result is None:  # stopping mid-retry: the batch stays in flight, unacknowledged
+                return
+            self.inflight = None
+            self.acked = batch.end
+            self._on_done(self, batch, result)
+
+    async def _take(self) -> Batch | None:
+        while True:
+            if self.stopping:
+                return None
+            if self.ready:
+                return self.ready.popleft()
+            timeout: float | None = None
+            if self.count:
+                timeout = self.first_at + self.deadline - time.monotonic() if self.first_at else self.deadline
+                if timeout <= 0:
+                    self.cut(self._dispatched())
+                    continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _send(self, batch: Batch) -> SendResult | None:
+        body = compress(batch.body)
+        self.attempt = 0
+        while True:
+            result = await self.client.send(body, self.attempt)
+            self.metrics.duration.observe(result.duration)
+            if result.outcome == "ok":
+                self.metrics.sent.inc(batch.count)
+                self.metrics.bytes_sent.inc(len(body))
+                if batch.max_ts:
+                    self.metrics.highest_sent.set(batch.max_ts / 1000.0)
+                return result
+            if result.outcome == "drop":
+                self.metrics.failed.inc(batch.count)
+                return result
+            self.metrics.retried.inc(batch.count)
+            self._on_done(self, batch, result)  # reports the error; position unchanged
+            self.attempt += 1
+            delay = self.backoff.delay(self.attempt)
+            if result.retry_after is not None:
+                delay = max(delay, result.retry_after)
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except TimeoutError:
+                pass
+            if self.stopping:
+                return None

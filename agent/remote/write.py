@@ -1,0 +1,295 @@
+"""RemoteWrite: the WAL plus one queue per endpoint, as one Appendable.
+
+This is the whole engine behind ``prometheus.remote_write``: scrapes append
+batches (written to the WAL at once, on the caller's thread, one write() per
+batch), each endpoint's queue follows the WAL from its own durable position,
+and a truncation loop checkpoints and deletes what every endpoint has sent.
+It knows nothing of components; the component builds the settings and calls
+``start``, ``update``, ``stop`` and ``status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent.remote import metrics as m
+from agent.remote.config import EndpointConfig, WALOptions
+from agent.remote.position import Position, PositionStore
+from agent.remote.queue import EndpointQueue, QueueStats
+from agent.storage import SampleBatch
+from agent.wal import WAL, WALWriteError
+from agent.wal import metrics as walm
+from agent.wal import record as walrec
+from agent.wal import segment as walseg
+from agent.wal.reader import read_all
+
+log = structlog.get_logger("remote.write")
+
+FSYNC_INTERVAL = 1.0  # the power-cut window for appended samples (docs/wal.md)
+PRESTART_LIMIT = 1_000_000  # samples held in memory before start(); beyond it, dropped and counted
+STOP_GRACE = 5.0
+
+
+class RemoteWrite:
+    def __init__(
+        self,
+        directory: Path,
+        endpoints: list[EndpointConfig],
+        external_labels: dict[str, str],
+        wal: WALOptions,
+    ) -> None:
+        self.directory = Path(directory)
+        self.endpoints = list(endpoints)
+        self.external_labels = dict(external_labels)
+        self.options = wal
+        self.component_id = self.directory.parent.name
+        self.wal = WAL(self.directory, metrics_id=self.component_id)
+        self.store = PositionStore(self.directory / "positions")
+        self.queues: dict[str, EndpointQueue] = {}
+        self._prestart: list[SampleBatch] = []
+        self._prestart_n = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._fsync_wake: asyncio.Event | None = None
+        self._started = False
+        self._stopped = False
+        self._last_truncate = time.monotonic()
+        self._write_error_logged = 0.0
+        self._m_highest = m.highest_timestamp.labels(self.component_id)
+        self._highest_ts = 0
+        self.last_truncation: dict[str, Any] = {}
+
+    # ------------------------------------------------------------- appending
+
+    def append(self, batch: SampleBatch) -> None:
+        """Write a batch to the WAL now; queues pick it up from there. Never raises for I/O trouble."""
+        n = len(batch.values)
+        if not n or self._stopped:
+            return
+        if not self._started:
+            if self._prestart_n + n > PRESTART_LIMIT:
+                walm.samples_dropped.labels(self.component_id, "not_started").inc(n)
+                return
+            self._prestart.append(batch)
+            self._prestart_n += n
+            return
+        self._write(batch)
+
+    def _write(self, batch: SampleBatch) -> None:
+        try:
+            self.wal.append(batch.labels, batch.timestamps, batch.values)
+        except WALWriteError as exc:
+            now = time.monotonic()
+            if now - self._write_error_logged > 10:
+                self._write_error_logged = now
+                log.error("WAL write failed, batch dropped", dir=str(self.directory), reason=exc.reason,
+                          samples=exc.samples, error=self.wal.last_error)
+            return
+        mts = max(batch.timestamps)
+        if mts > self._highest_ts:
+            self._highest_ts = mts
+            self._m_highest.set(mts / 1000.0)
+        for q in self.queues.values():
+            q.wake()
+        if self._fsync_wake is not None:
+            self._fsync_wake.set()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        report = await asyncio.to_thread(self.wal.open)
+        log.info("WAL replayed", dir=str(self.directory), series=report.series, segments=report.segments,
+                 corruptions=len(report.corruptions))
+        start_at = self.wal.head()
+        self._started = True
+        pre, self._prestart, self._prestart_n = self._prestart, [], 0
+        for b in pre:
+            self._write(b)
+        for ep in self.endpoints:
+            await self._start_queue(ep, start_at)
+        self._fsync_wake = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._fsync_loop(), name="wal-fsync"),
+            asyncio.create_task(self._truncate_loop(), name="wal-truncate"),
+        ]
+
+    async def _start_queue(self, ep: EndpointConfig, start_at: tuple[int, int], stats: QueueStats | None = None) -> None:
+        q = EndpointQueue(ep, self.wal, self.store, self.external_labels, component_id=self.component_id,
+                          stats=stats, on_corrupt_active=self._rotate_after_corruption)
+        self.queues[q.key] = q
+        await q.start(start_at)
+
+    def _rotate_after_corruption(self) -> None:
+        """A bad frame in the active segment: new data goes to a fresh segment, past it."""
+        self.wal.rotate()
+        for q in self.queues.values():
+            q.wake()
+
+    async def update(self, endpoints: list[EndpointConfig], external_labels: dict[str, str], wal: WALOptions) -> None:
+        """Apply new settings; the WAL stays. Added endpoints start now, changed ones keep their position."""
+        self.options = wal
+        ext_changed = dict(external_labels) != self.external_labels
+        self.external_labels = dict(external_labels)
+        if not self._started:
+            self.endpoints = list(endpoints)
+            return
+        old = {ep.key(): ep for ep in self.endpoints}
+        new = {ep.key(): ep for ep in endpoints}
+        self.endpoints = list(endpoints)
+        for key in old.keys() - new.keys():
+            q = self.queues.pop(key)
+            await q.stop(STOP_GRACE)
+            self.store.delete(key)  # a removed endpoint must not hold back truncation
+        for key, ep in new.items():
+            if key in old and old[key] == ep and not ext_changed:
+                continue
+            if key in self.queues:
+                q = self.queues.pop(key)
+                await q.stop(STOP_GRACE)
+                await self._start_queue(ep, self.wal.head(), q.stats)
+            else:
+                self.store.delete(key)
+                await self._start_queue(ep, self.wal.head())
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop sending (in-flight requests get ``grace`` seconds), then sync and close the WAL."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(q.stop(grace) for q in self.queues.values()), return_exceptions=True)
+        if self._started:
+            await asyncio.to_thread(self.wal.close)
+
+    # ----------------------------------------------------------------- fsync
+
+    async def _fsync_loop(self) -> None:
+        assert self._fsync_wake is not None
+        while True:
+            await self._fsync_wake.wait()
+            self._fsync_wake.clear()
+            if self.wal.dirty:
+                await asyncio.to_thread(self.wal.sync)
+            await asyncio.sleep(FSYNC_INTERVAL)
+
+    # ------------------------------------------------------------ truncation
+
+    async def _truncate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, max(1.0, self.options.truncate_frequency)))
+            if time.monotonic() - self._last_truncate < self.options.truncate_frequency:
+                continue
+            self._last_truncate = time.monotonic()
+            try:
+                await self.truncate()
+            except Exception as exc:  # noqa: BLE001 - truncation failing must not stop the agent
+                walm.truncations_failed.labels(self.component_id).inc()
+                log.error("WAL truncation failed", dir=str(self.directory), error=str(exc))
+            await asyncio.to_thread(self.wal.size)
+
+    async def truncate(self, now: float | None = None) -> int:
+        """Checkpoint and delete the segments every endpoint has sent (bounded by the keepalive times).
+
+        Returns the last segment deleted, or -1. A segment is deleted when every
+        endpoint's durable position is past it and it is older than
+        ``min_keepalive_time``, or, whatever the endpoints, when it is older than
+        ``max_keepalive_time``: endpoints that had not sent it then skip it and
+        count its samples as dropped.
+        """
+        now = time.time() if now is None else now
+        if self.wal.head()[1] > 0:
+            self.wal.rotate()  # so the data of this period can go at the next one
+        self.wal.new_generation()
+        active = self.wal.segment
+        lows = {k: (q.committed() or Position([(0, 0, 0)])).low() for k, q in self.queues.items()}
+        low_seg = min((s for s, _ in lows.values()), default=active)
+        upto = -1
+        for s in self.wal.segments():
+            if s >= active:
+                break
+            try:
+                mtime = os.stat(walseg.segment_path(self.directory, s)).st_mtime
+            except FileNotFoundError:
+                continue
+            sent = s < low_seg
+            if (sent and mtime <= now - self.options.min_keepalive_time) or mtime <= now - self.options.max_keepalive_time:
+                upto = s
+            else:
+                break
+        self.last_truncation = {"time": now, "upto": upto, "active": active}
+        if upto < 0:
+            return -1
+        # Endpoints that had not sent everything up to ``upto``: count what they lose, move them on.
+        for key, (s, o) in lows.items():
+            if s <= upto:
+                q = self.queues[key]
+                lost = await asyncio.to_thread(self._count_samples, (s, o), upto)
+                await q.stop(0)
+                q.stats.dropped["wal_truncated"] = q.stats.dropped.get("wal_truncated", 0) + lost
+                m.samples_dropped.labels(self.component_id, q.remote_name, q.safe_url, "wal_truncated").inc(lost)
+                log.warning("WAL data older than max_keepalive_time deleted before it was sent",
+                            remote_name=q.remote_name, samples=lost)
+                n = len(q.committed().points) if q.committed() else 1
+                await asyncio.to_thread(self.store.save, key, Position.uniform(upto + 1, 0, n))
+                del self.queues[key]
+                ep = next(e for e in self.endpoints if e.key() == key)
+                await self._start_queue(ep, self.wal.head(), q.stats)
+        keep, gone = self.wal.checkpoint_series(upto)
+        for q in self.queues.values():
+            q.forget(gone)
+        freed = await asyncio.to_thread(self.wal.write_checkpoint, upto, keep)
+        log.info("WAL truncated", dir=str(self.directory), upto=upto, series_kept=len(keep),
+                 series_forgotten=len(gone), bytes_freed=freed)
+        return upto
+
+    def _count_samples(self, start: tuple[int, int], upto: int) -> int:
+        total = 0
+        for s in self.wal.segments():
+            if s < start[0] or s > upto:
+                continue
+            r = read_all(walseg.segment_path(self.directory, s), start[1] if s == start[0] else 0,
+                         types=frozenset({walrec.SAMPLES}))
+            total += sum(walrec.samples_count(rec.payload) for rec in r.records)
+        return total
+
+    # ---------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        segs = self.wal.segments()
+        return {
+            "wal": {
+                "directory": str(self.directory),
+                "segments": len(segs),
+                "first_segment": segs[0] if segs else None,
+                "current_segment": self.wal.segment,
+                "size_bytes": walseg.dir_size(self.directory),
+                "series": len(self.wal.labels_by_ref),
+                "last_error": self.wal.last_error,
+                "last_truncation": dict(self.last_truncation),
+            },
+            "endpoints": [q.status() for q in self.queues.values()],
+        }
+
+    async def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queue has sent everything appended so far (tests, shutdown helpers)."""
+        deadline = time.monotonic() + timeout
+        head = self.wal.head()
+        while time.monotonic() < deadline:
+            if all(
+                q.dispatched[:2] >= head and q.pending() == 0 for q in self.queues.values()
+            ):
+                return True
+            for q in self.queues.values():
+                q.wake()
+                for s in q.shards:
+                    s.flush_soon()
+            await asyncio.sleep(0.02)
+        return False
+
