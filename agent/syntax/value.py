@@ -370,6 +370,11 @@ def parse_number(s: str) -> int | float:
         raise ValueError("empty string")
     if s[0] == "-":
         if any(c in s for c in ".eE"):
+            # Alloy (ParseInt on any leading "-") rejects "-1.5"; accepting it is the kinder reading.
+            if "_" in s or s.strip() != s or s[1:2] in ("-", "+"):
+                raise ValueError(s)
+            return float(s)
+        if not s[1:].isascii() or not s[1:].isdigit():
             raise ValueError(s)
         n = int(s, 10)
         if n < INT_MIN:

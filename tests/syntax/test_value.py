@@ -138,7 +138,14 @@ def test_format_number_is_go_formatfloat_f(value, text):
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("15", 15), ("-2", -2), ("1.5", 1.5), ("1e3", 1000.0), ("18446744073709551615", 2**64 - 1)],
+    [
+        ("15", 15),
+        ("-2", -2),
+        ("1.5", 1.5),
+        ("-1.5", -1.5),
+        ("1e3", 1000.0),
+        ("18446744073709551615", 2**64 - 1),
+    ],
 )
 def test_parse_number_accepts_alloy_numeric_strings(text, value):
     n = parse_number(text)
@@ -146,7 +153,8 @@ def test_parse_number_accepts_alloy_numeric_strings(text, value):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "abc", " 1", "1 ", "18446744073709551616", "--1", "0x10", "1_000", "-1.5"]
+    "text",
+    ["", "abc", " 1", "1 ", "18446744073709551616", "--1", "0x10", "1_000", "-1_0", "- 1", "-+1.5"],
 )
 def test_parse_number_rejects_the_rest(text):
     with pytest.raises(ValueError):
