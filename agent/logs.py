@@ -24,10 +24,18 @@ def _renderer(fmt: str) -> Any:
     return structlog.processors.LogfmtRenderer(key_order=["ts", "level", "msg"], drop_missing=True)
 
 
+def _alloy_level(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Alloy writes ``level=warn``, and alerting rules match on it."""
+    if event.get("level") == "warning":
+        event["level"] = "warn"
+    return event
+
+
 def _shared() -> list[Any]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
+        _alloy_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
         structlog.processors.format_exc_info,
         structlog.processors.EventRenamer("msg"),

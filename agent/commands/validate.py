@@ -39,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def main(args: argparse.Namespace) -> int:
     try:
-        _, ok = load_and_report(args.paths)
+        from agent.runtime.check import check_files
+
+        _, ok = load_and_report(args.paths, check=check_files)
     except Exception as exc:  # noqa: BLE001 - a bug of ours still must not print a traceback
         print(f"shoal validate: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -92,6 +94,7 @@ def load_and_report(
             diags.extend(evaluate_constants(f))
     if check is not None and files:
         diags.extend(check(files))
+        diags = list(dict.fromkeys(diags))  # the check may find a constant's error again
     for d in diags:
         print(render(d, sources.get(d.pos.file)), file=out)
     if diags:

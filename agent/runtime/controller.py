@@ -89,9 +89,8 @@ def decode_settings(block: ast.Block) -> Any:
     return decode.decode_body(block.body, CONFIG_BLOCKS[block.full_name], vm.Scope({}, None), block.pos)
 
 
-def _attribute_ranges(decl: Decl, targets: set[str]) -> list[tuple[Pos, Pos]]:
-    """Source ranges of the attributes of ``decl`` that reference any component in ``targets``."""
-    ref_pos = [r.pos for r in decl.refs if r.target in targets]
+def _attribute_ranges(decl: Decl, ref_pos: list[Pos]) -> list[tuple[Pos, Pos]]:
+    """Source ranges of the attributes of ``decl`` that hold any of the references at ``ref_pos``."""
     out: list[tuple[Pos, Pos]] = []
     if not ref_pos:
         return out
@@ -175,9 +174,9 @@ class Controller:
         """
         from agent.runtime import graph as graphmod
 
-        if graph is None:
-            graph = graphmod.build(files, self.registry)
         errors: list[Diagnostic] = []
+        if graph is None:
+            graph, errors = graphmod.build_partial(files, self.registry)
         settings: dict[str, Any] = {}
         for name, block in graph.config_blocks.items():
             try:
@@ -201,11 +200,14 @@ class Controller:
                 decode_args(decl, variables)
             except DiagnosticsError as exc:
                 # A value computed from a component that is not running yet is unknown
-                # here; its errors surface when the graph is applied.
-                unknown = _attribute_ranges(decl, placeholders)
+                # here (its errors surface when the graph is applied), and one computed
+                # from a bad reference was reported as such already.
+                unknown = _attribute_ranges(
+                    decl, [r.pos for r in decl.refs if r.target in placeholders] + decl.bad_refs
+                )
                 errors.extend(d for d in exc.diagnostics if not _within(d.pos, unknown))
         if errors:
-            raise DiagnosticsError(errors)
+            raise DiagnosticsError(graphmod.sort(errors))
         graph.settings = settings
         return graph
 

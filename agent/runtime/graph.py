@@ -35,6 +35,8 @@ class Decl:
     type: ComponentType
     block: ast.Block
     refs: list[Reference] = field(default_factory=list)
+    # Where this block references something that does not exist (already reported).
+    bad_refs: list[Pos] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -66,6 +68,18 @@ class Graph:
 
 def build(files: list[ast.File], registry: Registry) -> Graph:
     """Build the graph of all files together (a folder is one configuration), or raise every error."""
+    graph, errors = build_partial(files, registry)
+    if errors:
+        raise DiagnosticsError(sort(errors))
+    return graph
+
+
+def sort(errors: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(errors, key=lambda d: (d.pos.file, d.pos.line, d.pos.col))
+
+
+def build_partial(files: list[ast.File], registry: Registry) -> tuple[Graph, list[Diagnostic]]:
+    """The graph of what is valid, and the errors of what is not, so checks can go on past them."""
     from agent.runtime import refs as refmod
 
     errors: list[Diagnostic] = []
@@ -104,10 +118,14 @@ def build(files: list[ast.File], registry: Registry) -> Graph:
 
     for decl in components.values():
         for parts, pos in refmod.block_references(decl.block):
+            before = len(errors)
             ref = _resolve(parts, pos, components, registry, errors)
+            if len(errors) > before:
+                decl.bad_refs.append(pos)
             if ref is not None:
                 if ref.target == decl.id:
                     errors.append(Diagnostic(pos, f"component {decl.id!r} cannot reference itself"))
+                    decl.bad_refs.append(pos)
                     continue
                 decl.refs.append(ref)
     for block in config_blocks.values():
@@ -119,9 +137,7 @@ def build(files: list[ast.File], registry: Registry) -> Graph:
     for cycle in cycles:
         first = components[cycle[0]]
         errors.append(Diagnostic(first.block.pos, "cycle detected: " + " -> ".join([*cycle, cycle[0]])))
-    if errors:
-        raise DiagnosticsError(sorted(errors, key=lambda d: (d.pos.file, d.pos.line, d.pos.col)))
-    return Graph(components, order, config_blocks)
+    return Graph(components, order, config_blocks), errors
 
 
 def _resolve(

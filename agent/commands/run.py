@@ -1,0 +1,180 @@
+"""``shoal run [flags] PATH``: run the components of a configuration until SIGTERM.
+
+This module is the composition root: it reads the configuration, builds the
+controller and the HTTP server in one event loop, and turns signals, the
+reload endpoint and changes of the files on disk into reloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent import logs
+from agent.runtime import sources
+from agent.runtime.controller import Controller
+from agent.syntax.diag import DiagnosticsError
+
+CLUSTER_FLAGS = [
+    "enabled", "node-name", "advertise-address", "advertise-interfaces", "join-addresses",
+    "discover-peers", "rejoin-interval", "max-join-peers", "name", "enable-tls", "tls-ca-path",
+    "tls-cert-path", "tls-key-path", "tls-server-name",
+]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the components of a configuration file or folder")
+    p.add_argument("path", help="a configuration file, or a folder whose *.alloy files are loaded together")
+    p.add_argument("--server.http.listen-addr", dest="listen_addr", default="127.0.0.1:12345",
+                   help="address the HTTP server listens on (default %(default)s)")
+    p.add_argument("--storage.path", dest="storage_path", default="data-shoal/",
+                   help="folder for component state such as the WAL (default %(default)s)")
+    p.add_argument("--config.watch-interval", dest="watch_interval", type=float, default=3.0,
+                   help="seconds between checks of the configuration files for changes; 0 disables (default %(default)s)")
+    for flag in CLUSTER_FLAGS:
+        p.add_argument(f"--cluster.{flag}", dest=f"cluster_{flag.replace('-', '_')}", nargs="?", const="true",
+                       default=None, help=argparse.SUPPRESS)
+    for flag in ("stability.level", "disable-reporting", "config.format", "config.bypass-conversion-errors",
+                 "server.http.ui-path-prefix", "feature.community-components.enabled"):
+        p.add_argument(f"--{flag}", dest="ignored_" + flag.replace(".", "_").replace("-", "_"), nargs="?",
+                       const="true", default=None, help=argparse.SUPPRESS)
+
+
+def main(args: argparse.Namespace) -> int:
+    logs.setup()
+    log = structlog.get_logger("run")
+    for flag in CLUSTER_FLAGS:
+        if getattr(args, f"cluster_{flag.replace('-', '_')}") is not None:
+            log.warn("clustering is not supported yet; flag ignored", flag=f"--cluster.{flag}")
+    return asyncio.run(Agent(args).run())
+
+
+class Agent:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from agent.components import registry
+
+        self.path = Path(args.path)
+        self.listen_addr: str = args.listen_addr
+        self.watch_interval: float = args.watch_interval
+        self.controller = Controller(
+            storage_path=Path(args.storage_path), http_address=args.listen_addr, registry=registry()
+        )
+        self.log = structlog.get_logger("run")
+        self._sources: list[sources.Source] = []
+        self._fingerprint = ""
+        self._reload_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+
+    def render(self, exc: DiagnosticsError) -> str:
+        return sources.render_all(exc, self._sources)
+
+    def _read(self) -> Any:
+        """Read, parse and check the configuration on disk; returns the checked graph."""
+        self._fingerprint = sources.fingerprint(self.path)
+        self._sources = sources.read(self.path)
+        files = sources.parse(self._sources)
+        return self.controller.check(files)
+
+    def _apply_logging(self) -> None:
+        settings = self.controller.settings.get("logging")
+        if settings is not None:
+            logs.setup(settings.level, settings.format)
+        else:
+            logs.setup()
+
+    async def run(self) -> int:
+        from prometheus_client import REGISTRY
+
+        from agent.runtime.metrics import RuntimeCollector
+        from agent.server.app import build_app
+        from agent.server.http import HTTPServer, bind
+
+        try:
+            graph = self._read()
+        except DiagnosticsError as exc:
+            print(self.render(exc), file=sys.stderr)
+            return 1
+        try:
+            sock = bind(self.listen_addr)
+        except (OSError, ValueError) as exc:
+            print(f"cannot listen on {self.listen_addr}: {exc}", file=sys.stderr)
+            return 1
+        REGISTRY.register(RuntimeCollector(self.controller))
+        self.controller.settings = graph.settings
+        self._apply_logging()
+        try:
+            await self.controller.apply(graph)
+            self.controller.record_load(True)
+        except DiagnosticsError as exc:
+            self.controller.record_load(False)
+            for d in exc.diagnostics:
+                self.log.error("component failed to start", err=str(d))
+        app = build_app(self.controller, self.reload, REGISTRY, self.render)
+        server = HTTPServer(app, sock)
+        await server.start()
+        app.state.shoal.ready = True
+        self.log.info("now listening", addr=server.address, config=str(self.path))
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        watcher = asyncio.create_task(self._watch(), name="config-watcher")
+
+        await self._stop.wait()
+        app.state.shoal.ready = False
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await self.controller.stop()
+        await server.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        self.log.info("stopped")
+        return 0
+
+    def _on_stop_signal(self, sig: int) -> None:
+        if self._stop.is_set():
+            self.log.warn("already shutting down", signal=signal.Signals(sig).name)
+            return
+        self.log.info("shutting down", signal=signal.Signals(sig).name)
+        self._stop.set()
+
+    def _on_reload_signal(self) -> None:
+        async def go() -> None:
+            with contextlib.suppress(DiagnosticsError):
+                await self.reload()
+
+        asyncio.get_running_loop().create_task(go(), name="reload-on-sighup")
+
+    async def reload(self) -> None:
+        """Apply the configuration on disk; a broken one is logged, raised, and changes nothing."""
+        async with self._reload_lock:
+            try:
+                graph = self._read()
+                await self.controller.apply(graph)
+            except DiagnosticsError as exc:
+                self.controller.record_load(False)
+                for d in exc.diagnostics:
+                    self.log.error("failed to reload config", err=str(d))
+                raise
+            self.controller.record_load(True)
+            self._apply_logging()
+            self.log.info("config reloaded", config=str(self.path))
+
+    async def _watch(self) -> None:
+        if self.watch_interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            if sources.fingerprint(self.path) != self._fingerprint:
+                self.log.info("config changed on disk; reloading")
+                with contextlib.suppress(DiagnosticsError):
+                    await self.reload()
