@@ -1,0 +1,192 @@
+"""``prometheus.remote_write``: samples into a WAL under --storage.path, sent from it to each endpoint.
+
+Exports ``receiver``: the engine itself, the same object for the
+component's lifetime, so a reload updates endpoints in place and the WAL
+(``<storage.path>/<component id>/wal``) stays open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agent.components._common import (
+    AuthorizationBlock,
+    BasicAuthBlock,
+    RuleBlock,
+    TLSBlock,
+    Unstarted,
+    check_auth,
+    check_url,
+    http_client,
+    rules,
+)
+from agent.remote import EndpointConfig, QueueConfig, RemoteWrite, WALOptions
+from agent.runtime.component import Component, Options
+from agent.runtime.registry import register
+from agent.storage import Appendable
+from agent.syntax.decode import attr, block
+from agent.syntax.value import Duration, Secret
+
+
+@dataclass
+class QueueBlock:
+    capacity: int = attr(default=10000)
+    min_shards: int = attr(default=1)
+    max_shards: int = attr(default=50)
+    max_samples_per_send: int = attr(default=2000)
+    batch_send_deadline: Duration = attr(default=Duration("5s"))
+    min_backoff: Duration = attr(default=Duration("30ms"))
+    max_backoff: Duration = attr(default=Duration("5s"))
+    retry_on_http_429: bool = attr(default=True)
+    sample_age_limit: Duration = attr(default=Duration("0s"))
+
+    def validate(self) -> None:
+        for name in ("capacity", "min_shards", "max_shards", "max_samples_per_send"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be greater than 0")
+        if self.min_shards > self.max_shards:
+            raise ValueError("min_shards must not be greater than max_shards")
+        if self.min_backoff > self.max_backoff:
+            raise ValueError("min_backoff must not be greater than max_backoff")
+
+    def to_config(self) -> QueueConfig:
+        return QueueConfig(
+            capacity=self.capacity,
+            max_shards=self.max_shards,
+            min_shards=self.min_shards,
+            max_samples_per_send=self.max_samples_per_send,
+            batch_send_deadline=float(self.batch_send_deadline),
+            min_backoff=float(self.min_backoff),
+            max_backoff=float(self.max_backoff),
+            retry_on_http_429=self.retry_on_http_429,
+            sample_age_limit=float(self.sample_age_limit),
+        )
+
+
+@dataclass
+class MetadataBlock:
+    """Accepted for compatibility; metadata is not sent yet."""
+
+    send: bool = attr(default=True)
+    send_interval: Duration = attr(default=Duration("1m"))
+    max_samples_per_send: int = attr(default=2000)
+
+
+@dataclass
+class EndpointBlock:
+    url: str = attr(required=True)
+    name: str = attr(default="")
+    remote_timeout: Duration = attr(default=Duration("30s"))
+    headers: dict[str, Secret] = attr(default={})
+    send_exemplars: bool = attr(default=True)
+    send_native_histograms: bool = attr(default=False)
+    bearer_token: Secret | None = attr(default=None)
+    bearer_token_file: str = attr(default="")
+    proxy_url: str = attr(default="")
+    follow_redirects: bool = attr(default=True)
+    enable_http2: bool = attr(default=True)
+    basic_auth: BasicAuthBlock | None = block()
+    authorization: AuthorizationBlock | None = block()
+    tls_config: TLSBlock | None = block()
+    queue_config: QueueBlock = block()
+    metadata_config: MetadataBlock = block()
+    write_relabel_config: list[RuleBlock] = block()
+
+    def validate(self) -> None:
+        check_url(self.url)
+        if self.proxy_url:
+            check_url(self.proxy_url, "proxy_url")
+        if self.remote_timeout <= 0:
+            raise ValueError("remote_timeout must be greater than 0")
+        check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
+
+    def to_config(self) -> EndpointConfig:
+        return EndpointConfig(
+            name=self.name,
+            url=self.url,
+            remote_timeout=float(self.remote_timeout),
+            headers={k: v.reveal() for k, v in self.headers.items()},
+            http=http_client(
+                bearer_token=self.bearer_token,
+                bearer_token_file=self.bearer_token_file,
+                basic_auth=self.basic_auth,
+                authorization=self.authorization,
+                tls_config=self.tls_config,
+                proxy_url=self.proxy_url,
+                follow_redirects=self.follow_redirects,
+                enable_http2=self.enable_http2,
+            ),
+            send_exemplars=self.send_exemplars,
+            send_native_histograms=self.send_native_histograms,
+            write_relabel_rules=rules(self.write_relabel_config),
+            queue=(self.queue_config or QueueBlock()).to_config(),
+        )
+
+
+@dataclass
+class WALBlock:
+    truncate_frequency: Duration = attr(default=Duration("2h"))
+    min_keepalive_time: Duration = attr(default=Duration("5m"))
+    max_keepalive_time: Duration = attr(default=Duration("8h"))
+
+    def validate(self) -> None:
+        if self.truncate_frequency <= 0:
+            raise ValueError("truncate_frequency must be greater than 0s")
+        if self.min_keepalive_time > self.max_keepalive_time:
+            raise ValueError("min_keepalive_time must be smaller than max_keepalive_time")
+
+    def to_options(self) -> WALOptions:
+        return WALOptions(
+            truncate_frequency=float(self.truncate_frequency),
+            min_keepalive_time=float(self.min_keepalive_time),
+            max_keepalive_time=float(self.max_keepalive_time),
+        )
+
+
+@dataclass
+class Arguments:
+    external_labels: dict[str, str] = attr(default={})
+    endpoint: list[EndpointBlock] = block()
+    wal: WALBlock = block()
+
+    def validate(self) -> None:
+        names = [e.name for e in self.endpoint if e.name]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f'endpoint name "{sorted(dup)[0]}" is used more than once')
+        urls = [e.url for e in self.endpoint if not e.name]
+        dup = {u for u in urls if urls.count(u) > 1}
+        if dup:
+            raise ValueError("two unnamed endpoints have the same url; give them names")
+
+    def settings(self) -> tuple[list[EndpointConfig], dict[str, str], WALOptions]:
+        return [e.to_config() for e in self.endpoint], dict(self.external_labels), (self.wal or WALBlock()).to_options()
+
+
+@dataclass
+class Exports:
+    receiver: Appendable = attr(default_factory=Unstarted)
+
+
+@register("prometheus.remote_write", Arguments, Exports)
+class PrometheusRemoteWrite(Component):
+    def __init__(self, opts: Options, args: Arguments) -> None:
+        super().__init__(opts, args)
+        endpoints, external, wal = args.settings()
+        self.rw = RemoteWrite(opts.data_path / "wal", endpoints, external, wal)
+        opts.set_exports(Exports(receiver=self.rw))
+
+    async def run(self) -> None:
+        try:
+            await self.rw.start()
+            await super().run()
+        finally:
+            await self.rw.stop()
+
+    async def update(self, args: Arguments) -> None:
+        self.args = args
+        await self.rw.update(*args.settings())
+
+    def debug_info(self) -> dict[str, Any]:
+        return self.rw.status()
