@@ -20,7 +20,7 @@ import httpx
 @dataclass(slots=True)
 class BasicAuth:
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     password_file: str = ""
 
     def header(self) -> str:
@@ -34,7 +34,7 @@ class BasicAuth:
 @dataclass(slots=True)
 class Authorization:
     type: str = "Bearer"
-    credentials: str = ""
+    credentials: str = field(default="", repr=False)
     credentials_file: str = ""
 
     def header(self) -> str:
@@ -50,7 +50,7 @@ class TLSConfig:
     ca_file: str = ""
     cert_pem: str = ""
     cert_file: str = ""
-    key_pem: str = ""
+    key_pem: str = field(default="", repr=False)
     key_file: str = ""
     server_name: str = ""
     insecure_skip_verify: bool = False
@@ -98,7 +98,7 @@ def _pem_to_files(cert_pem: str, key_pem: str) -> tuple[str, str]:
 class HTTPClientConfig:
     basic_auth: BasicAuth | None = None
     authorization: Authorization | None = None
-    bearer_token: str = ""
+    bearer_token: str = field(default="", repr=False)
     bearer_token_file: str = ""
     tls_config: TLSConfig | None = None
     proxy_url: str = ""

@@ -1,0 +1,227 @@
+"""The per-target scrape cache: raw series text -> final label set, and staleness.
+
+A target exposes mostly the same lines every scrape, so the work of turning a
+line's series text into the label set we forward (parse, attach target labels
+with honor_labels, metric relabeling, validation, limits) is done once per
+series and remembered under the raw bytes. A hit costs one dict look-up; the
+tuple handed on is the same object every scrape, so downstream stages hash
+strings whose hashes are already cached.
+
+Staleness follows Prometheus' scrape cache: the set of series (raw keys) seen in
+the last successful scrape is kept; a key absent from the next one gets a stale
+marker unless its label set is still produced by another line. Entries unseen
+in a successful scrape are evicted after staleness has been written. A failed
+scrape marks every previously seen series stale and keeps the entries.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from agent.labels import METRIC_NAME, Labels
+from agent.relabel import process
+from agent.scrape.config import ScrapeConfig
+from agent.scrape.textparse import ScanState, labels_of, parse_series
+from agent.storage import Metadata
+
+DROPPED: Labels = ()
+_intern = sys.intern
+
+
+class ScrapeError(Exception):
+    """A scrape that failed after the body arrived (limits, invalid series)."""
+
+
+class ScrapeCache:
+    """State that survives from one scrape of a target to the next."""
+
+    __slots__ = ("entries", "prev", "comments", "metas")
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, Labels] = {}
+        self.prev: set[bytes] = set()
+        self.comments: dict[bytes, tuple] = {}
+        self.metas: dict[tuple[str, str, str, str], Metadata] = {}
+
+
+class SeriesBuilder:
+    """Builds the final label set for a cache miss; one per scrape loop (its target + config)."""
+
+    __slots__ = (
+        "cache",
+        "target",
+        "target_names",
+        "honor",
+        "rules",
+        "label_limit",
+        "name_len",
+        "value_len",
+        "added",
+        "parse",
+    )
+
+    def __init__(self, cache: ScrapeCache, target_labels: Labels, cfg: ScrapeConfig) -> None:
+        self.cache = cache
+        self.target = tuple((_intern(n), _intern(v)) for n, v in target_labels)
+        self.target_names = frozenset(n for n, _ in target_labels)
+        self.honor = cfg.honor_labels
+        self.rules = list(cfg.metric_relabel_rules)
+        self.label_limit = cfg.label_limit
+        self.name_len = cfg.label_name_length_limit
+        self.value_len = cfg.label_value_length_limit
+        self.added = 0  # cache misses that produced a kept series, this scrape
+        self.parse = parse_series
+
+    def resolve(self, key: bytes) -> Labels:
+        name, pairs = self.parse(key)
+        lab = labels_of(
+            _intern(name), [(_intern(n), _intern(v) if len(v) <= 64 else v) for n, v in pairs]
+        )
+        lab = self.with_target_labels(lab)
+        if self.rules:
+            lab = process(lab, self.rules) or DROPPED
+        if lab:
+            if lab[0][0] != METRIC_NAME and not any(n == METRIC_NAME for n, _ in lab):
+                raise ValueError("missing metric name (__name__ label)")
+            if self.label_limit or self.name_len or self.value_len:
+                self.check_limits(lab)
+            self.added += 1
+        self.cache.entries[key] = lab
+        return lab
+
+    def with_target_labels(self, lab: Labels) -> Labels:
+        """Attach target labels; on a clash the exposed label wins (honor) or becomes exported_<name>."""
+        tl = self.target
+        if not tl:
+            return lab
+        names = self.target_names
+        if self.honor:
+            have = {n for n, _ in lab}
+            extra = tuple(p for p in tl if p[0] not in have)
+            return tuple(sorted(lab + extra)) if extra else lab
+        clashes = [p for p in lab if p[0] in names]
+        if not clashes:
+            return tuple(sorted(lab + tl))
+        d = {n: v for n, v in lab if n not in names}
+        d.update(tl)
+        for n, v in sorted(clashes, key=lambda p: len(p[0])):
+            new = n
+            while True:
+                new = "exported_" + new
+                if not d.get(new):
+                    d[new] = v
+                    break
+        return tuple(sorted(d.items()))
+
+    def check_limits(self, lab: Labels) -> None:
+        met = dict(lab).get(METRIC_NAME, "")[:50]
+        if self.label_limit and len(lab) > self.label_limit:
+            raise ValueError(
+                f"label_limit exceeded (metric: {met}, number of labels: {len(lab)}, "
+                f"limit: {self.label_limit})"
+            )
+        for n, v in lab:
+            if self.name_len and len(n.encode()) > self.name_len:
+                raise ValueError(
+                    f"label_name_length_limit exceeded (metric: {met}, label name: {n[:50]}, "
+                    f"length: {len(n.encode())}, limit: {self.name_len})"
+                )
+            if self.value_len and len(v.encode()) > self.value_len:
+                raise ValueError(
+                    f"label_value_length_limit exceeded (metric: {met}, label name: {n[:50]}, "
+                    f'value: "{v[:50]}", length: {len(v.encode())}, limit: {self.value_len})'
+                )
+
+
+@dataclass(slots=True)
+class Committed:
+    """The outcome of a successful scrape's samples, ready for the batch."""
+
+    labels: list[Labels]
+    timestamps: list[int]
+    values: list[float]
+    stale: list[Labels]
+    duplicates: int
+
+
+def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Committed:
+    """Finish a successful parse: duplicates, sample_limit, timestamps, staleness, eviction.
+
+    Raises ScrapeError (sample limit) before touching the cache, so a failed
+    scrape leaves it as it was.
+    """
+    keys = st.keys
+    cur_all = set(keys)
+    labels, values, explicit = st.labels, st.values, st.explicit
+    honor_ts = cfg.honor_timestamps
+    dups = 0
+    if len(cur_all) != len(keys):
+        labels, values, explicit, dups = _dedupe(cache, st, honor_ts)
+    if cfg.sample_limit and len(values) > cfg.sample_limit:
+        raise ScrapeError("sample limit exceeded")
+    timestamps = [ts] * len(values)
+    tracked = cur_all
+    if explicit and honor_ts:
+        for idx, t, _ in explicit:
+            timestamps[idx] = t
+        if not cfg.track_timestamps_staleness:
+            tracked = cur_all - {k for _, _, k in explicit}
+    stale: list[Labels] = []
+    gone = cache.prev - tracked
+    entries = cache.entries
+    if gone:
+        cand = {entries[k] for k in gone if entries.get(k)}
+        if cand:
+            present = set(labels)
+            stale = [lab for lab in cand if lab not in present]
+    cache.prev = tracked
+    if len(entries) > len(cur_all):
+        for k in entries.keys() - cur_all:
+            del entries[k]
+    if len(cache.comments) > 2 * len(st.meta_items) + 1024:
+        cache.comments.clear()
+    if len(cache.metas) > 2 * len(st.meta_items) + 1024:
+        cache.metas.clear()
+    return Committed(labels, timestamps, values, stale, dups)
+
+
+def fail(cache: ScrapeCache) -> list[Labels]:
+    """A failed (or final) scrape: every series of the last good scrape goes stale."""
+    entries = cache.entries
+    stale = list({entries[k] for k in cache.prev if entries.get(k)})
+    cache.prev = set()
+    return stale
+
+
+def _dedupe(
+    cache: ScrapeCache, st: ScanState, honor_ts: bool
+) -> tuple[list[Labels], list[float], list[tuple[int, int, bytes]], int]:
+    """Keep the first sample of a series repeated within one scrape, as Prometheus does.
+
+    A repeat that carries its own (honored) timestamp is a different sample and kept.
+    """
+    explicit_at = {idx: (t, k) for idx, t, k in st.explicit} if honor_ts else {}
+    entries = cache.entries
+    seen: set[bytes] = set()
+    labels: list[Labels] = []
+    values: list[float] = []
+    explicit: list[tuple[int, int, bytes]] = []
+    dups = 0
+    j = 0
+    for key in st.keys:
+        if not entries.get(key):
+            seen.add(key)
+            continue
+        idx = j
+        j += 1
+        e = explicit_at.get(idx)
+        if key in seen and e is None:
+            dups += 1
+            continue
+        seen.add(key)
+        if e is not None:
+            explicit.append((len(values), e[0], e[1]))
+        labels.append(st.labels[idx])
+        values.append(st.values[idx])
+    return labels, values, explicit, dups

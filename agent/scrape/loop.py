@@ -1,0 +1,310 @@
+"""One target's scrape loop, scheduled and reported as Prometheus' ``scrapeLoop``.
+
+Each scrape appends exactly one SampleBatch: the target's samples (or none when
+it failed), stale markers for series that went away, and the synthetic report
+series (``up``, ``scrape_duration_seconds``, ...). Samples carry the scrape's
+scheduled time, aligned to the tick when within 2 ms (Prometheus' timestamp
+tolerance), so timestamps compress well downstream.
+
+The body is parsed in chunks of lines with a yield to the event loop between
+them, so a 20 MB exposition never holds the loop for more than a few ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from agent.labels import METRIC_NAME, Labels
+from agent.scrape.cache import (
+    ScrapeCache,
+    ScrapeError,
+    SeriesBuilder,
+    commit,
+    fail,
+)
+from agent.scrape.config import ScrapeConfig
+from agent.scrape.offset import offset, target_hash
+from agent.scrape.openmetrics import scan_openmetrics
+from agent.scrape.scraper import FetchError, Scraper
+from agent.scrape.target import Target, TargetStatus
+from agent.scrape.textparse import (
+    ParseError,
+    ScanState,
+    build_metadata,
+    iter_line_chunks,
+    scan_text,
+)
+from agent.storage import STALE_NAN, Appendable, SampleBatch
+
+log = structlog.get_logger("scrape")
+
+REPORT_NAMES = (
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+)
+EXTRA_REPORT_NAMES = ("scrape_timeout_seconds", "scrape_sample_limit", "scrape_body_size_bytes")
+TIMESTAMP_TOLERANCE = 0.002
+CHUNK_BYTES = 256 * 1024
+
+
+def choose_parser(content_type: str, fallback: str) -> str:
+    """ "text" or "openmetrics" for a response's Content-Type; ValueError when unusable."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/openmetrics-text":
+        return "openmetrics"
+    if media == "text/plain":
+        return "text"
+    if media == "application/vnd.google.protobuf":
+        raise ValueError("protobuf exposition is not supported yet")
+    if fallback.startswith("OpenMetrics"):
+        return "openmetrics"
+    if fallback.startswith("PrometheusText"):
+        return "text"
+    if not media:
+        raise ValueError(
+            "non-compliant scrape target sending blank Content-Type and no "
+            "fallback_scrape_protocol specified for target"
+        )
+    raise ValueError(
+        f"received unsupported Content-Type {content_type!r} and no "
+        "fallback_scrape_protocol specified for target"
+    )
+
+
+class ScrapeLoop:
+    """Scrapes one target until stopped; owns its HTTP client and (shared on reload) cache."""
+
+    def __init__(
+        self,
+        target: Target,
+        cfg: ScrapeConfig,
+        appendable: Appendable,
+        seed: int,
+        cache: ScrapeCache | None = None,
+    ) -> None:
+        self.target = target
+        self.cfg = cfg
+        self.appendable = appendable
+        self.seed = seed
+        self.cache = cache if cache is not None else ScrapeCache()
+        self.builder = SeriesBuilder(self.cache, target.public, cfg)
+        self.scraper = Scraper(target.url, cfg, target.timeout)
+        self.interval = target.interval
+        self.timeout = target.timeout
+        self.forced_error: str | None = None
+        self.status = TargetStatus(
+            discovered_labels=target.discovered,
+            labels=target.labels,
+            scrape_url=target.url,
+            interval=target.interval,
+            timeout=target.timeout,
+        )
+        names = REPORT_NAMES + (EXTRA_REPORT_NAMES if cfg.extra_metrics else ())
+        self.report_labels: list[Labels] = [
+            tuple(sorted(((METRIC_NAME, n), *target.public))) for n in names
+        ]
+        self._stop = asyncio.Event()
+        self._end_of_run = False
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        self._next = 0.0  # monotonic time of the next tick
+        self._last: float | None = None  # wall time of the last scrape
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"scrape {self.target.url}"
+        )
+
+    def stop(self, end_of_run_staleness: bool) -> asyncio.Task[None] | None:
+        """Ask the loop to stop after (or by cancelling) the current scrape.
+
+        With ``end_of_run_staleness`` the task then waits about two intervals and
+        writes stale markers for all the target's series, as Prometheus does for
+        a target that went away; ``cancel`` skips that (shutdown, reload).
+        """
+        self._end_of_run = end_of_run_staleness
+        self._stop.set()
+        if self._inflight is not None and not self._inflight.done():
+            self._inflight.cancel()
+        return self._task
+
+    def cancel(self) -> asyncio.Task[None] | None:
+        self._end_of_run = False
+        self._stop.set()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        return self._task
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                if not self._task.cancelled():
+                    raise
+        await self.scraper.close()
+
+    # ------------------------------------------------------------ scheduling
+
+    async def _sleep_until(self, deadline: float) -> bool:
+        """Sleep until monotonic ``deadline``; True if stopped meanwhile."""
+        delay = deadline - asyncio.get_running_loop().time()
+        if self._stop.is_set():
+            return True
+        if delay <= 0:
+            return False
+        try:
+            async with asyncio.timeout(delay):
+                await self._stop.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        thash = target_hash(self.target.labels, self.target.url)
+        first = offset(self.interval, thash, self.seed)
+        self._next = loop.time() + first
+        try:
+            if await self._sleep_until(self._next):
+                return
+            aligned = time.time()
+            while True:
+                scrape_time = time.time()
+                while scrape_time - aligned >= self.interval:
+                    aligned += self.interval
+                if scrape_time - aligned <= min(self.interval / 100, TIMESTAMP_TOLERANCE):
+                    scrape_time = aligned
+                self._inflight = loop.create_task(self.scrape_and_report(scrape_time))
+                try:
+                    await self._inflight
+                except asyncio.CancelledError:
+                    if not self._stop.is_set():
+                        raise
+                    break
+                self._last = scrape_time
+                self._advance(loop.time())
+                if await self._sleep_until(self._next):
+                    break
+            if self._end_of_run:
+                await self._end_of_run_staleness()
+        finally:
+            await self.scraper.close()
+
+    def _advance(self, now: float) -> None:
+        """Next tick of a fixed-rate ticker that drops ticks it missed (keeps one)."""
+        self._next += self.interval
+        if self._next < now:
+            missed = int((now - self._next) // self.interval)
+            self._next += missed * self.interval
+
+    async def _end_of_run_staleness(self) -> None:
+        """Stale markers for a target that went away, ~2 intervals later, stamped at the next tick.
+
+        Waiting gives a target that was only moved (and is scraped again) the
+        chance to write newer samples first; then these markers are too old to matter.
+        """
+        if self._last is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()  # the waits below end only by time or cancellation
+        self._advance(loop.time())
+        await self._sleep_until(self._next)
+        stale_time = time.time()
+        self._advance(loop.time())
+        await self._sleep_until(self._next)
+        await self._sleep_until(loop.time() + self.interval / 10)
+        ts = int(stale_time * 1000)
+        batch = SampleBatch()
+        for lab in fail(self.cache):
+            batch.add(lab, ts, STALE_NAN)
+        for lab in self.report_labels:
+            batch.add(lab, ts, STALE_NAN)
+        self._append(batch)
+
+    # ------------------------------------------------------------ one scrape
+
+    async def scrape_and_report(self, scrape_time: float) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        ts = int(scrape_time * 1000)
+        batch = SampleBatch()
+        err = self.forced_error
+        size = 0
+        scraped = added = series_added = 0
+        if err is None:
+            try:
+                body, ctype = await self.scraper.fetch()
+                size = len(body)
+            except FetchError as exc:
+                err = str(exc)
+                size = -1 if exc.body_limit else 0
+        if err is None:
+            st = ScanState(
+                cache=self.cache.entries,
+                resolve=self.builder.resolve,
+                comments=self.cache.comments,
+            )
+            self.builder.added = 0
+            try:
+                kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
+                await self._parse(body, kind, st)
+                del body
+                done = commit(self.cache, st, ts, self.cfg)
+                scraped, added, series_added = len(st.keys), len(done.values), self.builder.added
+                batch.labels = done.labels
+                batch.timestamps = done.timestamps
+                batch.values = done.values
+                for lab in done.stale:
+                    batch.add(lab, ts, STALE_NAN)
+                batch.metadata = build_metadata(st.meta_items, self.cache.metas)
+            except (ParseError, ScrapeError, ValueError) as exc:
+                err = str(exc)
+                scraped, added, series_added = len(st.keys), len(st.values), self.builder.added
+        if err is not None:
+            for lab in fail(self.cache):
+                batch.add(lab, ts, STALE_NAN)
+        duration = loop.time() - start
+        rl = self.report_labels
+        batch.add(rl[0], ts, 0.0 if err is not None else 1.0)
+        batch.add(rl[1], ts, duration)
+        batch.add(rl[2], ts, float(scraped))
+        batch.add(rl[3], ts, float(added))
+        batch.add(rl[4], ts, float(series_added))
+        if self.cfg.extra_metrics:
+            batch.add(rl[5], ts, self.timeout)
+            batch.add(rl[6], ts, float(self.cfg.sample_limit))
+            batch.add(rl[7], ts, float(size))
+        self._append(batch)
+        s = self.status
+        s.health = "down" if err is not None else "up"
+        s.last_error = err or ""
+        s.last_scrape = scrape_time
+        s.last_scrape_duration = duration
+        s.series = added
+        if err is not None:
+            log.debug("scrape failed", url=self.target.url, err=err)
+
+    async def _parse(self, body: bytes, kind: str, st: ScanState) -> None:
+        scan = scan_text if kind == "text" else scan_openmetrics
+        chunks = iter_line_chunks(body, CHUNK_BYTES)
+        for i, lines in enumerate(chunks):
+            if i:
+                await asyncio.sleep(0)
+            scan(lines, st)
+        if kind == "openmetrics":
+            scan_openmetrics(None, st)  # end of input: checks # EOF
+
+    def _append(self, batch: SampleBatch) -> None:
+        try:
+            self.appendable.append(batch)
+        except Exception as exc:  # noqa: BLE001 - a failing receiver must not kill the loop
+            log.warning("append failed", url=self.target.url, err=str(exc))

@@ -1,0 +1,152 @@
+"""All the targets of one scrape job, kept in step with discovery (Prometheus' ``scrapePool``).
+
+``sync`` turns discovered label sets into targets, starts a loop for each new
+one, leaves running loops alone, and stops the loops of targets that vanished;
+those write stale markers for all their series about two intervals later. A
+config change restarts loops only when the config really changed, handing the
+scrape cache to the new loop when the change cannot alter the series produced
+(interval, timeout, sample_limit, HTTP settings), so no spurious staleness or
+"series added" follows a reload. ``stop`` ends everything without stale
+markers, as Prometheus does on shutdown: the agent resumes where it left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import structlog
+
+from agent.labels import Labels
+from agent.scrape.cache import ScrapeCache
+from agent.scrape.config import ScrapeConfig
+from agent.scrape.loop import ScrapeLoop
+from agent.scrape.offset import agent_seed
+from agent.scrape.target import Target, TargetStatus, populate_labels
+from agent.storage import Appendable
+
+log = structlog.get_logger("scrape")
+
+# Fields that change scheduling or transport only; the series produced stay the same.
+_CACHE_NEUTRAL = ("scrape_interval", "scrape_timeout", "sample_limit", "http")
+
+
+def _cache_reusable(a: ScrapeConfig, b: ScrapeConfig) -> bool:
+    za = dataclasses.replace(a, **{f: getattr(b, f) for f in _CACHE_NEUTRAL})
+    return za == b
+
+
+@dataclasses.dataclass(slots=True)
+class DroppedTarget:
+    discovered_labels: Labels
+    reason: str  # "" when target relabeling dropped it
+
+
+class ScrapePool:
+    def __init__(
+        self, config: ScrapeConfig, appendable: Appendable, *, seed: int | None = None
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.appendable = appendable
+        self.seed = agent_seed() if seed is None else seed
+        self._loops: dict[Labels, ScrapeLoop] = {}
+        self._retiring: set[ScrapeLoop] = set()
+        self._discovered: list[Labels] = []
+        self._dropped: list[DroppedTarget] = []
+        self._stopped = False
+
+    # ------------------------------------------------------------ discovery
+
+    def _targets(self, discovered: list[Labels]) -> dict[Labels, Target]:
+        out: dict[Labels, Target] = {}
+        dropped: list[DroppedTarget] = []
+        for d in discovered:
+            try:
+                final = populate_labels(d, self.config)
+            except ValueError as exc:
+                dropped.append(DroppedTarget(d, str(exc)))
+                continue
+            if final is None:
+                dropped.append(DroppedTarget(d, ""))
+                continue
+            if final not in out:
+                out[final] = Target(d, final, self.config.params)
+        self._dropped = dropped
+        return out
+
+    def sync(self, targets: list[Labels]) -> None:
+        """Make the running loops match ``targets`` (discovered label sets)."""
+        if self._stopped:
+            raise RuntimeError("scrape pool is stopped")
+        self._discovered = list(targets)
+        wanted = self._targets(self._discovered)
+        for key in [k for k in self._loops if k not in wanted]:
+            self._retire(self._loops.pop(key), end_of_run_staleness=True)
+        for key, target in wanted.items():
+            if key not in self._loops:
+                loop = ScrapeLoop(target, self.config, self.appendable, self.seed)
+                self._loops[key] = loop
+                loop.start()
+        self._apply_target_limit()
+
+    def _apply_target_limit(self) -> None:
+        limit = self.config.target_limit
+        err = None
+        if limit and len(self._loops) > limit:
+            err = f"target_limit exceeded (number of targets: {len(self._loops)}, limit: {limit})"
+        for loop in self._loops.values():
+            loop.forced_error = err
+
+    def _retire(self, loop: ScrapeLoop, end_of_run_staleness: bool) -> None:
+        task = loop.stop(end_of_run_staleness)
+        self._retiring.add(loop)
+        if task is None:
+            self._retiring.discard(loop)
+            return
+        task.add_done_callback(lambda _t, lp=loop: self._retiring.discard(lp))
+
+    # ------------------------------------------------------------ config
+
+    def update_config(self, config: ScrapeConfig) -> None:
+        """Apply a new config; loops restart only if it differs, keeping caches when safe."""
+        if config == self.config:
+            return
+        config.validate()
+        old, self.config = self.config, config
+        reuse = _cache_reusable(old, config)
+        wanted = self._targets(self._discovered)
+        for key in [k for k in self._loops if k not in wanted]:
+            self._retire(self._loops.pop(key), end_of_run_staleness=True)
+        for key, target in wanted.items():
+            prev = self._loops.get(key)
+            cache = None
+            if prev is not None:
+                self._retire(prev, end_of_run_staleness=False)
+                cache = prev.cache if reuse else ScrapeCache()
+            loop = ScrapeLoop(target, config, self.appendable, self.seed, cache)
+            if prev is not None:
+                loop.status = dataclasses.replace(
+                    prev.status, interval=target.interval, timeout=target.timeout
+                )
+            self._loops[key] = loop
+            loop.start()
+        self._apply_target_limit()
+
+    # ------------------------------------------------------------ status + shutdown
+
+    def targets(self) -> list[TargetStatus]:
+        return [loop.status for loop in self._loops.values()]
+
+    def dropped_targets(self) -> list[DroppedTarget]:
+        return list(self._dropped)
+
+    async def stop(self) -> None:
+        """Stop every loop, without stale markers (as on shutdown), and close clients."""
+        self._stopped = True
+        loops = list(self._loops.values()) + list(self._retiring)
+        self._loops.clear()
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*(loop.wait() for loop in loops), return_exceptions=True)
+        self._retiring.clear()

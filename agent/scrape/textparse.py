@@ -1,0 +1,568 @@
+"""The Prometheus text exposition format 0.0.4, parsed the way Prometheus' scraper does.
+
+The hot path is ``scan_text``: one loop over the lines of a body, where a line
+costs a ``rfind``, a slice, one dict look-up in the scrape cache (keyed by the
+raw series text before the value) and a ``float()``. Only a cache miss parses
+the series text into labels (``parse_series``), so a steady-state scrape never
+tokenizes label sets. Everything here works on bytes; nothing walks a line one
+character at a time unless it is already known to be broken or unusual
+(quoted UTF-8 names), where a careful scanner gives a precise reason.
+
+``parse_text`` is the standalone form (tests, tools); with ``strict=True`` it
+also applies the extra checks of client_golang's ``expfmt.TextParser`` (final
+newline, one HELP/TYPE per family, TYPE before samples, escapes, le/quantile
+floats, histogram counts), which Prometheus' scraper itself does not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.labels import Labels
+from agent.storage import Metadata
+
+TEXT_TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+MAX_TS = 2**63
+
+
+class ParseError(ValueError):
+    """A malformed exposition: names the 1-based line and the reason."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+# ---------------------------------------------------------------- series text
+
+_NAME = rb"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_LNAME = rb"[a-zA-Z_][a-zA-Z0-9_]*"
+_LVAL = rb'"(?:[^"\\\n]|\\.)*"'
+_PAIR_SRC = rb"[ \t]*" + _LNAME + rb"[ \t]*=[ \t]*" + _LVAL + rb"[ \t]*"
+_FAST_SERIES = re.compile(
+    rb"[ \t]*("
+    + _NAME
+    + rb")[ \t]*(?:\{((?:"
+    + _PAIR_SRC
+    + rb",)*(?:"
+    + _PAIR_SRC
+    + rb")?[ \t]*)\})?[ \t]*"
+)
+_PAIR = re.compile(rb"(" + _LNAME + rb')[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"')
+_NAME_RE = re.compile(_NAME)
+_LNAME_RE = re.compile(_LNAME)
+_ESCAPE = re.compile(rb"\\(.)", re.S)
+_PROM_ESCAPES = {b"\\": b"\\", b'"': b'"', b"n": b"\n"}
+
+
+def _unescape_lenient(m: re.Match[bytes]) -> bytes:
+    return _PROM_ESCAPES.get(m.group(1), m.group(0))
+
+
+def _unescape_strict(m: re.Match[bytes]) -> bytes:
+    r = _PROM_ESCAPES.get(m.group(1))
+    if r is None:
+        raise ValueError("invalid escape sequence")
+    return r
+
+
+def decode_value(raw: bytes, strict: bool = False) -> str:
+    """A quoted label value's content, unescaped; Prometheus keeps unknown escapes verbatim."""
+    if b"\\" in raw:
+        raw = _ESCAPE.sub(_unescape_strict if strict else _unescape_lenient, raw)
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"invalid UTF-8 label value: {raw!r}") from None
+
+
+def parse_series(key: bytes, strict: bool = False) -> tuple[str, list[tuple[str, str]]]:
+    """``name{a="b",...}`` into the metric name and its label pairs (unsorted, as written).
+
+    Raises ValueError with the reason. Quoted (UTF-8) metric and label names,
+    as in ``{"my.metric", "a.b"="c"}``, are accepted.
+    """
+    m = _FAST_SERIES.fullmatch(key)
+    if m is None:
+        return _parse_series_slow(key, strict)
+    name = m.group(1).decode()
+    body = m.group(2)
+    pairs: list[tuple[str, str]] = []
+    if body:
+        for ln, lv in _PAIR.findall(body):
+            pairs.append((ln.decode(), decode_value(lv, strict)))
+    return name, pairs
+
+
+def _parse_series_slow(key: bytes, strict: bool) -> tuple[str, list[tuple[str, str]]]:
+    """The careful path: quoted names, and a precise reason for whatever is wrong."""
+    s = key
+    n = len(s)
+    i = _skip_ws(s, 0)
+    name: str | None = None
+    m = _NAME_RE.match(s, i)
+    if m:
+        name = m.group().decode()
+        i = _skip_ws(s, m.end())
+        if i >= n:
+            return name, []
+        if s[i] != 0x7B:  # "{"
+            raise ValueError(f"unexpected {_show(s[i : i + 1])} after metric name {name!r}")
+    elif i >= n:
+        raise ValueError("empty line where a sample was expected")
+    elif s[i] != 0x7B:
+        raise ValueError(f"invalid metric name starting with {_show(s[i : i + 1])}")
+    i += 1
+    pairs: list[tuple[str, str]] = []
+    first = True
+    while True:
+        i = _skip_ws(s, i)
+        if i >= n:
+            raise ValueError("unexpected end of label set, missing '}'")
+        c = s[i]
+        if c == 0x7D:  # "}"
+            i += 1
+            break
+        if c == 0x22:  # '"'
+            text, i = _quoted(s, i, strict)
+            j = _skip_ws(s, i)
+            if j < n and s[j] in (0x2C, 0x7D):  # a bare quoted string: the metric name
+                if not first or name is not None:
+                    if name is not None:
+                        raise ValueError("multiple metric names")
+                    raise ValueError(f"expected '=' after label name {text!r}")
+                if text == "":
+                    raise ValueError("invalid metric name: empty")
+                name = text
+                i = j
+            elif j < n and s[j] == 0x3D:  # "="
+                lname = text
+                if lname == "":
+                    raise ValueError("invalid label name: empty")
+                i = _skip_ws(s, j + 1)
+                if i >= n or s[i] != 0x22:
+                    raise ValueError(f"expected '\"' at start of label value for {lname!r}")
+                value, i = _quoted(s, i, strict)
+                pairs.append((lname, value))
+            else:
+                if j < n and s[j] == 0x2E:
+                    raise ValueError("unexpected end of metric name")
+                raise ValueError(f"expected '=' after label name {text!r}")
+        else:
+            m = _LNAME_RE.match(s, i)
+            if m is None:
+                raise ValueError(f"invalid label name starting with {_show(s[i : i + 1])}")
+            lname = m.group().decode()
+            i = _skip_ws(s, m.end())
+            if i >= n or s[i] != 0x3D:
+                raise ValueError(f"expected '=' after label name {lname!r}")
+            i = _skip_ws(s, i + 1)
+            if i >= n or s[i] != 0x22:
+                raise ValueError(f"expected '\"' at start of label value for {lname!r}")
+            value, i = _quoted(s, i, strict)
+            pairs.append((lname, value))
+        first = False
+        i = _skip_ws(s, i)
+        if i < n and s[i] == 0x2C:  # ","
+            i += 1
+            continue
+        if i < n and s[i] == 0x7D:
+            i += 1
+            break
+        raise ValueError("unexpected end of label value, expected ',' or '}'")
+    if _skip_ws(s, i) != n:
+        raise ValueError(f"unexpected {_show(s[i : i + 1])} after label set")
+    if name is None:
+        raise ValueError("metric name not set")
+    return name, pairs
+
+
+def _quoted(s: bytes, i: int, strict: bool) -> tuple[str, int]:
+    """The string starting at the quote at ``i``; returns it unescaped and the index after it."""
+    j = i + 1
+    n = len(s)
+    while j < n:
+        c = s[j]
+        if c == 0x5C:  # backslash
+            j += 2
+            continue
+        if c == 0x22:
+            return decode_value(s[i + 1 : j], strict), j + 1
+        j += 1
+    raise ValueError("unterminated quoted string")
+
+
+def _skip_ws(s: bytes, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in (0x20, 0x09):
+        i += 1
+    return i
+
+
+def _show(b: bytes) -> str:
+    return repr(b.decode("utf-8", "backslashreplace"))
+
+
+# ---------------------------------------------------------------- values
+
+
+def parse_float(tok: bytes) -> float:
+    """Go's ParseFloat as Prometheus uses it: no '_', no hex, NaN unsigned only."""
+    v = float(tok)
+    if b"_" in tok:
+        raise ValueError(f"unsupported character in float: {_show(tok)}")
+    if v != v and tok.lower() != b"nan":
+        raise ValueError(f"invalid float: {_show(tok)}")
+    return v
+
+
+def value_error(tok: bytes) -> str:
+    try:
+        parse_float(tok)
+    except ValueError as exc:
+        if "float" in str(exc) and "could not convert" not in str(exc):
+            return str(exc)
+    return f"invalid value {_show(tok)}: expected a float"
+
+
+def parse_ts_ms(tok: bytes) -> int:
+    if not (tok.isdigit() or (tok[:1] == b"-" and tok[1:].isdigit())):
+        raise ValueError(f"invalid timestamp {_show(tok)}: expected an integer")
+    ts = int(tok)
+    if not -MAX_TS <= ts < MAX_TS:
+        raise ValueError(f"timestamp {_show(tok)} out of range")
+    return ts
+
+
+# ---------------------------------------------------------------- comments
+
+
+def parse_comment(line: bytes, strict: bool = False) -> tuple[str, str, bytes] | None:
+    """A ``# HELP``/``# TYPE`` line as (kind, family, rest); None for a plain comment.
+
+    As in client_golang, a HELP/TYPE keyword with no name, or a name ending the
+    line, is a plain comment.
+    """
+    s = line.lstrip(b" \t")[1:].lstrip(b" \t")
+    if s[:4] not in (b"HELP", b"TYPE") or s[4:5] not in (b" ", b"\t"):
+        return None
+    kind = s[:4].decode()
+    rest = s[5:].lstrip(b" \t")
+    if not rest:
+        return None
+    if rest[:1] == b'"':
+        try:
+            name, end = _quoted(rest, 0, strict)
+        except ValueError as exc:
+            if strict and "escape" in str(exc):
+                raise
+            raise ValueError(f"expected metric name after {kind}") from None
+    else:
+        m = _NAME_RE.match(rest)
+        if m is None:
+            raise ValueError(f"expected metric name after {kind}, got {_show(rest[:1])}")
+        name, end = m.group().decode(), m.end()
+    tail = rest[end:]
+    if not tail:
+        return None
+    if tail[:1] not in (b" ", b"\t"):
+        raise ValueError(f"invalid metric name in comment: {_show(rest.split()[0])}")
+    return kind, name, tail.lstrip(b" \t")
+
+
+_HELP_ESC = re.compile(rb"\\([\\n])")
+
+
+def decode_help(raw: bytes) -> str:
+    if b"\\" in raw:
+        raw = _HELP_ESC.sub(lambda m: b"\n" if m.group(1) == b"n" else b"\\", raw)
+    return raw.decode("utf-8", "replace")
+
+
+_KIND_INDEX = {"TYPE": 0, "HELP": 1, "UNIT": 2}
+
+
+def comment_entry(line: bytes) -> tuple[str, str, str] | tuple[()]:
+    """A comment line as (kind, family, value), or ``()`` for a plain comment; ValueError if malformed."""
+    c = parse_comment(line)
+    if c is None:
+        return ()
+    kind, name, rest = c
+    if kind == "TYPE":
+        t = rest.rstrip(b" \t").decode("utf-8", "replace")
+        if t not in TEXT_TYPES:
+            raise ValueError(f"invalid metric type {t!r}")
+        return kind, name, ("unknown" if t == "untyped" else t)
+    return kind, name, decode_help(rest)
+
+
+def build_metadata(
+    items: list[tuple[str, str, str]], known: dict[tuple[str, str, str, str], Metadata]
+) -> dict[str, Metadata]:
+    """Family name -> Metadata from the comment entries of one scrape.
+
+    ``known`` keeps the Metadata objects of earlier scrapes so an unchanged
+    family hands on the same object instead of a new one every scrape.
+    """
+    fam: dict[str, list[str]] = {}
+    for kind, name, val in items:
+        f = fam.get(name)
+        if f is None:
+            f = fam[name] = ["unknown", "", ""]
+        f[_KIND_INDEX[kind]] = val
+    out: dict[str, Metadata] = {}
+    for name, (t, h, u) in fam.items():
+        k = (name, t, h, u)
+        md = known.get(k)
+        if md is None:
+            md = known[k] = Metadata(t, h, u)
+        out[name] = md
+    return out
+
+
+# ---------------------------------------------------------------- the hot loop
+
+
+@dataclass(slots=True)
+class ScanState:
+    """What one scrape accumulates while its body is scanned in chunks.
+
+    ``cache`` maps raw series text to the final label set (``()`` = dropped);
+    ``resolve(key)`` builds and stores the entry for a miss (raising ValueError
+    with a reason). Samples of kept series go to ``labels``/``values``;
+    ``keys`` records every sample line's series text, in order, for staleness,
+    duplicates and eviction; ``explicit`` records (sample index, timestamp ms,
+    key) for samples that carried their own timestamp. ``comments`` caches
+    parsed comment lines across scrapes; ``meta_items`` collects this scrape's.
+    """
+
+    cache: dict[bytes, Labels]
+    resolve: Callable[[bytes], Labels]
+    comments: dict[bytes, tuple] = field(default_factory=dict)
+    meta_items: list[tuple[str, str, str]] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)
+    labels: list[Labels] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    explicit: list[tuple[int, int, bytes]] = field(default_factory=list)
+    lineno: int = 0
+    om_eof: bool = False  # OpenMetrics: "# EOF" seen
+    om_blank: int = 0  # OpenMetrics: line number of a blank line not yet known to be the last
+
+
+def scan_text(lines: list[bytes], st: ScanState) -> None:
+    """Scan complete lines of a text-format body into ``st``; raises ParseError."""
+    get = st.cache.get
+    resolve = st.resolve
+    keys_append = st.keys.append
+    labels_append = st.labels.append
+    values_append = st.values.append
+    comments = st.comments
+    meta_append = st.meta_items.append
+    lineno = st.lineno
+    try:
+        for line in lines:
+            lineno += 1
+            if not line:
+                continue
+            c = line[0]
+            if c == 35 or ((c == 32 or c == 9) and line.lstrip(b" \t")[:1] == b"#"):
+                r = comments.get(line)
+                if r is None:
+                    r = comments[line] = comment_entry(line)
+                if r:
+                    meta_append(r)
+                continue
+            i = line.rfind(b"}")
+            if i >= 0:
+                key = line[: i + 1]
+                rest = line[i + 1 :].split()
+            else:
+                rest = line.split()
+                if not rest:
+                    continue
+                key = rest[0]
+                rest = rest[1:]
+            lab = get(key)
+            if lab is None:
+                lab = resolve(key)
+            keys_append(key)
+            if len(rest) == 1:
+                tok = rest[0]
+                v = float(tok)
+                if b"_" in tok or (v != v and tok.lower() != b"nan"):
+                    raise ValueError(value_error(tok))
+                if lab:
+                    labels_append(lab)
+                    values_append(v)
+            elif len(rest) == 2:
+                tok = rest[0]
+                v = float(tok)
+                if b"_" in tok or (v != v and tok.lower() != b"nan"):
+                    raise ValueError(value_error(tok))
+                ts = parse_ts_ms(rest[1])
+                if lab:
+                    st.explicit.append((len(st.values), ts, key))
+                    labels_append(lab)
+                    values_append(v)
+            elif not rest:
+                raise ValueError("expected value after metric")
+            else:
+                raise ValueError(f"unexpected {_show(rest[2])} after timestamp")
+    except ParseError:
+        raise
+    except ValueError as exc:
+        msg = str(exc)
+        if msg.startswith("could not convert"):
+            msg = value_error(_value_token(line))
+        raise ParseError(lineno, msg) from None
+    st.lineno = lineno
+
+
+def _value_token(line: bytes) -> bytes:
+    i = line.rfind(b"}")
+    rest = line[i + 1 :].split() if i >= 0 else line.split()[1:]
+    return rest[0] if rest else b""
+
+
+def iter_line_chunks(body: bytes, chunk_bytes: int = 256 * 1024):  # noqa: ANN201 - generator
+    """Split ``body`` into lists of lines, each list covering about ``chunk_bytes``.
+
+    Lets the caller yield to the event loop between chunks instead of splitting
+    a 20 MB body in one go. The final line needs no trailing newline.
+    """
+    pos, n = 0, len(body)
+    while pos < n:
+        end = body.find(b"\n", pos + chunk_bytes) if pos + chunk_bytes < n else -1
+        if end < 0:
+            yield body[pos:].split(b"\n")
+            return
+        yield body[pos:end].split(b"\n")
+        pos = end + 1
+
+
+# ---------------------------------------------------------------- standalone parse
+
+
+@dataclass(slots=True)
+class Sample:
+    labels: Labels
+    value: float
+    timestamp_ms: int | None = None
+
+
+@dataclass(slots=True)
+class Exposition:
+    samples: list[Sample]
+    metadata: dict[str, Metadata]
+
+
+def labels_of(name: str, pairs: list[tuple[str, str]]) -> Labels:
+    """Sorted label set with ``__name__``; raises ValueError on a repeated label name."""
+    out = sorted([("__name__", name), *pairs])
+    for a, b in zip(out, out[1:], strict=False):
+        if a[0] == b[0]:
+            raise ValueError(f"label name {a[0]!r} is not unique")
+    return tuple(p for p in out if p[1] != "")
+
+
+def parse_text(body: bytes, strict: bool = False) -> Exposition:
+    """Parse a whole text-format body (raises ParseError). See the module docstring for ``strict``."""
+    cache: dict[bytes, Labels] = {}
+
+    def resolve(key: bytes) -> Labels:
+        name, pairs = parse_series(key, strict)
+        if strict:
+            _strict_pairs(name, pairs)
+        lab = labels_of(name, pairs)
+        cache[key] = lab
+        return lab
+
+    st = ScanState(cache=cache, resolve=resolve)
+    for lines in iter_line_chunks(body):
+        scan_text(lines, st)
+    ts = [None] * len(st.values)
+    for idx, t, _ in st.explicit:
+        ts[idx] = t
+    samples = [Sample(lab, v, t) for lab, v, t in zip(st.labels, st.values, ts, strict=True)]
+    if strict:
+        _strict_checks(body, samples)
+    return Exposition(samples, build_metadata(st.meta_items, {}))
+
+
+def _strict_pairs(name: str, pairs: list[tuple[str, str]]) -> None:
+    for ln, _ in pairs:
+        if ln == "__name__":
+            raise ValueError('label name "__name__" is reserved')
+
+
+def _strict_checks(body: bytes, samples: list[Sample]) -> None:
+    """client_golang's extra rules, line by line (slow; tests and tools only)."""
+    lines = body.split(b"\n")
+    if body and not body.endswith(b"\n"):
+        raise ParseError(len(lines), "unexpected end of input stream")
+    helps: set[str] = set()
+    types: dict[str, str] = {}
+    seen_names: set[str] = set()
+    for no, line in enumerate(lines, 1):
+        s = line.strip(b" \t")
+        if not s:
+            continue
+        if s[:1] == b"#":
+            try:
+                c = parse_comment(s, True)
+            except ValueError as exc:
+                raise ParseError(no, str(exc)) from None
+            if c is None:
+                continue
+            kind, name, rest = c
+            if kind == "HELP" and b"\\" in re.sub(rb"\\[\\n]", b"", rest):
+                raise ParseError(no, "invalid escape sequence")
+            if kind == "HELP":
+                if name in helps:
+                    raise ParseError(no, f"second HELP line for metric name {name!r}")
+                helps.add(name)
+            else:
+                if name in types or name in seen_names:
+                    raise ParseError(
+                        no,
+                        f'second TYPE line for metric name "{name}", or TYPE reported after samples',
+                    )
+                types[name] = rest.strip().decode()
+            continue
+        i = s.rfind(b"}")
+        key = s[: i + 1] if i >= 0 else s.split()[0]
+        try:
+            name, pairs = parse_series(key, True)
+        except ValueError as exc:
+            raise ParseError(no, str(exc)) from None
+        family = _family_of(name, types)
+        seen_names.add(family)
+        t = types.get(family)
+        rest = (s[i + 1 :] if i >= 0 else s[len(key) :]).split()
+        value = float(rest[0])
+        d = dict(pairs)
+        if t == "summary" and name == family and "quantile" in d:
+            _strict_float(d["quantile"], "quantile", no)
+        if t == "histogram" and name == family + "_bucket":
+            _strict_float(d.get("le", ""), "le", no)
+            if value < 0:
+                raise ParseError(no, f'negative bucket population for histogram "{family}"')
+        if t in ("histogram", "summary") and name == family + "_count" and value < 0:
+            raise ParseError(no, f'negative count for {t} "{family}"')
+
+
+def _strict_float(v: str, label: str, no: int) -> None:
+    try:
+        parse_float(v.encode())
+    except ValueError:
+        raise ParseError(no, f"expected float as value for '{label}' label") from None
+
+
+def _family_of(name: str, types: dict[str, str]) -> str:
+    for suffix in ("_bucket", "_count", "_sum"):
+        if name.endswith(suffix) and types.get(name[: -len(suffix)]) in ("histogram", "summary"):
+            return name[: -len(suffix)]
+    return name

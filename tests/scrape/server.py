@@ -1,0 +1,125 @@
+"""A real HTTP exporter for scrape tests: payloads per path, changeable between scrapes.
+
+Runs ``http.server`` in a thread on a free 127.0.0.1 port and records every
+request's headers, so tests can check what actually reached the target.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from agent.storage import SampleBatch, is_stale_nan
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "text/plain; version=0.0.4"
+    gzip: bool = False
+    trickle: float = 0.0  # seconds between single bytes: a target that never finishes
+
+
+@dataclass
+class Exporter:
+    routes: dict[str, Route] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"{host}:{port}"
+
+    def set(self, path: str = "/metrics", body: bytes | str = b"", **kw: object) -> None:
+        if isinstance(body, str):
+            body = body.encode()
+        self.routes[path] = Route(body=body, **kw)  # type: ignore[arg-type]
+
+    def start(self) -> Exporter:
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                path = self.path.split("?", 1)[0]
+                exporter.requests.append(
+                    (self.path, {k.lower(): v for k, v in self.headers.items()})
+                )
+                r = exporter.routes.get(path)
+                if r is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = r.body
+                self.send_response(r.status)
+                self.send_header("Content-Type", r.content_type)
+                if r.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
+                    body = gzip.compress(body)
+                    self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    if r.trickle:
+                        for i in range(len(body)):
+                            self.wfile.write(body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(r.trickle)
+                    else:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class Collector:
+    """An in-memory Appendable: keeps every batch it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[SampleBatch] = []
+
+    def append(self, batch: SampleBatch) -> None:
+        self.batches.append(batch)
+
+    def samples(self, i: int = -1) -> dict[tuple, float]:
+        b = self.batches[i]
+        return dict(zip(b.labels, b.values, strict=True))
+
+    def by_name(self, name: str, i: int = -1) -> dict[tuple, float]:
+        return {k: v for k, v in self.samples(i).items() if dict(k).get("__name__") == name}
+
+    def value(self, name: str, i: int = -1) -> float:
+        vals = list(self.by_name(name, i).values())
+        assert len(vals) == 1, (name, vals)
+        return vals[0]
+
+    def stale(self, i: int = -1) -> set[tuple]:
+        b = self.batches[i]
+        return {lab for lab, v in zip(b.labels, b.values, strict=True) if is_stale_nan(v)}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
