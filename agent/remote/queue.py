@@ -9,8 +9,20 @@ shard's buffer. The WAL is the queue: nothing is held in memory beyond
 ``capacity`` samples per shard, and the reader simply waits when a shard is
 full, so an outage costs disk, not memory, and loses nothing.
 
-Positions are committed (group commit, fsync) soon after acknowledgements, so
-a crash re-sends at most each shard's batch in flight (docs/wal.md).
+Exactly-once towards backends that reject out-of-order samples (Prometheus
+answers 400 to a request holding a sample older than the series' newest, and
+drops the whole request) rests on two rules:
+
+- a batch holds at most one sample per series (a repeat cuts the batch), and
+- a shard sends its next batch only once the previous one's acknowledgement
+  is durably committed (group commit: one fsync covers every shard that
+  acknowledged meanwhile).
+
+After a crash, then, at most one batch per shard is re-sent, and for every
+series in it the re-sent sample is the newest the backend can have: an exact
+duplicate (same timestamp, same value), which Prometheus, Mimir and
+VictoriaMetrics accept silently. The price is smaller requests when a backlog
+is drained for few series; with many series batches fill up as usual.
 """
 
 from __future__ import annotations
@@ -116,6 +128,7 @@ class EndpointQueue:
         self._space = asyncio.Event()
         self._dirty = asyncio.Event()
         self._commit_lock = asyncio.Lock()
+        self._committed_evt = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._shard_tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -148,6 +161,7 @@ class EndpointQueue:
                 metrics=self._m,
                 dispatched=lambda: self.dispatched,
                 on_done=self._on_done,
+                durable=self._wait_durable,
             )
             for i in range(len(pos.points))
         ]
@@ -165,6 +179,7 @@ class EndpointQueue:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop reading; let in-flight sends finish within ``grace``; commit what was acknowledged."""
         self._stopping = True
+        self._committed_evt.set()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -269,6 +284,7 @@ class EndpointQueue:
                 s.buf_max_ts = mts
         bufs = [s.buf for s in shards]
         counts = [s.count for s in shards]
+        seens = [s.seen for s in shards]
         cache = self._prefix
         tsc: dict[int, bytes] = {}
         maxs = shards[0].max_samples
@@ -301,6 +317,16 @@ class EndpointQueue:
             if tf is None:
                 tf = ts_field(t) or b""
                 tsc[t] = tf
+            sn = seens[k]
+            if r in sn:  # one sample per series per batch: see the module docstring
+                s = shards[k]
+                s.count = counts[k]
+                s.cut((seg, off, i))
+                bufs[k] = s.buf
+                sn = seens[k] = s.seen
+                s.buf_max_ts = mts
+                counts[k] = 0
+            sn.add(r)
             b = bufs[k]
             if tf:
                 b += p
@@ -314,6 +340,7 @@ class EndpointQueue:
                 s.count = c
                 s.cut((seg, off, i + 1))
                 bufs[k] = s.buf
+                seens[k] = s.seen
                 s.buf_max_ts = mts
                 c = 0
             counts[k] = c
@@ -416,6 +443,17 @@ class EndpointQueue:
                 return
             await asyncio.to_thread(self.store.save, self.key, pos)
             self._committed = pos
+            evt, self._committed_evt = self._committed_evt, asyncio.Event()
+            evt.set()
+
+    async def _wait_durable(self, index: int, point: Point) -> None:
+        """Until shard ``index``'s committed position has reached ``point``."""
+        while not self._stopping:
+            c = self._committed
+            if c is not None and index < len(c.points) and c.points[index] >= point:
+                return
+            self._dirty.set()
+            await self._committed_evt.wait()
 
     # ------------------------------------------------------------------ status
 

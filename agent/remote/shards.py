@@ -2,7 +2,7 @@
 
 The queue's reader appends encoded samples straight into ``buf`` (a shard
 never sees a sample object) and cuts a batch when ``max_samples_per_send`` is
-reached; the shard cuts a partial batch itself when its oldest buffered sample
+reached or a series would appear twice; the shard cuts a partial batch itself when its oldest buffered sample
 has waited ``batch_send_deadline``. A batch is sent, and on a retryable answer
 sent again after a full-jitter backoff, until it is accepted or rejected for
 good: so one series' samples, which always land in the same shard, leave in
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agent.remote.backoff import Backoff
@@ -57,6 +57,7 @@ class Shard:
         metrics: ShardMetrics,
         dispatched: Callable[[], Point],
         on_done: Callable[[Shard, Batch, SendResult], None],
+        durable: Callable[[int, Point], Awaitable[None]],
     ) -> None:
         self.index = index
         self.acked: Point = start
@@ -74,6 +75,8 @@ class Shard:
         self.metrics = metrics
         self._dispatched = dispatched
         self._on_done = on_done
+        self._durable = durable
+        self.seen: set[int] = set()  # refs in buf: a batch holds one sample per series
         self._wake = asyncio.Event()  # new data or a cut batch
         self._stop = asyncio.Event()  # interrupts a backoff wait; new data must not
         self.stopping = False
@@ -83,6 +86,7 @@ class Shard:
     def cut(self, end: Point) -> None:
         self.ready.append(Batch(bytes(self.buf), self.count, end, self.buf_max_ts))
         self.buf = bytearray()
+        self.seen = set()
         self.count = 0
         self.first_at = 0.0
         self._wake.set()
@@ -134,6 +138,9 @@ class Shard:
             self.inflight = None
             self.acked = batch.end
             self._on_done(self, batch, result)
+            # The next batch may repeat this one's series: it waits until this one's
+            # acknowledgement is durable, so a crash can only ever re-send this batch.
+            await self._durable(self.index, batch.end)
 
     async def _take(self) -> Batch | None:
         while True:
