@@ -93,6 +93,11 @@ def block(
     )
 
 
+def label() -> Any:
+    """A field that receives a nested block's label: ``target "name" { ... }`` (the block then requires one)."""
+    return dataclasses.field(default="", metadata={_META_KEY: FieldSpec("label", None, True)})
+
+
 @dataclasses.dataclass(slots=True)
 class _Field:
     attr_name: str  # the Python attribute
@@ -111,6 +116,7 @@ class _Schema:
     fields: list[_Field]
     attrs: dict[str, _Field]
     blocks: dict[str, _Field]
+    label: _Field | None = None
 
 
 _SCHEMAS: dict[type, _Schema] = {}
@@ -166,10 +172,13 @@ def schema_of(cls: type) -> _Schema:
                 )
             fld.block_type = inner
         fields.append(fld)
+    labels = [f for f in fields if f.kind == "label"]
+    fields = [f for f in fields if f.kind != "label"]
     info = _Schema(
         fields,
         {f.name: f for f in fields if f.kind == "attr"},
         {f.name: f for f in fields if f.kind == "block"},
+        labels[0] if labels else None,
     )
     _SCHEMAS[cls] = info
     return info
@@ -221,10 +230,17 @@ def decode_block(stmt: ast.Block, schema: type[T], scope: vm.Scope) -> T:
 
 
 def _decode_into(
-    body: list[ast.Stmt], schema: type, scope: vm.Scope, pos: Pos, errs: _Collector
+    body: list[ast.Stmt],
+    schema: type,
+    scope: vm.Scope,
+    pos: Pos,
+    errs: _Collector,
+    label: str | None = None,
 ) -> Any:
     info = schema_of(schema)
     values: dict[str, Any] = {}
+    if info.label is not None and label is not None:
+        values[info.label.attr_name] = label
     seen_attrs: dict[str, ast.Attribute] = {}
     seen_blocks: dict[str, list[ast.Block]] = {}
     before = len(errs.diags)
@@ -262,24 +278,28 @@ def _decode_into(
                 else:
                     errs.add(stmt.pos, f'unrecognized block name "{name}"')
                 continue
-            if stmt.label is not None:
+            labelled = schema_of(fld.block_type).label is not None
+            if stmt.label is not None and not labelled:
                 errs.add(
                     stmt.label_pos if stmt.label_pos.valid else stmt.pos,
                     f'block "{name}" does not support specifying labels',
                 )
+                continue
+            if stmt.label is None and labelled:
+                errs.add(stmt.pos, f'block "{name}" requires non-empty label')
                 continue
             seen_blocks.setdefault(name, []).append(stmt)
     for name, stmts in seen_blocks.items():
         fld = info.blocks[name]
         if fld.repeated:
             values[fld.attr_name] = [
-                _decode_into(b.body, fld.block_type, scope, b.pos, errs) for b in stmts
+                _decode_into(b.body, fld.block_type, scope, b.pos, errs, b.label) for b in stmts
             ]
             continue
         for extra in stmts[1:]:
             errs.add(extra.pos, f'block "{name}" may only be specified once')
         values[fld.attr_name] = _decode_into(
-            stmts[0].body, fld.block_type, scope, stmts[0].pos, errs
+            stmts[0].body, fld.block_type, scope, stmts[0].pos, errs, stmts[0].label
         )
     for fld in info.fields:
         if not fld.required:
@@ -292,7 +312,7 @@ def _decode_into(
         return None
     try:
         obj = schema(**values)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a schema's __post_init__ failing is the user's error
         errs.add(pos, str(exc))
         return None
     for fld in info.fields:
@@ -308,7 +328,7 @@ def _validate(obj: Any, pos: Pos, errs: _Collector) -> None:
         return
     try:
         check()
-    except ValueError as exc:
+    except Exception as exc:  # noqa: BLE001 - any validate() failure is reported at the block, never a crash
         errs.add(pos, str(exc))
 
 
@@ -363,7 +383,10 @@ def encode(obj: Any) -> Any:
             info = schema_of(type(obj))
         except TypeError:
             return obj
-        return {f.name: encode(getattr(obj, f.attr_name)) for f in info.fields}
+        out = {f.name: encode(getattr(obj, f.attr_name)) for f in info.fields}
+        if info.label is not None:
+            out = {"label": getattr(obj, info.label.attr_name), **out}
+        return out
     if isinstance(obj, Duration):
         return str(obj)
     if isinstance(obj, Secret):
@@ -383,6 +406,7 @@ __all__ = [
     "decode_body",
     "decode_value",
     "encode",
+    "label",
     "object_to_dataclass",
     "schema_of",
     "type_name",

@@ -7,7 +7,7 @@ import pytest
 
 from agent.storage import Appendable, Fanout
 from agent.syntax import ast
-from agent.syntax.decode import attr, block, decode_block, decode_body, decode_value, encode
+from agent.syntax.decode import attr, block, decode_block, decode_body, decode_value, encode, label
 from agent.syntax.diag import DiagnosticsError, Pos
 from agent.syntax.parser import parse_file
 from agent.syntax.value import Duration, Secret
@@ -280,3 +280,41 @@ def test_encode_gives_plain_values_and_keeps_secrets_wrapped(monkeypatch):
     assert out["oauth2.tls"] == {"insecure_skip_verify": True}
     assert out["forward_to"] == [recv]
     assert "hunter2" not in repr(out)
+
+
+@dataclass
+class Target:
+    name: str = label()
+    address: str = attr(required=True)
+
+
+@dataclass
+class Exporter:
+    target: list[Target] = block()
+    single: Target | None = block()
+
+
+def test_labelled_nested_blocks():
+    ex = decode(
+        'target "a" {\n address = "x:1"\n}\ntarget "b" {\n address = "y:1"\n}\nsingle "s" {\n address = "z"\n}',
+        Exporter,
+    )
+    assert ex.target == [Target("a", "x:1"), Target("b", "y:1")]
+    assert ex.single == Target("s", "z")
+    assert encode(ex)["target"][0] == {"label": "a", "address": "x:1"}
+    assert errors('target {\n address = "x"\n}', Exporter) == [
+        (1, 1, 'block "target" requires non-empty label')
+    ]
+
+
+@dataclass
+class Strict:
+    n: int = attr(default=0)
+
+    def validate(self) -> None:
+        if self.n == 1:
+            raise RuntimeError("not a ValueError, still reported")
+
+
+def test_any_validate_failure_is_a_positioned_error():
+    assert errors("n = 1", Strict) == [(1, 1, "not a ValueError, still reported")]
