@@ -209,17 +209,25 @@ class RemoteWrite:
         self.wal.new_generation()
         active = self.wal.segment
         lows = {k: (q.committed() or Position([(0, 0, 0)])).low() for k, q in self.queues.items()}
-        low_seg = min((s for s, _ in lows.values()), default=active)
+        sizes: dict[int, int] = {}
+
+        def sent_by(low: tuple[int, int], s: int) -> bool:
+            # Past segment s, or at the very end of it (s is finished: the reader just
+            # has not looked for its successor yet).
+            return low[0] > s or (low[0] == s and low[1] >= sizes[s])
+
         upto = -1
         for s in self.wal.segments():
             if s >= active:
                 break
             try:
-                mtime = os.stat(walseg.segment_path(self.directory, s)).st_mtime
+                st = os.stat(walseg.segment_path(self.directory, s))
             except FileNotFoundError:
                 continue
-            sent = s < low_seg
-            if (sent and mtime <= now - self.options.min_keepalive_time) or mtime <= now - self.options.max_keepalive_time:
+            sizes[s] = st.st_size
+            sent = all(sent_by(low, s) for low in lows.values())
+            old_enough = st.st_mtime <= now - self.options.min_keepalive_time
+            if (sent and old_enough) or st.st_mtime <= now - self.options.max_keepalive_time:
                 upto = s
             else:
                 break
@@ -228,7 +236,7 @@ class RemoteWrite:
             return -1
         # Endpoints that had not sent everything up to ``upto``: count what they lose, move them on.
         for key, (s, o) in lows.items():
-            if s <= upto:
+            if not sent_by((s, o), upto):
                 q = self.queues[key]
                 lost = await asyncio.to_thread(self._count_samples, (s, o), upto)
                 await q.stop(0)
