@@ -1,0 +1,165 @@
+"""``prometheus.scrape``: scrape ``targets`` on a schedule and forward the samples to ``forward_to``.
+
+A thin adapter over :class:`agent.scrape.pool.ScrapePool`: arguments become a
+``ScrapeConfig``, ``targets`` are synced into the pool, and the pool appends
+to one :class:`Fanout` whose receivers are swapped in place when
+``forward_to`` changes, so running scrape loops never restart for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agent import labels as lbl
+from agent.components._common import (
+    AuthorizationBlock,
+    BasicAuthBlock,
+    TLSBlock,
+    check_auth,
+    check_url,
+    http_client,
+    targets_to_labels,
+)
+from agent.runtime.component import Component, Options
+from agent.runtime.registry import register
+from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig
+from agent.scrape.pool import ScrapePool
+from agent.storage import Appendable, Fanout
+from agent.syntax.decode import attr, block
+from agent.syntax.value import Duration, Secret
+
+
+@dataclass
+class ClusteringBlock:
+    """Accepted so Alloy configurations load; targets are not distributed yet."""
+
+    enabled: bool = attr(default=False)
+
+
+@dataclass
+class Arguments:
+    targets: list[dict[str, str]] = attr(required=True)
+    forward_to: list[Appendable] = attr(required=True)
+    job_name: str = attr(default="")
+    extra_metrics: bool = attr(default=False)
+    enable_protobuf_negotiation: bool = attr(default=False)
+    honor_labels: bool = attr(default=False)
+    honor_timestamps: bool = attr(default=True)
+    track_timestamps_staleness: bool = attr(default=False)
+    params: dict[str, list[str]] = attr(default={})
+    scrape_classic_histograms: bool = attr(default=False)
+    scrape_interval: Duration = attr(default=Duration("1m"))
+    # Unset: 10s, or the interval when that is shorter (as Prometheus defaults it).
+    scrape_timeout: Duration | None = attr(default=None)
+    scrape_protocols: list[str] = attr(default_factory=lambda: list(DEFAULT_PROTOCOLS))
+    scrape_fallback_protocol: str = attr(default="PrometheusText0.0.4")
+    metrics_path: str = attr(default="/metrics")
+    scheme: str = attr(default="http")
+    body_size_limit: int = attr(default=0)
+    sample_limit: int = attr(default=0)
+    target_limit: int = attr(default=0)
+    label_limit: int = attr(default=0)
+    label_name_length_limit: int = attr(default=0)
+    label_value_length_limit: int = attr(default=0)
+    bearer_token: Secret | None = attr(default=None)
+    bearer_token_file: str = attr(default="")
+    proxy_url: str = attr(default="")
+    follow_redirects: bool = attr(default=True)
+    enable_http2: bool = attr(default=True)
+    basic_auth: BasicAuthBlock | None = block()
+    authorization: AuthorizationBlock | None = block()
+    tls_config: TLSBlock | None = block()
+    clustering: ClusteringBlock = block()
+
+    def validate(self) -> None:
+        check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
+        if self.proxy_url:
+            check_url(self.proxy_url, "proxy_url")
+        if not self.metrics_path.startswith("/"):
+            raise ValueError(f'metrics_path "{self.metrics_path}" must start with "/"')
+        self.to_config("validate").validate()
+
+    def timeout(self) -> float:
+        if self.scrape_timeout is None:
+            return min(10.0, float(self.scrape_interval))
+        return float(self.scrape_timeout)
+
+    def to_config(self, component_id: str) -> ScrapeConfig:
+        return ScrapeConfig(
+            job_name=self.job_name or component_id,
+            scrape_interval=float(self.scrape_interval),
+            scrape_timeout=self.timeout(),
+            metrics_path=self.metrics_path,
+            scheme=self.scheme,
+            params={k: list(v) for k, v in self.params.items()},
+            honor_labels=self.honor_labels,
+            honor_timestamps=self.honor_timestamps,
+            track_timestamps_staleness=self.track_timestamps_staleness,
+            sample_limit=self.sample_limit,
+            label_limit=self.label_limit,
+            label_name_length_limit=self.label_name_length_limit,
+            label_value_length_limit=self.label_value_length_limit,
+            body_size_limit=self.body_size_limit,
+            target_limit=self.target_limit,
+            extra_metrics=self.extra_metrics,
+            scrape_protocols=list(self.scrape_protocols),
+            enable_protobuf_negotiation=self.enable_protobuf_negotiation,
+            scrape_fallback_protocol=self.scrape_fallback_protocol,
+            http=http_client(
+                bearer_token=self.bearer_token,
+                bearer_token_file=self.bearer_token_file,
+                basic_auth=self.basic_auth,
+                authorization=self.authorization,
+                tls_config=self.tls_config,
+                proxy_url=self.proxy_url,
+                follow_redirects=self.follow_redirects,
+                enable_http2=self.enable_http2,
+            ),
+        )
+
+
+@register("prometheus.scrape", Arguments, None)
+class PrometheusScrape(Component):
+    def __init__(self, opts: Options, args: Arguments) -> None:
+        super().__init__(opts, args)
+        self.fanout = Fanout(list(args.forward_to))
+        self.pool = ScrapePool(args.to_config(opts.id), self.fanout)
+        self._running = False
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            self.pool.sync(targets_to_labels(self.args.targets))
+            await super().run()
+        finally:
+            self._running = False
+            await self.pool.stop()
+
+    async def update(self, args: Arguments) -> None:
+        self.args = args
+        self.fanout.receivers = list(args.forward_to)
+        if self._running:
+            self.pool.update_config(args.to_config(self.opts.id))
+            self.pool.sync(targets_to_labels(args.targets))
+        else:
+            self.pool = ScrapePool(args.to_config(self.opts.id), self.fanout)
+
+    def debug_info(self) -> dict[str, Any]:
+        import datetime as dt
+
+        out = []
+        for t in self.pool.targets():
+            out.append(
+                {
+                    "job": lbl.get(t.labels, "job"),
+                    "url": t.scrape_url,
+                    "health": t.health,
+                    "labels": dict(t.labels),
+                    "last_error": t.last_error,
+                    "last_scrape": dt.datetime.fromtimestamp(t.last_scrape, dt.UTC).isoformat() if t.last_scrape else "",
+                    "last_scrape_duration": f"{t.last_scrape_duration:.3f}s",
+                    "series": t.series,
+                }
+            )
+        return {"targets": out}
