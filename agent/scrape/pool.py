@@ -17,6 +17,7 @@ import dataclasses
 
 import structlog
 
+from agent import labels as L
 from agent.labels import Labels
 from agent.scrape.cache import ScrapeCache
 from agent.scrape.config import ScrapeConfig
@@ -29,6 +30,16 @@ log = structlog.get_logger("scrape")
 
 # Fields that change scheduling or transport only; the series produced stay the same.
 _CACHE_NEUTRAL = ("scrape_interval", "scrape_timeout", "sample_limit", "http")
+
+
+def _key(final: Labels) -> Labels:
+    """A loop's identity: the target's labels without its interval and timeout.
+
+    A target whose only change is how often it is scraped keeps its series, so
+    it is restarted with its cache instead of being replaced (which would write
+    stale markers for series that are still there).
+    """
+    return tuple(p for p in final if p[0] not in (L.SCRAPE_INTERVAL, L.SCRAPE_TIMEOUT))
 
 
 def _cache_reusable(a: ScrapeConfig, b: ScrapeConfig) -> bool:
@@ -70,8 +81,9 @@ class ScrapePool:
             if final is None:
                 dropped.append(DroppedTarget(d, ""))
                 continue
-            if final not in out:
-                out[final] = Target(d, final, self.config.params)
+            key = _key(final)
+            if key not in out:
+                out[key] = Target(d, final, self.config.params)
         self._dropped = dropped
         return out
 
@@ -84,10 +96,16 @@ class ScrapePool:
         for key in [k for k in self._loops if k not in wanted]:
             self._retire(self._loops.pop(key), end_of_run_staleness=True)
         for key, target in wanted.items():
-            if key not in self._loops:
-                loop = ScrapeLoop(target, self.config, self.appendable, self.seed)
-                self._loops[key] = loop
-                loop.start()
+            prev = self._loops.get(key)
+            if prev is not None and prev.target.labels == target.labels:
+                continue
+            cache = None
+            if prev is not None:
+                self._retire(prev, end_of_run_staleness=False)
+                cache = prev.cache
+            loop = ScrapeLoop(target, self.config, self.appendable, self.seed, cache)
+            self._loops[key] = loop
+            loop.start()
         self._apply_target_limit()
 
     def _apply_target_limit(self) -> None:
