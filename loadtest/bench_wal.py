@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.remote import EndpointConfig, QueueConfig, WALOptions
+from agent.remote import EndpointConfig, QueueConfig
 from agent.remote.codec import compress
 from agent.remote.position import PositionStore
 from agent.remote.queue import EndpointQueue

@@ -177,3 +177,39 @@ def test_endpoint_down_at_stop_resends_after_restart(tmp_path: Path):
     up, t0 = asyncio.run(main())
     got = by_series(up.accepted)
     assert got[series(3)] == [(t0 + b * 1000, float(b)) for b in range(4)]
+
+
+def test_update_adds_at_now_removes_and_keeps_position_of_changed(tmp_path: Path):
+    async def main():
+        a = await Receiver().start()
+        b = await Receiver().start()
+        ep_a = endpoint(a.url)
+        ep_a.name = "a"
+        rw = RemoteWrite(tmp_path / "wal", [ep_a], {}, WALOptions())
+        await rw.start()
+        t0 = now_ms()
+        rw.append(batch(3, t0, 0.0))
+        assert await rw.flush()
+        ep_b = endpoint(b.url)
+        ep_b.name = "b"
+        changed_a = endpoint(a.url, max_samples_per_send=1)
+        changed_a.name = "a"
+        await rw.update([changed_a, ep_b], {"env": "x"}, WALOptions())
+        rw.append(batch(3, t0 + 1000, 1.0))
+        assert await rw.flush()
+        await rw.update([ep_b], {"env": "x"}, WALOptions())
+        rw.append(batch(3, t0 + 2000, 2.0))
+        assert await rw.flush()
+        names = [e["name"] for e in rw.status()["endpoints"]]
+        await rw.stop()
+        await a.stop()
+        await b.stop()
+        return a, b, names, t0
+
+    a, b, names, t0 = asyncio.run(main())
+    assert names == ["b"]
+    # a: the first batch, then (after its change, same position, no re-send) the second, with env.
+    assert [(ts, v) for lb, ts, v in a.accepted if ("i", "0") in lb] == [(t0, 0.0), (t0 + 1000, 1.0)]
+    assert all(("env", "x") in lb for lb, ts, _ in a.accepted if ts > t0)
+    # b: added at "now", so only what came after it.
+    assert sorted({ts for _, ts, _ in b.accepted}) == [t0 + 1000, t0 + 2000]
