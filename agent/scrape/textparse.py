@@ -480,15 +480,15 @@ def parse_text(body: bytes, strict: bool = False) -> Exposition:
         cache[key] = lab
         return lab
 
+    if strict:
+        _strict_checks(body)
     st = ScanState(cache=cache, resolve=resolve)
     for lines in iter_line_chunks(body):
         scan_text(lines, st)
-    ts = [None] * len(st.values)
+    ts: list[int | None] = [None] * len(st.values)
     for idx, t, _ in st.explicit:
         ts[idx] = t
     samples = [Sample(lab, v, t) for lab, v, t in zip(st.labels, st.values, ts, strict=True)]
-    if strict:
-        _strict_checks(body, samples)
     return Exposition(samples, build_metadata(st.meta_items, {}))
 
 
@@ -498,8 +498,12 @@ def _strict_pairs(name: str, pairs: list[tuple[str, str]]) -> None:
             raise ValueError('label name "__name__" is reserved')
 
 
-def _strict_checks(body: bytes, samples: list[Sample]) -> None:
-    """client_golang's extra rules, line by line (slow; tests and tools only)."""
+def _strict_checks(body: bytes) -> None:
+    """client_golang's extra rules, line by line (slow; tests and tools only).
+
+    Runs before the normal scan so the first offending line is the one reported;
+    what it cannot read it leaves to the scan to report.
+    """
     lines = body.split(b"\n")
     if body and not body.endswith(b"\n"):
         raise ParseError(len(lines), "unexpected end of input stream")
@@ -542,7 +546,10 @@ def _strict_checks(body: bytes, samples: list[Sample]) -> None:
         seen_names.add(family)
         t = types.get(family)
         rest = (s[i + 1 :] if i >= 0 else s[len(key) :]).split()
-        value = float(rest[0])
+        try:
+            value = parse_float(rest[0])
+        except (ValueError, IndexError):
+            continue
         d = dict(pairs)
         if t == "summary" and name == family and "quantile" in d:
             _strict_float(d["quantile"], "quantile", no)
