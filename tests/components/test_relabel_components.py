@@ -123,3 +123,19 @@ def test_forward_to_must_be_receivers(tmp_path):
         c.check(files('prometheus.relabel "r" {\n  forward_to = ["nope"]\n}\n'))
     (msg,) = [str(d) for d in exc.value.diagnostics]
     assert msg.startswith("main.alloy:2:16: ") and "[0]" in msg
+
+
+def test_prometheus_relabel_metrics_use_alloy_names(tmp_path):
+    from prometheus_client import REGISTRY, generate_latest
+
+    async def go():
+        c = controller(tmp_path)
+        await c.load(files(METRIC % "m"))
+        c.node("prometheus.relabel.r").exports.receiver.append(_batch())
+        text = generate_latest(REGISTRY).decode()
+        assert 'alloy_prometheus_relabel_metrics_processed_total{component_id="prometheus.relabel.r"} 3.0' in text
+        assert 'alloy_prometheus_relabel_metrics_written_total{component_id="prometheus.relabel.r"} 2.0' in text
+        assert 'alloy_prometheus_relabel_cache_size{component_id="prometheus.relabel.r"} 3.0' in text
+        await c.stop()
+
+    run(go())
