@@ -25,6 +25,8 @@ class QueueConfig:
     max_backoff: float = 5.0
     retry_on_http_429: bool = True
     sample_age_limit: float = 0.0  # 0: no limit
+    # Not an Alloy argument: how often the shard count is reconsidered (Prometheus: 10 s).
+    shard_update_interval: float = 10.0
 
 
 @dataclass(slots=True)

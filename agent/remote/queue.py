@@ -47,6 +47,7 @@ from agent.remote.codec import (
 )
 from agent.remote.config import EndpointConfig
 from agent.remote.position import Point, Position, PositionStore
+from agent.remote.sharding import ShardTuner, TunerInput
 from agent.remote.shards import Batch, Shard, ShardMetrics
 from agent.wal import WAL, Cursor
 from agent.wal import record as walrec
@@ -133,6 +134,12 @@ class EndpointQueue:
         self._shard_tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._last_corruption: str | None = None
+        self._backoff = Backoff(q.min_backoff, q.max_backoff)
+        self.tuner = ShardTuner(q.min_shards, q.max_shards, q.shard_update_interval)
+        self._want_shards = 0  # set by the tuner; the reader reshards between reads
+        self._highest_appended = 0  # ms, newest sample appended to the WAL (told by RemoteWrite)
+        self._highest_sent = 0  # ms, newest sample acknowledged
+        self.reshards = 0
 
     # ------------------------------------------------------------- lifecycle
 
@@ -148,14 +155,25 @@ class EndpointQueue:
             self._resume = list(pos.points)
         self.cursor = Cursor(self.wal.directory, *low)
         self.dispatched = (*low, 0)
-        backoff = Backoff(self.cfg.queue.min_backoff, self.cfg.queue.max_backoff)
+        self._make_shards(pos.points)
+        if fresh:
+            await asyncio.to_thread(self.store.save, self.key, pos)
+        self._tasks = [
+            asyncio.create_task(self._follow(), name=f"follow-{self.key}"),
+            asyncio.create_task(self._commit_loop(), name=f"commit-{self.key}"),
+            asyncio.create_task(self._tune_loop(), name=f"tune-{self.key}"),
+        ]
+        log.info("remote write queue started", remote_name=self.remote_name, url=self.safe_url,
+                 segment=low[0], offset=low[1], shards=len(self.shards), resumed=not fresh)
+
+    def _make_shards(self, points: list[Point]) -> None:
         q = self.cfg.queue
         self.shards = [
             Shard(
                 i,
-                pos.points[i],
+                points[i],
                 client=self.client,
-                backoff=backoff,
+                backoff=self._backoff,
                 max_samples=max(1, q.max_samples_per_send),
                 deadline=q.batch_send_deadline,
                 metrics=self._m,
@@ -163,18 +181,10 @@ class EndpointQueue:
                 on_done=self._on_done,
                 durable=self._wait_durable,
             )
-            for i in range(len(pos.points))
+            for i in range(len(points))
         ]
         m.shards.labels(*self._lv).set(len(self.shards))
-        if fresh:
-            await asyncio.to_thread(self.store.save, self.key, pos)
         self._shard_tasks = [asyncio.create_task(s.run(), name=f"shard-{self.key}-{s.index}") for s in self.shards]
-        self._tasks = [
-            asyncio.create_task(self._follow(), name=f"follow-{self.key}"),
-            asyncio.create_task(self._commit_loop(), name=f"commit-{self.key}"),
-        ]
-        log.info("remote write queue started", remote_name=self.remote_name, url=self.safe_url,
-                 segment=low[0], offset=low[1], shards=len(self.shards), resumed=not fresh)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop reading; let in-flight sends finish within ``grace``; commit what was acknowledged."""
@@ -198,6 +208,13 @@ class EndpointQueue:
         """New records were appended."""
         self._data.set()
 
+    def note_appended(self, n: int, max_ts: int) -> None:
+        """``n`` samples up to timestamp ``max_ts`` went into the WAL: the tuner's "samples in"."""
+        self.tuner.samples_in.incr(n)
+        if max_ts > self._highest_appended:
+            self._highest_appended = max_ts
+        self._data.set()
+
     def forget(self, refs: list[int]) -> None:
         for r in refs:
             self._prefix.pop(r, None)
@@ -211,6 +228,10 @@ class EndpointQueue:
     async def _follow(self) -> None:
         assert self.cursor is not None
         while not self._stopping:
+            if self._want_shards and self._want_shards != len(self.shards):
+                want, self._want_shards = self._want_shards, 0
+                await self._reshard(want)
+                continue
             if self._full():
                 self._space.clear()
                 if self._full():
@@ -250,6 +271,67 @@ class EndpointQueue:
                 await asyncio.wait_for(self._data.wait(), 1.0)
             except TimeoutError:
                 pass
+
+    # -------------------------------------------------------------- resharding
+
+    async def _tune_loop(self) -> None:
+        interval = self.cfg.queue.shard_update_interval
+        last = time.monotonic()
+        busy_seen = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            busy = self._m.busy_seconds
+            self.tuner.busy.incr(busy - busy_seen)
+            busy_seen = busy
+            inp = TunerInput(self._highest_appended / 1000.0, self._highest_sent / 1000.0,
+                             failing=any(s.attempt > 0 for s in self.shards))
+            want = self.tuner.tick(len(self.shards), now - last, inp)
+            last = now
+            if want != len(self.shards):
+                self._want_shards = want
+                self._data.set()
+                self._space.set()
+
+    async def _reshard(self, n: int) -> bool:
+        """Drain every shard, commit, then continue with ``n`` shards from the same point.
+
+        Runs in the reader's task between reads, so nothing is dispatched
+        meanwhile. Once every shard is idle, all of them are acknowledged up to
+        ``dispatched`` (a record boundary) and committed: the routing ``ref %
+        shards`` can change without one series ever having samples in two
+        shards at once. The new count is committed before the new shards send,
+        so a crash at any point leaves a position that matches its shard
+        count. A drain that stalls (the backend started failing) is abandoned
+        and the old shards simply go on.
+        """
+        if self._resume is not None or self._stopping:
+            return False
+        d = self.dispatched
+        for s in self.shards:
+            if s.count:
+                s.cut(d)
+        limit = time.monotonic() + max(10.0, 2 * self.cfg.remote_timeout)
+        while not all(s.idle() for s in self.shards):
+            if self._stopping or time.monotonic() > limit or any(s.attempt > 0 for s in self.shards):
+                log.info("reshard abandoned: shards did not drain", remote_name=self.remote_name,
+                         shards=len(self.shards), wanted=n)
+                return False
+            await asyncio.sleep(0.01)
+        await self._commit()
+        old, old_tasks = self.shards, self._shard_tasks
+        for s in old:
+            s.stop()
+        await asyncio.gather(*old_tasks, return_exceptions=True)
+        pos = Position.uniform(d[0], d[1], n)
+        async with self._commit_lock:
+            await asyncio.to_thread(self.store.save, self.key, pos)
+            self._committed = pos
+        self._make_shards(pos.points)
+        self.reshards += 1
+        log.info("resharded", remote_name=self.remote_name, url=self.safe_url, old=len(old), new=n,
+                 **{k: round(v, 3) for k, v in self.tuner.last.items()})
+        return True
 
     def _skip_for(self, seg: int, off: int, n: int) -> list[int] | None:
         """Per shard, how many leading samples of this record were acknowledged before a restart."""
@@ -395,14 +477,19 @@ class EndpointQueue:
             return
         if result.outcome == "drop":
             st.failed += batch.count
+            self.tuner.samples_dropped.incr(batch.count)
             self._error(f"{result.reason}: {result.detail}; {batch.count} samples dropped")
         else:
             st.sent += batch.count
+            self.tuner.samples_out.incr(batch.count)
+            if batch.max_ts > self._highest_sent:
+                self._highest_sent = batch.max_ts
         self._space.set()
         self._dirty.set()
 
     def _drop(self, reason: str, n: int) -> None:
         self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + n
+        self.tuner.samples_dropped.incr(n)
         m.samples_dropped.labels(*self._lv, reason).inc(n)
 
     def _error(self, msg: str, warn: bool = True) -> None:
@@ -460,6 +547,11 @@ class EndpointQueue:
     def pending(self) -> int:
         return sum(s.pending() for s in self.shards)
 
+    def settled(self) -> bool:
+        """Every acknowledgement so far is durably committed."""
+        c = self._committed
+        return c is not None and c.points == self.position().points
+
     def status(self) -> dict[str, Any]:
         st = self.stats
         low = self._committed.low() if self._committed else (0, 0)
@@ -468,6 +560,8 @@ class EndpointQueue:
             "url": self.safe_url,
             "pending_samples": self.pending(),
             "shards": len(self.shards),
+            "reshards": self.reshards,
+            "shard_tuning": {k: round(v, 3) for k, v in self.tuner.last.items()},
             "samples_sent": st.sent,
             "samples_failed": st.failed,
             "samples_retried": st.retried,

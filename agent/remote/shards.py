@@ -42,6 +42,7 @@ class ShardMetrics:
         self.highest_sent = highest_sent
         self.duration = duration
         self.bytes_sent = bytes_sent
+        self.busy_seconds = 0.0  # shard-seconds from taking a batch to its durable ack (shard tuning)
 
 
 class Shard:
@@ -131,6 +132,7 @@ class Shard:
             batch = await self._take()
             if batch is None:
                 return
+            t0 = time.monotonic()
             self.inflight = batch
             result = await self._send(batch)
             if result is None:  # stopping mid-retry: the batch stays in flight, unacknowledged
@@ -141,6 +143,7 @@ class Shard:
             # The next batch may repeat this one's series: it waits until this one's
             # acknowledgement is durable, so a crash can only ever re-send this batch.
             await self._durable(self.index, batch.end)
+            self.metrics.busy_seconds += time.monotonic() - t0
 
     async def _take(self) -> Batch | None:
         while True:

@@ -95,7 +95,7 @@ class RemoteWrite:
             self._highest_ts = mts
             self._m_highest.set(mts / 1000.0)
         for q in self.queues.values():
-            q.wake()
+            q.note_appended(len(batch.values), mts)
         if self._fsync_wake is not None:
             self._fsync_wake.set()
 
@@ -291,7 +291,7 @@ class RemoteWrite:
         head = self.wal.head()
         while time.monotonic() < deadline:
             if all(
-                q.dispatched[:2] >= head and q.pending() == 0 for q in self.queues.values()
+                q.dispatched[:2] >= head and q.pending() == 0 and q.settled() for q in self.queues.values()
             ):
                 return True
             for q in self.queues.values():

@@ -36,6 +36,7 @@ class Receiver:
     requests: list[Request] = field(default_factory=list)
     accepted: list[tuple[tuple[tuple[str, str], ...], int, float]] = field(default_factory=list)
     url: str = ""
+    delay: float = 0.0  # seconds before each answer: a slow backend
     _server: asyncio.base_events.Server | None = None
 
     async def start(self) -> Receiver:
@@ -63,6 +64,8 @@ class Receiver:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 req = Request(method, path, headers, body)
                 self.requests.append(req)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 status, rh, rb = self.responder(req)
                 if 200 <= status < 300:
                     try:

@@ -1,0 +1,84 @@
+"""The shard count follows backlog and backend latency, and resharding keeps order and positions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from pathlib import Path
+
+from agent.remote import RemoteWrite, WALOptions
+from agent.remote.ewma import EWMARate
+from agent.remote.sharding import desired_shards
+from tests.remote.helpers import batch, endpoint, now_ms, series
+from tests.remote.receiver import Receiver
+
+
+def test_ewma_rate_starts_at_the_first_measure_then_moves_by_alpha():
+    r = EWMARate(0.2, 10.0)
+    r.incr(100)
+    assert r.tick() == 10.0
+    r.incr(200)
+    assert r.tick() == 10.0 + 0.2 * (20.0 - 10.0)
+    assert r.tick(5.0) == 12.0 + 0.2 * (0.0 - 12.0)
+
+
+def test_desired_shards_arithmetic():
+    kw = dict(rate_dropped=0.0, delay=0.0)
+    # 1000 samples/s in and out, each sample costs 4 ms of shard time: 4 shards.
+    assert desired_shards(1, 1, 50, rate_in=1000, rate_out=1000, busy=4.0, **kw) == 4
+    # within 30 % of the current count: no change
+    assert desired_shards(4, 1, 50, rate_in=1000, rate_out=1000, busy=4.6, **kw) == 4
+    # clamped to max_shards and min_shards
+    assert desired_shards(1, 1, 3, rate_in=1000, rate_out=1000, busy=4.0, **kw) == 3
+    assert desired_shards(8, 2, 50, rate_in=10, rate_out=10, busy=0.01, **kw) == 2
+    # a backlog asks for more: 100 s behind at 1000/s in, 5 % a second to catch up
+    assert desired_shards(4, 1, 50, rate_in=1000, rate_out=1000, busy=4.0, rate_dropped=0.0, delay=100) == 24
+    # more than 10 s behind: never fewer shards
+    assert desired_shards(8, 1, 50, rate_in=10, rate_out=10, busy=0.01, rate_dropped=0.0, delay=30) == 8
+    # nothing sent yet: nothing to go on
+    assert desired_shards(3, 1, 50, rate_in=1000, rate_out=0, busy=0.0, **kw) == 3
+
+
+def test_slow_backend_grows_shards_then_they_shrink_and_order_holds(tmp_path: Path):
+    async def main():
+        rx = await Receiver(delay=0.05).start()
+        ep = endpoint(rx.url, min_shards=1, max_shards=6, max_samples_per_send=50, shard_update_interval=0.25)
+        rw = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
+        await rw.start()
+        t0 = now_ms()
+        counts = []
+        for b in range(60):  # ~4000 samples/s against one shard's ~1000/s
+            rw.append(batch(200, t0 + b * 1000, float(b)))
+            await asyncio.sleep(0.05)
+            counts.append(len(rw.queues["test"].shards))
+        grown = max(counts)
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if len(rw.queues["test"].shards) == 1 and rw.queues["test"].pending() == 0:
+                break
+        shrunk = len(rw.queues["test"].shards)
+        assert await rw.flush()
+        st = rw.status()["endpoints"][0]
+        await rw.stop()
+        saved = (tmp_path / "wal" / "positions" / "test.json").read_text()
+        # A restart resumes with the saved shard count and re-sends nothing.
+        rw2 = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
+        await rw2.start()
+        rw2.append(batch(200, t0 + 60_000, 60.0))
+        assert await rw2.flush()
+        await rw2.stop()
+        await rx.stop()
+        return rx, grown, shrunk, st, saved, t0
+
+    rx, grown, shrunk, st, saved, t0 = asyncio.run(main())
+    print("shards grew to", grown, "then", shrunk, "reshards", st["reshards"], st["shard_tuning"])
+    assert grown >= 3
+    assert shrunk == 1
+    assert st["reshards"] >= 2
+    assert saved.count("[") - 1 == shrunk  # one point per shard
+    got = defaultdict(list)
+    for labels, ts, v in rx.accepted:
+        got[labels].append((ts, v))
+    assert len(got) == 200
+    for i in range(200):
+        assert got[series(i)] == [(t0 + b * 1000, float(b)) for b in range(61)]  # in order, once each
