@@ -37,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="format configuration files",
         description="Format Alloy configuration files in the canonical style.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="a .alloy file, a folder, or - for stdin")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="a .alloy file, a folder, or - for stdin"
+    )
     p.add_argument("-w", "--write", action="store_true", help="rewrite files in place")
     p.add_argument(
         "-c", "--check", action="store_true", help="print a diff for unformatted files and exit 1"

@@ -189,9 +189,7 @@ class _Parser:
                     )
                 )
             elif name.label_pos is not None:
-                self.diags.append(
-                    Diagnostic(name.label_pos, "attribute names may not have labels")
-                )
+                self.diags.append(Diagnostic(name.label_pos, "attribute names may not have labels"))
             value = self.parse_expression()
             return ast.Attribute(ast.Ident(name.parts[0], name.start), value, name.start)
 

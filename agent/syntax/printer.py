@@ -17,9 +17,19 @@ of Alloy's printer rather than inventing a simpler one:
    escaped so their text is never taken for cells.
 4. A trimmer drops trailing blanks on every line.
 
-Where Alloy's output would change a value (tabs or trailing blanks inside a
-raw string, a quoted object key with escapes, a call ``f(\\n)``), this printer
-keeps the value instead; everything else matches.
+Departures from Alloy, each where Alloy's own output would change a value,
+fail to parse, or change again when formatted a second time:
+
+- whether a statement (or object field) spans several lines, which ends an
+  alignment run, is measured on the printed text, not on the source (Alloy
+  measures the source, so ``headers = {\n}`` followed by an attribute is not
+  aligned on the first pass but is on the second);
+- ``.``/name of an access and the brackets of calls and parentheses carry
+  their source positions, so a comment between them stays there;
+- a ``//`` comment is always followed by a line break;
+- tabs, line breaks and trailing blanks inside raw strings are left alone;
+- a quoted object key is written back with the text it had between its
+  quotes (Alloy re-quotes it, doubling any escapes); ``f(\n)`` prints ``f()``.
 """
 
 from __future__ import annotations
@@ -575,7 +585,9 @@ def _align(text: str) -> str:
     return "".join(out)
 
 
-def _format(lines: list[list[_Cell]], widths: list[int], line0: int, line1: int, out: list[str]) -> None:
+def _format(
+    lines: list[list[_Cell]], widths: list[int], line0: int, line1: int, out: list[str]
+) -> None:
     column = len(widths)
     this = line0
     while this < line1:

@@ -168,4 +168,10 @@ def test_references_in_helm_output_parse_as_access_and_index() -> None:
         chain.append(node.name.name)
         node = node.value
     assert isinstance(node, ast.IdentExpr)
-    assert [node.ident.name, *reversed(chain)] == ["remote", "kubernetes", "secret", "prometheus", "data"]
+    assert [node.ident.name, *reversed(chain)] == [
+        "remote",
+        "kubernetes",
+        "secret",
+        "prometheus",
+        "data",
+    ]

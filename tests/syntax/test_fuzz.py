@@ -70,7 +70,11 @@ def test_go_fuzz_corpus(path: Path) -> None:
 
 def test_fuzz_corpus_is_read() -> None:
     assert len(FUZZ_CORPUS) == 3
-    assert _go_bytes_literal(FUZZ_CORPUS[1].read_text()) in {b"A0000000000000000", b'A={A!0A"', b'A"'}
+    assert _go_bytes_literal(FUZZ_CORPUS[1].read_text()) in {
+        b"A0000000000000000",
+        b'A={A!0A"',
+        b'A"',
+    }
 
 
 @SETTINGS
@@ -99,7 +103,9 @@ def test_token_soups_never_crash(parts: list[str]) -> None:
 
 
 @SETTINGS
-@given(st.lists(st.sampled_from([p for p in _SOUP if "\n" not in p or p.strip() == ""]), max_size=60))
+@given(
+    st.lists(st.sampled_from([p for p in _SOUP if "\n" not in p or p.strip() == ""]), max_size=60)
+)
 def test_token_soups_that_parse_round_trip(parts: list[str]) -> None:
     f = _parse_or_diagnose("".join(parts))
     if f is not None:
@@ -109,12 +115,18 @@ def test_token_soups_that_parse_round_trip(parts: list[str]) -> None:
 # ---- generated expressions -----------------------------------------------------
 
 _IDENT = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s not in KEYWORDS)
-_STRING_BODY = st.from_regex(r'([a-zA-Z0-9 ./:_-]|\\[nt"\\]|\\x4[0-9]|\\u00e9){0,8}', fullmatch=True)
+_STRING_BODY = st.from_regex(
+    r'([a-zA-Z0-9 ./:_-]|\\[nt"\\]|\\x4[0-9]|\\u00e9){0,8}', fullmatch=True
+)
 _LEAF = st.one_of(
     st.from_regex(r"[0-9]{1,5}", fullmatch=True).map(lambda v: ast.Literal(LitKind.NUMBER, v)),
-    st.sampled_from(["1.5", "1e3", ".5", "2.", "6.02e+23"]).map(lambda v: ast.Literal(LitKind.FLOAT, v)),
+    st.sampled_from(["1.5", "1e3", ".5", "2.", "6.02e+23"]).map(
+        lambda v: ast.Literal(LitKind.FLOAT, v)
+    ),
     _STRING_BODY.map(lambda s: ast.Literal(LitKind.STRING, f'"{s}"')),
-    st.from_regex(r"[a-z \n\t{}\"]{0,6}", fullmatch=True).map(lambda s: ast.Literal(LitKind.STRING, f"`{s}`")),
+    st.from_regex(r"[a-z \n\t{}\"]{0,6}", fullmatch=True).map(
+        lambda s: ast.Literal(LitKind.STRING, f"`{s}`")
+    ),
     st.sampled_from(["true", "false"]).map(lambda v: ast.Literal(LitKind.BOOL, v)),
     st.just(ast.Literal(LitKind.NULL, "null")),
     _IDENT.map(lambda n: ast.IdentExpr(ast.Ident(n))),
@@ -156,7 +168,9 @@ def _extend(children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr
     return st.one_of(
         st.lists(children, max_size=4).map(ast.ArrayExpr),
         st.lists(field, max_size=4).map(ast.ObjectExpr),
-        st.tuples(children, _IDENT).map(lambda t: ast.AccessExpr(_postfix_operand(t[0]), ast.Ident(t[1]))),
+        st.tuples(children, _IDENT).map(
+            lambda t: ast.AccessExpr(_postfix_operand(t[0]), ast.Ident(t[1]))
+        ),
         st.tuples(children, children).map(lambda t: ast.IndexExpr(_postfix_operand(t[0]), t[1])),
         st.tuples(children, st.lists(children, max_size=3)).map(
             lambda t: ast.CallExpr(_postfix_operand(t[0]), t[1])
@@ -215,7 +229,9 @@ def test_reshaped_conformance_files_format_idempotently(path: Path, data: st.Dat
     src = path.read_text()
     toks = scan(src)
     spots = [
-        off + len(lit) for kind, off, lit in zip(toks.kinds, toks.offsets, toks.lits, strict=True) if kind in _BREAKABLE
+        off + len(lit)
+        for kind, off, lit in zip(toks.kinds, toks.offsets, toks.lits, strict=True)
+        if kind in _BREAKABLE
     ]
     chosen = data.draw(st.lists(st.sampled_from(spots), min_size=1, max_size=8, unique=True))
     for off in sorted(chosen, reverse=True):

@@ -39,7 +39,9 @@ def test_blocks_attributes_and_labels() -> None:
     logging, scrape = f.body
     assert isinstance(logging, ast.Block) and isinstance(scrape, ast.Block)
     assert logging.name == ["logging"] and logging.label is None
-    assert logging.body == [ast.Attribute(ast.Ident("level"), ast.Literal(LitKind.STRING, '"info"'))]
+    assert logging.body == [
+        ast.Attribute(ast.Ident("level"), ast.Literal(LitKind.STRING, '"info"'))
+    ]
     assert scrape.name == ["prometheus", "scrape"] and scrape.label == "pods"
     assert scrape.id == "prometheus.scrape.pods"
     inner = scrape.body[0]
@@ -93,24 +95,36 @@ def test_precedence_levels() -> None:
             bin_(
                 BinOp.EQ,
                 ident("c"),
-                bin_(BinOp.ADD, ident("d"), bin_(BinOp.MUL, ident("e"), bin_(BinOp.POW, ident("f"), ident("g")))),
+                bin_(
+                    BinOp.ADD,
+                    ident("d"),
+                    bin_(BinOp.MUL, ident("e"), bin_(BinOp.POW, ident("f"), ident("g"))),
+                ),
             ),
         ),
     )
 
 
 def test_left_associative_operators() -> None:
-    assert parse_expression("1 - 2 - 3") == bin_(BinOp.SUB, bin_(BinOp.SUB, num("1"), num("2")), num("3"))
-    assert parse_expression("8 / 4 % 3") == bin_(BinOp.MOD, bin_(BinOp.DIV, num("8"), num("4")), num("3"))
+    assert parse_expression("1 - 2 - 3") == bin_(
+        BinOp.SUB, bin_(BinOp.SUB, num("1"), num("2")), num("3")
+    )
+    assert parse_expression("8 / 4 % 3") == bin_(
+        BinOp.MOD, bin_(BinOp.DIV, num("8"), num("4")), num("3")
+    )
     assert parse_expression("1 < 2 == true") == bin_(
         BinOp.EQ, bin_(BinOp.LT, num("1"), num("2")), ast.Literal(LitKind.BOOL, "true")
     )
 
 
 def test_power_is_right_associative_and_binds_tighter_than_unary_operand() -> None:
-    assert parse_expression("2 ^ 3 ^ 2") == bin_(BinOp.POW, num("2"), bin_(BinOp.POW, num("3"), num("2")))
+    assert parse_expression("2 ^ 3 ^ 2") == bin_(
+        BinOp.POW, num("2"), bin_(BinOp.POW, num("3"), num("2"))
+    )
     # unary binds to its operand first: (-2) ^ 2, as in Alloy
-    assert parse_expression("-2 ^ 2") == bin_(BinOp.POW, ast.UnaryExpr(UnOp.NEG, num("2")), num("2"))
+    assert parse_expression("-2 ^ 2") == bin_(
+        BinOp.POW, ast.UnaryExpr(UnOp.NEG, num("2")), num("2")
+    )
     assert parse_expression("!!x") == ast.UnaryExpr(UnOp.NOT, ast.UnaryExpr(UnOp.NOT, ident("x")))
 
 
@@ -186,11 +200,20 @@ def test_parse_expression_rejects_leftovers() -> None:
         ("a = {\nb = 1\n}", "t.alloy:2:6: missing ',' in field list"),
         ("a = { 1 = 2 }", "t.alloy:1:7: expected field name (string or identifier), got NUMBER"),
         ("a = x.true", "t.alloy:1:7: expected IDENT, got BOOL"),
-        ("a.b = 1", 't.alloy:1:1: attribute names may only consist of a single identifier with no "."'),
+        (
+            "a.b = 1",
+            't.alloy:1:1: attribute names may only consist of a single identifier with no "."',
+        ),
         ('a "l" = 1', "t.alloy:1:3: attribute names may not have labels"),
         ("blk lbl {}", "t.alloy:1:5: expected block label, got IDENT"),
-        ('blk "not valid" {}', 't.alloy:1:5: expected block label to be a valid identifier, but got "not valid"'),
-        ("blk `raw` {}", 't.alloy:1:5: expected block label to be a double quoted string, but got "`raw`"'),
+        (
+            'blk "not valid" {}',
+            't.alloy:1:5: expected block label to be a valid identifier, but got "not valid"',
+        ),
+        (
+            "blk `raw` {}",
+            't.alloy:1:5: expected block label to be a double quoted string, but got "`raw`"',
+        ),
         ("a.b", "t.alloy:1:4: expected block label, got TERMINATOR"),
         ('a "l" 1', "t.alloy:1:7: expected block body, got NUMBER"),
         ("1 = 2", "t.alloy:1:1: expected identifier, got NUMBER"),
@@ -226,7 +249,10 @@ def test_one_parser_error_per_line() -> None:
 
 def test_scanner_and_parser_errors_together_in_source_order() -> None:
     got = errors_of('y = 1 + )\nx = "a\\q"\n')
-    assert got == ["t.alloy:1:9: expected expression, got )", "t.alloy:2:8: unknown escape sequence"]
+    assert got == [
+        "t.alloy:1:9: expected expression, got )",
+        "t.alloy:2:8: unknown escape sequence",
+    ]
 
 
 def test_undecodable_bytes_are_a_positioned_error() -> None:
@@ -250,9 +276,9 @@ def test_a_5000_line_config_parses() -> None:
     block = (
         'prometheus.scrape "job_{i}" {{\n'
         "  targets    = discovery.relabel.pods.output\n"
-        '  forward_to = [prometheus.remote_write.default.receiver]\n'
+        "  forward_to = [prometheus.remote_write.default.receiver]\n"
         '  job_name   = "job_{i}" // trailing comment\n'
-        "  scrape_interval = string.format(\"%ds\", 10 * 2 + 1)\n"
+        '  scrape_interval = string.format("%ds", 10 * 2 + 1)\n'
         "  clustering {{\n"
         "    enabled = true\n"
         "  }}\n"

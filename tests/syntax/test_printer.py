@@ -27,11 +27,16 @@ def fmt(source: str) -> str:
 
 
 def test_spacing_around_operators_and_equals() -> None:
-    assert fmt("a=1+2*3\nb=!x\nc=-1\nd=f(1,2)[0].x") == "a = 1 + 2 * 3\nb = !x\nc = -1\nd = f(1, 2)[0].x\n"
+    assert (
+        fmt("a=1+2*3\nb=!x\nc=-1\nd=f(1,2)[0].x")
+        == "a = 1 + 2 * 3\nb = !x\nc = -1\nd = f(1, 2)[0].x\n"
+    )
 
 
 def test_attribute_runs_align_until_a_blank_line() -> None:
-    assert fmt("a = 1\nlonger = 2\n\nx = 3\nyy = 4\n") == "a      = 1\nlonger = 2\n\nx  = 3\nyy = 4\n"
+    assert (
+        fmt("a = 1\nlonger = 2\n\nx = 3\nyy = 4\n") == "a      = 1\nlonger = 2\n\nx  = 3\nyy = 4\n"
+    )
 
 
 def test_blank_lines_collapse_to_one_and_edges_are_trimmed() -> None:
@@ -97,7 +102,10 @@ def test_format_expr_on_a_tree_without_positions() -> None:
         ast.UnaryExpr(UnOp.NEG, ast.Literal(LitKind.NUMBER, "1")),
         ast.CallExpr(
             ast.AccessExpr(ast.IdentExpr(ast.Ident("string")), ast.Ident("join")),
-            [ast.ArrayExpr([ast.Literal(LitKind.STRING, '"a"')]), ast.ObjectExpr([ast.ObjectField("k", False, ast.Literal(LitKind.NULL, "null"))])],
+            [
+                ast.ArrayExpr([ast.Literal(LitKind.STRING, '"a"')]),
+                ast.ObjectExpr([ast.ObjectField("k", False, ast.Literal(LitKind.NULL, "null"))]),
+            ],
         ),
     )
     assert format_expr(e) == '-1 + string.join(["a"], {k = null})'
@@ -108,7 +116,11 @@ def test_format_file_of_a_built_tree() -> None:
         "x",
         [
             ast.Attribute(ast.Ident("a"), ast.Literal(LitKind.NUMBER, "1")),
-            ast.Block(["b", "c"], "lbl", [ast.Attribute(ast.Ident("d"), ast.Literal(LitKind.BOOL, "true"))]),
+            ast.Block(
+                ["b", "c"],
+                "lbl",
+                [ast.Attribute(ast.Ident("d"), ast.Literal(LitKind.BOOL, "true"))],
+            ),
         ],
     )
     assert format_file(f) == 'a = 1\n\nb.c "lbl" {\n\td = true\n}\n'
@@ -218,6 +230,10 @@ def test_fmt_stdin_with_bad_bytes_in_a_real_process() -> None:
     assert b"Traceback" not in proc.stderr
 
     good = subprocess.run(
-        [sys.executable, "-m", "agent", "fmt", "-"], input=b"a=1\n", capture_output=True, cwd=ROOT, timeout=60
+        [sys.executable, "-m", "agent", "fmt", "-"],
+        input=b"a=1\n",
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert (good.returncode, good.stdout) == (0, b"a = 1\n")

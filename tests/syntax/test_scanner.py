@@ -38,7 +38,14 @@ def test_every_operator_and_punctuation() -> None:
 
 
 def test_keywords() -> None:
-    assert kinds("true false null nullable") == ["BOOL", "BOOL", "NULL", "IDENT", "TERMINATOR", "EOF"]
+    assert kinds("true false null nullable") == [
+        "BOOL",
+        "BOOL",
+        "NULL",
+        "IDENT",
+        "TERMINATOR",
+        "EOF",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -128,8 +135,8 @@ def test_unterminated_strings() -> None:
 
 
 def test_raw_strings_span_lines_and_keep_backslashes() -> None:
-    text = "a = `one\\n\ntwo \"q\"`\nb = 1"
-    assert pairs(text)[2] == ("STRING", "`one\\n\ntwo \"q\"`")
+    text = 'a = `one\\n\ntwo "q"`\nb = 1'
+    assert pairs(text)[2] == ("STRING", '`one\\n\ntwo "q"`')
     assert errors(text) == []
 
 
