@@ -23,6 +23,8 @@ mistake does not produce a cascade.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from agent.syntax import ast
 from agent.syntax.diag import NO_POS, Diagnostic, DiagnosticsError, Pos
 from agent.syntax.scanner import LineIndex, Tokens, decode, is_valid_identifier, scan
@@ -42,7 +44,10 @@ _STATEMENT_END = frozenset({Tok.TERMINATOR, Tok.RPAREN, Tok.RCURLY, Tok.RBRACK, 
 def parse_file(source: str | bytes, filename: str = "") -> ast.File:
     """Parses a whole file; raises DiagnosticsError with every error found."""
     p = _Parser(decode(source), filename)
-    body = p.parse_body(Tok.EOF)
+    try:
+        body = p.parse_body(Tok.EOF)
+    except RecursionError:
+        p.too_deep()
     p.raise_errors()
     return ast.File(filename, body, p.comments)
 
@@ -50,7 +55,10 @@ def parse_file(source: str | bytes, filename: str = "") -> ast.File:
 def parse_expression(source: str, filename: str = "") -> ast.Expr:
     """Parses a single expression, which must make up the whole of ``source``."""
     p = _Parser(decode(source), filename)
-    expr = p.parse_expression()
+    try:
+        expr = p.parse_expression()
+    except RecursionError:
+        p.too_deep()
     p.expect(Tok.TERMINATOR)
     if p.tok is not Tok.EOF:
         p.error(f"expected EOF, got {NAMES[p.tok]}")
@@ -138,6 +146,12 @@ class _Parser:
     def advance_any(self, to: frozenset[Tok]) -> None:
         while self.tok is not Tok.EOF and self.tok not in to:
             self.next()
+
+    def too_deep(self) -> NoReturn:
+        """Python's stack ran out (hundreds of nested brackets): an error, not a crash."""
+        self.diags.append(Diagnostic(self.pos, "expression is nested too deeply"))
+        self.raise_errors()
+        raise AssertionError("unreachable")
 
     def raise_errors(self) -> None:
         if self.diags:

@@ -272,6 +272,15 @@ def test_deep_nesting_does_not_crash() -> None:
     assert e == ast.ArrayExpr([])
 
 
+def test_absurd_nesting_is_an_error_not_a_crash() -> None:
+    with pytest.raises(DiagnosticsError, match="expression is nested too deeply"):
+        parse_file("x = " + "[" * 5000 + "]" * 5000)
+    with pytest.raises(DiagnosticsError, match="nested too deeply"):
+        parse_expression("(" * 5000 + "1" + ")" * 5000)
+    with pytest.raises(DiagnosticsError, match="nested too deeply"):
+        parse_file("a {\n" * 3000 + "}\n" * 3000)
+
+
 def test_a_5000_line_config_parses() -> None:
     block = (
         'prometheus.scrape "job_{i}" {{\n'
