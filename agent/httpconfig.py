@@ -126,9 +126,7 @@ class HTTPClientConfig:
         return out
 
     def build_async_client(self, timeout: float, **kwargs: object) -> httpx.AsyncClient:
-        verify: ssl.SSLContext | bool = True
-        if self.tls_config is not None:
-            verify = self.tls_config.ssl_context()
+        verify: ssl.SSLContext | bool = shared_ssl_context(self.tls_config)
         return httpx.AsyncClient(
             timeout=timeout,
             verify=verify,
@@ -137,3 +135,31 @@ class HTTPClientConfig:
             trust_env=False,
             **kwargs,  # type: ignore[arg-type]
         )
+
+
+_SSL_CONTEXTS: dict[tuple, ssl.SSLContext] = {}
+
+
+def shared_ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
+    """One SSLContext per distinct TLS settings (and file versions), shared by all clients.
+
+    Building a context loads the CA bundle (tens of ms, on the event loop); a
+    scrape job with a thousand targets must not pay that a thousand times.
+    Files' modification times are part of the key, so rotated files are re-read.
+    """
+    import dataclasses
+    import os
+
+    if tls is None:
+        key: tuple = ("default",)
+    else:
+        files = (tls.ca_file, tls.cert_file, tls.key_file)
+        mtimes = tuple(os.stat(f).st_mtime_ns if f and os.path.exists(f) else 0 for f in files)
+        key = (dataclasses.astuple(tls), mtimes)
+    ctx = _SSL_CONTEXTS.get(key)
+    if ctx is None:
+        ctx = ssl.create_default_context() if tls is None else tls.ssl_context()
+        if len(_SSL_CONTEXTS) > 256:
+            _SSL_CONTEXTS.clear()
+        _SSL_CONTEXTS[key] = ctx
+    return ctx

@@ -75,10 +75,17 @@ class SeriesBuilder:
 
     def resolve(self, key: bytes) -> Labels:
         name, pairs = self.parse(key)
-        lab = labels_of(
-            _intern(name), [(_intern(n), _intern(v) if len(v) <= 64 else v) for n, v in pairs]
-        )
-        lab = self.with_target_labels(lab)
+        items = [(METRIC_NAME, _intern(name))]
+        items += [(_intern(n), v) for n, v in pairs if v]
+        if not self.honor:
+            items += self.target
+        items.sort()
+        if len({p[0] for p in items}) == len(items):
+            lab: Labels = tuple(items)
+            if self.honor:
+                lab = self.with_target_labels(lab)
+        else:  # a repeated exposed label (an error) or a clash with a target label
+            lab = self.with_target_labels(labels_of(name, pairs))
         if self.rules:
             lab = process(lab, self.rules) or DROPPED
         if lab:

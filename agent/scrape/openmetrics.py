@@ -18,6 +18,7 @@ from agent.scrape.textparse import (
     ParseError,
     Sample,
     ScanState,
+    _finish_chunk,
     _parse_series_slow,
     _show,
     build_metadata,
@@ -149,13 +150,13 @@ def scan_openmetrics(lines: list[bytes] | None, st: ScanState) -> None:
         return
     get = st.cache.get
     resolve = st.resolve
-    keys_append = st.keys.append
-    labels_append = st.labels.append
-    values_append = st.values.append
+    keys: list[bytes] = []
+    labs: list[Labels] = []
+    toks: list[bytes] = []
+    explicit: list[tuple[int, int, bytes]] = []
     comments = st.comments
     meta_append = st.meta_items.append
     lineno = st.lineno
-    line = b""
     try:
         for line in lines:
             lineno += 1
@@ -176,7 +177,7 @@ def scan_openmetrics(lines: list[bytes] | None, st: ScanState) -> None:
                 r = comments.get(line)
                 if r is None:
                     r = comments[line] = om_comment_entry(line)
-                if r[0] == "EOF":
+                if r and r[0] == "EOF":
                     st.om_eof = True
                 elif r:
                     meta_append(r)
@@ -188,46 +189,36 @@ def scan_openmetrics(lines: list[bytes] | None, st: ScanState) -> None:
                 i = line.rfind(b"}")
                 if i >= 0:
                     key = line[: i + 1]
-                    rest = line[i + 1 :].split(b" ")[1:]
+                    rest = line[i + 1 :].split(b" ")
+                    if rest[0]:
+                        raise ValueError("expected a single space before the value")
+                    del rest[0]
                 else:
                     rest = line.split(b" ")
                     key = rest[0]
-                    rest = rest[1:]
+                    del rest[0]
             lab = get(key)
             if lab is None:
                 lab = resolve(key)
-            keys_append(key)
             if ex is not None:
                 check_exemplar(ex)
-            if len(rest) == 1:
-                tok = rest[0]
-                v = float(tok)
-                if b"_" in tok or (v != v and tok != b"NaN"):
-                    raise ValueError(f"invalid value {_show(tok)}")
-                if lab:
-                    labels_append(lab)
-                    values_append(v)
-            elif len(rest) == 2:
-                tok = rest[0]
-                v = float(tok)
-                if b"_" in tok or (v != v and tok != b"NaN"):
-                    raise ValueError(f"invalid value {_show(tok)}")
-                ts = parse_om_ts(rest[1])
-                if lab:
-                    st.explicit.append((len(st.values), ts, key))
-                    labels_append(lab)
-                    values_append(v)
-            elif not rest:
+            if len(rest) != 1:
+                if len(rest) == 2:
+                    explicit.append((len(keys), parse_om_ts(rest[1]), key))
+                elif not rest:
+                    raise ValueError("expected value after metric")
+                else:
+                    raise ValueError(f"unexpected {_show(rest[2])} after timestamp")
+            if not rest[0]:
                 raise ValueError("expected value after metric")
-            else:
-                raise ValueError(f"unexpected {_show(rest[2])} after timestamp")
+            keys.append(key)
+            labs.append(lab)
+            toks.append(rest[0])
     except ParseError:
         raise
     except ValueError as exc:
-        msg = str(exc)
-        if msg.startswith("could not convert"):
-            msg = "invalid value: expected a float"
-        raise ParseError(lineno, msg) from None
+        raise ParseError(lineno, str(exc)) from None
+    _finish_chunk(lines, st, keys, labs, toks, explicit)
     st.lineno = lineno
 
 

@@ -40,7 +40,7 @@ class ParseError(ValueError):
 
 _NAME = rb"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _LNAME = rb"[a-zA-Z_][a-zA-Z0-9_]*"
-_LVAL = rb'"(?:[^"\\\n]|\\.)*"'
+_LVAL = rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
 _PAIR_SRC = rb"[ \t]*" + _LNAME + rb"[ \t]*=[ \t]*" + _LVAL + rb"[ \t]*"
 _FAST_SERIES = re.compile(
     rb"[ \t]*("
@@ -51,7 +51,7 @@ _FAST_SERIES = re.compile(
     + _PAIR_SRC
     + rb")?[ \t]*)\})?[ \t]*"
 )
-_PAIR = re.compile(rb"(" + _LNAME + rb')[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"')
+_PAIR = re.compile(rb"(" + _LNAME + rb')[ \t]*=[ \t]*"([^"\\\n]*(?:\\.[^"\\\n]*)*)"')
 _NAME_RE = re.compile(_NAME)
 _LNAME_RE = re.compile(_LNAME)
 _ESCAPE = re.compile(rb"\\(.)", re.S)
@@ -85,6 +85,10 @@ def parse_series(key: bytes, strict: bool = False) -> tuple[str, list[tuple[str,
     Raises ValueError with the reason. Quoted (UTF-8) metric and label names,
     as in ``{"my.metric", "a.b"="c"}``, are accepted.
     """
+    if b"\\" not in key and key[-1:] == b"}":
+        fast = _split_series(key)
+        if fast is not None:
+            return fast
     m = _FAST_SERIES.fullmatch(key)
     if m is None:
         return _parse_series_slow(key, strict)
@@ -95,6 +99,34 @@ def parse_series(key: bytes, strict: bool = False) -> tuple[str, list[tuple[str,
         for ln, lv in _PAIR.findall(body):
             pairs.append((ln.decode(), decode_value(lv, strict)))
     return name, pairs
+
+
+_SIMPLE_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*)"')
+_SIMPLE_BODY = re.compile(
+    r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*,?'
+)
+_SIMPLE_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def _split_series(key: bytes) -> tuple[str, list[tuple[str, str]]] | None:
+    """The common shape ``name{a="x",b="y"}`` (no escapes, no spaces) with two C-speed regexes.
+
+    Anything unusual (spaces, quoted names, invalid UTF-8) returns None and
+    goes to the general parser, which also explains what is wrong.
+    """
+    try:
+        s = key.decode()
+    except UnicodeDecodeError:
+        return None
+    i = s.find("{")
+    if i <= 0 or _SIMPLE_NAME.fullmatch(s, 0, i) is None:
+        return None
+    body = s[i + 1 : -1]
+    if not body:
+        return s[:i], []
+    if _SIMPLE_BODY.fullmatch(body) is None:
+        return None
+    return s[:i], _SIMPLE_PAIRS.findall(body)
 
 
 def _parse_series_slow(key: bytes, strict: bool) -> tuple[str, list[tuple[str, str]]]:
@@ -353,12 +385,22 @@ class ScanState:
 
 
 def scan_text(lines: list[bytes], st: ScanState) -> None:
-    """Scan complete lines of a text-format body into ``st``; raises ParseError."""
+    """Scan complete lines of a text-format body into ``st``; raises ParseError.
+
+    The per-line loop only slices and looks up; value tokens are converted
+    afterwards in one ``map(float, ...)`` and checked in bulk (one ``in`` over
+    the joined tokens for '_', one ``sum`` to notice a NaN), so the common line
+    costs no Python-level float handling at all.
+    """
     get = st.cache.get
     resolve = st.resolve
-    keys_append = st.keys.append
-    labels_append = st.labels.append
-    values_append = st.values.append
+    keys: list[bytes] = []
+    labs: list[Labels] = []
+    toks: list[bytes] = []
+    keys_append = keys.append
+    labs_append = labs.append
+    toks_append = toks.append
+    explicit: list[tuple[int, int, bytes]] = []
     comments = st.comments
     meta_append = st.meta_items.append
     lineno = st.lineno
@@ -384,47 +426,84 @@ def scan_text(lines: list[bytes], st: ScanState) -> None:
                 if not rest:
                     continue
                 key = rest[0]
-                rest = rest[1:]
+                del rest[0]
             lab = get(key)
             if lab is None:
                 lab = resolve(key)
+            if len(rest) != 1:
+                if len(rest) == 2:
+                    explicit.append((len(keys), parse_ts_ms(rest[1]), key))
+                elif not rest:
+                    raise ValueError("expected value after metric")
+                else:
+                    raise ValueError(f"unexpected {_show(rest[2])} after timestamp")
             keys_append(key)
-            if len(rest) == 1:
-                tok = rest[0]
-                v = float(tok)
-                if b"_" in tok or (v != v and tok.lower() != b"nan"):
-                    raise ValueError(value_error(tok))
-                if lab:
-                    labels_append(lab)
-                    values_append(v)
-            elif len(rest) == 2:
-                tok = rest[0]
-                v = float(tok)
-                if b"_" in tok or (v != v and tok.lower() != b"nan"):
-                    raise ValueError(value_error(tok))
-                ts = parse_ts_ms(rest[1])
-                if lab:
-                    st.explicit.append((len(st.values), ts, key))
-                    labels_append(lab)
-                    values_append(v)
-            elif not rest:
-                raise ValueError("expected value after metric")
-            else:
-                raise ValueError(f"unexpected {_show(rest[2])} after timestamp")
+            labs_append(lab)
+            toks_append(rest[0])
     except ParseError:
         raise
     except ValueError as exc:
-        msg = str(exc)
-        if msg.startswith("could not convert"):
-            msg = value_error(_value_token(line))
-        raise ParseError(lineno, msg) from None
+        raise ParseError(lineno, str(exc)) from None
+    _finish_chunk(lines, st, keys, labs, toks, explicit)
     st.lineno = lineno
 
 
-def _value_token(line: bytes) -> bytes:
-    i = line.rfind(b"}")
-    rest = line[i + 1 :].split() if i >= 0 else line.split()[1:]
-    return rest[0] if rest else b""
+def _finish_chunk(
+    lines: list[bytes],
+    st: ScanState,
+    keys: list[bytes],
+    labs: list[Labels],
+    toks: list[bytes],
+    explicit: list[tuple[int, int, bytes]],
+) -> None:
+    """Convert a chunk's value tokens in bulk and move the kept samples into ``st``."""
+    try:
+        vals = list(map(float, toks))
+    except ValueError:
+        vals = []
+        for j, tok in enumerate(toks):
+            try:
+                vals.append(float(tok))
+            except ValueError:
+                raise ParseError(_sample_lineno(lines, st.lineno, j), value_error(tok)) from None
+    if b"_" in b" ".join(toks):
+        for j, tok in enumerate(toks):
+            if b"_" in tok:
+                raise ParseError(_sample_lineno(lines, st.lineno, j), value_error(tok))
+    total = sum(vals)
+    if total != total:
+        for j, v in enumerate(vals):
+            if v != v and toks[j].lower() != b"nan":
+                raise ParseError(_sample_lineno(lines, st.lineno, j), value_error(toks[j]))
+    st.keys += keys
+    base = len(st.values)
+    if () not in labs:
+        st.labels += labs
+        st.values += vals
+        for j, ts, key in explicit:
+            st.explicit.append((base + j, ts, key))
+        return
+    at = {j: (ts, key) for j, ts, key in explicit}
+    out_l, out_v = st.labels, st.values
+    for j, (lab, v) in enumerate(zip(labs, vals, strict=True)):
+        if lab:
+            e = at.get(j)
+            if e is not None:
+                st.explicit.append((len(out_v), e[0], e[1]))
+            out_l.append(lab)
+            out_v.append(v)
+
+
+def _sample_lineno(lines: list[bytes], start: int, j: int) -> int:
+    """The line number of the j-th sample line of a chunk (error path only)."""
+    n = -1
+    for k, line in enumerate(lines):
+        s = line.lstrip(b" \t")
+        if s and s[:1] != b"#":
+            n += 1
+            if n == j:
+                return start + k + 1
+    return start + len(lines)
 
 
 def iter_line_chunks(body: bytes, chunk_bytes: int = 256 * 1024):  # noqa: ANN201 - generator

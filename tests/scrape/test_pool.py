@@ -15,7 +15,7 @@ from agent.scrape.target import populate_labels, target_url
 from agent.storage import is_stale_nan
 from tests.scrape.server import Collector, Exporter, free_port
 
-IV = 0.3
+IV = 0.5
 
 
 @pytest.fixture
@@ -80,7 +80,8 @@ def test_targets_scraped_refused_one_isolated(exporters: list[Exporter]) -> None
             )
         )
         u = ups(coll)
-        assert set(u[exporters[0].address]) == {1.0}
+        errors = [s.last_error for s in pool.targets()]
+        assert set(u[exporters[0].address]) == {1.0}, errors
         assert set(u[exporters[1].address]) == {1.0}
         assert set(u[dead]) == {0.0}
         status = {dict(s.labels)["instance"]: s for s in pool.targets()}
