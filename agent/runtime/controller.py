@@ -21,6 +21,7 @@ from agent.runtime import values
 from agent.runtime.component import Options
 from agent.runtime.graph import Decl, Graph
 from agent.runtime.health import Health, State, worst
+from agent.runtime.metrics import EVALUATION_SECONDS
 from agent.runtime.registry import DEFAULT, Registry
 from agent.syntax import ast
 from agent.syntax.diag import Diagnostic, DiagnosticsError, Pos
@@ -151,7 +152,6 @@ class Controller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self.evaluating = False
-        self.last_eval_seconds = 0.0
         self.loads_ok = 0
         self.loads_failed = 0
         self.last_load_ok = True
@@ -228,13 +228,11 @@ class Controller:
         """
         await self.start()
         async with self._lock:
-            t0 = time.monotonic()
             self.evaluating = True
             try:
                 errors = await self._apply_locked(graph)
             finally:
                 self.evaluating = False
-                self.last_eval_seconds = time.monotonic() - t0
         self._kick()
         if errors:
             raise DiagnosticsError(errors)
@@ -278,8 +276,18 @@ class Controller:
             errors.extend(await self._evaluate(node))
         return errors
 
+    def queue_size(self) -> int:
+        return len(self._dirty)
+
     async def _evaluate(self, node: Node) -> list[Diagnostic]:
         """Decode the node's arguments now; build it, or update it if they changed."""
+        t0 = time.monotonic()
+        try:
+            return await self._evaluate_timed(node)
+        finally:
+            EVALUATION_SECONDS.observe(time.monotonic() - t0)
+
+    async def _evaluate_timed(self, node: Node) -> list[Diagnostic]:
         try:
             args = decode_args(node.decl, self._variables())
         except DiagnosticsError as exc:
@@ -374,7 +382,6 @@ class Controller:
             self._wake.clear()
             async with self._lock:
                 self.evaluating = True
-                t0 = time.monotonic()
                 try:
                     while self._dirty:
                         cid = next(c for c in self.graph.order if c in self._dirty)
@@ -385,7 +392,6 @@ class Controller:
                                 self.log.error("re-evaluation failed", component_id=cid, err=str(d))
                 finally:
                     self.evaluating = False
-                    self.last_eval_seconds = time.monotonic() - t0
             if not self._dirty:
                 self._idle.set()
 

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -16,6 +17,14 @@ from agent.runtime.health import State
 
 if TYPE_CHECKING:
     from agent.runtime.controller import Controller
+
+
+# Process-wide, as Alloy's: every controller of the process observes into it.
+EVALUATION_SECONDS = Histogram(
+    "alloy_component_evaluation_seconds",
+    "Time spent performing component evaluation.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 
 class RuntimeCollector(Collector):
@@ -40,9 +49,9 @@ class RuntimeCollector(Collector):
             value=1 if c.evaluating else 0,
         )
         yield GaugeMetricFamily(
-            "alloy_component_evaluation_seconds_last",
-            "How long the last graph evaluation (load or re-evaluation of dependants) took.",
-            value=c.last_eval_seconds,
+            "alloy_component_evaluation_queue_size",
+            "Number of components waiting to be re-evaluated after an export changed.",
+            value=c.queue_size(),
         )
         running = GaugeMetricFamily(
             "alloy_component_controller_running_components",

@@ -110,13 +110,14 @@ def test_scrape_remote_write_reload_redact_and_stop(tmp_path):
 
             # up is 1 for every job, with the external labels.
             def ups() -> dict[str, dict]:
-                res = procs.query(prom.url, 'up{cluster="it"}')
-                return {r["metric"]["job"]: r for r in res} if len(res) >= 2 else {}
+                jobs = {r["metric"]["job"]: r for r in procs.query(prom.url, 'up{cluster="it"}')}
+                assert set(jobs) == {"node", "integrations/self"}, jobs
+                for job, r in jobs.items():
+                    assert r["value"][1] == "1", (job, r)
+                return jobs
 
             jobs = procs.eventually(ups, timeout=60)
-            assert set(jobs) == {"node", "integrations/self"}
-            for job, r in jobs.items():
-                assert r["value"][1] == "1", job
+            for r in jobs.values():
                 assert r["metric"]["agent"] == "shoal"
             assert jobs["node"]["metric"]["instance"] == node_addr
             assert jobs["integrations/self"]["metric"]["instance"]  # the host name
@@ -136,6 +137,12 @@ def test_scrape_remote_write_reload_redact_and_stop(tmp_path):
             assert float(mem["value"][1]) == float(served["node_memory_MemTotal_bytes"])
             # The agent's own metrics come through too.
             procs.eventually(lambda: procs.query(prom.url, 'alloy_build_info{job="integrations/self"}'))
+
+            # The agent's own metrics, under Alloy's names.
+            metrics = httpx.get(agent.url + "/metrics", timeout=10).text
+            assert 'alloy_component_controller_running_components{health_type="healthy"} 4.0' in metrics
+            assert "alloy_component_evaluation_seconds_count" in metrics
+            assert "alloy_config_last_load_successful 1.0" in metrics
 
             # The API redacts the secrets; so do the logs.
             for cid in ("prometheus.remote_write.prom", "prometheus.scrape.node"):
@@ -162,8 +169,12 @@ def test_scrape_remote_write_reload_redact_and_stop(tmp_path):
             extra = procs.eventually(lambda: procs.query(prom.url, 'up{job="node_extra"} == 1'), timeout=30)
             assert extra[0]["metric"]["extra"] == "yes" and extra[0]["metric"]["cluster"] == "it"
             assert set(segments_before) <= set(wal_segments(wal_dir))
-            after = float(one(prom.url, 'count_over_time(up{job="node"}[1h])')["value"][1])
-            assert after > node_samples_before  # the untouched job kept going across the reload
+            # The untouched job kept going across the reload.
+            procs.eventually(
+                lambda: float(one(prom.url, 'count_over_time(up{job="node"}[1h])')["value"][1])
+                > node_samples_before,
+                timeout=30,
+            )
 
             # Reload by SIGHUP.
             cfg.write_text(
