@@ -21,7 +21,8 @@ Two ways to run it:
   ``FaultProxy``) or ``spawn(upstream)``, which starts one and returns it.
 
 Faults (``kind``), each applied to the next ``count`` requests, for
-``duration`` seconds, or until cleared (whichever ends first); faults are
+``duration`` seconds, or until cleared (whichever ends first), optionally only
+to requests for one ``path`` (e.g. "/api/v1/write"); faults are
 consulted in the order they were set and the first live one takes a request,
 so ``fault("status", status=500, count=3); fault("status", status=429, count=2)``
 scripts a sequence:
@@ -51,7 +52,8 @@ recorded.
 
 Every other request is recorded (``RequestRecord``): monotonic and wall time
 of arrival, method, path, headers, body size, the outcome, the status
-answered and whether it was forwarded. Monotonic times are CLOCK_MONOTONIC,
+answered, whether it was forwarded, and a connection number (a new number is
+a new TCP connection, which is how reconnect storms show). Monotonic times are CLOCK_MONOTONIC,
 which Linux shares between processes, so a test may compare its own
 ``time.monotonic()`` with the records of a proxy process.
 
@@ -130,6 +132,7 @@ class Fault:
     count: int | None = None  # requests left; None = unlimited
     duration: float | None = None  # seconds from being set; None = until cleared
     keep_connections: bool = False  # refuse only
+    path: str | None = None  # only requests to this path (without query) take the fault
     id: int = 0
     until: float | None = None  # monotonic deadline derived from duration
     hits: int = 0
@@ -159,6 +162,8 @@ class Fault:
         for k, v in self.headers.items():
             if not k or any(c not in _TOKEN for c in k.encode("latin-1", "replace")) or "\n" in v or "\r" in v:
                 raise ValueError(f"invalid header {k!r}")
+        if self.path is not None and (not isinstance(self.path, str) or not self.path.startswith("/")):
+            raise ValueError(f"path must start with /, got {self.path!r}")
         if not isinstance(self.body, str):
             raise ValueError("body must be a string")
 
@@ -203,6 +208,7 @@ class RequestRecord:
     fault_id: int = 0
     duration: float = 0.0  # from arrival to the end of the answer
     error: str = ""
+    conn: int = 0  # which client connection (1, 2, ...): new connections show reconnects
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -342,8 +348,7 @@ class Limits:
     max_response_bytes: int = 64 * 1024 * 1024
     max_connections: int = 512
     max_records: int = 200_000
-    header_timeout: float = 30.0  # to read one request's head once it started
-    idle_timeout: float = 300.0  # keep-alive connection with no request
+    idle_timeout: float = 300.0  # for a request head, including idle time on a keep-alive connection
     body_timeout: float = 60.0
     upstream_timeout: float = 60.0
 
@@ -693,12 +698,12 @@ class FaultProxy(RecordQueries):
         if self._server is None and self._stopping is not None and not self._stopping.is_set():
             await self._listen()
 
-    def _take_fault(self) -> Fault | None:
+    def _take_fault(self, path: str) -> Fault | None:
         now = time.monotonic()
         with self._lock:
             self._faults = [f for f in self._faults if f.live(now) or f.kind == "refuse"]
             for f in self._faults:
-                if f.kind == "refuse" or not f.live(now):
+                if f.kind == "refuse" or not f.live(now) or (f.path is not None and f.path != path):
                     continue
                 if f.count is not None:
                     f.count -= 1
@@ -732,6 +737,7 @@ class FaultProxy(RecordQueries):
             _abort(writer)
             return
         self.connections_accepted += 1
+        conn = self.connections_accepted
         self._conns.add(writer)
         if control_only:
             self._control_conns.add(writer)
@@ -761,7 +767,7 @@ class FaultProxy(RecordQueries):
                     writer.write(render_response(404, [("Content-Type", "text/plain")],
                                                  b"control port: only /__ paths\n", close=not req.keep_alive))
                 else:
-                    if not await self._proxy_request(req, reader, writer):
+                    if not await self._proxy_request(req, reader, writer, conn):
                         return
                 await _drain(writer)
                 if not req.keep_alive:
@@ -775,12 +781,15 @@ class FaultProxy(RecordQueries):
             self._control_conns.discard(writer)
             _close(writer)
 
-    async def _proxy_request(self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _proxy_request(
+        self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: int
+    ) -> bool:
         """Answer one proxied request; False when the connection was handed over (hang/reset/garbage)."""
-        rec = RequestRecord(time.monotonic(), time.time(), req.method, req.target, req.headers, len(req.body))
+        rec = RequestRecord(time.monotonic(), time.time(), req.method, req.target, req.headers, len(req.body),
+                            conn=conn)
         with self._lock:
             self._records.append(rec)
-        f = self._take_fault()
+        f = self._take_fault(req.target.split("?", 1)[0])
         if f is not None:
             rec.fault_id = f.id
             if f.delay:

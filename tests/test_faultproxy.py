@@ -10,7 +10,9 @@ counts are exact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import random
 import socket
 import struct
 import time
@@ -187,6 +189,17 @@ def test_status_until_cleared_and_for_a_time_window(proxy: FaultProxy) -> None:
     assert proxy.faults() == []
 
 
+def test_fault_scoped_to_a_path_and_connection_numbers(proxy: FaultProxy) -> None:
+    proxy.fail(503, path="/api/v1/write")
+    with httpx.Client(timeout=5) as c:  # one keep-alive connection for two requests
+        assert c.get(proxy.url + "/-/ready").status_code == 200
+        assert c.post(proxy.url + "/api/v1/write", content=one_sample("fp_path"), headers=HEADERS).status_code == 503
+    assert post(proxy.url).status_code == 503
+    recs = proxy.requests()
+    assert [r.outcome for r in recs] == ["forwarded", "status", "status"]
+    assert recs[0].conn == recs[1].conn != recs[2].conn
+
+
 # -- latency, hang, reset, garbage, refuse ---------------------------------------------------
 
 
@@ -316,7 +329,32 @@ def test_bad_requests_are_answered_and_do_not_crash(prom: str) -> None:
         two = _raw(p.port, b"GET /-/ready HTTP/1.1\r\nHost: x\r\n\r\nGET /-/healthy HTTP/1.1\r\nHost: x\r\n"
                            b"Connection: close\r\n\r\n")
         assert two.count(b"HTTP/1.1 200") == 2
+        # Random bytes, with and without an end of head: answered or dropped, never fatal.
+        rnd = random.Random(5)
+        for i in range(100):
+            blob = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 2000)))
+            with contextlib.suppress(OSError):
+                _raw(p.port, blob + (b"\r\n\r\n" if i % 2 else b""))
         assert post(p.url).status_code == 204
+
+
+def test_connections_are_bounded(prom: str) -> None:
+    with FaultProxy(prom, limits=Limits(max_connections=2)) as p:
+        p.hang()
+        held = [socket.create_connection(("127.0.0.1", p.port), timeout=5) for _ in range(2)]
+        for s in held:
+            s.sendall(b"GET /-/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        p.wait_for(2)
+        with socket.create_connection(("127.0.0.1", p.port), timeout=5) as extra:
+            extra.sendall(b"GET /-/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            with pytest.raises(ConnectionResetError):
+                extra.recv(100)
+        assert p.connections_rejected == 1
+        p.stop()  # hung connections are let go when the proxy stops
+        for s in held:
+            with contextlib.suppress(ConnectionResetError):
+                assert s.recv(100) == b""
+            s.close()
 
 
 def test_upstream_down_answers_502(tmp_path: Path) -> None:
