@@ -43,8 +43,11 @@ OM_TYPES = {
 MAX_EXEMPLAR_RUNES = 128
 
 
-def parse_om_ts(tok: bytes) -> int:
-    """OpenMetrics timestamps are float seconds; Prometheus truncates to ms."""
+def parse_om_ts(tok: bytes, check_range: bool = True) -> int:
+    """OpenMetrics timestamps are float seconds; Prometheus truncates to ms.
+
+    A scrape needs an int64; the standalone parser accepts any finite value.
+    """
     try:
         t = parse_float(tok)
     except ValueError:
@@ -52,7 +55,7 @@ def parse_om_ts(tok: bytes) -> int:
     if t != t or t in (float("inf"), float("-inf")):
         raise ValueError(f"invalid timestamp {_show(tok)}")
     ms = int(t * 1000)
-    if not -(2**63) <= ms < 2**63:
+    if check_range and not -(2**63) <= ms < 2**63:
         raise ValueError(f"timestamp {_show(tok)} out of range")
     return ms
 
@@ -204,7 +207,7 @@ def scan_openmetrics(lines: list[bytes] | None, st: ScanState) -> None:
                 check_exemplar(ex)
             if len(rest) != 1:
                 if len(rest) == 2:
-                    explicit.append((len(keys), parse_om_ts(rest[1]), key))
+                    explicit.append((len(keys), parse_om_ts(rest[1], st.check_ts_range), key))
                 elif not rest:
                     raise ValueError("expected value after metric")
                 else:
@@ -227,12 +230,12 @@ def parse_openmetrics(body: bytes, strict: bool = False) -> Exposition:
     cache: dict[bytes, Labels] = {}
 
     def resolve(key: bytes) -> Labels:
-        name, pairs = parse_series(key, True)
+        name, pairs = parse_series(key)
         lab = labels_of(name, pairs)
         cache[key] = lab
         return lab
 
-    st = ScanState(cache=cache, resolve=resolve)
+    st = ScanState(cache=cache, resolve=resolve, check_ts_range=False)
     for lines in iter_line_chunks(body):
         scan_openmetrics(lines, st)
     scan_openmetrics(None, st)

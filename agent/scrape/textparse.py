@@ -382,6 +382,7 @@ class ScanState:
     lineno: int = 0
     om_eof: bool = False  # OpenMetrics: "# EOF" seen
     om_blank: int = 0  # OpenMetrics: line number of a blank line not yet known to be the last
+    check_ts_range: bool = True  # a scrape needs int64 timestamps; standalone parsing does not
 
 
 def scan_text(lines: list[bytes], st: ScanState) -> None:
