@@ -18,7 +18,8 @@ Two ways to run it:
       python tests/faultproxy.py --listen 127.0.0.1:PORT --upstream URL --control-port P
 
   driven with ``FaultProxyClient(control_url)`` (same methods as
-  ``FaultProxy``) or ``spawn(upstream)``, which starts one and returns it.
+  ``FaultProxy``); ``with spawn(upstream, workdir) as proc:`` starts one in
+  its own session and gives ``proc.url`` and ``proc.control`` (the client).
 
 Faults (``kind``), each applied to the next ``count`` requests, for
 ``duration`` seconds, or until cleared (whichever ends first), optionally only
@@ -53,9 +54,12 @@ recorded.
 Every other request is recorded (``RequestRecord``): monotonic and wall time
 of arrival, method, path, headers, body size, the outcome, the status
 answered, whether it was forwarded, and a connection number (a new number is
-a new TCP connection, which is how reconnect storms show). Monotonic times are CLOCK_MONOTONIC,
-which Linux shares between processes, so a test may compare its own
-``time.monotonic()`` with the records of a proxy process.
+a new TCP connection, which is how reconnect storms show). ``requests()``,
+``count()``, ``retries()`` (requests carrying Retry-Attempt), ``rate()``,
+``per_second()`` and ``wait_for()``/``await_for()`` take filters ``since``,
+``until``, ``path``, ``method``, ``outcome``. Monotonic times are
+CLOCK_MONOTONIC, which Linux shares between processes, so a test may compare
+its own ``time.monotonic()`` with the records of a proxy process.
 
 Robustness: bad requests get 400/413/431 and a closed connection, never an
 exception out of the server; header size, header count, body size, response
@@ -664,10 +668,13 @@ class FaultProxy(RecordQueries):
         if loop is None:
             coro.close()
             raise RuntimeError("the proxy is not running")
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                coro.close()
-                raise RuntimeError("FaultProxy methods must not be called from the proxy's own loop")
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            coro.close()
+            raise RuntimeError("FaultProxy methods must not be called from the proxy's own loop")
         asyncio.run_coroutine_threadsafe(coro, loop).result(10)
 
     async def _arefuse(self, f: Fault) -> None:
