@@ -68,11 +68,11 @@ class Proc:
 
 def spawn(args: list[str], workdir: Path, name: str, env: dict[str, str] | None = None) -> Proc:
     log = workdir / f"{name}.log"
-    fh = open(log, "ab")  # noqa: SIM115 - handed to the child
-    popen = subprocess.Popen(
-        args, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
+    with open(log, "ab") as fh:  # the child keeps its own copy of the descriptor
+        popen = subprocess.Popen(
+            args, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     return Proc(popen, "", log)
 
 
