@@ -248,27 +248,8 @@ class ScrapeLoop:
                 err = str(exc)
                 size = -1 if exc.body_limit else 0
         if err is None:
-            st = ScanState(
-                cache=self.cache.entries,
-                resolve=self.builder.resolve,
-                comments=self.cache.comments,
-            )
-            self.builder.added = 0
-            try:
-                kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
-                await self._parse(body, kind, st)
-                del body
-                done = commit(self.cache, st, ts, self.cfg)
-                scraped, added, series_added = len(st.keys), len(done.values), self.builder.added
-                batch.labels = done.labels
-                batch.timestamps = done.timestamps
-                batch.values = done.values
-                for lab in done.stale:
-                    batch.add(lab, ts, STALE_NAN)
-                batch.metadata = build_metadata(st.meta_items, self.cache.metas)
-            except (ParseError, ScrapeError, ValueError) as exc:
-                err = str(exc)
-                scraped, added, series_added = len(st.keys), len(st.values), self.builder.added
+            err, scraped, added, series_added = await self.ingest(body, ctype, ts, batch)
+            del body
         if err is not None:
             for lab in fail(self.cache):
                 batch.add(lab, ts, STALE_NAN)
@@ -292,6 +273,35 @@ class ScrapeLoop:
         s.series = added
         if err is not None:
             log.debug("scrape failed", url=self.target.url, err=err)
+
+    async def ingest(
+        self, body: bytes, ctype: str, ts: int, batch: SampleBatch
+    ) -> tuple[str | None, int, int, int]:
+        """Parse a body through the cache into ``batch``: (error, scraped, added, series added).
+
+        On success the batch holds the samples and the stale markers of series
+        that went away; on error it is left empty and the cache unchanged
+        (apart from entries learned), so the caller can write the failure.
+        """
+        st = ScanState(
+            cache=self.cache.entries,
+            resolve=self.builder.resolve,
+            comments=self.cache.comments,
+        )
+        self.builder.added = 0
+        try:
+            kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
+            await self._parse(body, kind, st)
+            done = commit(self.cache, st, ts, self.cfg)
+        except (ParseError, ScrapeError, ValueError) as exc:
+            return str(exc), len(st.keys), len(st.values), self.builder.added
+        batch.labels = done.labels
+        batch.timestamps = done.timestamps
+        batch.values = done.values
+        for lab in done.stale:
+            batch.add(lab, ts, STALE_NAN)
+        batch.metadata = build_metadata(st.meta_items, self.cache.metas)
+        return None, len(st.keys), len(done.values), self.builder.added
 
     async def _parse(self, body: bytes, kind: str, st: ScanState) -> None:
         scan = scan_text if kind == "text" else scan_openmetrics
