@@ -47,6 +47,7 @@ from agent.remote.codec import (
 )
 from agent.remote.config import EndpointConfig
 from agent.remote.position import Point, Position, PositionStore
+from agent.remote.ratecontrol import FLOOR, SendRate
 from agent.remote.sharding import ShardTuner, TunerInput
 from agent.remote.shards import Batch, Shard, ShardMetrics
 from agent.wal import WAL, Cursor
@@ -140,6 +141,8 @@ class EndpointQueue:
         self._highest_appended = 0  # ms, newest sample appended to the WAL (told by RemoteWrite)
         self._highest_sent = 0  # ms, newest sample acknowledged
         self.reshards = 0
+        # Recovery never goes below one request per max_backoff (the slowest a lone shard retries).
+        self.rate = SendRate(floor=max(FLOOR, 1.0 / max(q.max_backoff, 1e-3)))
 
     # ------------------------------------------------------------- lifecycle
 
@@ -162,6 +165,7 @@ class EndpointQueue:
             asyncio.create_task(self._follow(), name=f"follow-{self.key}"),
             asyncio.create_task(self._commit_loop(), name=f"commit-{self.key}"),
             asyncio.create_task(self._tune_loop(), name=f"tune-{self.key}"),
+            asyncio.create_task(self._rate_loop(), name=f"rate-{self.key}"),
         ]
         log.info("remote write queue started", remote_name=self.remote_name, url=self.safe_url,
                  segment=low[0], offset=low[1], shards=len(self.shards), resumed=not fresh)
@@ -180,6 +184,7 @@ class EndpointQueue:
                 dispatched=lambda: self.dispatched,
                 on_done=self._on_done,
                 durable=self._wait_durable,
+                rate=self.rate,
             )
             for i in range(len(points))
         ]
@@ -292,6 +297,18 @@ class EndpointQueue:
                 self._want_shards = want
                 self._data.set()
                 self._space.set()
+
+    async def _rate_loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            self.rate.tick(now - last, self._caught_up)
+            last = now
+
+    def _caught_up(self) -> bool:
+        """No backlog: the reader is at the WAL's head and no shard has a full batch waiting."""
+        return self.dispatched[:2] >= self.wal.head() and not any(s.ready for s in self.shards)
 
     async def _reshard(self, n: int) -> bool:
         """Drain every shard, commit, then continue with ``n`` shards from the same point.
@@ -561,6 +578,7 @@ class EndpointQueue:
             "pending_samples": self.pending(),
             "shards": len(self.shards),
             "reshards": self.reshards,
+            "send_rate": self.rate.status(),
             "shard_tuning": {k: round(v, 3) for k, v in self.tuner.last.items()},
             "samples_sent": st.sent,
             "samples_failed": st.failed,

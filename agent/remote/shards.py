@@ -22,6 +22,7 @@ from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient
 from agent.remote.codec import compress
 from agent.remote.position import Point
+from agent.remote.ratecontrol import SendRate
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class Shard:
         dispatched: Callable[[], Point],
         on_done: Callable[[Shard, Batch, SendResult], None],
         durable: Callable[[int, Point], Awaitable[None]],
+        rate: SendRate | None = None,
     ) -> None:
         self.index = index
         self.acked: Point = start
@@ -77,6 +79,7 @@ class Shard:
         self._dispatched = dispatched
         self._on_done = on_done
         self._durable = durable
+        self.rate = rate or SendRate()
         self.seen: set[int] = set()  # refs in buf: a batch holds one sample per series
         self._wake = asyncio.Event()  # new data or a cut batch
         self._stop = asyncio.Event()  # interrupts a backoff wait; new data must not
@@ -167,7 +170,10 @@ class Shard:
         body = compress(batch.body)
         self.attempt = 0
         while True:
+            if not await self.rate.acquire(self._stop):
+                return None
             result = await self.client.send(body, self.attempt)
+            self.rate.observe(result.outcome, result.duration)
             self.metrics.duration.observe(result.duration)
             if result.outcome == "ok":
                 self.metrics.sent.inc(batch.count)

@@ -1,0 +1,70 @@
+"""The recovery rate: unlimited while healthy, AIMD after a failure, jittered gaps, end on catch-up."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from agent.remote.ratecontrol import SendRate
+
+
+def test_aimd_after_a_failure():
+    r = SendRate(random.Random(1), floor=0.5)
+    for _ in range(3):  # healthy: learn the steady rate (10 requests/s) and latency
+        for _ in range(10):
+            r.observe("ok", 0.02)
+        r.tick(1.0, lambda: True)
+    assert not r.limited and 9 < r.steady.rate <= 10
+    r.observe("retry", 0.0)
+    assert r.limited and r.rate == 0.5 * r.steady.rate  # starts at half the steady rate
+    start = r.rate
+    r.tick(1.0, lambda: True)  # the second with the failure: no growth, and not caught up
+    assert r.rate == start and r.limited
+    r.observe("ok", 0.02)
+    r.tick(1.0, lambda: False)
+    assert r.rate == start + 0.25 * r.steady.rate  # additive increase per good second
+    grown = r.rate
+    r._last_cut = 0.0
+    r.observe("retry", 0.0)
+    assert r.rate == grown / 2  # multiplicative decrease on failure
+    halved = r.rate
+    r.observe("retry", 0.0)
+    assert r.rate == halved  # at most one cut per second
+    r._last_cut = 0.0
+    r.observe("ok", 1.0)  # far above the 20 ms baseline
+    assert r.rate == halved * 0.7
+    r.tick(1.0, lambda: False)
+    assert r.rate == halved * 0.7  # a slow second does not grow
+    for _ in range(20):
+        r._last_cut = 0.0
+        r.observe("retry", 0.0)
+    assert r.rate == 0.5  # never below the floor
+    r.tick(1.0, lambda: True)  # that second failed
+    r.observe("ok", 0.02)
+    r.tick(1.0, lambda: True)
+    assert r.limited
+    r.tick(1.0, lambda: True)
+    assert not r.limited  # caught up twice in a row: recovery over
+
+
+def test_gaps_are_jittered_around_the_rate():
+    async def main():
+        r = SendRate(random.Random(3), floor=50.0)
+        r.observe("retry", 0.0)
+        stop = asyncio.Event()
+        t0 = time.monotonic()
+        gaps = []
+        last = t0
+        for _ in range(30):
+            assert await r.acquire(stop)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+        stop.set()
+        r._next = time.monotonic() + 60
+        assert not await r.acquire(stop)  # stop interrupts a wait
+        return gaps
+
+    gaps = asyncio.run(main())
+    assert max(gaps[1:]) > 1.5 * min(gaps[1:]) + 0.002  # not a fixed step
