@@ -25,7 +25,6 @@ from agent.relabel import Rule
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.loop import ScrapeLoop
 from agent.scrape.target import Target, populate_labels
-from agent.scrape.textparse import ScanState, iter_line_chunks, scan_text
 from agent.storage import SampleBatch
 
 PAYLOADS = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "payloads"
@@ -136,42 +135,27 @@ async def bench_big(mb: int) -> None:
         await t
         return total, max(stalls) if stalls else total
 
+    import agent.scrape.loop as loopmod
+
+    default = loopmod.THREAD_BYTES
     for label in ("first", "repeat"):
-        loop = make_loop([])
-        if label == "repeat":
-            await ingest_cpu(loop, body, 1)
+        for mode, threshold in (("chunked in loop", 1 << 62), ("worker thread", default)):
+            loopmod.THREAD_BYTES = threshold
+            loop = make_loop([])
+            if label == "repeat":
+                await ingest_cpu(loop, body, 1)
 
-        async def chunked(loop: ScrapeLoop = loop) -> None:
-            batch = SampleBatch()
-            err, *_ = await loop.ingest(body, CTYPE, 5, batch)
-            assert err is None, err
+            async def run(loop: ScrapeLoop = loop) -> None:
+                batch = SampleBatch()
+                err, *_ = await loop.ingest(body, CTYPE, 5, batch)
+                assert err is None, err
 
-        total, stall = await with_ticker(chunked)
-        print(
-            f"{len(body) / 2**20:5.1f} MB body ({label:<6}) chunked in loop: total {total * 1000:7.1f} ms,"
-            f" longest loop stall {stall * 1000:5.1f} ms"
-        )
-        loop2 = make_loop([])
-        if label == "repeat":
-            await ingest_cpu(loop2, body, 1)
-
-        def parse_all(loop2: ScrapeLoop = loop2) -> None:
-            st = ScanState(
-                cache=loop2.cache.entries,
-                resolve=loop2.builder.resolve,
-                comments=loop2.cache.comments,
+            total, stall = await with_ticker(run)
+            print(
+                f"{len(body) / 2**20:5.1f} MB body, {label:<6} scrape, {mode:<15}: "
+                f"total {total * 1000:7.1f} ms, longest loop stall {stall * 1000:5.1f} ms"
             )
-            for lines in iter_line_chunks(body):
-                scan_text(lines, st)
-
-        async def threaded() -> None:
-            await asyncio.to_thread(parse_all)
-
-        total, stall = await with_ticker(threaded)
-        print(
-            f"{len(body) / 2**20:5.1f} MB body ({label:<6}) worker thread:   total {total * 1000:7.1f} ms,"
-            f" longest loop stall {stall * 1000:5.1f} ms"
-        )
+    loopmod.THREAD_BYTES = default
 
 
 async def main() -> None:

@@ -17,6 +17,7 @@ scrape marks every previously seen series stale and keeps the entries.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 
 from agent.labels import METRIC_NAME, Labels
@@ -36,13 +37,31 @@ class ScrapeError(Exception):
 class ScrapeCache:
     """State that survives from one scrape of a target to the next."""
 
-    __slots__ = ("entries", "prev", "comments", "metas")
+    __slots__ = (
+        "entries",
+        "prev",
+        "comments",
+        "metas",
+        "last_meta_items",
+        "last_metadata",
+        "lock",
+        "pairs",
+    )
 
     def __init__(self) -> None:
         self.entries: dict[bytes, Labels] = {}
         self.prev: set[bytes] = set()
         self.comments: dict[bytes, tuple] = {}
         self.metas: dict[tuple[str, str, str, str], Metadata] = {}
+        # An unchanged set of HELP/TYPE lines hands on the previous metadata dict.
+        self.last_meta_items: list[tuple[str, str, str]] = []
+        self.last_metadata: dict[str, Metadata] = {}
+        # Held while a scrape uses the cache: a loop restarted on reload may
+        # share it with a predecessor whose worker thread is still parsing.
+        self.lock = threading.Lock()
+        # One shared tuple per distinct (name, value) pair: most pairs repeat
+        # across series (namespace, container, le...), so this halves memory.
+        self.pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 class SeriesBuilder:
@@ -93,6 +112,11 @@ class SeriesBuilder:
                 raise ValueError("missing metric name (__name__ label)")
             if self.label_limit or self.name_len or self.value_len:
                 self.check_limits(lab)
+            shared = self.cache.pairs
+            if len(shared) > 4 * len(self.cache.entries) + 4096:
+                shared.clear()
+            get = shared.get
+            lab = tuple([get(p) or shared.setdefault(p, p) for p in lab])
             self.added += 1
         self.cache.entries[key] = lab
         return lab

@@ -51,6 +51,7 @@ REPORT_NAMES = (
 EXTRA_REPORT_NAMES = ("scrape_timeout_seconds", "scrape_sample_limit", "scrape_body_size_bytes")
 TIMESTAMP_TOLERANCE = 0.002
 CHUNK_BYTES = 256 * 1024
+THREAD_BYTES = 1024 * 1024
 
 
 def choose_parser(content_type: str, fallback: str) -> str:
@@ -282,36 +283,76 @@ class ScrapeLoop:
         On success the batch holds the samples and the stale markers of series
         that went away; on error it is left empty and the cache unchanged
         (apart from entries learned), so the caller can write the failure.
+
+        Bodies over THREAD_BYTES are parsed in a worker thread: measured on a
+        20 MB body it is faster than chunking on the loop (no per-chunk
+        scheduling) and the GIL's switch interval bounds the loop's stall to
+        a few ms, where chunking stalls it for a whole chunk. Small bodies stay
+        on the loop, where a thread hand-off would cost more than the parse.
         """
-        st = ScanState(
+        cache = self.cache
+        if len(body) > THREAD_BYTES or not cache.lock.acquire(blocking=False):
+            return await asyncio.to_thread(self._ingest_sync, body, ctype, ts, batch)
+        try:
+            st = self._state()
+            try:
+                kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
+                scan = scan_text if kind == "text" else scan_openmetrics
+                for i, lines in enumerate(iter_line_chunks(body, CHUNK_BYTES)):
+                    if i:
+                        await asyncio.sleep(0)
+                    scan(lines, st)
+                if kind == "openmetrics":
+                    scan_openmetrics(None, st)  # end of input: checks # EOF
+            except (ParseError, ValueError) as exc:
+                return str(exc), len(st.keys), len(st.values), self.builder.added
+            return self._finish(st, ts, batch)
+        finally:
+            cache.lock.release()
+
+    def _state(self) -> ScanState:
+        self.builder.added = 0
+        return ScanState(
             cache=self.cache.entries,
             resolve=self.builder.resolve,
             comments=self.cache.comments,
         )
-        self.builder.added = 0
+
+    def _ingest_sync(
+        self, body: bytes, ctype: str, ts: int, batch: SampleBatch
+    ) -> tuple[str | None, int, int, int]:
+        with self.cache.lock:
+            st = self._state()
+            try:
+                kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
+                scan = scan_text if kind == "text" else scan_openmetrics
+                for lines in iter_line_chunks(body, CHUNK_BYTES):
+                    scan(lines, st)
+                if kind == "openmetrics":
+                    scan_openmetrics(None, st)
+            except (ParseError, ValueError) as exc:
+                return str(exc), len(st.keys), len(st.values), self.builder.added
+            return self._finish(st, ts, batch)
+
+    def _finish(
+        self, st: ScanState, ts: int, batch: SampleBatch
+    ) -> tuple[str | None, int, int, int]:
+        cache = self.cache
         try:
-            kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
-            await self._parse(body, kind, st)
-            done = commit(self.cache, st, ts, self.cfg)
-        except (ParseError, ScrapeError, ValueError) as exc:
+            done = commit(cache, st, ts, self.cfg)
+        except ScrapeError as exc:
             return str(exc), len(st.keys), len(st.values), self.builder.added
         batch.labels = done.labels
         batch.timestamps = done.timestamps
         batch.values = done.values
         for lab in done.stale:
             batch.add(lab, ts, STALE_NAN)
-        batch.metadata = build_metadata(st.meta_items, self.cache.metas)
+        if st.meta_items == cache.last_meta_items:
+            batch.metadata = cache.last_metadata
+        else:
+            batch.metadata = build_metadata(st.meta_items, cache.metas)
+            cache.last_meta_items, cache.last_metadata = st.meta_items, batch.metadata
         return None, len(st.keys), len(done.values), self.builder.added
-
-    async def _parse(self, body: bytes, kind: str, st: ScanState) -> None:
-        scan = scan_text if kind == "text" else scan_openmetrics
-        chunks = iter_line_chunks(body, CHUNK_BYTES)
-        for i, lines in enumerate(chunks):
-            if i:
-                await asyncio.sleep(0)
-            scan(lines, st)
-        if kind == "openmetrics":
-            scan_openmetrics(None, st)  # end of input: checks # EOF
 
     def _append(self, batch: SampleBatch) -> None:
         try:
