@@ -90,17 +90,23 @@ def _prometheus_yaml(job: Job) -> dict:
             "scrape_interval": duration(job.interval_s),
             "scrape_timeout": duration(job.timeout_s),
         },
-        "scrape_configs": [{
-            "job_name": "bench",
-            "static_configs": [{"targets": list(job.targets)}],
-        }],
+        "scrape_configs": [
+            {
+                "job_name": "bench",
+                "static_configs": [{"targets": list(job.targets)}],
+            }
+        ],
     }
 
 
 def _dpkg_version(package: str) -> str:
     try:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -139,12 +145,16 @@ class VMAgent(Agent):
 class PrometheusAgent(Agent):
     name = "prometheus-agent"
     scraped_names = ("prometheus_agent_samples_appended_total",)
-    sent_names = ("prometheus_remote_storage_samples_total",
-                  "prometheus_remote_storage_succeeded_samples_total")
+    sent_names = (
+        "prometheus_remote_storage_samples_total",
+        "prometheus_remote_storage_succeeded_samples_total",
+    )
 
     def version(self) -> str:
         try:
-            out = subprocess.run(["prometheus", "--version"], capture_output=True, text=True, timeout=10)
+            out = subprocess.run(
+                ["prometheus", "--version"], capture_output=True, text=True, timeout=10
+            )
             first = (out.stdout or out.stderr).splitlines()[0]
             return first.split(" (")[0]
         except (OSError, subprocess.TimeoutExpired, IndexError):
@@ -194,13 +204,17 @@ class Shoal(Agent):
     name = "shoal"
     not_ready_status = "not yet runnable"  # while its components are being built
     # Alloy's names first (what Shoal promises to keep), then Prometheus agent's.
-    scraped_names = ("prometheus_remote_write_wal_samples_appended_total",
-                     "prometheus_forwarded_samples_total",
-                     "prometheus_agent_samples_appended_total",
-                     "prometheus_scrape_samples_total",
-                     "shoal_scrape_samples_total")
-    sent_names = ("prometheus_remote_storage_samples_total",
-                  "prometheus_remote_storage_succeeded_samples_total")
+    scraped_names = (
+        "prometheus_remote_write_wal_samples_appended_total",
+        "prometheus_forwarded_samples_total",
+        "prometheus_agent_samples_appended_total",
+        "prometheus_scrape_samples_total",
+        "shoal_scrape_samples_total",
+    )
+    sent_names = (
+        "prometheus_remote_storage_samples_total",
+        "prometheus_remote_storage_succeeded_samples_total",
+    )
 
     def __init__(self) -> None:
         venv = ROOT / ".venv" / "bin" / "shoal"
@@ -208,8 +222,9 @@ class Shoal(Agent):
 
     def unavailable(self) -> str | None:
         try:
-            out = subprocess.run([*self.exe, "run", "--help"], capture_output=True, text=True,
-                                 timeout=30, cwd=ROOT)
+            out = subprocess.run(
+                [*self.exe, "run", "--help"], capture_output=True, text=True, timeout=30, cwd=ROOT
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"`shoal run --help` failed: {exc}"
         if out.returncode != 0:
@@ -219,12 +234,17 @@ class Shoal(Agent):
 
     def version(self) -> str:
         try:
-            sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            sha = subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             sha = ""
         try:
             from importlib.metadata import version
+
             v = version("shoal")
         except Exception:  # noqa: BLE001 - a version string is best effort
             v = "?"
@@ -238,7 +258,8 @@ class Shoal(Agent):
 
     def command(self, workdir: Path, config: Path, port: int, job: Job) -> list[str]:
         return [
-            *self.exe, "run",
+            *self.exe,
+            "run",
             f"--server.http.listen-addr=127.0.0.1:{port}",
             f"--storage.path={workdir / 'shoal-data'}",
             str(config),

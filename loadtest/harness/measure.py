@@ -33,7 +33,7 @@ def _children_of() -> dict[int, list[int]]:
                 stat = fh.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
         tree.setdefault(ppid, []).append(int(entry))
     return tree
 
@@ -53,7 +53,7 @@ def cpu_seconds(pid: int) -> float:
     """utime+stime of one process (all threads) plus its reaped children."""
     with open(f"/proc/{pid}/stat", "rb") as fh:
         stat = fh.read()
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = stat[stat.rfind(b")") + 2 :].split()
     # fields[0] is state (field 3); utime..cstime are fields 14..17.
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
 
@@ -148,6 +148,23 @@ class Sampler:
         except OSError:
             pass
         return peak
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy (or stolen by the host) so far.
+
+    Beside the agent's and the load's own CPU this shows whether something
+    else (another user's test run) shared the machine during a window.
+    """
+    with open("/proc/stat") as fh:
+        first = fh.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in first[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def self_cpu_seconds() -> float:
+    """The harness's own CPU (all its threads)."""
+    return cpu_seconds(os.getpid())
 
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")

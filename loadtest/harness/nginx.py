@@ -71,12 +71,20 @@ def _common(prefix: Path) -> str:
     return _COMMON.format(prefix=prefix, user=user)
 
 
-def targets_conf(prefix: Path, payloads: PayloadSet, addresses: list[str], port: int,
-                 interval_s: float, status_port: int) -> str:
+def targets_conf(
+    prefix: Path,
+    payloads: PayloadSet,
+    addresses: list[str],
+    port: int,
+    interval_s: float,
+    status_port: int,
+) -> str:
     """Config for one nginx serving ``/metrics`` on every address in ``addresses``."""
     listens = "\n".join(f"    listen {a}:{port};" for a in addresses)
     families = "\n".join(f"    {a} {i % payloads.families};" for i, a in enumerate(addresses))
-    return _common(prefix) + f"""\
+    return (
+        _common(prefix)
+        + f"""\
   default_type "text/plain; version=0.0.4; charset=utf-8";
   sendfile on;
   tcp_nopush on;
@@ -102,11 +110,14 @@ def targets_conf(prefix: Path, payloads: PayloadSet, addresses: list[str], port:
   }}
 }}
 """
+    )
 
 
 def sink_conf(prefix: Path, port: int) -> str:
     """Config for an nginx that accepts any remote-write POST and answers 204."""
-    return _common(prefix) + f"""\
+    return (
+        _common(prefix)
+        + f"""\
   default_type text/plain;
   server {{
     listen 127.0.0.1:{port};
@@ -117,19 +128,28 @@ def sink_conf(prefix: Path, port: int) -> str:
   }}
 }}
 """
+    )
 
 
 def nginx_binary() -> str:
-    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    path = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if path is None:
-        raise RuntimeError("nginx is not installed: apt-get install -y nginx-light (loadtest/run does this)")
+        raise RuntimeError(
+            "nginx is not installed: apt-get install -y nginx-light (loadtest/run does this)"
+        )
     return path
 
 
 def check(conf: Path) -> None:
     """``nginx -t`` on a written config; raises with nginx's own message."""
-    out = subprocess.run([nginx_binary(), "-t", "-q", "-c", str(conf), "-p", str(conf.parent)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [nginx_binary(), "-t", "-q", "-c", str(conf), "-p", str(conf.parent)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"nginx rejected {conf}: {out.stderr.strip()}")
 

@@ -55,17 +55,28 @@ class Proc:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def spawn(args: list[str], workdir: Path, name: str, cpu: int | None = None,
-          env: dict[str, str] | None = None) -> Proc:
+def spawn(
+    args: list[str],
+    workdir: Path,
+    name: str,
+    cpu: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Proc:
     """Start ``args`` (under ``taskset -c cpu`` when given) logging to ``workdir/name.log``."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     if cpu is not None:
         args = ["taskset", "-c", str(cpu), *args]
     with open(log, "ab") as fh:
-        popen = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 cwd=workdir, start_new_session=True,
-                                 env={**os.environ, **(env or {})})
+        popen = subprocess.Popen(
+            args,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     p = Proc(popen, name, log)
     _LIVE.append(p)
     return p
@@ -82,11 +93,15 @@ def wait_http(url: str, proc: Proc, timeout: float = 60.0) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+            raise RuntimeError(
+                f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}"
+            )
         try:
             if httpx.get(url, timeout=2).status_code < 500:
                 return
         except httpx.HTTPError as exc:
             last = exc
         time.sleep(0.2)
-    raise TimeoutError(f"{proc.name}: {url} did not answer within {timeout}s ({last})\n{proc.log_tail()}")
+    raise TimeoutError(
+        f"{proc.name}: {url} did not answer within {timeout}s ({last})\n{proc.log_tail()}"
+    )

@@ -33,22 +33,40 @@ class Meta:
     interrupted: bool = False
 
     @classmethod
-    def collect(cls, agents: Sequence[Agent], args: argparse.Namespace, started: float,
-                ended: float, interrupted: bool) -> Meta:
+    def collect(
+        cls,
+        agents: Sequence[Agent],
+        args: argparse.Namespace,
+        started: float,
+        ended: float,
+        interrupted: bool,
+    ) -> Meta:
         versions = {a.name: a.version() for a in agents}
         versions["nginx"] = _nginx_version()
-        gz = "served gzip-compressed (gzip_static) when the agent asks" if not args.no_gzip else "served uncompressed"
-        sink = ("nginx answering 204 (costs almost nothing)" if args.sink == "nginx"
-                else "VictoriaMetrics (counts what arrived)")
-        options = (f"{args.series:,} series per target ({args.families} distinct payloads x 10 "
-                   f"variants, values change every scrape), payloads {gz}; sink: {sink}; agent on CPU "
-                   f"{args.agent_cpu}, targets + sink + harness on CPU {args.load_cpu}"
-                   + ("; --quick windows" if args.quick else ""))
+        gz = (
+            "served gzip-compressed (gzip_static) when the agent asks"
+            if not args.no_gzip
+            else "served uncompressed"
+        )
+        sink = (
+            "nginx answering 204 (costs almost nothing)"
+            if args.sink == "nginx"
+            else "VictoriaMetrics (counts what arrived)"
+        )
+        options = (
+            f"{args.series:,} series per target ({args.families} distinct payloads x 10 "
+            f"variants, values change every scrape), payloads {gz}; sink: {sink}; agent on CPU "
+            f"{args.agent_cpu}, targets + sink + harness on CPU {args.load_cpu}"
+            + ("; --quick windows" if args.quick else "")
+        )
         return cls(
             date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
             stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)),
-            machine=machine(), versions=versions, options=options,
-            elapsed_s=ended - started, interrupted=interrupted,
+            machine=machine(),
+            versions=versions,
+            options=options,
+            elapsed_s=ended - started,
+            interrupted=interrupted,
         )
 
 
@@ -75,8 +93,10 @@ def machine() -> str:
                 osname = line.split("=", 1)[1].strip('"')
     except OSError:
         pass
-    return (f"{model}, {os.cpu_count()} cores, {mem / 2**30:.1f} GiB RAM, "
-            f"{osname}, Linux {platform.release()}")
+    return (
+        f"{model}, {os.cpu_count()} cores, {mem / 2**30:.1f} GiB RAM, "
+        f"{osname}, Linux {platform.release()}"
+    )
 
 
 def _nginx_version() -> str:
@@ -98,10 +118,12 @@ def _f(v: float | None, digits: int = 2) -> str:
 def one_line(r: RunResult) -> str:
     if not r.ok:
         return f"{r.workload} {r.agent}: {r.status} {r.note}"
-    return (f"{r.workload} {r.agent} x{r.targets}: scraped {_k(r.scraped_rate)}k/s sent {_k(r.sent_rate)}k/s "
-            f"cpu {r.cores:.2f} cores = {_f(r.cpu_per_million)} s/M, rss {r.rss_steady / MiB:.0f} MiB "
-            f"({_f(r.bytes_per_series, 0)} B/series), peak {r.rss_peak / MiB:.0f} MiB, "
-            f"keeps up: {'yes' if r.keeps_up else 'NO'} (scrapes {r.scrape_ratio:.0%}) {r.backlog}")
+    return (
+        f"{r.workload} {r.agent} x{r.targets}: scraped {_k(r.scraped_rate)}k/s sent {_k(r.sent_rate)}k/s "
+        f"cpu {r.cores:.2f} cores = {_f(r.cpu_per_million)} s/M, rss {r.rss_steady / MiB:.0f} MiB "
+        f"({_f(r.bytes_per_series, 0)} B/series), peak {r.rss_peak / MiB:.0f} MiB, "
+        f"keeps up: {'yes' if r.keeps_up else 'NO'} (scrapes {r.scrape_ratio:.0%}) {r.backlog}"
+    )
 
 
 def results_table(results: Sequence[RunResult]) -> str:
@@ -109,8 +131,15 @@ def results_table(results: Sequence[RunResult]) -> str:
     head = ["workload", "agent", "targets", "offered k/s", "scraped k/s", "sent k/s (own count)"]
     if arrived:
         head.append("arrived k/s (sink)")
-    head += ["keeps up", "CPU cores", "CPU s / M samples", "RSS steady MiB", "RSS peak MiB",
-             "RSS bytes / series", "load core"]
+    head += [
+        "keeps up",
+        "CPU cores",
+        "CPU s / M samples",
+        "RSS steady MiB",
+        "RSS peak MiB",
+        "RSS bytes / series",
+        "load core",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         row = [r.workload, r.agent, str(r.targets), _k(r.offered_rate)]
@@ -121,9 +150,15 @@ def results_table(results: Sequence[RunResult]) -> str:
             if arrived:
                 row.append(_k(r.arrived_rate))
             row += [
-                "yes" if r.keeps_up else f"**no** (scrapes {r.scrape_ratio:.0%}, sent {_f((r.send_ratio or 0) * 100, 0)}%)",
-                _f(r.cores), _f(r.cpu_per_million), _f(r.rss_steady / MiB, 0),
-                _f(r.rss_peak / MiB, 0), _f(r.bytes_per_series, 0), f"{r.load_cores:.0%}",
+                "yes"
+                if r.keeps_up
+                else f"**no** (scrapes {r.scrape_ratio:.0%}, sent {_f((r.send_ratio or 0) * 100, 0)}%)",
+                _f(r.cores),
+                _f(r.cpu_per_million),
+                _f(r.rss_steady / MiB, 0),
+                _f(r.rss_peak / MiB, 0),
+                _f(r.bytes_per_series, 0),
+                f"{r.load_cores:.0%}",
             ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -139,21 +174,27 @@ def _pick(results: Sequence[RunResult], workload: str, agent: str) -> RunResult 
 
 
 def ratios_table(results: Sequence[RunResult]) -> str:
-    lines = ["| workload | Shoal / peer | CPU s per M samples | RSS bytes per series |", "|---|---|---|---|"]
+    lines = ["| workload | Shoal / peer | CPU s per M samples | RSS bytes per series | "
+             "highest load kept up | caveat |", "|---|---|---|---|---|---|"]
     for wl in ("seed", "heavy"):
         shoal = _pick(results, wl, "shoal")
         for peer in ("vmagent", "prometheus-agent"):
             other = _pick(results, wl, peer)
-            if other is None and shoal is None:
+            if other is None:
                 continue
             if shoal is None:
-                lines.append(f"| {wl} | {peer} | not yet runnable | not yet runnable |")
-                continue
-            if other is None:
+                status = next((r.status for r in results if r.agent == "shoal" and r.workload == wl), "not run")
+                lines.append(f"| {wl} | {peer} | {status} | {status} | - | - |")
                 continue
             cpu = _ratio(shoal.cpu_per_million, other.cpu_per_million)
             mem = _ratio(shoal.bytes_per_series, other.bytes_per_series)
-            lines.append(f"| {wl} | {peer} | {cpu} | {mem} |")
+            caveats = [f"{r.agent} did not keep up" for r in (shoal, other) if not r.keeps_up]
+            caveats += [f"{r.agent}'s window disturbed" for r in (shoal, other) if r.disturbed]
+            lines.append(f"| {wl} | {peer} | {cpu} | {mem} | - | {'; '.join(caveats)} |")
+    for peer in ("vmagent", "prometheus-agent"):
+        a, b = _pick(results, "max", "shoal"), _pick(results, "max", peer)
+        if a is not None and b is not None:
+            lines.append(f"| max | {peer} | - | - | {_ratio(a.offered_rate, b.offered_rate)} | |")
     return "\n".join(lines)
 
 
@@ -167,9 +208,11 @@ def max_table(results: Sequence[RunResult]) -> str:
     runs = [r for r in results if r.workload == "max"]
     if not runs:
         return ""
-    lines = ["| agent | highest load kept up (k samples/s) | first load not kept up (k/s) | "
-             "sent there (k/s) | CPU cores there | CPU s / M at the highest kept up |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| agent | highest load kept up (k samples/s) | first load not kept up (k/s) | "
+        "sent there (k/s) | CPU cores there | CPU s / M at the highest kept up |",
+        "|---|---|---|---|---|---|",
+    ]
     for agent in dict.fromkeys(r.agent for r in runs):
         mine = [r for r in runs if r.agent == agent]
         if all(not r.ok for r in mine):
@@ -181,14 +224,22 @@ def max_table(results: Sequence[RunResult]) -> str:
         # The first failure above the best pass (or the lowest failure if none passed).
         above = [r for r in lost if best is None or r.targets > best.targets]
         first = min(above, key=lambda r: r.targets) if above else None
-        lines.append("| " + " | ".join([
-            agent,
-            _k(best.offered_rate) if best else "none tried passed",
-            _k(first.offered_rate) if first else "none failed (ladder or step budget ended)",
-            _k(first.sent_rate) if first else "-",
-            _f(first.cores) if first else "-",
-            _f(best.cpu_per_million) if best else "-",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    agent,
+                    _k(best.offered_rate) if best else "none tried passed",
+                    _k(first.offered_rate)
+                    if first
+                    else "none failed (ladder or step budget ended)",
+                    _k(first.sent_rate) if first else "-",
+                    _f(first.cores) if first else "-",
+                    _f(best.cpu_per_million) if best else "-",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -209,8 +260,12 @@ def render(results: Sequence[RunResult], meta: Meta, configs: dict[str, str]) ->
     ]
     mt = max_table(results)
     if mt:
-        out += ["", "Highest load sustained on one core (max workload, 1 s interval, more targets per step):",
-                "", mt]
+        out += [
+            "",
+            "Highest load sustained on one core (max workload, 1 s interval, more targets per step):",
+            "",
+            mt,
+        ]
     notes = [f"- {r.workload} {r.agent}: {r.note}" for r in results if r.note]
     if notes:
         out += ["", "Notes:", "", *dict.fromkeys(notes)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 KEEP_UP = 0.95  # an agent keeps up when scrapes and sends both reach 95% of the load
+DISTURBED = 0.3  # cores used by other processes above which a window is not trusted
 
 
 @dataclass
@@ -30,6 +31,7 @@ class RunResult:
     rss_steady: int = 0
     rss_peak: int = 0
     load_cores: float = 0.0  # CPU the targets+sink nginx used, in cores
+    other_cores: float = 0.0  # CPU used by anything else on the machine during the window
     note: str = ""
 
     @property
@@ -58,7 +60,11 @@ class RunResult:
 
     @property
     def agent_scraped_rate(self) -> float | None:
-        return None if self.agent_scraped is None or not self.wall_s else self.agent_scraped / self.wall_s
+        return (
+            None
+            if self.agent_scraped is None or not self.wall_s
+            else self.agent_scraped / self.wall_s
+        )
 
     @property
     def arrived_rate(self) -> float | None:
@@ -74,7 +80,9 @@ class RunResult:
 
     @property
     def bytes_per_series(self) -> float | None:
-        return self.rss_steady / self.active_series if self.active_series and self.rss_steady else None
+        return (
+            self.rss_steady / self.active_series if self.active_series and self.rss_steady else None
+        )
 
     @property
     def scrape_ratio(self) -> float:
@@ -89,6 +97,10 @@ class RunResult:
         if rate is None or not self.scraped_rate:
             return None
         return rate / self.scraped_rate
+
+    @property
+    def disturbed(self) -> bool:
+        return self.other_cores > DISTURBED
 
     @property
     def keeps_up(self) -> bool:

@@ -24,8 +24,18 @@ VARIANTS = 10
 BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 HISTOGRAM_LINES = len(BUCKETS) + 2  # buckets, _sum, _count
 
-ROUTES = ("/", "/api/v1/items", "/api/v1/items/:id", "/api/v1/users", "/api/v1/users/:id",
-          "/api/v1/orders", "/api/v1/orders/:id", "/login", "/logout", "/healthz")
+ROUTES = (
+    "/",
+    "/api/v1/items",
+    "/api/v1/items/:id",
+    "/api/v1/users",
+    "/api/v1/users/:id",
+    "/api/v1/orders",
+    "/api/v1/orders/:id",
+    "/login",
+    "/logout",
+    "/healthz",
+)
 METHODS = ("GET", "POST", "PUT", "DELETE")
 STATUSES = ("200", "201", "404", "500")
 PEERS = ("billing", "inventory", "search", "auth", "notifications")
@@ -102,8 +112,11 @@ def render_payload(series: int, family: int, variant: int) -> str:
                 if not b.room(1):
                     break
                 seed += 1
-                b.sample(name, f'{base},method="{method}",route="{route}",status="{status}"',
-                         b.counter_value(seed))
+                b.sample(
+                    name,
+                    f'{base},method="{method}",route="{route}",status="{status}"',
+                    b.counter_value(seed),
+                )
 
     name = "http_server_request_duration_seconds"
     b.header(name, "histogram", "Request latency.")
@@ -120,8 +133,11 @@ def render_payload(series: int, family: int, variant: int) -> str:
             for code in GRPC_CODES:
                 if b.room(1):
                     seed += 1
-                    b.sample(name, f'{base},peer_service="{peer}",rpc_method="{rpc}",grpc_code="{code}"',
-                             b.counter_value(seed))
+                    b.sample(
+                        name,
+                        f'{base},peer_service="{peer}",rpc_method="{rpc}",grpc_code="{code}"',
+                        b.counter_value(seed),
+                    )
 
     name = "rpc_client_duration_seconds"
     b.header(name, "histogram", "Outgoing RPC latency.")
@@ -145,8 +161,11 @@ def render_payload(series: int, family: int, variant: int) -> str:
             for result in ("hit", "miss"):
                 if b.room(1):
                     seed += 1
-                    b.sample(name, f'{base},cache="{cache}",op="{op}",result="{result}"',
-                             b.counter_value(seed))
+                    b.sample(
+                        name,
+                        f'{base},cache="{cache}",op="{op}",result="{result}"',
+                        b.counter_value(seed),
+                    )
 
     name = "process_resident_memory_bytes"
     b.header(name, "gauge", "Resident memory size in bytes.")
@@ -168,8 +187,9 @@ def render_payload(series: int, family: int, variant: int) -> str:
     return "\n".join(b.lines)
 
 
-def write_payloads(root: Path, series: int, families: int, variants: int = VARIANTS,
-                   compress: bool = True) -> PayloadSet:
+def write_payloads(
+    root: Path, series: int, families: int, variants: int = VARIANTS, compress: bool = True
+) -> PayloadSet:
     """Write every family x variant payload (and a .gz beside it for gzip_static)."""
     root.mkdir(parents=True, exist_ok=True)
     out = PayloadSet(root=root, families=families, variants=variants, series=series)
