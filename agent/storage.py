@@ -41,17 +41,46 @@ class Metadata:
     unit: str = ""
 
 
+@dataclass(slots=True, frozen=True)
+class Histogram:
+    """A native (sparse, exponential) histogram sample, as Prometheus models one.
+
+    Bucket counts are absolute per bucket (not the deltas the wire formats use);
+    encoders turn them into deltas. ``is_float`` says whether the counts came as
+    floats (a FloatHistogram) or integers, which remote write keeps apart.
+    ``custom_values`` holds the bucket bounds of a schema -53 histogram (NHCB).
+    ``counter_reset_hint``: 0 unknown, 1 yes, 2 no, 3 gauge.
+    """
+
+    count: float
+    sum: float
+    schema: int
+    zero_threshold: float = 0.0
+    zero_count: float = 0.0
+    positive_spans: tuple[tuple[int, int], ...] = ()
+    positive_counts: tuple[float, ...] = ()
+    negative_spans: tuple[tuple[int, int], ...] = ()
+    negative_counts: tuple[float, ...] = ()
+    counter_reset_hint: int = 0
+    is_float: bool = False
+    custom_values: tuple[float, ...] = ()
+
+
 @dataclass(slots=True)
 class SampleBatch:
     """Parallel columns: ``labels[i]`` had ``values[i]`` at ``timestamps[i]`` (ms).
 
     ``metadata`` maps a metric family name to its metadata, when the source knew it.
+    ``histograms`` holds native histogram samples as ``(labels, timestamp_ms,
+    Histogram)``; they are rare next to float samples, so they are not columnar.
+    A native histogram series that goes stale gets a float ``STALE_NAN`` sample.
     """
 
     labels: list[Labels] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     metadata: dict[str, Metadata] = field(default_factory=dict)
+    histograms: list[tuple[Labels, int, Histogram]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.values)
