@@ -1,10 +1,19 @@
 """One POST of one encoded batch, and what its answer means for the sender.
 
 The client only classifies: ``ok``; ``retry`` (5xx, 429 when allowed, network
-errors and timeouts), with the server's Retry-After when it gave one; or
-``drop`` (any other answer: the backend has rejected the data for good and
-sending it again would only repeat the rejection). Retrying in place and
-waiting is the shard's job.
+errors and timeouts), with the server's Retry-After when it gave one; ``drop``
+(any other answer: the backend has rejected the data for good and sending it
+again would only repeat the rejection); or ``fallback``: a 2.0 request the
+receiver does not speak (415, or a 2xx without the
+``X-Prometheus-Remote-Write-Samples-Written`` header the 2.0 spec makes
+mandatory: Prometheus before 2.54 answers 204 to a 2.0 body and writes
+nothing, because it decodes it as a 1.0 message whose fields it does not
+know). Retrying in place and waiting is the shard's job.
+
+A 429 is usually a rate limit and worth retrying, but a backend's series
+(cardinality) limit also answers 429 and will refuse the same series however
+long we wait; its body says so, and such a 429 is dropped as
+``http_429_series_limit`` instead of blocking the shard forever.
 """
 
 from __future__ import annotations
@@ -18,14 +27,37 @@ import httpx
 import agent
 from agent.httpconfig import HTTPClientConfig
 from agent.remote.backoff import parse_retry_after
+from agent.remote.codec_v2 import V1, V2
 
 USER_AGENT = f"Shoal/{agent.__version__}"
 _PROTOCOL_HEADERS = {
-    "Content-Encoding": "snappy",
-    "Content-Type": "application/x-protobuf",
-    "X-Prometheus-Remote-Write-Version": "0.1.0",
-    "User-Agent": USER_AGENT,
+    V1: {
+        "Content-Encoding": "snappy",
+        "Content-Type": "application/x-protobuf",
+        "X-Prometheus-Remote-Write-Version": "0.1.0",
+        "User-Agent": USER_AGENT,
+    },
+    V2: {
+        "Content-Encoding": "snappy",
+        "Content-Type": f"application/x-protobuf;proto={V2}",
+        "X-Prometheus-Remote-Write-Version": "2.0.0",
+        "User-Agent": USER_AGENT,
+    },
 }
+WRITTEN = (
+    "X-Prometheus-Remote-Write-Samples-Written",
+    "X-Prometheus-Remote-Write-Histograms-Written",
+    "X-Prometheus-Remote-Write-Exemplars-Written",
+)
+# Body phrases of a 429 that waiting will not cure: a series / cardinality limit
+# (Mimir, Cortex and Thanos phrase it "per-user series limit", "max series", ...).
+_LIMIT_PHRASES = ("series limit", "max series", "max_series", "max-series", "maxseries", "too many series",
+                  "active series", "cardinality", "series_limit")
+
+
+def is_series_limit(body: str) -> bool:
+    low = body.lower()
+    return any(p in low for p in _LIMIT_PHRASES)
 
 
 def redact_url(url: str) -> str:
@@ -47,6 +79,7 @@ class SendResult:
     detail: str = ""
     retry_after: float | None = None
     duration: float = 0.0
+    written: tuple[int | None, int | None, int | None] = (None, None, None)  # samples, histograms, exemplars
 
 
 class WriteClient:
@@ -67,8 +100,8 @@ class WriteClient:
         self.retry_on_http_429 = retry_on_http_429
         self._client = self.http.build_async_client(timeout)
 
-    async def send(self, body: bytes, attempt: int = 0) -> SendResult:
-        headers = {**self.headers, **self.http.request_headers(), **_PROTOCOL_HEADERS}
+    async def send(self, body: bytes, attempt: int = 0, proto: str = V1) -> SendResult:
+        headers = {**self.headers, **self.http.request_headers(), **_PROTOCOL_HEADERS[proto]}
         if attempt > 0:
             headers["Retry-Attempt"] = str(attempt)
         t0 = time.monotonic()
@@ -86,11 +119,21 @@ class WriteClient:
         took = time.monotonic() - t0
         code = resp.status_code
         if 200 <= code < 300:
-            return SendResult("ok", code, duration=took)
-        text = resp.text[:256].strip()
+            written = tuple(_int_header(resp.headers.get(h)) for h in WRITTEN)
+            if proto == V2 and written == (None, None, None):
+                return SendResult("fallback", code, "rw2_unsupported",
+                                  f"HTTP {code} without X-Prometheus-Remote-Write-Samples-Written: "
+                                  "the receiver does not speak Remote-Write 2.0", duration=took)
+            return SendResult("ok", code, duration=took, written=written)  # type: ignore[arg-type]
+        full = resp.text[:4096]
+        text = full[:256].strip()
         detail = f"server returned HTTP status {code} {resp.reason_phrase}: {text}"
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        if code == 415 and proto == V2:
+            return SendResult("fallback", code, "http_415", detail, duration=took)
         if code == 429:
+            if is_series_limit(full):
+                return SendResult("drop", code, "http_429_series_limit", detail, duration=took)
             if self.retry_on_http_429:
                 return SendResult("retry", code, "http_429", detail, retry_after, took)
             return SendResult("drop", code, "http_429", detail, duration=took)
@@ -100,6 +143,15 @@ class WriteClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _int_header(v: str | None) -> int | None:
+    if v is None:
+        return None
+    try:
+        return int(v.strip())
+    except ValueError:
+        return None
 
 
 def _describe(exc: Exception, url: str, safe: str) -> str:

@@ -30,6 +30,15 @@ class QueueConfig:
 
 
 @dataclass(slots=True)
+class MetadataConfig:
+    """Alloy's ``metadata_config``: how Remote-Write 1.0 sends metric metadata (2.0 sends it per series)."""
+
+    send: bool = True
+    send_interval: float = 60.0
+    max_samples_per_send: int = 2000
+
+
+@dataclass(slots=True)
 class EndpointConfig:
     name: str = ""
     url: str = ""
@@ -38,9 +47,10 @@ class EndpointConfig:
     http: HTTPClientConfig = field(default_factory=HTTPClientConfig, repr=False)
     send_exemplars: bool = True
     send_native_histograms: bool = False
-    protobuf_message: str = "prometheus.WriteRequest"
+    protobuf_message: str = "prometheus.WriteRequest"  # or "io.prometheus.write.v2.Request"
     write_relabel_rules: list[Any] = field(default_factory=list)  # agent.relabel.Rule
     queue: QueueConfig = field(default_factory=QueueConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
 
     def key(self) -> str:
         """Identity of the endpoint's queue and durable position: its name, else a hash of its URL.

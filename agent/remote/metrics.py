@@ -48,3 +48,9 @@ sent_batch_duration = Histogram(
 bytes_total = Counter(
     _P + "bytes_total", "The total number of bytes of data (not metadata) sent by the queue after compression.", _Q
 )
+metadata_total = Counter(_P + "metadata_total", "Total number of metadata entries sent to remote storage.", _Q)
+metadata_failed = Counter(
+    _P + "metadata_failed_total",
+    "Total number of metadata entries which failed on send to remote storage, non-recoverable errors.",
+    _Q,
+)

@@ -39,17 +39,27 @@ from agent.remote import metrics as m
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient, redact_url
 from agent.remote.codec import (
+    compress,
     encode_labels,
     encode_timeseries,
     pack_double,
     sample_prefix,
     ts_field,
 )
+from agent.remote.codec_v2 import (
+    METRIC_TYPES,
+    V1,
+    V2,
+    SeriesV2,
+    encode_metadata_v1,
+    encode_v2,
+    family_of,
+)
 from agent.remote.config import EndpointConfig
 from agent.remote.position import Point, Position, PositionStore
 from agent.remote.ratecontrol import FLOOR, SendRate
 from agent.remote.sharding import ShardTuner, TunerInput
-from agent.remote.shards import Batch, Shard, ShardMetrics
+from agent.remote.shards import Batch, Part, Shard, ShardMetrics
 from agent.wal import WAL, Cursor
 from agent.wal import record as walrec
 
@@ -142,6 +152,11 @@ class EndpointQueue:
         self._highest_sent = 0  # ms, newest sample acknowledged
         self.reshards = 0
         # Recovery never goes below one request per max_backoff (the slowest a lone shard retries).
+        self.proto = cfg.protobuf_message if cfg.protobuf_message in (V1, V2) else V1
+        self._v2: dict[int, SeriesV2] = {}
+        self._meta: dict[str, tuple[str, str, str]] = {}  # family -> (type, help, unit), from the WAL
+        self._m_meta = m.metadata_total.labels(*lv)
+        self._m_meta_failed = m.metadata_failed.labels(*lv)
         self.rate = SendRate(floor=max(FLOOR, 1.0 / max(q.max_backoff, 1e-3)))
 
     # ------------------------------------------------------------- lifecycle
@@ -166,6 +181,7 @@ class EndpointQueue:
             asyncio.create_task(self._commit_loop(), name=f"commit-{self.key}"),
             asyncio.create_task(self._tune_loop(), name=f"tune-{self.key}"),
             asyncio.create_task(self._rate_loop(), name=f"rate-{self.key}"),
+            asyncio.create_task(self._metadata_loop(), name=f"metadata-{self.key}"),
         ]
         log.info("remote write queue started", remote_name=self.remote_name, url=self.safe_url,
                  segment=low[0], offset=low[1], shards=len(self.shards), resumed=not fresh)
@@ -185,6 +201,8 @@ class EndpointQueue:
                 on_done=self._on_done,
                 durable=self._wait_durable,
                 rate=self.rate,
+                encode=self._encode,
+                expire=self._expire,
             )
             for i in range(len(points))
         ]
@@ -223,6 +241,39 @@ class EndpointQueue:
     def forget(self, refs: list[int]) -> None:
         for r in refs:
             self._prefix.pop(r, None)
+            self._v2.pop(r, None)
+
+    # ---------------------------------------------------------------- metadata
+
+    def _learn_metadata(self, rec: Any) -> None:
+        try:
+            items = walrec.decode_metadata(rec.payload)
+        except walrec.RecordError as exc:
+            self._error(f"WAL record at segment {rec.segment} offset {rec.offset}: {exc}")
+            return
+        for name, mtype, help_, unit in items:
+            self._meta[name] = (mtype, help_, unit)
+        if items:
+            self._v2.clear()  # 2.0 carries metadata per series: resolve again
+
+    async def _metadata_loop(self) -> None:
+        """Remote-Write 1.0 sends metadata apart from samples, all of it every ``send_interval``."""
+        mc = self.cfg.metadata
+        while True:
+            await asyncio.sleep(max(0.05, mc.send_interval))
+            if not mc.send or self.proto != V1 or not self._meta or self.rate.limited:
+                continue
+            items = [(name, *md) for name, md in sorted(self._meta.items())]
+            step = max(1, mc.max_samples_per_send)
+            for i in range(0, len(items), step):
+                chunk = items[i : i + step]
+                result = await self.client.send(compress(encode_metadata_v1(chunk)), 0, V1)
+                if result.outcome == "ok":
+                    self._m_meta.inc(len(chunk))
+                else:
+                    self._m_meta_failed.inc(len(chunk))
+                    self._error(f"sending metadata: {result.reason}: {result.detail}")
+                    break
 
     # ----------------------------------------------------------------- reading
 
@@ -262,6 +313,8 @@ class EndpointQueue:
             for rec in r.records:
                 if rec.type == walrec.SAMPLES:
                     self._dispatch(rec)
+                elif rec.type == walrec.METADATA:
+                    self._learn_metadata(rec)
                 self.dispatched = (rec.segment, rec.end, 0)
             self.dispatched = (*self.cursor.position(), 0)
             if r.records:
@@ -384,6 +437,7 @@ class EndpointQueue:
         bufs = [s.buf for s in shards]
         counts = [s.count for s in shards]
         seens = [s.seen for s in shards]
+        ixs: list[list[int]] = [[] for _ in shards]
         cache = self._prefix
         tsc: dict[int, bytes] = {}
         maxs = shards[0].max_samples
@@ -391,6 +445,7 @@ class EndpointQueue:
         skip = self._skip_for(seg, off, n) if self._resume is not None else None
         age = self.cfg.queue.sample_age_limit
         cutoff = int((time.time() - age) * 1000) if age > 0 else None
+        v1 = self.proto == V1  # a 2.0 queue keeps only the indexes; it encodes per request
         pack = pack_double
         missing = _MISSING
         dropped = unknown = too_old = 0
@@ -412,31 +467,37 @@ class EndpointQueue:
             if cutoff is not None and t < cutoff:
                 too_old += 1
                 continue
-            tf = tsc.get(t)
-            if tf is None:
-                tf = ts_field(t) or b""
-                tsc[t] = tf
             sn = seens[k]
             if r in sn:  # one sample per series per batch: see the module docstring
                 s = shards[k]
                 s.count = counts[k]
+                s.parts.append((refs, tss, vals, ixs[k]))
+                ixs[k] = []
                 s.cut((seg, off, i))
                 bufs[k] = s.buf
                 sn = seens[k] = s.seen
                 s.buf_max_ts = mts
                 counts[k] = 0
             sn.add(r)
-            b = bufs[k]
-            if tf:
-                b += p
-                b += pack(vals[i])
-                b += tf
-            else:
-                b += encode_timeseries(self._label_bytes(r), t, vals[i])
+            ixs[k].append(i)
+            if v1:
+                tf = tsc.get(t)
+                if tf is None:
+                    tf = ts_field(t) or b""
+                    tsc[t] = tf
+                b = bufs[k]
+                if tf:
+                    b += p
+                    b += pack(vals[i])
+                    b += tf
+                else:
+                    b += encode_timeseries(self._label_bytes(r), t, vals[i])
             c = counts[k] + 1
             if c >= maxs:
                 s = shards[k]
                 s.count = c
+                s.parts.append((refs, tss, vals, ixs[k]))
+                ixs[k] = []
                 s.cut((seg, off, i + 1))
                 bufs[k] = s.buf
                 seens[k] = s.seen
@@ -445,12 +506,88 @@ class EndpointQueue:
             counts[k] = c
         for k, s in enumerate(shards):
             s.count = counts[k]
+            if ixs[k]:
+                s.parts.append((refs, tss, vals, ixs[k]))
         if dropped:
             self._drop("dropped_series", dropped)
         if unknown:
             self._drop("unintentionally_dropped_series", unknown)
         if too_old:
             self._drop("too_old", too_old)
+
+    # ---------------------------------------------------------------- encoding
+
+    def _encode(self, batch: Batch) -> tuple[bytes, str]:
+        """The uncompressed body of ``batch`` in the queue's current protocol."""
+        if self.proto == V1:
+            if batch.body or not batch.parts:
+                return batch.body, V1
+            return self._encode_v1(batch.parts), V1
+        series: list[SeriesV2] = []
+        tss: list[int] = []
+        vals: list[float] = []
+        info = self._v2
+        for refs, ts, vs, ix in batch.parts:
+            for i in ix:
+                r = refs[i]
+                sv = info.get(r)
+                if sv is None:
+                    sv = self._series_v2(r)
+                series.append(sv)
+                tss.append(ts[i])
+                vals.append(vs[i])
+        return encode_v2(series, tss, vals), V2
+
+    def _encode_v1(self, parts: list[Part]) -> bytes:
+        out = bytearray()
+        for refs, ts, vs, ix in parts:
+            for i in ix:
+                r = refs[i]
+                tf = ts_field(ts[i])
+                p = self._prefix.get(r) or self._series(r)
+                if tf and p:
+                    out += p
+                    out += pack_double(vs[i])
+                    out += tf
+                else:
+                    out += encode_timeseries(self._label_bytes(r), ts[i], vs[i])
+        return bytes(out)
+
+    def _series_v2(self, ref: int) -> SeriesV2:
+        labels = self._labels(ref) or ()
+        strings = tuple(x for pair in labels for x in pair)
+        meta = None
+        name = next((v for k, v in labels if k == "__name__"), "")
+        fam = family_of(name, self._meta) if self._meta else None
+        if fam is not None:
+            mtype, help_, unit = self._meta[fam]
+            meta = (METRIC_TYPES.get(mtype, 0), help_, unit)
+        sv = self._v2[ref] = SeriesV2(strings, meta)
+        return sv
+
+    def _expire(self, batch: Batch) -> Batch | None:
+        """Before a retry: drop the samples now older than ``sample_age_limit`` (counted as too_old).
+
+        Returns the batch unchanged, a smaller one, or None when nothing is left.
+        """
+        age = self.cfg.queue.sample_age_limit
+        if age <= 0 or not batch.parts:
+            return batch
+        cutoff = int((time.time() - age) * 1000)
+        kept: list[Part] = []
+        old = 0
+        for refs, ts, vs, ix in batch.parts:
+            keep = [i for i in ix if ts[i] >= cutoff]
+            old += len(ix) - len(keep)
+            if keep:
+                kept.append((refs, ts, vs, keep))
+        if not old:
+            return batch
+        self._drop("too_old", old)
+        if not kept:
+            return None
+        body = self._encode_v1(kept) if self.proto == V1 else b""
+        return Batch(body, batch.count - old, batch.end, batch.max_ts, kept)
 
     def _series(self, ref: int) -> bytes | None:
         labels = self._labels(ref)
@@ -488,6 +625,15 @@ class EndpointQueue:
 
     def _on_done(self, shard: Shard, batch: Batch, result: SendResult) -> None:
         st = self.stats
+        if result.outcome == "fallback":
+            if self.proto != V1:
+                self.proto = V1
+                self._error(f"{result.reason}: {result.detail}; falling back to Remote-Write 1.0")
+            return
+        if result.outcome == "expired":  # every sample passed sample_age_limit while retrying (counted)
+            self._space.set()
+            self._dirty.set()
+            return
         if result.outcome == "retry":
             st.retried += batch.count
             self._error(f"{result.reason}: {result.detail}", warn=shard.attempt == 0)
@@ -499,6 +645,11 @@ class EndpointQueue:
         else:
             st.sent += batch.count
             self.tuner.samples_out.incr(batch.count)
+            w = result.written[0]
+            if w is not None and w < batch.count and self.proto == V2:
+                # A 2.0 receiver said it kept fewer samples than were sent: the rest is gone.
+                self._drop("not_written", batch.count - w)
+                self._error(f"receiver wrote {w} of {batch.count} samples")
             if batch.max_ts > self._highest_sent:
                 self._highest_sent = batch.max_ts
         self._space.set()
@@ -579,6 +730,8 @@ class EndpointQueue:
             "shards": len(self.shards),
             "reshards": self.reshards,
             "send_rate": self.rate.status(),
+            "protocol": self.proto,
+            "metadata_families": len(self._meta),
             "shard_tuning": {k: round(v, 3) for k, v in self.tuner.last.items()},
             "samples_sent": st.sent,
             "samples_failed": st.failed,

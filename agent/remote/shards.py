@@ -16,21 +16,31 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient
 from agent.remote.codec import compress
+from agent.remote.codec_v2 import V1
 from agent.remote.position import Point
 from agent.remote.ratecontrol import SendRate
 
 
 @dataclass(slots=True)
 class Batch:
-    body: bytes  # uncompressed concatenation of TimeSeries fields
+    body: bytes  # uncompressed 1.0 TimeSeries fields, built while dispatching (empty for a 2.0 queue)
     count: int
     end: Point  # the shard's acknowledged position once this batch is done
     max_ts: int
+    # The samples themselves: (refs, timestamps, values, indexes) per WAL record, the
+    # record's columns shared, not copied. Re-encoding (2.0, a fallback to 1.0, dropping
+    # samples past sample_age_limit on a retry) starts from here.
+    parts: list[Part] = field(default_factory=list)
+
+
+Part = tuple[Any, Any, Any, list[int]]
+Encoder = Callable[[Batch], tuple[bytes, str]]  # uncompressed body and its protocol
 
 
 class ShardMetrics:
@@ -61,6 +71,8 @@ class Shard:
         on_done: Callable[[Shard, Batch, SendResult], None],
         durable: Callable[[int, Point], Awaitable[None]],
         rate: SendRate | None = None,
+        encode: Encoder | None = None,
+        expire: Callable[[Batch], Batch | None] | None = None,
     ) -> None:
         self.index = index
         self.acked: Point = start
@@ -80,6 +92,9 @@ class Shard:
         self._on_done = on_done
         self._durable = durable
         self.rate = rate or SendRate()
+        self._encode: Encoder = encode or (lambda b: (b.body, V1))
+        self._expire = expire or (lambda b: b)
+        self.parts: list[Part] = []
         self.seen: set[int] = set()  # refs in buf: a batch holds one sample per series
         self._wake = asyncio.Event()  # new data or a cut batch
         self._stop = asyncio.Event()  # interrupts a backoff wait; new data must not
@@ -88,7 +103,8 @@ class Shard:
     # Called by the reader, between dispatches (same thread, never concurrently with run()).
 
     def cut(self, end: Point) -> None:
-        self.ready.append(Batch(bytes(self.buf), self.count, end, self.buf_max_ts))
+        self.ready.append(Batch(bytes(self.buf), self.count, end, self.buf_max_ts, self.parts))
+        self.parts = []
         self.buf = bytearray()
         self.seen = set()
         self.count = 0
@@ -167,12 +183,13 @@ class Shard:
                 pass
 
     async def _send(self, batch: Batch) -> SendResult | None:
-        body = compress(batch.body)
+        raw, proto = self._encode(batch)
+        body = compress(raw)
         self.attempt = 0
         while True:
             if not await self.rate.acquire(self._stop):
                 return None
-            result = await self.client.send(body, self.attempt)
+            result = await self.client.send(body, self.attempt, proto)
             self.rate.observe(result.outcome, result.duration)
             self.metrics.duration.observe(result.duration)
             if result.outcome == "ok":
@@ -184,6 +201,11 @@ class Shard:
             if result.outcome == "drop":
                 self.metrics.failed.inc(batch.count)
                 return result
+            if result.outcome == "fallback":
+                self._on_done(self, batch, result)  # the queue switches to 1.0; nothing was written
+                raw, proto = self._encode(batch)
+                body = compress(raw)
+                continue
             self.metrics.retried.inc(batch.count)
             self._on_done(self, batch, result)  # reports the error; position unchanged
             self.attempt += 1
@@ -196,3 +218,10 @@ class Shard:
                 pass
             if self.stopping:
                 return None
+            fresh = self._expire(batch)  # sample_age_limit applies to retries too
+            if fresh is None:
+                return SendResult("expired", 0, "too_old")
+            if fresh is not batch:
+                self.inflight = batch = fresh
+                raw, proto = self._encode(batch)
+                body = compress(raw)

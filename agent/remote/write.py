@@ -82,7 +82,7 @@ class RemoteWrite:
 
     def _write(self, batch: SampleBatch) -> None:
         try:
-            self.wal.append(batch.labels, batch.timestamps, batch.values)
+            self.wal.append(batch.labels, batch.timestamps, batch.values, batch.metadata)
         except WALWriteError as exc:
             now = time.monotonic()
             if now - self._write_error_logged > 10:

@@ -8,6 +8,11 @@ snappy; timestamps of one scrape are identical, which snappy folds away.
 Stale markers are ordinary samples whose value has the stale-NaN bit pattern;
 the value column keeps the bits exactly.
 
+A metadata record lists ``(len:u16 name | len:u16 type | len:u32 help |
+len:u16 unit)*`` in UTF-8, one entry per metric family whose metadata is new
+or changed; the writer writes a family again only when it changes (and once
+per process, so a reader starting anywhere soon learns it).
+
 A series record lists ``ref:u64 | nlabels:u16 | (len:u16 name | len:u32 value)*``
 in UTF-8; series records are rare (once per series), so clarity wins there.
 """
@@ -25,7 +30,7 @@ from agent.labels import Labels
 
 SERIES = 1
 SAMPLES = 2
-METADATA = 3  # reserved: metric family metadata (type/help/unit), written by a later version
+METADATA = 3  # metric family metadata: name, type, help, unit
 
 _COUNT = struct.Struct("<I")
 _SERIES_HEAD = struct.Struct("<QH")
@@ -79,6 +84,39 @@ def decode_series(payload: bytes | memoryview) -> list[tuple[int, Labels]]:
             out.append((ref, tuple(labels)))
     except (struct.error, UnicodeDecodeError) as exc:
         raise RecordError(f"series record at byte {pos}: {exc}") from exc
+    return out
+
+
+def encode_metadata(items: Iterable[tuple[str, str, str, str]]) -> bytes:
+    """``(family, type, help, unit)`` entries."""
+    out = bytearray()
+    for name, mtype, help_, unit in items:
+        for text, head in ((name, _NAME_LEN), (mtype, _NAME_LEN), (help_, _VALUE_LEN), (unit, _NAME_LEN)):
+            b = text.encode()
+            if len(b) >= 1 << (8 * head.size):
+                b = b[: (1 << (8 * head.size)) - 1].decode(errors="ignore").encode()
+            out += head.pack(len(b))
+            out += b
+    return bytes(out)
+
+
+def decode_metadata(payload: bytes | memoryview) -> list[tuple[str, str, str, str]]:
+    out: list[tuple[str, str, str, str]] = []
+    pos = 0
+    end = len(payload)
+    try:
+        while pos < end:
+            fields = []
+            for head in (_NAME_LEN, _NAME_LEN, _VALUE_LEN, _NAME_LEN):
+                (ln,) = head.unpack_from(payload, pos)
+                pos += head.size
+                if pos + ln > end:
+                    raise RecordError("metadata record: a field runs past the end")
+                fields.append(bytes(payload[pos : pos + ln]).decode())
+                pos += ln
+            out.append((fields[0], fields[1], fields[2], fields[3]))
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise RecordError(f"metadata record at byte {pos}: {exc}") from exc
     return out
 
 

@@ -23,9 +23,10 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -78,6 +79,8 @@ class WAL:
         self._m_records = m.records.labels(self.metrics_id)
         self._m_bytes = m.record_bytes.labels(self.metrics_id)
         self._m_appended = m.samples_appended.labels(self.metrics_id)
+        self._meta_written: dict[str, tuple[str, str, str]] = {}  # family -> (type, help, unit) this process
+        self._meta_last: object = None  # the last metadata dict seen: scrapes hand the same one on
 
     # ------------------------------------------------------------------ open
 
@@ -138,8 +141,17 @@ class WAL:
 
     # ---------------------------------------------------------------- append
 
-    def append(self, labels: Sequence[Labels], timestamps: Sequence[int], values: Sequence[float]) -> int:
-        """Write one batch as (at most) a series record and a samples record, in one write().
+    def append(
+        self,
+        labels: Sequence[Labels],
+        timestamps: Sequence[int],
+        values: Sequence[float],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Write one batch as (at most) a series, a metadata and a samples record, in one write().
+
+        ``metadata`` maps family names to objects with ``type``, ``help`` and
+        ``unit`` (agent.storage.Metadata); only new or changed families are written.
 
         Returns the number of samples written. Raises ``WALWriteError`` when the
         write failed; the batch is then gone (counted), and the file is cut back
@@ -170,6 +182,15 @@ class WAL:
         parts = []
         if new:
             parts.append(seg.frame(record.SERIES, bytes(record.compress(record.encode_series(new)))))
+        meta_new: list[tuple[str, str, str, str]] = []
+        if metadata and metadata is not self._meta_last:
+            written = self._meta_written
+            for name, md in metadata.items():
+                t = (md.type, md.help, md.unit)
+                if written.get(name) != t:
+                    meta_new.append((name, *t))
+            if meta_new:
+                parts.append(seg.frame(record.METADATA, bytes(record.compress(record.encode_metadata(meta_new)))))
         payload = record.encode_samples(array("Q", refs), timestamps, values)
         parts.append(seg.frame(record.SAMPLES, bytes(record.compress(payload))))
         data = parts[0] if len(parts) == 1 else b"".join(parts)
@@ -184,6 +205,10 @@ class WAL:
             m.writes_failed.labels(self.metrics_id).inc()
             m.samples_dropped.labels(self.metrics_id, reason).inc(n)
             raise WALWriteError(reason, n) from exc
+        if metadata:
+            self._meta_last = metadata
+            for name, *t in meta_new:
+                self._meta_written[name] = tuple(t)  # type: ignore[assignment]
         self._m_records.inc(len(parts))
         self._m_bytes.inc(len(data))
         self._m_appended.inc(n)

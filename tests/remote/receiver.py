@@ -12,7 +12,9 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.remote.codec import decode_write_request
+from agent.remote.codec import decode_write_request, decompress
+from agent.remote.codec_v2 import decode_v2
+from agent.remote.proto import WriteRequest
 
 
 @dataclass
@@ -37,6 +39,10 @@ class Receiver:
     accepted: list[tuple[tuple[tuple[str, str], ...], int, float]] = field(default_factory=list)
     url: str = ""
     delay: float = 0.0  # seconds before each answer: a slow backend
+    speaks_v2: bool = False  # decode 2.0 bodies (by Content-Type) and answer the *-Written headers
+    metadata: list[tuple[str, int, str, str]] = field(default_factory=list)  # 1.0 metadata received
+    v2_metadata: dict[tuple[tuple[str, str], ...], dict] = field(default_factory=dict)
+    created: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
     _server: asyncio.base_events.Server | None = None
 
     async def start(self) -> Receiver:
@@ -67,9 +73,35 @@ class Receiver:
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 status, rh, rb = self.responder(req)
-                if 200 <= status < 300:
+                v2 = "io.prometheus.write.v2.Request" in headers.get("content-type", "")
+                if 200 <= status < 300 and v2 and self.speaks_v2:
+                    try:
+                        d2 = decode_v2(body)
+                    except Exception as exc:  # noqa: BLE001 - a bad body is a 400, as a backend says
+                        status, rh, rb = 400, {}, f"cannot decode: {exc}".encode()
+                        d2 = []
+                    n = 0
+                    for labels, samples, md, created in d2:
+                        if md:
+                            self.v2_metadata[labels] = md
+                        if created:
+                            self.created[labels] = created
+                        for ts, v in samples:
+                            self.accepted.append((labels, ts, v))
+                            n += 1
+                    if status < 300:
+                        rh = {**rh, "X-Prometheus-Remote-Write-Samples-Written": str(n),
+                              "X-Prometheus-Remote-Write-Histograms-Written": "0",
+                              "X-Prometheus-Remote-Write-Exemplars-Written": "0"}
+                elif 200 <= status < 300 and v2:
+                    pass  # a 1.0-only receiver that ignores Content-Type: reads nothing it knows
+                elif 200 <= status < 300:
                     try:
                         decoded = decode_write_request(body)
+                        req = WriteRequest()
+                        req.ParseFromString(decompress(body))
+                        for md in req.metadata:
+                            self.metadata.append((md.metric_family_name, md.type, md.help, md.unit))
                     except Exception as exc:  # noqa: BLE001 - a bad body is a 400, as a backend says
                         status, rh, rb = 400, {}, f"cannot decode: {exc}".encode()
                         decoded = []

@@ -1,0 +1,145 @@
+"""Remote-Write 2.0 (io.prometheus.write.v2.Request) and 1.0 metadata, encoded by hand.
+
+A 2.0 request interns every string (label names and values, help, unit) in a
+``symbols`` table that starts with "" and that TimeSeries refer to by index,
+so the table belongs to one request: it cannot be cached per series the way
+the 1.0 label bytes are. What is cached per series is the flat tuple of its
+label strings and its family's metadata; per request each string costs one
+dictionary look-up, and small indexes come from a table of ready varints.
+
+Metadata travels per series in 2.0 (type, help_ref, unit_ref) and as a
+separate list of ``MetricMetadata`` in 1.0, sent by the queue every
+``metadata_config.send_interval``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.remote.codec import varint
+
+V1 = "prometheus.WriteRequest"
+V2 = "io.prometheus.write.v2.Request"
+PROTOCOLS = (V1, V2)
+
+# Both enums number the types alike (v2 calls 0 METRIC_TYPE_UNSPECIFIED, v1 UNKNOWN).
+METRIC_TYPES = {"counter": 1, "gauge": 2, "histogram": 3, "gaugehistogram": 4, "summary": 5, "info": 6,
+                "stateset": 7}
+_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created", "_info", "_gcount", "_gsum")
+
+_pack_double = struct.Struct("<d").pack
+_SMALL = [varint(i) for i in range(1 << 14)]
+
+
+def _v(n: int) -> bytes:
+    return _SMALL[n] if n < 16384 else varint(n)
+
+
+@dataclass(slots=True)
+class SeriesV2:
+    """What a 2.0 request needs of one series, resolved once: its strings and its metadata."""
+
+    strings: tuple[str, ...]  # name0, value0, name1, value1, ... (sorted by name)
+    meta: tuple[int, str, str] | None  # (type, help, unit) of its family, when known
+
+
+def family_of(name: str, known: dict) -> str | None:  # noqa: ANN001 - any mapping keyed by family
+    """The metric family a series name belongs to, among ``known`` families."""
+    if name in known:
+        return name
+    for suf in _SUFFIXES:
+        if name.endswith(suf) and name[: -len(suf)] in known:
+            return name[: -len(suf)]
+    return None
+
+
+def encode_v2(series: Sequence[SeriesV2], timestamps: Sequence[int], values: Sequence[float],
+              created: Sequence[int] | None = None) -> bytes:
+    """One Request: ``series[j]`` has ``values[j]`` at ``timestamps[j]``; uncompressed."""
+    sym: dict[str, int] = {"": 0}
+    get = sym.get
+    out = bytearray()
+    pack = _pack_double
+    for j, s in enumerate(series):
+        refs = bytearray()
+        for text in s.strings:
+            i = get(text)
+            if i is None:
+                i = sym[text] = len(sym)
+            refs += _v(i)
+        body = bytearray(b"\x0a")
+        body += _v(len(refs))
+        body += refs
+        t = timestamps[j]
+        tb = varint(t)
+        body += b"\x12"
+        body += _v(10 + len(tb))
+        body += b"\x09"
+        body += pack(values[j])
+        body += b"\x10"
+        body += tb
+        if s.meta is not None:
+            mtype, help_, unit = s.meta
+            md = bytearray()
+            if mtype:
+                md += b"\x08" + _v(mtype)
+            if help_:
+                i = get(help_)
+                if i is None:
+                    i = sym[help_] = len(sym)
+                md += b"\x18" + _v(i)
+            if unit:
+                i = get(unit)
+                if i is None:
+                    i = sym[unit] = len(sym)
+                md += b"\x20" + _v(i)
+            body += b"\x2a" + _v(len(md)) + md
+        if created is not None and created[j]:
+            body += b"\x30" + varint(created[j])
+        out += b"\x2a"
+        out += _v(len(body))
+        out += body
+    head = bytearray()
+    for text in sym:  # dicts keep insertion order: index order
+        b = text.encode()
+        head += b"\x22"
+        head += _v(len(b))
+        head += b
+    return bytes(head + out)
+
+
+def encode_metadata_v1(items: Sequence[tuple[str, str, str, str]]) -> bytes:
+    """A 1.0 WriteRequest holding only ``metadata`` (field 3): ``(family, type, help, unit)`` entries."""
+    out = bytearray()
+    for name, mtype, help_, unit in items:
+        md = bytearray()
+        t = METRIC_TYPES.get(mtype, 0)
+        if t:
+            md += b"\x08" + _v(t)
+        for tag, text in ((b"\x12", name), (b"\x22", help_), (b"\x2a", unit)):
+            if text:
+                b = text.encode()
+                md += tag + varint(len(b)) + b
+        out += b"\x1a" + varint(len(md)) + md
+    return bytes(out)
+
+
+def decode_v2(body: bytes, compressed: bool = True) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[int, float]], dict, int]]:
+    """Decode with the protobuf library: ``[(labels, samples, metadata, created), ...]`` (tests, receivers)."""
+    from agent.remote.codec import decompress
+    from agent.remote.proto import RequestV2
+
+    req = RequestV2()
+    req.ParseFromString(decompress(body) if compressed else body)
+    sy = list(req.symbols)
+    out = []
+    for ts in req.timeseries:
+        r = list(ts.labels_refs)
+        labels = tuple((sy[r[i]], sy[r[i + 1]]) for i in range(0, len(r), 2))
+        md = {}
+        if ts.HasField("metadata"):
+            md = {"type": ts.metadata.type, "help": sy[ts.metadata.help_ref], "unit": sy[ts.metadata.unit_ref]}
+        out.append((labels, [(s.timestamp, s.value) for s in ts.samples], md, ts.created_timestamp))
+    return out
