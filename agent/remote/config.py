@@ -68,3 +68,7 @@ class WALOptions:
     truncate_frequency: float = 7200.0
     min_keepalive_time: float = 300.0
     max_keepalive_time: float = 28800.0
+    # Not in Alloy (which has no disk limit): the most the WAL directory may hold, in
+    # bytes; 0 means no budget. Beyond it the oldest segments are deleted, sent or not,
+    # and what endpoints lose is counted as dropped, reason "disk_budget".
+    disk_budget_bytes: int = 0

@@ -34,6 +34,15 @@ log = structlog.get_logger("remote.write")
 FSYNC_INTERVAL = 1.0  # the power-cut window for appended samples (docs/wal.md)
 PRESTART_LIMIT = 1_000_000  # samples held in memory before start(); beyond it, dropped and counted
 STOP_GRACE = 5.0
+BUDGET_INTERVAL = 1.0  # how often the disk budget is checked: the WAL may exceed it by ~1 s of appends
+MIN_BUDGET_SEGMENT = 1 << 20
+
+
+def segment_size_for(options: WALOptions) -> int:
+    """Segments of a quarter of the disk budget (at most 128 MiB), so it is enforced in fine steps."""
+    if options.disk_budget_bytes <= 0:
+        return walseg.SEGMENT_SIZE
+    return max(MIN_BUDGET_SEGMENT, min(walseg.SEGMENT_SIZE, options.disk_budget_bytes // 4))
 
 
 class RemoteWrite:
@@ -49,7 +58,7 @@ class RemoteWrite:
         self.external_labels = dict(external_labels)
         self.options = wal
         self.component_id = self.directory.parent.name
-        self.wal = WAL(self.directory, metrics_id=self.component_id)
+        self.wal = WAL(self.directory, segment_size=segment_size_for(wal), metrics_id=self.component_id)
         self.store = PositionStore(self.directory / "positions")
         self.queues: dict[str, EndpointQueue] = {}
         self._prestart: list[SampleBatch] = []
@@ -63,6 +72,7 @@ class RemoteWrite:
         self._m_highest = m.highest_timestamp.labels(self.component_id)
         self._highest_ts = 0
         self.last_truncation: dict[str, Any] = {}
+        self._truncating = asyncio.Lock()  # one truncation or budget pass at a time
 
     # ------------------------------------------------------------- appending
 
@@ -116,6 +126,7 @@ class RemoteWrite:
         self._tasks = [
             asyncio.create_task(self._fsync_loop(), name="wal-fsync"),
             asyncio.create_task(self._truncate_loop(), name="wal-truncate"),
+            asyncio.create_task(self._budget_loop(), name="wal-budget"),
         ]
 
     async def _start_queue(self, ep: EndpointConfig, start_at: tuple[int, int], stats: QueueStats | None = None) -> None:
@@ -133,6 +144,7 @@ class RemoteWrite:
     async def update(self, endpoints: list[EndpointConfig], external_labels: dict[str, str], wal: WALOptions) -> None:
         """Apply new settings; the WAL stays. Added endpoints start now, changed ones keep their position."""
         self.options = wal
+        self.wal.segment_size = segment_size_for(wal)
         ext_changed = dict(external_labels) != self.external_labels
         self.external_labels = dict(external_labels)
         if not self._started:
@@ -203,6 +215,10 @@ class RemoteWrite:
         ``max_keepalive_time``: endpoints that had not sent it then skip it and
         count its samples as dropped.
         """
+        async with self._truncating:
+            return await self._truncate(now)
+
+    async def _truncate(self, now: float | None) -> int:
         now = time.time() if now is None else now
         if self.wal.head()[1] > 0:
             self.wal.rotate()  # so the data of this period can go at the next one
@@ -234,27 +250,97 @@ class RemoteWrite:
         self.last_truncation = {"time": now, "upto": upto, "active": active}
         if upto < 0:
             return -1
-        # Endpoints that had not sent everything up to ``upto``: count what they lose, move them on.
+        await self._delete_upto(upto, lows, sizes, "wal_truncated")
+        return upto
+
+    async def _delete_upto(
+        self, upto: int, lows: dict[str, tuple[int, int]], sizes: dict[int, int], reason: str
+    ) -> None:
+        """Checkpoint and delete segments ``<= upto``; endpoints that had not sent them skip ahead.
+
+        What a skipping endpoint loses is counted as dropped with ``reason``
+        (``wal_truncated`` for max_keepalive_time, ``disk_budget``).
+        """
+
+        def sent_by(low: tuple[int, int], s: int) -> bool:
+            return low[0] > s or (low[0] == s and low[1] >= sizes.get(s, 0))
+
         for key, (s, o) in lows.items():
-            if not sent_by((s, o), upto):
-                q = self.queues[key]
-                lost = await asyncio.to_thread(self._count_samples, (s, o), upto)
-                await q.stop(0)
-                q.stats.dropped["wal_truncated"] = q.stats.dropped.get("wal_truncated", 0) + lost
-                m.samples_dropped.labels(self.component_id, q.remote_name, q.safe_url, "wal_truncated").inc(lost)
-                log.warning("WAL data older than max_keepalive_time deleted before it was sent",
-                            remote_name=q.remote_name, samples=lost)
-                n = len(q.committed().points) if q.committed() else 1
-                await asyncio.to_thread(self.store.save, key, Position.uniform(upto + 1, 0, n))
-                del self.queues[key]
-                ep = next(e for e in self.endpoints if e.key() == key)
-                await self._start_queue(ep, self.wal.head(), q.stats)
+            if key not in self.queues or sent_by((s, o), upto):
+                continue
+            q = self.queues[key]
+            lost = await asyncio.to_thread(self._count_samples, (s, o), upto)
+            await q.stop(0)
+            q.stats.dropped[reason] = q.stats.dropped.get(reason, 0) + lost
+            m.samples_dropped.labels(self.component_id, q.remote_name, q.safe_url, reason).inc(lost)
+            log.warning("WAL data deleted before it was sent", reason=reason, remote_name=q.remote_name,
+                        samples=lost)
+            n = len(q.committed().points) if q.committed() else 1
+            await asyncio.to_thread(self.store.save, key, Position.uniform(upto + 1, 0, n))
+            del self.queues[key]
+            ep = next(e for e in self.endpoints if e.key() == key)
+            await self._start_queue(ep, self.wal.head(), q.stats)
         keep, gone = self.wal.checkpoint_series(upto)
         for q in self.queues.values():
             q.forget(gone)
         freed = await asyncio.to_thread(self.wal.write_checkpoint, upto, keep)
-        log.info("WAL truncated", dir=str(self.directory), upto=upto, series_kept=len(keep),
+        log.info("WAL truncated", dir=str(self.directory), upto=upto, reason=reason, series_kept=len(keep),
                  series_forgotten=len(gone), bytes_freed=freed)
+
+    # ----------------------------------------------------------- disk budget
+
+    async def _budget_loop(self) -> None:
+        while True:
+            await asyncio.sleep(BUDGET_INTERVAL)
+            if self.options.disk_budget_bytes <= 0:
+                continue
+            try:
+                await self.enforce_disk_budget()
+            except Exception as exc:  # noqa: BLE001 - the budget failing must not stop the agent
+                walm.truncations_failed.labels(self.component_id).inc()
+                log.error("WAL disk budget enforcement failed", dir=str(self.directory), error=str(exc))
+
+    async def enforce_disk_budget(self) -> int:
+        """Delete the oldest segments, sent or not, until the WAL fits ``disk_budget_bytes``.
+
+        Returns the last segment deleted, or -1. The active segment is rotated
+        out first when it alone is over budget, so it can go at the next call.
+        """
+        async with self._truncating:
+            return await self._enforce_disk_budget()
+
+    async def _enforce_disk_budget(self) -> int:
+        budget = self.options.disk_budget_bytes
+        if budget <= 0:
+            return -1
+        total = await asyncio.to_thread(walseg.dir_size, self.directory)
+        if total <= budget:
+            return -1
+        active = self.wal.segment
+        sizes: dict[int, int] = {}
+        upto = -1
+        for s in self.wal.segments():
+            if s >= active:
+                break
+            try:
+                sizes[s] = os.stat(walseg.segment_path(self.directory, s)).st_size
+            except FileNotFoundError:
+                continue
+            total -= sizes[s]
+            upto = s
+            if total <= budget:
+                break
+        if total > budget and self.wal.head()[1] > 0:
+            self.wal.rotate()  # the rest is the active segment: finish it so the next pass can drop it
+        if upto < 0:
+            return -1
+        dropped = len(sizes)
+        walm.segments_dropped.labels(self.component_id, "disk_budget").inc(dropped)
+        lows = {k: (q.committed() or Position([(0, 0, 0)])).low() for k, q in self.queues.items()}
+        log.warning("WAL over its disk budget: dropping the oldest segments", dir=str(self.directory),
+                    budget=budget, segments=dropped, upto=upto)
+        await self._delete_upto(upto, lows, sizes, "disk_budget")
+        self.last_truncation = {"time": time.time(), "upto": upto, "active": active, "reason": "disk_budget"}
         return upto
 
     def _count_samples(self, start: tuple[int, int], upto: int) -> int:

@@ -52,3 +52,8 @@ samples_dropped = Counter(
 replay_duration = Gauge(
     "prometheus_agent_data_replay_duration_seconds", "Time taken to replay the data on disk.", _L
 )
+segments_dropped = Counter(
+    "shoal_wal_segments_dropped_total",
+    "WAL segments deleted before every endpoint had sent them, or to stay within a limit, by reason.",
+    ["component_id", "reason"],
+)
