@@ -77,6 +77,7 @@ class QueueStats:
     failed: int = 0
     retried: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    failed_reasons: dict[str, int] = field(default_factory=dict)  # why the backend refused, per reason
     last_error: str = ""
     last_error_time: float = 0.0
 
@@ -640,6 +641,7 @@ class EndpointQueue:
             return
         if result.outcome == "drop":
             st.failed += batch.count
+            st.failed_reasons[result.reason] = st.failed_reasons.get(result.reason, 0) + batch.count
             self.tuner.samples_dropped.incr(batch.count)
             self._error(f"{result.reason}: {result.detail}; {batch.count} samples dropped")
         else:
@@ -737,6 +739,7 @@ class EndpointQueue:
             "samples_failed": st.failed,
             "samples_retried": st.retried,
             "samples_dropped": dict(st.dropped),
+            "samples_failed_by_reason": dict(st.failed_reasons),
             "last_error": st.last_error,
             "last_error_time": st.last_error_time,
             "position": {"segment": low[0], "offset": low[1]},
