@@ -105,6 +105,37 @@ def prometheus(workdir: Path, extra: list[str] | None = None) -> Iterator[Proc]:
 
 
 @contextlib.contextmanager
+def prometheus_agent(workdir: Path, config: str) -> Iterator[Proc]:
+    """`prometheus --enable-feature=agent`, the peer Shoal stands in for, running ``config``.
+
+    The config lives in ``workdir / "prometheus-agent.yml"``: rewrite it and
+    POST ``/-/reload`` to change it (the lifecycle API is enabled).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cfg = workdir / "prometheus-agent.yml"
+    cfg.write_text(config)
+    p = spawn(
+        [
+            "prometheus",
+            "--enable-feature=agent",
+            f"--config.file={cfg}",
+            f"--storage.agent.path={workdir / 'agent-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        workdir,
+        "prometheus-agent",
+    )
+    p.url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(p.url + "/-/ready", proc=p.popen)
+        yield p
+    finally:
+        p.stop()
+
+
+@contextlib.contextmanager
 def node_exporter(workdir: Path) -> Iterator[Proc]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
