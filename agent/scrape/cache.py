@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.labels import METRIC_NAME, Labels
 from agent.relabel import process
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.textparse import ScanState, labels_of, parse_series
-from agent.storage import Metadata
+from agent.storage import Histogram, Metadata
 
 DROPPED: Labels = ()
 _intern = sys.intern
@@ -46,6 +46,7 @@ class ScrapeCache:
         "last_metadata",
         "lock",
         "pairs",
+        "records",
     )
 
     def __init__(self) -> None:
@@ -62,6 +63,9 @@ class ScrapeCache:
         # One shared tuple per distinct (name, value) pair: most pairs repeat
         # across series (namespace, container, le...), so this halves memory.
         self.pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        # Protobuf: per summary/histogram metric, the keys and label sets of its series
+        # (see protoparse); replaced by the records seen in each successful scrape.
+        self.records: dict[bytes, tuple] = {}
 
 
 class SeriesBuilder:
@@ -94,6 +98,10 @@ class SeriesBuilder:
 
     def resolve(self, key: bytes) -> Labels:
         name, pairs = self.parse(key)
+        return self.resolve_pairs(key, name, pairs)
+
+    def resolve_pairs(self, key: bytes, name: str, pairs: list[tuple[str, str]]) -> Labels:
+        """Build, check and remember the final label set of an exposed series under ``key``."""
         items = [(METRIC_NAME, _intern(name))]
         items += [(_intern(n), v) for n, v in pairs if v]
         if not self.honor:
@@ -174,13 +182,15 @@ class Committed:
     values: list[float]
     stale: list[Labels]
     duplicates: int
+    histograms: list[tuple[Labels, int, Histogram]] = field(default_factory=list)
 
 
 def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Committed:
     """Finish a successful parse: duplicates, sample_limit, timestamps, staleness, eviction.
 
-    Raises ScrapeError (sample limit) before touching the cache, so a failed
-    scrape leaves it as it was.
+    Native histogram samples (protobuf) count as one sample each and go stale
+    like any series. Raises ScrapeError (sample limit) before touching the
+    cache, so a failed scrape leaves it as it was.
     """
     keys = st.keys
     cur_all = set(keys)
@@ -189,15 +199,30 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
     dups = 0
     if len(cur_all) != len(keys):
         labels, values, explicit, dups = _dedupe(cache, st, honor_ts)
-    if cfg.sample_limit and len(values) > cfg.sample_limit:
+    hists: list[tuple[Labels, int, Histogram]] = []
+    hist_explicit: set[bytes] = set()
+    if st.hkeys:
+        cur_all.update(st.hkeys)
+        seen: set[bytes] = set()
+        for lab, h, hts, key in st.hists:
+            if key in seen and not (hts and honor_ts):
+                dups += 1
+                continue
+            seen.add(key)
+            if hts and honor_ts:
+                hists.append((lab, hts, h))
+                hist_explicit.add(key)
+            else:
+                hists.append((lab, ts, h))
+    if cfg.sample_limit and len(values) + len(hists) > cfg.sample_limit:
         raise ScrapeError("sample limit exceeded")
     timestamps = [ts] * len(values)
     tracked = cur_all
-    if explicit and honor_ts:
+    if (explicit or hist_explicit) and honor_ts:
         for idx, t, _ in explicit:
             timestamps[idx] = t
         if not cfg.track_timestamps_staleness:
-            tracked = cur_all - {k for _, _, k in explicit}
+            tracked = cur_all - {k for _, _, k in explicit} - hist_explicit
     stale: list[Labels] = []
     gone = cache.prev - tracked
     entries = cache.entries
@@ -205,16 +230,18 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
         cand = {entries[k] for k in gone if entries.get(k)}
         if cand:
             present = set(labels)
+            present.update(h[0] for h in hists)
             stale = [lab for lab in cand if lab not in present]
     cache.prev = tracked
     if len(entries) > len(cur_all):
         for k in entries.keys() - cur_all:
             del entries[k]
+    cache.records = st.seen_records
     if len(cache.comments) > 2 * len(st.meta_items) + 1024:
         cache.comments.clear()
     if len(cache.metas) > 2 * len(st.meta_items) + 1024:
         cache.metas.clear()
-    return Committed(labels, timestamps, values, stale, dups)
+    return Committed(labels, timestamps, values, stale, dups, hists)
 
 
 def fail(cache: ScrapeCache) -> list[Labels]:

@@ -23,13 +23,8 @@ PROTOCOL_HEADERS = {
 }
 DEFAULT_PROTOCOLS = ("OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText0.0.4")
 PROTOBUF_FIRST_PROTOCOLS = ("PrometheusProto", *DEFAULT_PROTOCOLS)
-# Formats this engine can parse; protobuf is left out of Accept until it can.
-SUPPORTED_PROTOCOLS = {
-    "PrometheusText0.0.4",
-    "PrometheusText1.0.0",
-    "OpenMetricsText0.0.1",
-    "OpenMetricsText1.0.0",
-}
+# Formats this engine can parse (all of Prometheus' scrape protocols).
+SUPPORTED_PROTOCOLS = set(PROTOCOL_HEADERS)
 
 
 @dataclass(slots=True)
@@ -51,7 +46,16 @@ class ScrapeConfig:
     target_limit: int = 0
     extra_metrics: bool = False
     scrape_protocols: list[str] = field(default_factory=lambda: list(DEFAULT_PROTOCOLS))
+    # Alloy's deprecated switch: proto-first protocols and native histograms on.
     enable_protobuf_negotiation: bool = False
+    # Ingest native histograms (protobuf); with the default protocols, asks for protobuf first.
+    scrape_native_histograms: bool = False
+    # Also keep the classic series of a histogram that has native buckets.
+    scrape_classic_histograms: bool = False
+    # More buckets than this in a native histogram: resolution reduced until it fits (0: no limit).
+    native_histogram_bucket_limit: int = 0
+    # Native histograms finer than this bucket growth factor are reduced to it (0: schema 8).
+    native_histogram_min_bucket_factor: float = 0.0
     http: HTTPClientConfig = field(default_factory=HTTPClientConfig)
     metric_relabel_rules: list[Rule] = field(default_factory=list)
     # Additions beyond Alloy's argument list:
@@ -75,6 +79,18 @@ class ScrapeConfig:
             )
         if self.scheme not in ("http", "https"):
             raise ValueError(f"invalid scheme {self.scheme!r}: must be http or https")
+        if self.enable_protobuf_negotiation and tuple(self.scrape_protocols) != DEFAULT_PROTOCOLS:
+            raise ValueError(
+                "both enable_protobuf_negotiation and scrape_protocols are set, "
+                "only one can be set at a time"
+            )
+        if self.scrape_native_histograms and "PrometheusProto" not in self.protocols():
+            raise ValueError(
+                "scrape_native_histograms is set to true, but PrometheusProto is not in "
+                "scrape_protocols"
+            )
+        if self.native_histogram_min_bucket_factor < 0:
+            raise ValueError("native_histogram_min_bucket_factor cannot be negative")
         for p in self.scrape_protocols:
             if p not in PROTOCOL_HEADERS:
                 raise ValueError(f"unknown scrape protocol {p!r}")
@@ -89,6 +105,7 @@ class ScrapeConfig:
             "label_value_length_limit",
             "body_size_limit",
             "target_limit",
+            "native_histogram_bucket_limit",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative")
@@ -96,9 +113,16 @@ class ScrapeConfig:
         validate_all(self.relabel_rules)
 
     def protocols(self) -> list[str]:
-        if self.enable_protobuf_negotiation and "PrometheusProto" not in self.scrape_protocols:
-            return ["PrometheusProto", *self.scrape_protocols]
+        """The negotiated order: Alloy swaps the default list for the proto-first one
+        when native histograms are wanted (or the deprecated switch is on)."""
+        wants_proto = self.enable_protobuf_negotiation or self.scrape_native_histograms
+        if wants_proto and tuple(self.scrape_protocols) == DEFAULT_PROTOCOLS:
+            return list(PROTOBUF_FIRST_PROTOCOLS)
         return list(self.scrape_protocols)
+
+    def native_histograms(self) -> bool:
+        """Whether native histograms are ingested (else a histogram is read as classic)."""
+        return self.scrape_native_histograms or self.enable_protobuf_negotiation
 
     def accept_header(self) -> str:
         """Prometheus' weighted Accept header for the protocols we can parse."""

@@ -26,8 +26,11 @@ from agent.scrape.cache import (
     fail,
 )
 from agent.scrape.config import ScrapeConfig
+from agent.scrape.nativehist import pick_schema
 from agent.scrape.offset import offset, target_hash
 from agent.scrape.openmetrics import scan_openmetrics
+from agent.scrape.protoparse import MEDIA_TYPE as PROTO_MEDIA_TYPE
+from agent.scrape.protoparse import scan_protobuf
 from agent.scrape.scraper import FetchError, Scraper
 from agent.scrape.target import Target, TargetStatus
 from agent.scrape.textparse import (
@@ -55,18 +58,24 @@ THREAD_BYTES = 1024 * 1024
 
 
 def choose_parser(content_type: str, fallback: str) -> str:
-    """ "text" or "openmetrics" for a response's Content-Type; ValueError when unusable."""
+    """ "text", "openmetrics" or "protobuf" for a response's Content-Type, as Prometheus picks.
+
+    A missing or unknown media type uses the fallback protocol when one is
+    configured; otherwise it is an error (ValueError with Prometheus' reason).
+    """
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "application/openmetrics-text":
         return "openmetrics"
     if media == "text/plain":
         return "text"
-    if media == "application/vnd.google.protobuf":
-        raise ValueError("protobuf exposition is not supported yet")
+    if media == PROTO_MEDIA_TYPE:
+        return "protobuf"
     if fallback.startswith("OpenMetrics"):
         return "openmetrics"
     if fallback.startswith("PrometheusText"):
         return "text"
+    if fallback == "PrometheusProto":
+        return "protobuf"
     if not media:
         raise ValueError(
             "non-compliant scrape target sending blank Content-Type and no "
@@ -97,6 +106,7 @@ class ScrapeLoop:
         self.builder = SeriesBuilder(self.cache, target.public, cfg)
         self.scraper = Scraper(target.url, cfg, target.timeout)
         self.interval = target.interval
+        self._max_schema = pick_schema(cfg.native_histogram_min_bucket_factor)
         self.timeout = target.timeout
         self.forced_error: str | None = None
         self.status = TargetStatus(
@@ -297,15 +307,23 @@ class ScrapeLoop:
             st = self._state()
             try:
                 kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
-                scan = scan_text if kind == "text" else scan_openmetrics
-                for i, lines in enumerate(iter_line_chunks(body, CHUNK_BYTES)):
-                    if i:
-                        await asyncio.sleep(0)
-                    scan(lines, st)
-                if kind == "openmetrics":
-                    scan_openmetrics(None, st)  # end of input: checks # EOF
+                if kind == "protobuf":
+                    self._proto_state(st)
+                    pos, n = 0, len(body)
+                    while pos < n:
+                        if pos:
+                            await asyncio.sleep(0)
+                        pos = scan_protobuf(body, st, pos, pos + CHUNK_BYTES)
+                else:
+                    scan = scan_text if kind == "text" else scan_openmetrics
+                    for i, lines in enumerate(iter_line_chunks(body, CHUNK_BYTES)):
+                        if i:
+                            await asyncio.sleep(0)
+                        scan(lines, st)
+                    if kind == "openmetrics":
+                        scan_openmetrics(None, st)  # end of input: checks # EOF
             except (ParseError, ValueError) as exc:
-                return str(exc), len(st.keys), len(st.values), self.builder.added
+                return self._error(exc, st)
             return self._finish(st, ts, batch)
         finally:
             cache.lock.release()
@@ -318,6 +336,19 @@ class ScrapeLoop:
             comments=self.cache.comments,
         )
 
+    def _proto_state(self, st: ScanState) -> None:
+        """Set up ``st`` for a protobuf body: label building from pairs, records, histogram options."""
+        cfg = self.cfg
+        st.resolve_pairs = self.builder.resolve_pairs
+        st.records = self.cache.records
+        st.native = cfg.native_histograms()
+        st.classic = cfg.scrape_classic_histograms
+        st.max_schema = self._max_schema
+        st.bucket_limit = cfg.native_histogram_bucket_limit
+
+    def _error(self, exc: Exception, st: ScanState) -> tuple[str | None, int, int, int]:
+        return str(exc), len(st.keys) + len(st.hkeys), len(st.values), self.builder.added
+
     def _ingest_sync(
         self, body: bytes, ctype: str, ts: int, batch: SampleBatch
     ) -> tuple[str | None, int, int, int]:
@@ -325,13 +356,17 @@ class ScrapeLoop:
             st = self._state()
             try:
                 kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
-                scan = scan_text if kind == "text" else scan_openmetrics
-                for lines in iter_line_chunks(body, CHUNK_BYTES):
-                    scan(lines, st)
-                if kind == "openmetrics":
-                    scan_openmetrics(None, st)
+                if kind == "protobuf":
+                    self._proto_state(st)
+                    scan_protobuf(body, st)
+                else:
+                    scan = scan_text if kind == "text" else scan_openmetrics
+                    for lines in iter_line_chunks(body, CHUNK_BYTES):
+                        scan(lines, st)
+                    if kind == "openmetrics":
+                        scan_openmetrics(None, st)
             except (ParseError, ValueError) as exc:
-                return str(exc), len(st.keys), len(st.values), self.builder.added
+                return self._error(exc, st)
             return self._finish(st, ts, batch)
 
     def _finish(
@@ -341,10 +376,12 @@ class ScrapeLoop:
         try:
             done = commit(cache, st, ts, self.cfg)
         except ScrapeError as exc:
-            return str(exc), len(st.keys), len(st.values), self.builder.added
+            return self._error(exc, st)
         batch.labels = done.labels
         batch.timestamps = done.timestamps
         batch.values = done.values
+        if done.histograms:
+            batch.histograms = done.histograms
         for lab in done.stale:
             batch.add(lab, ts, STALE_NAN)
         if st.meta_items == cache.last_meta_items:
@@ -352,7 +389,8 @@ class ScrapeLoop:
         else:
             batch.metadata = build_metadata(st.meta_items, cache.metas)
             cache.last_meta_items, cache.last_metadata = st.meta_items, batch.metadata
-        return None, len(st.keys), len(done.values), self.builder.added
+        scraped = len(st.keys) + len(st.hkeys)
+        return None, scraped, len(done.values) + len(done.histograms), self.builder.added
 
     def _append(self, batch: SampleBatch) -> None:
         try:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.labels import Labels
-from agent.storage import Metadata
+from agent.storage import Histogram, Metadata
 
 TEXT_TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
 MAX_TS = 2**63
@@ -383,6 +383,19 @@ class ScanState:
     om_eof: bool = False  # OpenMetrics: "# EOF" seen
     om_blank: int = 0  # OpenMetrics: line number of a blank line not yet known to be the last
     check_ts_range: bool = True  # a scrape needs int64 timestamps; standalone parsing does not
+    # Protobuf only (see protoparse): native histogram series keys (kept or not) and the
+    # kept ones as (labels, histogram, explicit timestamp or 0, key); label building
+    # from decoded pairs; per-metric records seen this scrape; histogram options.
+    hkeys: list[bytes] = field(default_factory=list)
+    hists: list[tuple] = field(default_factory=list)
+    resolve_pairs: Callable[[bytes, str, list[tuple[str, str]]], Labels] | None = None
+    records: dict[bytes, tuple] = field(default_factory=dict)
+    seen_records: dict[bytes, tuple] = field(default_factory=dict)
+    native: bool = True
+    classic: bool = False
+    max_schema: int = 8
+    bucket_limit: int = 0
+    created: dict[Labels, int] | None = None
 
 
 def scan_text(lines: list[bytes], st: ScanState) -> None:
@@ -537,6 +550,11 @@ class Sample:
 class Exposition:
     samples: list[Sample]
     metadata: dict[str, Metadata]
+    # Protobuf only: native histogram samples (labels, histogram, timestamp ms or None)
+    # and created timestamps (ms) by the series (or, for summaries and histograms,
+    # the family's base series) they belong to.
+    histograms: list[tuple[Labels, Histogram, int | None]] = field(default_factory=list)
+    created: dict[Labels, int] = field(default_factory=dict)
 
 
 def labels_of(name: str, pairs: list[tuple[str, str]]) -> Labels:

@@ -1,0 +1,802 @@
+"""The Prometheus protobuf exposition format, decoded by hand on the scrape-cache hot path.
+
+The body is a stream of varint-length-prefixed ``io.prometheus.client.MetricFamily``
+messages (client_model's metrics.proto). Nothing here builds message objects:
+the wire bytes are walked once, and a metric's label fields are used as they
+are, as raw bytes, in the scrape-cache key. A series seen before therefore costs
+a slice, a concatenation, a dict look-up and an 8-byte float read; labels are
+decoded only on a miss. Summaries and histograms keep a per-metric record (the
+keys and label sets of their ``_count``/``_sum``/quantile/``_bucket`` series,
+valid while the quantiles or bucket bounds stay the same), so a repeated
+scrape of a histogram does not rebuild a label set per bucket either.
+
+Conversion follows Prometheus' protobuf parser: counters, gauges and untyped
+metrics are one series each; a summary gives ``_count``, ``_sum`` and one series
+per quantile; a classic histogram gives ``_count``, ``_sum`` and ``_bucket``
+series with ``le`` (the ``+Inf`` bucket added when absent); quantile and ``le``
+values are formatted as Prometheus formats them (``1.0``, ``0.25``, ``1e+06``).
+A histogram with native buckets (spans, a zero threshold or a zero count)
+becomes one native histogram sample when native histograms are enabled, plus
+its classic series only when ``classic`` is set; with native histograms
+disabled every histogram is read as classic. A timestamp of 0 means none.
+Exemplars are skipped; created timestamps are collected only by the standalone
+parser (a scrape ignores them, as Prometheus does by default).
+
+Malformed input (truncated messages, lengths past the end, bad wire types,
+invalid UTF-8, unknown metric types) raises ProtoError naming the metric
+family and byte offset.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from decimal import Decimal
+
+from agent.labels import Labels
+from agent.scrape import nativehist
+from agent.scrape.textparse import Exposition, Sample, ScanState, build_metadata, labels_of
+from agent.storage import Histogram
+
+MEDIA_TYPE = "application/vnd.google.protobuf"
+
+COUNTER, GAUGE, SUMMARY, UNTYPED, HISTOGRAM, GAUGE_HISTOGRAM = range(6)
+TYPE_NAMES = ("counter", "gauge", "summary", "unknown", "histogram", "gaugehistogram")
+# The Metric field (as a one-byte LEN tag) that holds the value, by family type.
+VALUE_TAGS = (0x1A, 0x12, 0x22, 0x2A, 0x3A, 0x3A)
+_PREFIX = tuple(bytes((0, t)) for t in range(6))
+
+_unpack_d = struct.Struct("<d").unpack_from
+_pack_d = struct.Struct("<d").pack
+_INF = math.inf
+
+
+class ProtoError(ValueError):
+    """A malformed protobuf exposition; the message names where."""
+
+
+# ---------------------------------------------------------------- wire primitives
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+        if shift > 63:
+            raise ProtoError("varint longer than 10 bytes")
+
+
+def _int64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _zigzag(v: int) -> int:
+    return (v >> 1) ^ -(v & 1)
+
+
+def _skip(buf: bytes, i: int, wt: int) -> int:
+    if wt == 0:
+        return _varint(buf, i)[1]
+    if wt == 1:
+        return i + 8
+    if wt == 2:
+        n, i = _varint(buf, i)
+        return i + n
+    if wt == 5:
+        return i + 4
+    raise ProtoError(f"unsupported wire type {wt}")
+
+
+def _tag(buf: bytes, i: int) -> tuple[int, int]:
+    t = buf[i]
+    if t < 0x80:
+        return t, i + 1
+    return _varint(buf, i)
+
+
+def _len(buf: bytes, i: int) -> tuple[int, int]:
+    n = buf[i]
+    if n < 0x80:
+        return n, i + 1
+    return _varint(buf, i)
+
+
+def _end(i: int, end: int, what: str) -> None:
+    if i != end:
+        raise ProtoError(f"truncated or malformed {what}")
+
+
+def _timestamp_ms(buf: bytes, i: int, end: int) -> int:
+    """A google.protobuf.Timestamp as milliseconds (Prometheus: seconds*1e3 + nanos/1e6)."""
+    secs = nanos = 0
+    while i < end:
+        t, i = _tag(buf, i)
+        if t == 0x08:
+            secs, i = _varint(buf, i)
+        elif t == 0x10:
+            nanos, i = _varint(buf, i)
+        else:
+            i = _skip(buf, i, t & 7)
+    _end(i, end, "timestamp")
+    nanos = _int64(nanos)
+    return _int64(secs) * 1000 + int(nanos / 1_000_000)
+
+
+def _label_pairs(buf: bytes, i: int, end: int) -> list[tuple[str, str]]:
+    """Decode consecutive LabelPair fields (tag 1) into (name, value) strings."""
+    pairs = []
+    while i < end:
+        t, i = _tag(buf, i)
+        n, i = _len(buf, i)
+        stop = i + n
+        if t != 0x0A or stop > end:
+            raise ProtoError("malformed label pair")
+        name = value = b""
+        while i < stop:
+            t, i = _tag(buf, i)
+            if t == 0x0A:
+                n, i = _len(buf, i)
+                name = buf[i : i + n]
+                i += n
+            elif t == 0x12:
+                n, i = _len(buf, i)
+                value = buf[i : i + n]
+                i += n
+            else:
+                i = _skip(buf, i, t & 7)
+        _end(i, stop, "label pair")
+        try:
+            sname, svalue = name.decode(), value.decode()
+        except UnicodeDecodeError:
+            raise ProtoError(f"invalid UTF-8 in label {name!r}={value!r}") from None
+        if not sname:
+            raise ProtoError(f"invalid label name: empty (value {svalue!r})")
+        pairs.append((sname, svalue))
+    return pairs
+
+
+def _split_metric(buf: bytes, ms: int, me: int, vtag: int) -> tuple[bytes, int, int, int]:
+    """(label field bytes, value start, value end, timestamp) of a Metric message, any field order."""
+    parts: list[bytes] = []
+    vs = ve = -1
+    ts = 0
+    i = ms
+    while i < me:
+        t, j = _tag(buf, i)
+        if t == 0x0A or t == vtag:
+            n, k = _len(buf, j)
+            if t == 0x0A:
+                parts.append(buf[i : k + n])
+            else:
+                vs, ve = k, k + n
+            i = k + n
+        elif t == 0x30:
+            ts, i = _varint(buf, j)
+            ts = _int64(ts)
+        else:
+            i = _skip(buf, j, t & 7)
+    _end(i, me, "metric")
+    if ve > me:
+        raise ProtoError("truncated metric value")
+    return b"".join(parts), vs, ve, ts
+
+
+# ---------------------------------------------------------------- label formatting
+
+
+def format_om_float(f: float) -> str:
+    """Prometheus' formatOpenMetricsFloat: Go's shortest ``%g`` plus ``.0`` when it looks like an integer."""
+    if f == 1:
+        return "1.0"
+    if f == 0:
+        return "0.0"
+    if f == -1:
+        return "-1.0"
+    if f != f:
+        return "NaN"
+    if f == _INF:
+        return "+Inf"
+    if f == -_INF:
+        return "-Inf"
+    sign = "-" if f < 0 else ""
+    _, digits_t, exp = Decimal(repr(abs(f))).normalize().as_tuple()
+    digits = "".join(map(str, digits_t))
+    nd = len(digits)
+    dp = nd + int(exp)  # position of the decimal point relative to the digits
+    e10 = dp - 1
+    if e10 < -4 or e10 >= 6:  # strconv 'g' with shortest precision uses eprec 6
+        mant = digits[0] + ("." + digits[1:] if nd > 1 else "")
+        s = f"{mant}e{'-' if e10 < 0 else '+'}{abs(e10):02d}"
+    elif dp <= 0:
+        s = "0." + "0" * (-dp) + digits
+    elif dp >= nd:
+        s = digits + "0" * (dp - nd)
+    else:
+        s = digits[:dp] + "." + digits[dp:]
+    if "." not in s and "e" not in s:
+        s += ".0"
+    return sign + s
+
+
+# ---------------------------------------------------------------- the scan
+
+
+def scan_protobuf(body: bytes, st: ScanState, pos: int = 0, stop: int | None = None) -> int:
+    """Scan the length-delimited MetricFamily messages starting at ``pos`` into ``st``.
+
+    Stops after the first message that ends at or past ``stop`` (the whole body
+    when None) and returns where the next one starts, so a caller can yield to
+    the event loop between calls. ``st.lineno`` counts families for messages.
+    """
+    n = len(body)
+    if stop is None:
+        stop = n
+    while pos < stop:
+        start = pos
+        try:
+            ln, pos = _len(body, pos)
+        except (IndexError, ProtoError):
+            raise ProtoError(
+                f"protobuf: truncated length of metric family {st.lineno + 1} at byte {start}"
+            ) from None
+        end = pos + ln
+        if end > n:
+            raise ProtoError(
+                f"protobuf: metric family {st.lineno + 1} at byte {start} is {ln} bytes long "
+                f"but only {n - pos} remain"
+            )
+        st.lineno += 1
+        try:
+            _family(body, pos, end, st)
+        except nativehist.HistogramError:
+            raise
+        except (IndexError, struct.error, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else "truncated message"
+            raise ProtoError(
+                f"protobuf: metric family {st.lineno} at byte {start}: {reason}"
+            ) from None
+        pos = end
+    return pos
+
+
+def _family(buf: bytes, i: int, end: int, st: ScanState) -> None:
+    name_f = b""
+    help_b = unit_b = b""
+    mtype = 0
+    metrics: list[int] = []  # start, end, start, end, ...
+    add = metrics.append
+    while i < end:
+        t = buf[i]
+        if t == 0x22:
+            n = buf[i + 1]
+            if n < 0x80:
+                i += 2
+            else:
+                n, i = _varint(buf, i + 1)
+            add(i)
+            i += n
+            add(i)
+        elif t == 0x0A:
+            n, j = _len(buf, i + 1)
+            name_f = buf[i : j + n]
+            i = j + n
+        elif t == 0x12:
+            n, j = _len(buf, i + 1)
+            help_b = buf[j : j + n]
+            i = j + n
+        elif t == 0x18:
+            mtype, i = _varint(buf, i + 1)
+        elif t == 0x2A:
+            n, j = _len(buf, i + 1)
+            unit_b = buf[j : j + n]
+            i = j + n
+        else:
+            t, i = _tag(buf, i)
+            i = _skip(buf, i, t & 7)
+    _end(i, end, "metric family")
+    if not metrics:
+        return  # Prometheus skips empty families, metadata included
+    n, j = _len(name_f, 1) if name_f else (0, 0)
+    try:
+        name = name_f[j:].decode()
+        help_s = help_b.decode()
+        unit = unit_b.decode()
+    except UnicodeDecodeError:
+        raise ProtoError(f"invalid UTF-8 in name, help or unit of {name_f[j:]!r}") from None
+    if not name:
+        raise ProtoError("invalid metric name: empty")
+    if mtype > GAUGE_HISTOGRAM:
+        raise ProtoError(f"unknown metric type for metric {name!r}: {mtype}")
+    if unit:
+        _check_unit(name, unit, mtype)
+    meta = st.meta_items
+    meta.append(("HELP", name, help_s))
+    if unit:
+        meta.append(("UNIT", name, unit))
+    meta.append(("TYPE", name, TYPE_NAMES[mtype]))
+    prefix = _PREFIX[mtype] + name_f
+    if mtype == SUMMARY:
+        _summaries(buf, metrics, prefix, name, st)
+    elif mtype >= HISTOGRAM:
+        _histograms(buf, metrics, prefix, name, st, mtype == GAUGE_HISTOGRAM)
+    else:
+        _simple(buf, metrics, prefix, name, st, VALUE_TAGS[mtype], mtype == COUNTER)
+
+
+def _check_unit(name: str, unit: str, mtype: int) -> None:
+    base = name[:-6] if mtype == COUNTER and name.endswith("_total") else name
+    if not base.endswith("_" + unit):
+        kind = "counter" if base is not name else "metric"
+        raise ProtoError(f"unit {unit!r} not a suffix of {kind} {name!r}")
+
+
+def _resolve(st: ScanState, key: bytes, name: str, buf: bytes, s: int, e: int, extra=None) -> Labels:  # noqa: ANN001
+    pairs = _label_pairs(buf, s, e)
+    if extra is not None:
+        pairs.append(extra)
+    assert st.resolve_pairs is not None
+    return st.resolve_pairs(key, name, pairs)
+
+
+def _simple(
+    buf: bytes, metrics: list[int], prefix: bytes, name: str, st: ScanState, vtag: int, counter: bool
+) -> None:
+    """Counters, gauges, untyped: one series per metric; the hot path."""
+    get = st.cache.get
+    keys_append = st.keys.append
+    labs = st.labels
+    vals = st.values
+    labs_append = labs.append
+    vals_append = vals.append
+    explicit = st.explicit
+    created = st.created
+    unpack = _unpack_d
+    for k in range(0, len(metrics), 2):
+        ms = metrics[k]
+        me = metrics[k + 1]
+        j = ms
+        while j < me and buf[j] == 0x0A:
+            n = buf[j + 1]
+            if n < 0x80:
+                j += 2 + n
+            else:
+                n, j = _varint(buf, j + 1)
+                j += n
+        lab_end = j
+        v = 0.0
+        ts = 0
+        ct = None
+        odd = False
+        while j < me:
+            t = buf[j]
+            if t == vtag:
+                n = buf[j + 1]
+                # The common shapes, read in place: {value} and {value, created timestamp}.
+                if (
+                    buf[j + 2] == 0x09
+                    and n < 0x80
+                    and (n == 9 or (created is None and buf[j + 11] == 0x1A and n == 11 + buf[j + 12]))
+                ):
+                    v = unpack(buf, j + 3)[0]
+                    j += 2 + n
+                    continue
+                n, s = _len(buf, j + 1)
+                j = s + n
+                v, ct = _value(buf, s, j, v, counter)
+            elif t == 0x30:
+                ts, j = _varint(buf, j + 1)
+                ts = _int64(ts)
+            elif t == 0x0A:
+                odd = True
+                break
+            else:
+                t, j = _tag(buf, j)
+                j = _skip(buf, j, t & 7)
+        if odd:
+            lab_bytes, s, e, ts = _split_metric(buf, ms, me, vtag)
+            v, ct = _value(buf, s, e, 0.0, counter) if s >= 0 else (0.0, None)
+            key = prefix + lab_bytes
+            lb, ls, le_ = lab_bytes, 0, len(lab_bytes)
+        else:
+            if j != me:
+                raise ProtoError("truncated or malformed metric")
+            key = prefix + buf[ms:lab_end]
+            lb, ls, le_ = buf, ms, lab_end
+        lab = get(key)
+        if lab is None:
+            lab = _resolve(st, key, name, lb, ls, le_)
+        keys_append(key)
+        if lab:
+            if ts:
+                explicit.append((len(vals), ts, key))
+            labs_append(lab)
+            vals_append(v)
+            if ct is not None and created is not None:
+                created[lab] = ct
+
+
+def _value(buf: bytes, i: int, end: int, v: float, counter: bool) -> tuple[float, int | None]:
+    """(value, created ms or None) of a Counter/Gauge/Untyped message; exemplars are skipped."""
+    ct = None
+    while i < end:
+        t, i = _tag(buf, i)
+        if t == 0x09:
+            v = _unpack_d(buf, i)[0]
+            i += 8
+        elif t == 0x1A and counter:
+            n, i = _len(buf, i)
+            ct = _timestamp_ms(buf, i, i + n)
+            i += n
+        else:
+            i = _skip(buf, i, t & 7)
+    _end(i, end, "metric value")
+    return v, ct
+
+
+def _metric_parts(buf: bytes, ms: int, me: int, vtag: int) -> tuple[int, int, int, int]:
+    """(labels end, value start, value end, timestamp) for a metric whose labels come first."""
+    j = ms
+    while j < me and buf[j] == 0x0A:
+        n, j = _len(buf, j + 1)
+        j += n
+    lab_end = j
+    vs = ve = -1
+    ts = 0
+    while j < me:
+        t, j2 = _tag(buf, j)
+        if t == vtag:
+            n, vs = _len(buf, j2)
+            ve = j = vs + n
+        elif t == 0x30:
+            ts, j = _varint(buf, j2)
+            ts = _int64(ts)
+        elif t == 0x0A:
+            return -1, 0, 0, 0
+        else:
+            j = _skip(buf, j2, t & 7)
+    _end(j, me, "metric")
+    return lab_end, vs, ve, ts
+
+
+def _emit(st: ScanState, rec: tuple, values: list[float], ts: int) -> None:
+    """Append a summary's or classic histogram's series (record: shape, keys, labels, all kept)."""
+    _, keys, labs, all_kept = rec
+    st.keys += keys
+    if all_kept and not ts:
+        st.labels += labs
+        st.values += values
+        return
+    out_l, out_v, explicit = st.labels, st.values, st.explicit
+    for key, lab, v in zip(keys, labs, values, strict=True):
+        if lab:
+            if ts:
+                explicit.append((len(out_v), ts, key))
+            out_l.append(lab)
+            out_v.append(v)
+
+
+def _record(
+    st: ScanState,
+    mkey: bytes,
+    shape: tuple,
+    series: list[tuple[bytes, str, tuple[str, str] | None]],
+    buf: bytes,
+    ls: int,
+    le_: int,
+) -> tuple:
+    """Keys and label sets for a metric's derived series, from the cache or resolved."""
+    get = st.cache.get
+    keys = []
+    labs = []
+    for suffix_key, sname, extra in series:
+        key = mkey + suffix_key
+        lab = get(key)
+        if lab is None:
+            lab = _resolve(st, key, sname, buf, ls, le_, extra)
+        keys.append(key)
+        labs.append(lab)
+    return (shape, keys, labs, all(labs))
+
+
+def _metric_key(buf: bytes, ms: int, me: int, vtag: int, prefix: bytes) -> tuple:
+    """(metric key, label source buffer, start, end, value start, value end, timestamp)."""
+    lab_end, vs, ve, ts = _metric_parts(buf, ms, me, vtag)
+    if lab_end < 0:
+        lab_bytes, vs2, ve2, ts = _split_metric(buf, ms, me, vtag)
+        sub = buf[vs2:ve2] if vs2 >= 0 else b""
+        return prefix + lab_bytes, lab_bytes, 0, len(lab_bytes), sub, 0, len(sub), ts
+    return prefix + buf[ms:lab_end], buf, ms, lab_end, buf, vs, ve, ts
+
+
+def _summaries(buf: bytes, metrics: list[int], prefix: bytes, name: str, st: ScanState) -> None:
+    records = st.records
+    seen = st.seen_records
+    created = st.created
+    for k in range(0, len(metrics), 2):
+        mkey, lb, ls, le_, vb, vs, ve, ts = _metric_key(buf, metrics[k], metrics[k + 1], 0x22, prefix)
+        count = 0
+        total = 0.0
+        qs: list[float] = []
+        vals: list[float] = []
+        ct = None
+        i = vs
+        while i < ve:
+            t, i = _tag(vb, i)
+            if t == 0x08:
+                count, i = _varint(vb, i)
+            elif t == 0x11:
+                total = _unpack_d(vb, i)[0]
+                i += 8
+            elif t == 0x1A:
+                n, i = _len(vb, i)
+                q = qv = 0.0
+                stop = i + n
+                while i < stop:
+                    t, i = _tag(vb, i)
+                    if t == 0x09:
+                        q = _unpack_d(vb, i)[0]
+                        i += 8
+                    elif t == 0x11:
+                        qv = _unpack_d(vb, i)[0]
+                        i += 8
+                    else:
+                        i = _skip(vb, i, t & 7)
+                _end(i, stop, "quantile")
+                qs.append(q)
+                vals.append(qv)
+            elif t == 0x22 and created is not None:
+                n, i = _len(vb, i)
+                ct = _timestamp_ms(vb, i, i + n)
+                i += n
+            else:
+                i = _skip(vb, i, t & 7)
+        _end(i, max(ve, vs), "summary")
+        shape = tuple(qs)
+        rec = records.get(mkey)
+        if rec is None or rec[0] != shape:
+            series: list[tuple[bytes, str, tuple[str, str] | None]] = [
+                (b"\xffc", name + "_count", None),
+                (b"\xffs", name + "_sum", None),
+            ]
+            for q in qs:
+                series.append((b"\xffq" + _pack_d(q), name, ("quantile", format_om_float(q))))
+            rec = _record(st, mkey, shape, series, lb, ls, le_)
+            records[mkey] = rec
+        seen[mkey] = rec
+        _emit(st, rec, [float(count), total, *vals], ts)
+        if ct is not None and created is not None:
+            created[labels_of(name, _label_pairs(lb, ls, le_))] = ct
+
+
+def _spans(buf: bytes, i: int, end: int, out: list[tuple[int, int]]) -> None:
+    off = length = 0
+    while i < end:
+        t, i = _tag(buf, i)
+        if t == 0x08:
+            off, i = _varint(buf, i)
+        elif t == 0x10:
+            length, i = _varint(buf, i)
+        else:
+            i = _skip(buf, i, t & 7)
+    _end(i, end, "bucket span")
+    out.append((_zigzag(off), length & 0xFFFFFFFF))
+
+
+def _packed(buf: bytes, i: int, wt: int, out: list, zig: bool) -> int:
+    """A repeated sint64 (varints) or double field, packed or not; returns the new position."""
+    if wt == 2:
+        n, i = _len(buf, i)
+        stop = i + n
+        if zig:
+            while i < stop:
+                v, i = _varint(buf, i)
+                out.append((v >> 1) ^ -(v & 1))
+        else:
+            if n % 8:
+                raise ProtoError("packed doubles not a multiple of 8 bytes")
+            out.extend(struct.unpack_from(f"<{n // 8}d", buf, i))
+            i = stop
+        _end(i, stop, "packed field")
+        return i
+    if zig and wt == 0:
+        v, i = _varint(buf, i)
+        out.append((v >> 1) ^ -(v & 1))
+        return i
+    if not zig and wt == 1:
+        out.append(_unpack_d(buf, i)[0])
+        return i + 8
+    raise ProtoError(f"unexpected wire type {wt} for a repeated field")
+
+
+def _histograms(
+    buf: bytes, metrics: list[int], prefix: bytes, name: str, st: ScanState, gauge: bool
+) -> None:
+    records = st.records
+    seen = st.seen_records
+    created = st.created
+    native_on = st.native
+    for k in range(0, len(metrics), 2):
+        mkey, lb, ls, le_, vb, vs, ve, ts = _metric_key(buf, metrics[k], metrics[k + 1], 0x3A, prefix)
+        count_int = 0
+        count_float = total = zt = zero_float = 0.0
+        zero_int = 0
+        schema = 0
+        bounds: list[float] = []
+        bvals: list[float] = []
+        pos_spans: list[tuple[int, int]] = []
+        neg_spans: list[tuple[int, int]] = []
+        pos_d: list[int] = []
+        neg_d: list[int] = []
+        pos_c: list[float] = []
+        neg_c: list[float] = []
+        ct = None
+        i = vs
+        while i < ve:
+            t, i = _tag(vb, i)
+            if t == 0x1A:  # classic bucket
+                n, i = _len(vb, i)
+                stop = i + n
+                ub = 0.0
+                ci = 0
+                cf = 0.0
+                while i < stop:
+                    t, i = _tag(vb, i)
+                    if t == 0x08:
+                        ci, i = _varint(vb, i)
+                    elif t == 0x11:
+                        ub = _unpack_d(vb, i)[0]
+                        i += 8
+                    elif t == 0x21:
+                        cf = _unpack_d(vb, i)[0]
+                        i += 8
+                    else:
+                        i = _skip(vb, i, t & 7)
+                _end(i, stop, "bucket")
+                bounds.append(ub)
+                bvals.append(cf if cf != 0 else float(ci))
+            elif t == 0x08:
+                count_int, i = _varint(vb, i)
+            elif t == 0x11:
+                total = _unpack_d(vb, i)[0]
+                i += 8
+            elif t == 0x21:
+                count_float = _unpack_d(vb, i)[0]
+                i += 8
+            elif t == 0x28:
+                schema, i = _varint(vb, i)
+                schema = _zigzag(schema & 0xFFFFFFFF)
+                if schema >= 1 << 31:
+                    schema -= 1 << 32
+            elif t == 0x31:
+                zt = _unpack_d(vb, i)[0]
+                i += 8
+            elif t == 0x38:
+                zero_int, i = _varint(vb, i)
+            elif t == 0x41:
+                zero_float = _unpack_d(vb, i)[0]
+                i += 8
+            elif t == 0x4A or t == 0x62:
+                n, i = _len(vb, i)
+                _spans(vb, i, i + n, neg_spans if t == 0x4A else pos_spans)
+                i += n
+            elif t >> 3 in (10, 13):
+                i = _packed(vb, i, t & 7, neg_d if t >> 3 == 10 else pos_d, True)
+            elif t >> 3 in (11, 14):
+                i = _packed(vb, i, t & 7, neg_c if t >> 3 == 11 else pos_c, False)
+            elif t == 0x7A and created is not None:
+                n, i = _len(vb, i)
+                ct = _timestamp_ms(vb, i, i + n)
+                i += n
+            else:
+                i = _skip(vb, i, t & 7)
+        _end(i, max(ve, vs), "histogram")
+        is_native = native_on and (
+            bool(pos_spans) or bool(neg_spans) or zt > 0 or zero_int > 0
+        )
+        classic = not is_native or (st.classic and bool(bounds))
+        count = count_float if count_float != 0 else float(count_int)
+        if classic:
+            cut = len(bounds)
+            for b, ub in enumerate(bounds):
+                if ub == _INF:
+                    cut = b + 1
+                    break
+            else:
+                bounds.append(_INF)
+                bvals.append(count)
+                cut = len(bounds)
+            del bounds[cut:], bvals[cut:]
+            shape = (is_native, *bounds)
+        else:
+            shape = (is_native,)
+        rec = records.get(mkey)
+        if rec is None or rec[0] != shape:
+            series: list[tuple[bytes, str, tuple[str, str] | None]] = []
+            if is_native:
+                series.append((b"\xffh", name, None))
+            if classic:
+                series.append((b"\xffc", name + "_count", None))
+                series.append((b"\xffs", name + "_sum", None))
+                for ub in bounds:
+                    series.append((b"\xffb" + _pack_d(ub), name + "_bucket", ("le", format_om_float(ub))))
+            rec = _record(st, mkey, shape, series, lb, ls, le_)
+            records[mkey] = rec
+        seen[mkey] = rec
+        if is_native:
+            hkey = rec[1][0]
+            hlab = rec[2][0]
+            st.hkeys.append(hkey)
+            if hlab:
+                h = nativehist.build(
+                    count_int=count_int,
+                    count_float=count_float,
+                    total=total,
+                    schema=schema,
+                    zero_threshold=zt,
+                    zero_int=zero_int,
+                    zero_float=zero_float,
+                    pos_spans=pos_spans,
+                    pos_deltas=pos_d,
+                    pos_counts=pos_c,
+                    neg_spans=neg_spans,
+                    neg_deltas=neg_d,
+                    neg_counts=neg_c,
+                    gauge=gauge,
+                )
+                if st.bucket_limit or h.schema > st.max_schema:
+                    h = nativehist.limit(h, st.max_schema, st.bucket_limit)
+                st.hists.append((hlab, h, ts, hkey))
+            if classic:
+                _, keys, labs, _ = rec
+                _emit(st, (shape, keys[1:], labs[1:], all(labs[1:])), [count, total, *bvals], ts)
+        else:
+            _emit(st, rec, [count, total, *bvals], ts)
+        if ct is not None and created is not None:
+            created[labels_of(name, _label_pairs(lb, ls, le_))] = ct
+
+
+# ---------------------------------------------------------------- standalone parse
+
+
+def parse_protobuf(
+    body: bytes,
+    native_histograms: bool = True,
+    classic_histograms: bool = False,
+) -> Exposition:
+    """Parse a whole delimited-protobuf body (raises ProtoError); for tests and tools.
+
+    ``histograms`` of the result holds the native histogram samples; ``created``
+    the created timestamps (counters by series; summaries and histograms by the
+    family name and labels).
+    """
+    cache: dict[bytes, Labels] = {}
+
+    def resolve_pairs(key: bytes, name: str, pairs: list[tuple[str, str]]) -> Labels:
+        lab = labels_of(name, pairs)
+        cache[key] = lab
+        return lab
+
+    st = ScanState(
+        cache=cache,
+        resolve=lambda key: (),
+        resolve_pairs=resolve_pairs,
+        native=native_histograms,
+        classic=classic_histograms,
+        created={},
+    )
+    scan_protobuf(body, st)
+    ts: list[int | None] = [None] * len(st.values)
+    for idx, t, _ in st.explicit:
+        ts[idx] = t
+    samples = [Sample(lab, v, t) for lab, v, t in zip(st.labels, st.values, ts, strict=True)]
+    hists: list[tuple[Labels, Histogram, int | None]] = [
+        (lab, h, t or None) for lab, h, t, _ in st.hists
+    ]
+    assert st.created is not None
+    return Exposition(samples, build_metadata(st.meta_items, {}), hists, st.created)
