@@ -8,6 +8,11 @@ Measures, for scrape-shaped batches (N series, one timestamp per batch):
   decompress, route to shards, RW 1.0 encoding into shard buffers);
 - compress: snappy of the encoded request bodies, ns per sample.
 
+- rw2 encode: the same batches encoded as Remote-Write 2.0 requests.
+
+Times are CPU time of this process (time.process_time), so other work on a
+shared machine does not inflate them.
+
 Usage: python loadtest/bench_wal.py [--series 5000] [--batches 200]
 """
 
@@ -21,6 +26,7 @@ from pathlib import Path
 
 from agent.remote import EndpointConfig, QueueConfig
 from agent.remote.codec import compress
+from agent.remote.codec_v2 import V2
 from agent.remote.position import PositionStore
 from agent.remote.queue import EndpointQueue
 from agent.storage import SampleBatch
@@ -30,14 +36,24 @@ from agent.wal import record as walrec
 
 def make_batches(n_series: int, n_batches: int) -> list[SampleBatch]:
     labels = [
-        (("__name__", f"node_metric_{i % 300}_total"), ("cpu", str(i % 16)), ("instance", "10.0.0.1:9100"),
-         ("job", "node"), ("mode", "idle"), ("series", str(i)))
+        (
+            ("__name__", f"node_metric_{i % 300}_total"),
+            ("cpu", str(i % 16)),
+            ("instance", "10.0.0.1:9100"),
+            ("job", "node"),
+            ("mode", "idle"),
+            ("series", str(i)),
+        )
         for i in range(n_series)
     ]
     t0 = int(time.time() * 1000)
     out = []
     for b in range(n_batches):
-        out.append(SampleBatch(labels, [t0 + b * 15000] * n_series, [float(b * 7 + i) for i in range(n_series)]))
+        out.append(
+            SampleBatch(
+                labels, [t0 + b * 15000] * n_series, [float(b * 7 + i) for i in range(n_series)]
+            )
+        )
     return out
 
 
@@ -48,18 +64,24 @@ def bench(n_series: int, n_batches: int) -> dict[str, float]:
         d = Path(tmp) / "wal"
         wal = WAL(d, metrics_id="bench")
         wal.open()
-        wal.append(batches[0].labels, batches[0].timestamps, batches[0].values)  # series records: once
-        t = time.perf_counter()
+        wal.append(
+            batches[0].labels, batches[0].timestamps, batches[0].values
+        )  # series records: once
+        t = time.process_time()
         for b in batches[1:]:
             wal.append(b.labels, b.timestamps, b.values)
-        append_s = time.perf_counter() - t
+        append_s = time.process_time() - t
         wal.sync()
         size = sum(p.stat().st_size for p in d.iterdir() if p.is_file())
 
-        async def dispatch() -> tuple[float, float, int]:
+        async def dispatch() -> tuple[float, float, int, float]:
             q = QueueConfig(min_shards=8, max_samples_per_send=2000, capacity=10**9)
-            eq = EndpointQueue(EndpointConfig(name="b", url="http://127.0.0.1:9/none", queue=q), wal,
-                               PositionStore(Path(tmp) / "pos"), {"cluster": "bench"})
+            eq = EndpointQueue(
+                EndpointConfig(name="b", url="http://127.0.0.1:9/none", queue=q),
+                wal,
+                PositionStore(Path(tmp) / "pos"),
+                {"cluster": "bench"},
+            )
             # Build the shards without starting senders: we measure the reader side only.
             await eq.start((0, 0))
             for s in eq.shards:
@@ -73,18 +95,25 @@ def bench(n_series: int, n_batches: int) -> dict[str, float]:
                 if not r.records:
                     break
                 recs.extend(x for x in r.records if x.type == walrec.SAMPLES)
-            t = time.perf_counter()
+            t = time.process_time()
             for rec in recs:
                 eq._dispatch(rec)
-            disp = time.perf_counter() - t
+            disp = time.process_time() - t
             bodies = [b.body for s in eq.shards for b in s.ready]
-            t = time.perf_counter()
+            t = time.process_time()
             out = sum(len(compress(b)) for b in bodies)
-            comp = time.perf_counter() - t
+            comp = time.process_time() - t
+            # Remote-Write 2.0 encodes at send time from the batches' columns.
+            eq.proto = V2
+            batches = [b for s in eq.shards for b in s.ready]
+            t = time.process_time()
+            for b in batches:
+                eq._encode(b)
+            v2 = time.process_time() - t
             await eq.client.aclose()
-            return disp, comp, out
+            return disp, comp, out, v2
 
-        disp_s, comp_s, wire = asyncio.run(dispatch())
+        disp_s, comp_s, wire, v2_s = asyncio.run(dispatch())
         wal.close()
     sent = total - n_series  # the first batch is excluded from the append timing only
     return {
@@ -94,6 +123,7 @@ def bench(n_series: int, n_batches: int) -> dict[str, float]:
         "wal_bytes_per_sample": size / total,
         "dispatch_encode_ns_per_sample": disp_s / total * 1e9,
         "snappy_request_ns_per_sample": comp_s / total * 1e9,
+        "rw2_encode_ns_per_sample": v2_s / total * 1e9,
         "wire_bytes_per_sample": wire / total,
         "wal_to_wire_samples_per_s": total / (append_s * total / sent + disp_s + comp_s),
     }

@@ -55,59 +55,52 @@ def family_of(name: str, known: dict) -> str | None:  # noqa: ANN001 - any mappi
     return None
 
 
+class _Symbols(dict):
+    """The request's symbol table: looking up a new string gives it the next index."""
+
+    def __missing__(self, key: str) -> int:
+        i = self[key] = len(self)
+        return i
+
+
 def encode_v2(series: Sequence[SeriesV2], timestamps: Sequence[int], values: Sequence[float],
               created: Sequence[int] | None = None) -> bytes:
     """One Request: ``series[j]`` has ``values[j]`` at ``timestamps[j]``; uncompressed."""
-    sym: dict[str, int] = {"": 0}
-    get = sym.get
-    out = bytearray()
+    sym = _Symbols({"": 0})
+    small = _SMALL
     pack = _pack_double
-    for j, s in enumerate(series):
-        refs = bytearray()
-        for text in s.strings:
-            i = get(text)
-            if i is None:
-                i = sym[text] = len(sym)
-            refs += _v(i)
-        body = bytearray(b"\x0a")
-        body += _v(len(refs))
-        body += refs
-        t = timestamps[j]
-        tb = varint(t)
-        body += b"\x12"
-        body += _v(10 + len(tb))
-        body += b"\x09"
-        body += pack(values[j])
-        body += b"\x10"
-        body += tb
+    tsc: dict[int, bytes] = {}
+    out: list[bytes] = []
+    ap = out.append
+    for j, (s, t, v) in enumerate(zip(series, timestamps, values, strict=True)):
+        if len(sym) + len(s.strings) < 16384:
+            refs = b"".join([small[sym[x]] for x in s.strings])
+        else:
+            refs = b"".join([_v(sym[x]) for x in s.strings])
+        tsb = tsc.get(t)
+        if tsb is None:
+            tsb = tsc[t] = b"\x10" + varint(t)
+        body = b"".join((b"\x0a", _v(len(refs)), refs, b"\x12", small[10 + len(tsb) - 1], b"\x09", pack(v), tsb))
         if s.meta is not None:
             mtype, help_, unit = s.meta
-            md = bytearray()
-            if mtype:
-                md += b"\x08" + _v(mtype)
-            if help_:
-                i = get(help_)
-                if i is None:
-                    i = sym[help_] = len(sym)
-                md += b"\x18" + _v(i)
-            if unit:
-                i = get(unit)
-                if i is None:
-                    i = sym[unit] = len(sym)
-                md += b"\x20" + _v(i)
+            md = b"".join((
+                b"\x08" + _v(mtype) if mtype else b"",
+                b"\x18" + _v(sym[help_]) if help_ else b"",
+                b"\x20" + _v(sym[unit]) if unit else b"",
+            ))
             body += b"\x2a" + _v(len(md)) + md
         if created is not None and created[j]:
             body += b"\x30" + varint(created[j])
-        out += b"\x2a"
-        out += _v(len(body))
-        out += body
-    head = bytearray()
+        ap(b"\x2a")
+        ap(_v(len(body)))
+        ap(body)
+    head = []
     for text in sym:  # dicts keep insertion order: index order
         b = text.encode()
-        head += b"\x22"
-        head += _v(len(b))
-        head += b
-    return bytes(head + out)
+        head.append(b"\x22")
+        head.append(_v(len(b)))
+        head.append(b)
+    return b"".join(head) + b"".join(out)
 
 
 def encode_metadata_v1(items: Sequence[tuple[str, str, str, str]]) -> bytes:

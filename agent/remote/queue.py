@@ -450,8 +450,8 @@ class EndpointQueue:
         pack = pack_double
         missing = _MISSING
         dropped = unknown = too_old = 0
-        for i in range(n):
-            r = refs[i]
+        low = cutoff if cutoff is not None else -(1 << 63)
+        for i, r, t, v in zip(range(n), refs, tss, vals, strict=True):
             k = r % ns
             if skip is not None and i < skip[k]:
                 continue
@@ -464,8 +464,7 @@ class EndpointQueue:
                 else:
                     unknown += 1
                 continue
-            t = tss[i]
-            if cutoff is not None and t < cutoff:
+            if t < low:
                 too_old += 1
                 continue
             sn = seens[k]
@@ -489,10 +488,10 @@ class EndpointQueue:
                 b = bufs[k]
                 if tf:
                     b += p
-                    b += pack(vals[i])
+                    b += pack(v)
                     b += tf
                 else:
-                    b += encode_timeseries(self._label_bytes(r), t, vals[i])
+                    b += encode_timeseries(self._label_bytes(r), t, v)
             c = counts[k] + 1
             if c >= maxs:
                 s = shards[k]
