@@ -733,24 +733,29 @@ def _histograms(
             hlab = rec[2][0]
             st.hkeys.append(hkey)
             if hlab:
-                h = nativehist.build(
-                    count_int=count_int,
-                    count_float=count_float,
-                    total=total,
-                    schema=schema,
-                    zero_threshold=zt,
-                    zero_int=zero_int,
-                    zero_float=zero_float,
-                    pos_spans=pos_spans,
-                    pos_deltas=pos_d,
-                    pos_counts=pos_c,
-                    neg_spans=neg_spans,
-                    neg_deltas=neg_d,
-                    neg_counts=neg_c,
-                    gauge=gauge,
-                )
-                if st.bucket_limit or h.schema > st.max_schema:
-                    h = nativehist.limit(h, st.max_schema, st.bucket_limit)
+                try:
+                    h = nativehist.build(
+                        count_int=count_int,
+                        count_float=count_float,
+                        total=total,
+                        schema=schema,
+                        zero_threshold=zt,
+                        zero_int=zero_int,
+                        zero_float=zero_float,
+                        pos_spans=pos_spans,
+                        pos_deltas=pos_d,
+                        pos_counts=pos_c,
+                        neg_spans=neg_spans,
+                        neg_deltas=neg_d,
+                        neg_counts=neg_c,
+                        gauge=gauge,
+                    )
+                    if st.bucket_limit or h.schema > st.max_schema:
+                        h = nativehist.limit(h, st.max_schema, st.bucket_limit)
+                except nativehist.HistogramError as exc:
+                    if str(exc) == "histogram bucket limit exceeded":
+                        raise
+                    raise nativehist.HistogramError(f"native histogram {name!r}: {exc}") from None
                 st.hists.append((hlab, h, ts, hkey))
             if classic:
                 _, keys, labs, _ = rec
