@@ -235,7 +235,7 @@ def scan_protobuf(body: bytes, st: ScanState, pos: int = 0, stop: int | None = N
     the event loop between calls. ``st.lineno`` counts families for messages.
     """
     n = len(body)
-    if stop is None:
+    if stop is None or stop > n:
         stop = n
     while pos < stop:
         start = pos

@@ -14,6 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent.storage import SampleBatch, is_stale_nan
 
+PROTO_MEDIA = "application/vnd.google.protobuf"
+PROTO_CONTENT_TYPE = (
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+)
+
 
 @dataclass
 class Route:
@@ -22,6 +27,8 @@ class Route:
     content_type: str = "text/plain; version=0.0.4"
     gzip: bool = False
     trickle: float = 0.0  # seconds between single bytes: a target that never finishes
+    # Served instead of ``body`` when the request's Accept lists protobuf (a negotiating exporter).
+    proto: bytes | None = None
 
 
 @dataclass
@@ -61,9 +68,11 @@ class Exporter:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                body = r.body
+                body, ctype = r.body, r.content_type
+                if r.proto is not None and PROTO_MEDIA in self.headers.get("Accept", ""):
+                    body, ctype = r.proto, PROTO_CONTENT_TYPE
                 self.send_response(r.status)
-                self.send_header("Content-Type", r.content_type)
+                self.send_header("Content-Type", ctype)
                 if r.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
                     body = gzip.compress(body)
                     self.send_header("Content-Encoding", "gzip")
