@@ -22,9 +22,11 @@ from pathlib import Path
 
 from agent import labels as L
 from agent.relabel import Rule
+from agent.scrape import metrics_pb as pb
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.loop import ScrapeLoop
 from agent.scrape.target import Target, populate_labels
+from agent.scrape.textparse import parse_text
 from agent.storage import SampleBatch
 
 PAYLOADS = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "payloads"
@@ -56,35 +58,122 @@ def replicate(path: Path, times: int) -> bytes:
     return b"\n".join(out) + b"\n"
 
 
-def make_loop(rules: list[Rule]) -> ScrapeLoop:
-    cfg = ScrapeConfig(job_name="bench", metric_relabel_rules=rules)
+def make_loop(rules: list[Rule], **kw: object) -> ScrapeLoop:
+    cfg = ScrapeConfig(job_name="bench", metric_relabel_rules=rules, **kw)  # type: ignore[arg-type]
     disc = L.from_dict({"__address__": "10.0.0.1:9100"})
     final = populate_labels(disc, cfg)
     assert final is not None
     return ScrapeLoop(Target(disc, final, cfg.params), cfg, Null(), seed=0)
 
 
-async def ingest_cpu(loop: ScrapeLoop, body: bytes, ts: int) -> tuple[float, int]:
+async def ingest_cpu(
+    loop: ScrapeLoop, body: bytes, ts: int, ctype: str = CTYPE
+) -> tuple[float, int]:
     batch = SampleBatch()
     t = time.process_time()
-    err, _, added, _ = await loop.ingest(body, CTYPE, ts, batch)
+    err, _, added, _ = await loop.ingest(body, ctype, ts, batch)
     loop.appendable.append(batch)
     dt = time.process_time() - t
     assert err is None, err
     return dt, added
 
 
+_PB_TYPES = {"counter": pb.COUNTER, "gauge": pb.GAUGE, "untyped": pb.UNTYPED,
+             "unknown": pb.UNTYPED, "summary": pb.SUMMARY, "histogram": pb.HISTOGRAM}
+
+
+def to_protobuf(text: bytes, native_every: int = 0) -> bytes:
+    """The same exposition as client_model protobuf (what a Go exporter would serve).
+
+    Samples are grouped into families by their TYPE; with ``native_every`` = n,
+    every n-th histogram metric also carries native buckets (schema 3, 12 buckets).
+    """
+    exp = parse_text(text)
+    fams: dict[str, object] = {}
+    metrics: dict[tuple, object] = {}
+    nth = 0
+    for s in exp.samples:
+        d = dict(s.labels)
+        name = d.pop("__name__")
+        fam_name, kind, suffix = name, "untyped", ""
+        for suf in ("_bucket", "_count", "_sum", ""):
+            base = name[: len(name) - len(suf)] if suf else name
+            md = exp.metadata.get(base)
+            if md is not None and (not suf or md.type in ("histogram", "summary")):
+                fam_name, kind, suffix = base, md.type, suf
+                break
+        mf = fams.get(fam_name)
+        if mf is None:
+            mf = fams[fam_name] = pb.MetricFamily(name=fam_name, type=_PB_TYPES[kind])
+            md = exp.metadata.get(fam_name)
+            if md is not None and md.help:
+                mf.help = md.help
+        le, q = d.pop("le", None), d.pop("quantile", None) if kind == "summary" else None
+        key = (fam_name, tuple(sorted(d.items())))
+        m = metrics.get(key)
+        if m is None:
+            m = metrics[key] = mf.metric.add()
+            for k, v in sorted(d.items()):
+                m.label.add(name=k, value=v)
+            if kind == "histogram" and native_every:
+                nth += 1
+                if nth % native_every == 0:
+                    h = m.histogram
+                    h.schema = 3
+                    h.zero_threshold = 2.0**-128
+                    h.positive_span.add(offset=-5, length=8)
+                    h.positive_span.add(offset=3, length=4)
+                    h.positive_delta.extend([1, 2, 0, -1, 3, 1, -2, 0, 1, 1, -1, 0])
+        v = s.value
+        if kind == "counter":
+            m.counter.value = v
+        elif kind == "gauge":
+            m.gauge.value = v
+        elif kind in ("untyped", "unknown"):
+            m.untyped.value = v
+        elif kind == "summary":
+            if suffix == "_count":
+                m.summary.sample_count = int(v)
+            elif suffix == "_sum":
+                m.summary.sample_sum = v
+            else:
+                m.summary.quantile.add(quantile=float(q or 0), value=v)
+        else:
+            h = m.histogram
+            if suffix == "_count":
+                h.sample_count = int(v)
+            elif suffix == "_sum":
+                h.sample_sum = v
+            elif le is not None and le != "+Inf":
+                h.bucket.add(upper_bound=float(le), cumulative_count=int(v))
+    for m in metrics.values():
+        h = m.histogram
+        if h.positive_delta:
+            acc = total = 0
+            for dlt in h.positive_delta:
+                acc += dlt
+                total += acc
+            h.sample_count = total
+    return pb.encode_delimited(fams.values())
+
+
 async def bench_payload(
-    name: str, first: bytes, again: bytes, rounds: int, rules: list[Rule]
+    name: str,
+    first: bytes,
+    again: bytes,
+    rounds: int,
+    rules: list[Rule],
+    ctype: str = CTYPE,
+    **cfg: object,
 ) -> None:
     miss, hit = [], []
     n = 0
     for _ in range(rounds):
-        loop = make_loop(rules)
-        dt, n = await ingest_cpu(loop, first, 1000)
+        loop = make_loop(rules, **cfg)
+        dt, n = await ingest_cpu(loop, first, 1000, ctype)
         miss.append(dt)
         for k in range(3):
-            dt, _ = await ingest_cpu(loop, again if k % 2 == 0 else first, 2000 + k)
+            dt, _ = await ingest_cpu(loop, again if k % 2 == 0 else first, 2000 + k, ctype)
             hit.append(dt)
     print(
         f"{name:<34} {n:>7} samples  first scrape {min(miss) / n * 1e6:6.2f} us/sample"
@@ -170,6 +259,16 @@ async def main() -> None:
     await bench_payload("node_exporter (2 relabel rules)", node, node, args.rounds, RULES)
     await bench_payload("kube 10k series (no relabel)", kube, kube_next, args.rounds, [])
     await bench_payload("kube 10k series (2 relabel rules)", kube, kube_next, args.rounds, RULES)
+    pb_node = to_protobuf(node)
+    pb_kube, pb_kube_next = to_protobuf(kube), to_protobuf(kube_next)
+    pbt = pb.CONTENT_TYPE
+    await bench_payload("protobuf node_exporter (no relabel)", pb_node, pb_node, args.rounds, [], pbt)
+    await bench_payload("protobuf kube 10k (no relabel)", pb_kube, pb_kube_next, args.rounds, [], pbt)
+    await bench_payload("protobuf kube 10k (2 relabel rules)", pb_kube, pb_kube_next, args.rounds,
+                        RULES, pbt)
+    nh, nh_next = to_protobuf(kube, native_every=4), to_protobuf(kube_next, native_every=4)
+    await bench_payload("protobuf kube 10k, 1/4 hist native", nh, nh_next, args.rounds, [], pbt,
+                        scrape_native_histograms=True)
     await bench_memory(kube)
     if args.big_mb:
         await bench_big(args.big_mb)
