@@ -47,6 +47,8 @@ class ScrapeCache:
         "lock",
         "pairs",
         "records",
+        "fresh",
+        "aliased",
     )
 
     def __init__(self) -> None:
@@ -66,6 +68,11 @@ class ScrapeCache:
         # Protobuf: per summary/histogram metric, the keys and label sets of its series
         # (see protoparse); replaced by the records seen in each successful scrape.
         self.records: dict[bytes, tuple] = {}
+        # Two spellings of one series (label order, an empty label) resolve to one
+        # label set: ``fresh`` says a miss was resolved this scrape, so commit()
+        # looks for that; once seen, ``aliased`` makes every scrape dedupe by label set.
+        self.fresh = False
+        self.aliased = False
 
 
 class SeriesBuilder:
@@ -126,6 +133,7 @@ class SeriesBuilder:
             get = shared.get
             lab = tuple([get(p) or shared.setdefault(p, p) for p in lab])
             self.added += 1
+            self.cache.fresh = True
         self.cache.entries[key] = lab
         return lab
 
@@ -197,7 +205,12 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
     labels, values, explicit = st.labels, st.values, st.explicit
     honor_ts = cfg.honor_timestamps
     dups = 0
-    if len(cur_all) != len(keys):
+    if cache.fresh:
+        cache.fresh = False
+        if not cache.aliased:
+            kept = sum(1 for k in cur_all if cache.entries.get(k))
+            cache.aliased = len(set(labels)) < kept
+    if len(cur_all) != len(keys) or cache.aliased:
         labels, values, explicit, dups = _dedupe(cache, st, honor_ts)
     hists: list[tuple[Labels, int, Histogram]] = []
     hist_explicit: set[bytes] = set()
@@ -214,7 +227,8 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
                 hist_explicit.add(key)
             else:
                 hists.append((lab, ts, h))
-    if cfg.sample_limit and len(values) + len(hists) > cfg.sample_limit:
+    # Repeats count, as in Prometheus' limitAppender: every append is one sample.
+    if cfg.sample_limit and len(values) + len(hists) + dups > cfg.sample_limit:
         raise ScrapeError("sample limit exceeded")
     timestamps = [ts] * len(values)
     tracked = cur_all
@@ -257,11 +271,15 @@ def _dedupe(
 ) -> tuple[list[Labels], list[float], list[tuple[int, int, bytes]], int]:
     """Keep the first sample of a series repeated within one scrape, as Prometheus does.
 
+    A repeat is the same line again or another spelling of the same label set
+    (labels in another order, an empty label): Prometheus' TSDB keeps the first
+    of two samples of one series at one timestamp. Forwarding both would make
+    the backend refuse the second, and with it whatever shares its request.
     A repeat that carries its own (honored) timestamp is a different sample and kept.
     """
     explicit_at = {idx: (t, k) for idx, t, k in st.explicit} if honor_ts else {}
     entries = cache.entries
-    seen: set[bytes] = set()
+    seen: set[Labels] = set()
     labels: list[Labels] = []
     values: list[float] = []
     explicit: list[tuple[int, int, bytes]] = []
@@ -269,17 +287,17 @@ def _dedupe(
     j = 0
     for key in st.keys:
         if not entries.get(key):
-            seen.add(key)
             continue
         idx = j
         j += 1
+        lab = st.labels[idx]
         e = explicit_at.get(idx)
-        if key in seen and e is None:
+        if lab in seen and e is None:
             dups += 1
             continue
-        seen.add(key)
+        seen.add(lab)
         if e is not None:
             explicit.append((len(values), e[0], e[1]))
-        labels.append(st.labels[idx])
+        labels.append(lab)
         values.append(st.values[idx])
     return labels, values, explicit, dups

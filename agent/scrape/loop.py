@@ -390,7 +390,10 @@ class ScrapeLoop:
             batch.metadata = build_metadata(st.meta_items, cache.metas)
             cache.last_meta_items, cache.last_metadata = st.meta_items, batch.metadata
         scraped = len(st.keys) + len(st.hkeys)
-        return None, scraped, len(done.values) + len(done.histograms), self.builder.added
+        # Repeats dropped above still count as samples after relabeling, as in
+        # Prometheus' scrapeLoop.append ("the exact number of time series exposed").
+        added = len(done.values) + len(done.histograms) + done.duplicates
+        return None, scraped, added, self.builder.added
 
     def _append(self, batch: SampleBatch) -> None:
         try:

@@ -272,14 +272,19 @@ def test_gzip_body_is_decoded(exp: Exporter) -> None:
 
 
 def test_duplicate_series_keeps_first(exp: Exporter) -> None:
-    exp.set(body="a 1\na 2\nb 3\n")
+    # The same line twice, and one label set spelled two ways (order, an empty label).
+    exp.set(body='a 1\na 2\nb 3\nc{x="1",y="2"} 4\nc{y="2",x="1"} 5\nd{x="1",y=""} 6\nd{x="1"} 7\n')
     coll = Collector()
     loop = make_loop(exp.address, coll)
-    scrape(loop, T0)
-    assert coll.value("up") == 1.0
-    assert list(coll.by_name("a").values()) == [1.0]
-    assert coll.value("scrape_samples_scraped") == 3.0
-    assert coll.value("scrape_samples_post_metric_relabeling") == 2.0
+    scrape(loop, T0, T0 + 5)
+    for i in (0, 1):  # the second scrape is all cache hits
+        assert coll.value("up", i) == 1.0
+        assert list(coll.by_name("a", i).values()) == [1.0]
+        assert list(coll.by_name("c", i).values()) == [4.0]
+        assert list(coll.by_name("d", i).values()) == [6.0]
+        assert coll.value("scrape_samples_scraped", i) == 7.0
+        # Prometheus counts repeats here: "the exact number of time series exposed".
+        assert coll.value("scrape_samples_post_metric_relabeling", i) == 7.0
 
 
 def test_honor_timestamps_false_and_explicit_ts_staleness(exp: Exporter) -> None:
