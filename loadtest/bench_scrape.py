@@ -127,6 +127,9 @@ def to_protobuf(text: bytes, native_every: int = 0) -> bytes:
         v = s.value
         if kind == "counter":
             m.counter.value = v
+            # client_golang exposes created timestamps on counters
+            m.counter.created_timestamp.seconds = 1_700_000_000 + len(metrics)
+            m.counter.created_timestamp.nanos = (len(metrics) * 7919) % 1_000_000_000
         elif kind == "gauge":
             m.gauge.value = v
         elif kind in ("untyped", "unknown"):

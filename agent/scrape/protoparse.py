@@ -277,6 +277,9 @@ def _family(buf: bytes, i: int, end: int, st: ScanState) -> None:
             n = buf[i + 1]
             if n < 0x80:
                 i += 2
+            elif buf[i + 2] < 0x80:
+                n = (n & 0x7F) | (buf[i + 2] << 7)
+                i += 3
             else:
                 n, i = _varint(buf, i + 1)
             add(i)
@@ -357,9 +360,36 @@ def _simple(
     explicit = st.explicit
     created = st.created
     unpack = _unpack_d
+    hint = 0  # length of the last counter's created timestamp: the shape to try first
+    fast = created is None
     for k in range(0, len(metrics), 2):
         ms = metrics[k]
         me = metrics[k + 1]
+        if fast and me - ms >= 11:
+            # Canonical shape: label fields, then the value field ending the metric, either
+            # {value} or {value, created}. Taken only on a cache hit: a hit means these bytes
+            # were once read as complete label fields, so the split here is the true one.
+            x = me - 11
+            if buf[x] != vtag or buf[me - 10] != 9 or buf[me - 9] != 9:
+                x = me - hint - 13
+                if not (
+                    x >= ms
+                    and buf[x] == vtag
+                    and buf[x + 1] == 11 + hint
+                    and buf[x + 2] == 9
+                    and buf[me - hint - 2] == 0x1A
+                    and buf[me - hint - 1] == hint
+                ):
+                    x = -1
+            if x >= 0:
+                key = prefix + buf[ms:x]
+                lab = get(key)
+                if lab is not None:
+                    keys_append(key)
+                    if lab:
+                        labs_append(lab)
+                        vals_append(unpack(buf, x + 3)[0])
+                    continue
         j = ms
         while j < me and buf[j] == 0x0A:
             n = buf[j + 1]
@@ -408,6 +438,8 @@ def _simple(
                 raise ProtoError("truncated or malformed metric")
             key = prefix + buf[ms:lab_end]
             lb, ls, le_ = buf, ms, lab_end
+            if me - lab_end > 13:
+                hint = me - lab_end - 13
         lab = get(key)
         if lab is None:
             lab = _resolve(st, key, name, lb, ls, le_)
@@ -638,10 +670,28 @@ def _histograms(
         ct = None
         i = vs
         while i < ve:
-            t, i = _tag(vb, i)
+            t = vb[i]
+            if t < 0x80:
+                i += 1
+            else:
+                t, i = _varint(vb, i)
             if t == 0x1A:  # classic bucket
-                n, i = _len(vb, i)
+                n = vb[i]
+                if n < 0x80:
+                    i += 1
+                else:
+                    n, i = _varint(vb, i)
                 stop = i + n
+                if vb[i] == 0x08:  # canonical {count, upper bound}, read in place
+                    ci = vb[i + 1]
+                    j = i + 2
+                    if ci >= 0x80:
+                        ci, j = _varint(vb, i + 1)
+                    if j + 9 == stop and vb[j] == 0x11:
+                        bounds.append(_unpack_d(vb, j + 1)[0])
+                        bvals.append(float(ci))
+                        i = stop
+                        continue
                 ub = 0.0
                 ci = 0
                 cf = 0.0
