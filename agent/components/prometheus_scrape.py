@@ -49,6 +49,9 @@ class Arguments:
     track_timestamps_staleness: bool = attr(default=False)
     params: dict[str, list[str]] = attr(default={})
     scrape_classic_histograms: bool = attr(default=False)
+    scrape_native_histograms: bool = attr(default=False)
+    native_histogram_bucket_limit: int = attr(default=0)
+    native_histogram_min_bucket_factor: float = attr(default=0.0)
     scrape_interval: Duration = attr(default=Duration("1m"))
     # Unset: 10s, or the interval when that is shorter (as Prometheus defaults it).
     scrape_timeout: Duration | None = attr(default=None)
@@ -105,6 +108,10 @@ class Arguments:
             extra_metrics=self.extra_metrics,
             scrape_protocols=list(self.scrape_protocols),
             enable_protobuf_negotiation=self.enable_protobuf_negotiation,
+            scrape_native_histograms=self.scrape_native_histograms,
+            scrape_classic_histograms=self.scrape_classic_histograms,
+            native_histogram_bucket_limit=self.native_histogram_bucket_limit,
+            native_histogram_min_bucket_factor=self.native_histogram_min_bucket_factor,
             scrape_fallback_protocol=self.scrape_fallback_protocol,
             http=http_client(
                 bearer_token=self.bearer_token,
