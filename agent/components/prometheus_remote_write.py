@@ -8,7 +8,7 @@ component's lifetime, so a reload updates endpoints in place and the WAL
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from agent.components._common import (
     AuthorizationBlock,
@@ -21,12 +21,16 @@ from agent.components._common import (
     http_client,
     rules,
 )
-from agent.remote import EndpointConfig, QueueConfig, RemoteWrite, WALOptions
+from agent.remote import EndpointConfig, MetadataConfig, QueueConfig, RemoteWrite, WALOptions
+from agent.remote.codec_v2 import V1
+from agent.remote.config import parse_bytes
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.storage import Appendable
 from agent.syntax.decode import attr, block
 from agent.syntax.value import Duration, Secret
+
+MIN_DISK_BUDGET = 4 << 20  # four segments of the 1 MiB minimum: less cannot hold a working WAL
 
 
 @dataclass
@@ -49,6 +53,10 @@ class QueueBlock:
             raise ValueError("min_shards must not be greater than max_shards")
         if self.min_backoff > self.max_backoff:
             raise ValueError("min_backoff must not be greater than max_backoff")
+        if self.batch_send_deadline <= 0:
+            raise ValueError("batch_send_deadline must be greater than 0s")
+        if self.min_backoff < 0 or self.sample_age_limit < 0:
+            raise ValueError("min_backoff and sample_age_limit must not be negative")
 
     def to_config(self) -> QueueConfig:
         return QueueConfig(
@@ -66,11 +74,41 @@ class QueueBlock:
 
 @dataclass
 class MetadataBlock:
-    """Accepted for compatibility; metadata is not sent yet."""
+    """How Remote-Write 1.0 sends metric metadata (2.0 sends it with each series)."""
 
     send: bool = attr(default=True)
     send_interval: Duration = attr(default=Duration("1m"))
     max_samples_per_send: int = attr(default=2000)
+
+    def validate(self) -> None:
+        if self.send_interval <= 0:
+            raise ValueError("send_interval must be greater than 0s")
+        if self.max_samples_per_send <= 0:
+            raise ValueError("max_samples_per_send must be greater than 0")
+
+    def to_config(self) -> MetadataConfig:
+        return MetadataConfig(
+            send=self.send,
+            send_interval=float(self.send_interval),
+            max_samples_per_send=self.max_samples_per_send,
+        )
+
+
+@dataclass
+class OAuth2Block:
+    """Alloy's ``oauth2`` block: decoded so the error can name it, then refused (not supported yet)."""
+
+    client_id: str = attr(default="")
+    client_secret: Secret | None = attr(default=None)
+    client_secret_file: str = attr(default="")
+    scopes: list[str] = attr(default=[])
+    token_url: str = attr(default="")
+    endpoint_params: dict[str, str] = attr(default={})
+    proxy_url: str = attr(default="")
+    tls_config: TLSBlock | None = block()
+
+    def validate(self) -> None:
+        raise ValueError("oauth2 is not supported by Shoal yet; use bearer_token_file, authorization or basic_auth")
 
 
 @dataclass
@@ -79,6 +117,7 @@ class EndpointBlock:
     name: str = attr(default="")
     remote_timeout: Duration = attr(default=Duration("30s"))
     headers: dict[str, Secret] = attr(default={})
+    protobuf_message: Literal["prometheus.WriteRequest", "io.prometheus.write.v2.Request"] = attr(default=V1)
     send_exemplars: bool = attr(default=True)
     send_native_histograms: bool = attr(default=False)
     bearer_token: Secret | None = attr(default=None)
@@ -89,6 +128,7 @@ class EndpointBlock:
     basic_auth: BasicAuthBlock | None = block()
     authorization: AuthorizationBlock | None = block()
     tls_config: TLSBlock | None = block()
+    oauth2: OAuth2Block | None = block()
     queue_config: QueueBlock = block()
     metadata_config: MetadataBlock = block()
     write_relabel_config: list[RuleBlock] = block()
@@ -119,28 +159,50 @@ class EndpointBlock:
             ),
             send_exemplars=self.send_exemplars,
             send_native_histograms=self.send_native_histograms,
+            protobuf_message=self.protobuf_message,
             write_relabel_rules=rules(self.write_relabel_config),
             queue=(self.queue_config or QueueBlock()).to_config(),
+            metadata=(self.metadata_config or MetadataBlock()).to_config(),
         )
 
 
 @dataclass
 class WALBlock:
+    """Alloy's ``wal`` block, plus Shoal's ``disk_budget`` (docs/wal.md, "Disk budget").
+
+    ``disk_budget`` is a byte count or a size string ("512MiB", "2GB": binary
+    multiples, as Prometheus reads ``--storage.tsdb.retention.size``); 0 means none.
+    """
+
     truncate_frequency: Duration = attr(default=Duration("2h"))
     min_keepalive_time: Duration = attr(default=Duration("5m"))
     max_keepalive_time: Duration = attr(default=Duration("8h"))
+    disk_budget: int | str = attr(default=0)
 
     def validate(self) -> None:
         if self.truncate_frequency <= 0:
             raise ValueError("truncate_frequency must be greater than 0s")
-        if self.min_keepalive_time > self.max_keepalive_time:
+        if self.min_keepalive_time < 0:
+            raise ValueError("min_keepalive_time must not be negative")
+        if self.max_keepalive_time <= self.min_keepalive_time:
             raise ValueError("min_keepalive_time must be smaller than max_keepalive_time")
+        self.budget_bytes()
+
+    def budget_bytes(self) -> int:
+        try:
+            n = parse_bytes(self.disk_budget)
+        except ValueError as exc:
+            raise ValueError(f"disk_budget: {exc}") from None
+        if 0 < n < MIN_DISK_BUDGET:
+            raise ValueError(f"disk_budget must be 0 (none) or at least 4MiB, got {n} bytes")
+        return n
 
     def to_options(self) -> WALOptions:
         return WALOptions(
             truncate_frequency=float(self.truncate_frequency),
             min_keepalive_time=float(self.min_keepalive_time),
             max_keepalive_time=float(self.max_keepalive_time),
+            disk_budget_bytes=self.budget_bytes(),
         )
 
 

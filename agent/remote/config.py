@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,3 +73,25 @@ class WALOptions:
     # bytes; 0 means no budget. Beyond it the oldest segments are deleted, sent or not,
     # and what endpoints lose is counted as dropped, reason "disk_budget".
     disk_budget_bytes: int = 0
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgtp])(i?)|)(b?)\s*", re.IGNORECASE)
+
+
+def parse_bytes(v: int | float | str) -> int:
+    """A byte count from a number or a size string: "512MiB", "512Mi", "2GB", "1.5g", "4096".
+
+    Multiples are binary (KB = KiB = 1024), as Prometheus reads its size flags.
+    """
+    if isinstance(v, bool):
+        raise ValueError(f"expected a size, got {v!r}")
+    if isinstance(v, int | float):
+        if v < 0 or v != int(v):
+            raise ValueError(f"expected a whole, non-negative number of bytes, got {v}")
+        return int(v)
+    m = _SIZE.fullmatch(v)
+    if m is None:
+        raise ValueError(f'"{v}" is not a size (a number of bytes, or e.g. "512MiB", "2GB")')
+    n = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    return int(n)
