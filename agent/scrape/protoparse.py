@@ -305,6 +305,23 @@ def _family(buf: bytes, i: int, end: int, st: ScanState) -> None:
     _end(i, end, "metric family")
     if not metrics:
         return  # Prometheus skips empty families, metadata included
+    # The header's checks and metadata entries are remembered across scrapes.
+    hkey = (name_f, help_b, mtype, unit_b)
+    head = st.comments.get(hkey)
+    if head is None:
+        head = st.comments[hkey] = _header(name_f, help_b, mtype, unit_b)
+    name, prefix, items = head
+    st.meta_items += items
+    if mtype == SUMMARY:
+        _summaries(buf, metrics, prefix, name, st)
+    elif mtype >= HISTOGRAM:
+        _histograms(buf, metrics, prefix, name, st, mtype == GAUGE_HISTOGRAM)
+    else:
+        _simple(buf, metrics, prefix, name, st, VALUE_TAGS[mtype], mtype == COUNTER)
+
+
+def _header(name_f: bytes, help_b: bytes, mtype: int, unit_b: bytes) -> tuple:
+    """(name, cache-key prefix, metadata entries) of a family; raises ProtoError if invalid."""
     n, j = _len(name_f, 1) if name_f else (0, 0)
     try:
         name = name_f[j:].decode()
@@ -318,18 +335,11 @@ def _family(buf: bytes, i: int, end: int, st: ScanState) -> None:
         raise ProtoError(f"unknown metric type for metric {name!r}: {mtype}")
     if unit:
         _check_unit(name, unit, mtype)
-    meta = st.meta_items
-    meta.append(("HELP", name, help_s))
+    items = [("HELP", name, help_s)]
     if unit:
-        meta.append(("UNIT", name, unit))
-    meta.append(("TYPE", name, TYPE_NAMES[mtype]))
-    prefix = _PREFIX[mtype] + name_f
-    if mtype == SUMMARY:
-        _summaries(buf, metrics, prefix, name, st)
-    elif mtype >= HISTOGRAM:
-        _histograms(buf, metrics, prefix, name, st, mtype == GAUGE_HISTOGRAM)
-    else:
-        _simple(buf, metrics, prefix, name, st, VALUE_TAGS[mtype], mtype == COUNTER)
+        items.append(("UNIT", name, unit))
+    items.append(("TYPE", name, TYPE_NAMES[mtype]))
+    return name, _PREFIX[mtype] + name_f, items
 
 
 def _check_unit(name: str, unit: str, mtype: int) -> None:
