@@ -310,3 +310,13 @@ def test_float_values_nan_and_inf_survive(exp: Exporter) -> None:
     scrape(make_loop(exp.address, coll, scrape_native_histograms=True), T0)
     vals = [v for k, v in sorted(coll.by_name("g").items())]
     assert math.isnan(vals[0]) and not is_stale_nan(vals[0]) and vals[1:] == [math.inf, -math.inf]
+
+
+def test_gzip_protobuf_body_and_content_type_decides_parser(exp: Exporter) -> None:
+    """A gzipped protobuf response is parsed as protobuf even when text was asked for first."""
+    exp.set(body=payload(hist=False), content_type=PROTO_CONTENT_TYPE, gzip=True)
+    coll = Collector()
+    loop = make_loop(exp.address, coll)  # default protocols: no protobuf in Accept
+    scrape(loop, T0)
+    assert exp.requests[-1][1]["accept-encoding"] == "gzip"
+    assert coll.value("up") == 1.0 and coll.value("req_total") == 7.0
