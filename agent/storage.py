@@ -74,6 +74,8 @@ class SampleBatch:
     ``histograms`` holds native histogram samples as ``(labels, timestamp_ms,
     Histogram)``; they are rare next to float samples, so they are not columnar.
     A native histogram series that goes stale gets a float ``STALE_NAN`` sample.
+    ``exemplars`` holds ``(series labels, timestamp_ms, value, exemplar labels)``;
+    rare too, and not columnar.
     """
 
     labels: list[Labels] = field(default_factory=list)
@@ -81,6 +83,7 @@ class SampleBatch:
     values: list[float] = field(default_factory=list)
     metadata: dict[str, Metadata] = field(default_factory=dict)
     histograms: list[tuple[Labels, int, Histogram]] = field(default_factory=list)
+    exemplars: list[tuple[Labels, int, float, Labels]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.values)
