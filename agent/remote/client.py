@@ -13,7 +13,10 @@ know). Retrying in place and waiting is the shard's job.
 A 429 is usually a rate limit and worth retrying, but a backend's series
 (cardinality) limit also answers 429 and will refuse the same series however
 long we wait; its body says so, and such a 429 is dropped as
-``http_429_series_limit`` instead of blocking the shard forever.
+``http_429_series_limit`` instead of blocking the shard forever. Likewise a
+500 whose body says "native histograms are disabled" (Prometheus started
+without ``--enable-feature=native-histograms`` answers every request holding
+a histogram so) is dropped as ``http_500_native_histograms_disabled``.
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ class WriteClient:
                 return SendResult("retry", code, "http_429", detail, retry_after, took)
             return SendResult("drop", code, "http_429", detail, duration=took)
         if code >= 500:
+            if "native histograms are disabled" in full.lower():
+                return SendResult("drop", code, f"http_{code}_native_histograms_disabled", detail, duration=took)
             return SendResult("retry", code, f"http_{code}", detail, retry_after, took)
         return SendResult("drop", code, f"http_{code}", detail, duration=took)
 

@@ -21,6 +21,7 @@ import struct
 import cramjam
 
 from agent.labels import Labels
+from agent.storage import Histogram
 
 pack_double = struct.Struct("<d").pack
 _TS_MIN = 1 << 35
@@ -87,3 +88,18 @@ def decode_write_request(body: bytes, compressed: bool = True) -> list[tuple[Lab
         (tuple((lb.name, lb.value) for lb in ts.labels), [(s.timestamp, s.value) for s in ts.samples])
         for ts in req.timeseries
     ]
+
+
+def encode_histogram_timeseries(label_bytes: bytes, ts: int, h: Histogram) -> bytes:
+    """One TimeSeries field holding one native histogram sample (field 4)."""
+    from agent.remote.codec_histogram import histogram_field
+
+    body = label_bytes + histogram_field(b"\x22", h, ts)
+    return b"\x0a" + varint(len(body)) + body
+
+
+def encode_exemplar_timeseries(label_bytes: bytes, ts: int, value: float, exemplar_labels: Labels) -> bytes:
+    """One TimeSeries field holding one exemplar (field 3) and no samples, as Prometheus sends them."""
+    ex = encode_labels(exemplar_labels) + b"\x11" + pack_double(value) + b"\x18" + varint(ts)
+    body = label_bytes + b"\x1a" + varint(len(ex)) + ex
+    return b"\x0a" + varint(len(body)) + body

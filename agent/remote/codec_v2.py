@@ -18,7 +18,10 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agent.labels import Labels
 from agent.remote.codec import varint
+from agent.remote.codec_histogram import histogram_field
+from agent.storage import Histogram
 
 V1 = "prometheus.WriteRequest"
 V2 = "io.prometheus.write.v2.Request"
@@ -63,9 +66,27 @@ class _Symbols(dict):
         return i
 
 
+def _meta_field(s: SeriesV2, sym: _Symbols) -> bytes:
+    if s.meta is None:
+        return b""
+    mtype, help_, unit = s.meta
+    md = b"".join((
+        b"\x08" + _v(mtype) if mtype else b"",
+        b"\x18" + _v(sym[help_]) if help_ else b"",
+        b"\x20" + _v(sym[unit]) if unit else b"",
+    ))
+    return b"\x2a" + _v(len(md)) + md
+
+
 def encode_v2(series: Sequence[SeriesV2], timestamps: Sequence[int], values: Sequence[float],
-              created: Sequence[int] | None = None) -> bytes:
-    """One Request: ``series[j]`` has ``values[j]`` at ``timestamps[j]``; uncompressed."""
+              created: Sequence[int] | None = None,
+              histograms: Sequence[tuple[SeriesV2, int, Histogram]] | None = None,
+              exemplars: Sequence[tuple[SeriesV2, int, float, Labels]] | None = None) -> bytes:
+    """One Request: ``series[j]`` has ``values[j]`` at ``timestamps[j]``; uncompressed.
+
+    ``histograms`` add one TimeSeries per native histogram sample (field 3),
+    ``exemplars`` one per exemplar (field 4, no samples), after the float samples.
+    """
     sym = _Symbols({"": 0})
     small = _SMALL
     pack = _pack_double
@@ -91,6 +112,20 @@ def encode_v2(series: Sequence[SeriesV2], timestamps: Sequence[int], values: Seq
             body += b"\x2a" + _v(len(md)) + md
         if created is not None and created[j]:
             body += b"\x30" + varint(created[j])
+        ap(b"\x2a")
+        ap(_v(len(body)))
+        ap(body)
+    for s, t, h in histograms or ():
+        refs = b"".join([_v(sym[x]) for x in s.strings])
+        body = b"".join((b"\x0a", _v(len(refs)), refs, histogram_field(b"\x1a", h, t), _meta_field(s, sym)))
+        ap(b"\x2a")
+        ap(_v(len(body)))
+        ap(body)
+    for s, t, v, elabels in exemplars or ():
+        refs = b"".join([_v(sym[x]) for x in s.strings])
+        er = b"".join([_v(sym[x]) for pair in elabels for x in pair])
+        ex = b"".join((b"\x0a" + _v(len(er)) + er if er else b"", b"\x11", pack(v), b"\x18", varint(t)))
+        body = b"".join((b"\x0a", _v(len(refs)), refs, b"\x22", _v(len(ex)), ex))
         ap(b"\x2a")
         ap(_v(len(body)))
         ap(body)

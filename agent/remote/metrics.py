@@ -54,3 +54,17 @@ metadata_failed = Counter(
     "Total number of metadata entries which failed on send to remote storage, non-recoverable errors.",
     _Q,
 )
+histograms_total = Counter(
+    _P + "histograms_total", "Total number of histograms sent to remote storage.", _Q
+)
+histograms_dropped = Counter(
+    _P + "histograms_dropped_total",
+    "Total number of native histogram samples dropped before being sent to remote storage, by reason.",
+    [*_Q, "reason"],
+)
+exemplars_total = Counter(_P + "exemplars_total", "Total number of exemplars sent to remote storage.", _Q)
+exemplars_dropped = Counter(
+    _P + "exemplars_dropped_total",
+    "Total number of exemplars dropped before being sent to remote storage, by reason.",
+    [*_Q, "reason"],
+)

@@ -3,8 +3,8 @@
 There is no protoc here and the schema is small, so the descriptors are built
 in code, field for field as in prometheus/prompb (types.proto, remote.proto)
 and prompb/io/prometheus/write/v2/types.proto (the 2.0 ``Request``, with
-``created_timestamp`` as TimeSeries field 6, as in the spec's rc.3; histograms
-are left out: Shoal does not write native histograms yet).
+``created_timestamp`` as TimeSeries field 6, as in the spec's rc.3), native
+histograms (``Histogram``, ``BucketSpan``) in both.
 The encoder on the hot path (codec.py) does not use these classes; tests use
 them to check that what we write is what the library reads.
 """
@@ -14,6 +14,44 @@ from __future__ import annotations
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 _F = descriptor_pb2.FieldDescriptorProto
+
+
+def _histogram(f: descriptor_pb2.FileDescriptorProto, prefix: str) -> None:
+    """``BucketSpan`` and ``Histogram``, the same in 1.0 (prometheus) and 2.0 (io.prometheus.write.v2)."""
+    opt, rep = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
+    span = f.message_type.add(name="BucketSpan")
+    span.field.add(name="offset", number=1, type=_F.TYPE_SINT32, label=opt)
+    span.field.add(name="length", number=2, type=_F.TYPE_UINT32, label=opt)
+    h = f.message_type.add(name="Histogram")
+    h.oneof_decl.add(name="count")
+    h.oneof_decl.add(name="zero_count")
+    fields = [
+        ("count_int", 1, _F.TYPE_UINT64, opt, "", 0),
+        ("count_float", 2, _F.TYPE_DOUBLE, opt, "", 0),
+        ("sum", 3, _F.TYPE_DOUBLE, opt, "", None),
+        ("schema", 4, _F.TYPE_SINT32, opt, "", None),
+        ("zero_threshold", 5, _F.TYPE_DOUBLE, opt, "", None),
+        ("zero_count_int", 6, _F.TYPE_UINT64, opt, "", 1),
+        ("zero_count_float", 7, _F.TYPE_DOUBLE, opt, "", 1),
+        ("negative_spans", 8, _F.TYPE_MESSAGE, rep, prefix + "BucketSpan", None),
+        ("negative_deltas", 9, _F.TYPE_SINT64, rep, "", None),
+        ("negative_counts", 10, _F.TYPE_DOUBLE, rep, "", None),
+        ("positive_spans", 11, _F.TYPE_MESSAGE, rep, prefix + "BucketSpan", None),
+        ("positive_deltas", 12, _F.TYPE_SINT64, rep, "", None),
+        ("positive_counts", 13, _F.TYPE_DOUBLE, rep, "", None),
+        ("reset_hint", 14, _F.TYPE_ENUM, opt, prefix + "Histogram.ResetHint", None),
+        ("timestamp", 15, _F.TYPE_INT64, opt, "", None),
+        ("custom_values", 16, _F.TYPE_DOUBLE, rep, "", None),
+    ]
+    for name, number, ftype, label, type_name, oneof in fields:
+        fd = h.field.add(name=name, number=number, type=ftype, label=label)
+        if type_name:
+            fd.type_name = type_name
+        if oneof is not None:
+            fd.oneof_index = oneof
+    hint = h.enum_type.add(name="ResetHint")
+    for i, n in enumerate(["UNKNOWN", "YES", "NO", "GAUGE"]):
+        hint.value.add(name=n, number=i)
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
@@ -37,12 +75,14 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
             ("timestamp", 3, _F.TYPE_INT64, opt, ""),
         ],
     )
+    _histogram(f, ".prometheus.")
     msg(
         "TimeSeries",
         [
             ("labels", 1, _F.TYPE_MESSAGE, rep, ".prometheus.Label"),
             ("samples", 2, _F.TYPE_MESSAGE, rep, ".prometheus.Sample"),
             ("exemplars", 3, _F.TYPE_MESSAGE, rep, ".prometheus.Exemplar"),
+            ("histograms", 4, _F.TYPE_MESSAGE, rep, ".prometheus.Histogram"),
         ],
     )
     mt = f.enum_type.add(name="MetricType")
@@ -92,9 +132,11 @@ def _file_v2() -> descriptor_pb2.FileDescriptorProto:
     for i, n in enumerate(["UNSPECIFIED", "COUNTER", "GAUGE", "HISTOGRAM", "GAUGEHISTOGRAM", "SUMMARY", "INFO",
                            "STATESET"]):
         et.value.add(name=f"METRIC_TYPE_{n}", number=i)
+    _histogram(f, p)
     msg("TimeSeries", [
         ("labels_refs", 1, _F.TYPE_UINT32, rep, ""),
         ("samples", 2, _F.TYPE_MESSAGE, rep, p + "Sample"),
+        ("histograms", 3, _F.TYPE_MESSAGE, rep, p + "Histogram"),
         ("exemplars", 4, _F.TYPE_MESSAGE, rep, p + "Exemplar"),
         ("metadata", 5, _F.TYPE_MESSAGE, opt, p + "Metadata"),
         ("created_timestamp", 6, _F.TYPE_INT64, opt, ""),
@@ -110,4 +152,5 @@ _pool.Add(_file_v2())
 WriteRequest = message_factory.GetMessageClass(_pool.FindMessageTypeByName("prometheus.WriteRequest"))
 TimeSeries = message_factory.GetMessageClass(_pool.FindMessageTypeByName("prometheus.TimeSeries"))
 MetricMetadata = message_factory.GetMessageClass(_pool.FindMessageTypeByName("prometheus.MetricMetadata"))
+HistogramV1 = message_factory.GetMessageClass(_pool.FindMessageTypeByName("prometheus.Histogram"))
 RequestV2 = message_factory.GetMessageClass(_pool.FindMessageTypeByName("io.prometheus.write.v2.Request"))

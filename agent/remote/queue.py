@@ -40,6 +40,8 @@ from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient, redact_url
 from agent.remote.codec import (
     compress,
+    encode_exemplar_timeseries,
+    encode_histogram_timeseries,
     encode_labels,
     encode_timeseries,
     pack_double,
@@ -78,6 +80,10 @@ class QueueStats:
     retried: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     failed_reasons: dict[str, int] = field(default_factory=dict)  # why the backend refused, per reason
+    histograms_sent: int = 0
+    exemplars_sent: int = 0
+    dropped_histograms: dict[str, int] = field(default_factory=dict)
+    dropped_exemplars: int = 0
     last_error: str = ""
     last_error_time: float = 0.0
 
@@ -109,6 +115,7 @@ class EndpointQueue:
 
             self._relabel = relabel.process
         self._prefix: dict[int, bytes | None] = {}
+        self._lbytes: dict[int, bytes] = {}  # label bytes per series, for histograms and exemplars
         self._on_corrupt_active = on_corrupt_active
         lv = (component_id, self.remote_name, self.safe_url)
         self._lv = lv
@@ -119,6 +126,8 @@ class EndpointQueue:
             m.queue_highest_sent.labels(*lv),
             m.sent_batch_duration.labels(*lv),
             m.bytes_total.labels(*lv),
+            m.histograms_total.labels(*lv),
+            m.exemplars_total.labels(*lv),
         )
         self._m_pending = m.samples_pending.labels(*lv)
         q = cfg.queue
@@ -243,6 +252,7 @@ class EndpointQueue:
         for r in refs:
             self._prefix.pop(r, None)
             self._v2.pop(r, None)
+            self._lbytes.pop(r, None)
 
     # ---------------------------------------------------------------- metadata
 
@@ -314,6 +324,10 @@ class EndpointQueue:
             for rec in r.records:
                 if rec.type == walrec.SAMPLES:
                     self._dispatch(rec)
+                elif rec.type == walrec.HISTOGRAMS:
+                    self._dispatch_histograms(rec)
+                elif rec.type == walrec.EXEMPLARS:
+                    self._dispatch_exemplars(rec)
                 elif rec.type == walrec.METADATA:
                     self._learn_metadata(rec)
                 self.dispatched = (rec.segment, rec.end, 0)
@@ -515,14 +529,127 @@ class EndpointQueue:
         if too_old:
             self._drop("too_old", too_old)
 
+    def _dispatch_histograms(self, rec: Any) -> None:
+        """Route native histogram samples like float samples: by series, one per series per batch.
+
+        Without ``send_native_histograms`` they are dropped and counted
+        (Prometheus skips them silently; a count says where they went).
+        """
+        if not self.cfg.send_native_histograms:
+            self._drop_hist("native_histograms_disabled", walrec.histograms_count(rec.payload))
+            return
+        try:
+            items = walrec.decode_histograms(rec.payload)
+        except walrec.RecordError as exc:
+            self._error(f"WAL record at segment {rec.segment} offset {rec.offset}: {exc}")
+            return
+        n = len(items)
+        if not n:
+            return
+        seg, off = rec.segment, rec.offset
+        skip = self._skip_for(seg, off, n) if self._resume is not None else None
+        age = self.cfg.queue.sample_age_limit
+        low = int((time.time() - age) * 1000) if age > 0 else -(1 << 63)
+        shards = self.shards
+        ns = len(shards)
+        v1 = self.proto == V1
+        dropped = unknown = too_old = 0
+        for i, (r, t, h) in enumerate(items):
+            k = r % ns
+            if skip is not None and i < skip[k]:
+                continue
+            lb = self._lbytes.get(r)
+            if lb is None:
+                lb = self._series_bytes(r)
+                if lb is None:
+                    dropped += 1
+                    continue
+                if not lb:
+                    unknown += 1
+                    continue
+            if t < low:
+                too_old += 1
+                continue
+            s = shards[k]
+            if r in s.seen:  # one sample per series per batch, histograms included
+                s.cut((seg, off, i))
+            s.seen.add(r)
+            if v1:
+                s.buf += encode_histogram_timeseries(lb, t, h)
+            s.hparts.append((r, t, h))
+            if t > s.buf_max_ts:
+                s.buf_max_ts = t
+            s.count += 1
+            if s.count >= s.max_samples:
+                s.cut((seg, off, i + 1))
+        if dropped:
+            self._drop_hist("dropped_series", dropped)
+        if unknown:
+            self._drop_hist("unintentionally_dropped_series", unknown)
+        if too_old:
+            self._drop_hist("too_old", too_old)
+
+    def _dispatch_exemplars(self, rec: Any) -> None:
+        """Exemplars go with their series' shard, after its samples; only with ``send_exemplars``."""
+        if not self.cfg.send_exemplars:
+            return
+        try:
+            refs, tss, vals, labels = walrec.decode_exemplars(rec.payload)
+        except walrec.RecordError as exc:
+            self._error(f"WAL record at segment {rec.segment} offset {rec.offset}: {exc}")
+            return
+        n = len(vals)
+        if not n:
+            return
+        seg, off = rec.segment, rec.offset
+        skip = self._skip_for(seg, off, n) if self._resume is not None else None
+        age = self.cfg.queue.sample_age_limit
+        low = int((time.time() - age) * 1000) if age > 0 else -(1 << 63)
+        shards = self.shards
+        ns = len(shards)
+        v1 = self.proto == V1
+        dropped = 0
+        for i in range(n):
+            r = refs[i]
+            k = r % ns
+            if skip is not None and i < skip[k]:
+                continue
+            lb = self._lbytes.get(r)
+            if lb is None:
+                lb = self._series_bytes(r)
+            t = tss[i]
+            if not lb or t < low:
+                dropped += 1
+                continue
+            s = shards[k]
+            if v1:
+                s.buf += encode_exemplar_timeseries(lb, t, vals[i], labels[i])
+            s.eparts.append((r, t, vals[i], labels[i]))
+            s.count += 1
+            if s.count >= s.max_samples:
+                s.cut((seg, off, i + 1))
+        if dropped:
+            self.stats.dropped_exemplars += dropped
+            m.exemplars_dropped.labels(*self._lv, "dropped").inc(dropped)
+
+    def _series_bytes(self, ref: int) -> bytes | None:
+        """Encoded labels of a series for this endpoint: b"" if unknown, None if relabeling dropped it."""
+        labels = self._labels(ref)
+        if labels is None:
+            return b""
+        if not labels:
+            return None
+        lb = self._lbytes[ref] = encode_labels(labels)
+        return lb
+
     # ---------------------------------------------------------------- encoding
 
     def _encode(self, batch: Batch) -> tuple[bytes, str]:
         """The uncompressed body of ``batch`` in the queue's current protocol."""
         if self.proto == V1:
-            if batch.body or not batch.parts:
+            if batch.body or not (batch.parts or batch.hparts or batch.eparts):
                 return batch.body, V1
-            return self._encode_v1(batch.parts), V1
+            return self._encode_v1(batch.parts, batch.hparts, batch.eparts), V1
         series: list[SeriesV2] = []
         tss: list[int] = []
         vals: list[float] = []
@@ -536,10 +663,20 @@ class EndpointQueue:
                 series.append(sv)
                 tss.append(ts[i])
                 vals.append(vs[i])
-        return encode_v2(series, tss, vals), V2
+        hists = [(info.get(r) or self._series_v2(r), t, h) for r, t, h in batch.hparts]
+        exs = [(info.get(r) or self._series_v2(r), t, v, lb) for r, t, v, lb in batch.eparts]
+        return encode_v2(series, tss, vals, histograms=hists, exemplars=exs), V2
 
-    def _encode_v1(self, parts: list[Part]) -> bytes:
+    def _encode_v1(self, parts: list[Part], hparts: list | None = None, eparts: list | None = None) -> bytes:
         out = bytearray()
+        self._encode_v1_floats(out, parts)
+        for r, t, h in hparts or ():
+            out += encode_histogram_timeseries(self._lbytes.get(r) or self._label_bytes(r), t, h)
+        for r, t, v, lb in eparts or ():
+            out += encode_exemplar_timeseries(self._lbytes.get(r) or self._label_bytes(r), t, v, lb)
+        return bytes(out)
+
+    def _encode_v1_floats(self, out: bytearray, parts: list[Part]) -> None:
         for refs, ts, vs, ix in parts:
             for i in ix:
                 r = refs[i]
@@ -551,7 +688,6 @@ class EndpointQueue:
                     out += tf
                 else:
                     out += encode_timeseries(self._label_bytes(r), ts[i], vs[i])
-        return bytes(out)
 
     def _series_v2(self, ref: int) -> SeriesV2:
         labels = self._labels(ref) or ()
@@ -571,7 +707,7 @@ class EndpointQueue:
         Returns the batch unchanged, a smaller one, or None when nothing is left.
         """
         age = self.cfg.queue.sample_age_limit
-        if age <= 0 or not batch.parts:
+        if age <= 0 or not (batch.parts or batch.hparts or batch.eparts):
             return batch
         cutoff = int((time.time() - age) * 1000)
         kept: list[Part] = []
@@ -581,13 +717,23 @@ class EndpointQueue:
             old += len(ix) - len(keep)
             if keep:
                 kept.append((refs, ts, vs, keep))
-        if not old:
+        hkept = [x for x in batch.hparts if x[1] >= cutoff]
+        ekept = [x for x in batch.eparts if x[1] >= cutoff]
+        hold = len(batch.hparts) - len(hkept)
+        eold = len(batch.eparts) - len(ekept)
+        if not (old or hold or eold):
             return batch
-        self._drop("too_old", old)
-        if not kept:
+        if old:
+            self._drop("too_old", old)
+        if hold:
+            self._drop_hist("too_old", hold)
+        if eold:
+            self.stats.dropped_exemplars += eold
+            m.exemplars_dropped.labels(*self._lv, "too_old").inc(eold)
+        if not (kept or hkept or ekept):
             return None
-        body = self._encode_v1(kept) if self.proto == V1 else b""
-        return Batch(body, batch.count - old, batch.end, batch.max_ts, kept)
+        body = self._encode_v1(kept, hkept, ekept) if self.proto == V1 else b""
+        return Batch(body, batch.count - old - hold - eold, batch.end, batch.max_ts, kept, hkept, ekept)
 
     def _series(self, ref: int) -> bytes | None:
         labels = self._labels(ref)
@@ -639,18 +785,25 @@ class EndpointQueue:
             self._error(f"{result.reason}: {result.detail}", warn=shard.attempt == 0)
             return
         if result.outcome == "drop":
-            st.failed += batch.count
+            st.failed += batch.count  # histograms and exemplars included
             st.failed_reasons[result.reason] = st.failed_reasons.get(result.reason, 0) + batch.count
             self.tuner.samples_dropped.incr(batch.count)
             self._error(f"{result.reason}: {result.detail}; {batch.count} samples dropped")
         else:
-            st.sent += batch.count
+            nh, ne = len(batch.hparts), len(batch.eparts)
+            ns = batch.count - nh - ne
+            st.sent += ns
+            st.histograms_sent += nh
+            st.exemplars_sent += ne
             self.tuner.samples_out.incr(batch.count)
-            w = result.written[0]
-            if w is not None and w < batch.count and self.proto == V2:
+            w, wh, _we = result.written
+            if w is not None and w < ns and self.proto == V2:
                 # A 2.0 receiver said it kept fewer samples than were sent: the rest is gone.
-                self._drop("not_written", batch.count - w)
-                self._error(f"receiver wrote {w} of {batch.count} samples")
+                self._drop("not_written", ns - w)
+                self._error(f"receiver wrote {w} of {ns} samples")
+            if wh is not None and wh < nh and self.proto == V2:
+                self._drop_hist("not_written", nh - wh)
+                self._error(f"receiver wrote {wh} of {nh} histograms")
             if batch.max_ts > self._highest_sent:
                 self._highest_sent = batch.max_ts
         self._space.set()
@@ -660,6 +813,11 @@ class EndpointQueue:
         self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + n
         self.tuner.samples_dropped.incr(n)
         m.samples_dropped.labels(*self._lv, reason).inc(n)
+
+    def _drop_hist(self, reason: str, n: int) -> None:
+        self.stats.dropped_histograms[reason] = self.stats.dropped_histograms.get(reason, 0) + n
+        self.tuner.samples_dropped.incr(n)
+        m.histograms_dropped.labels(*self._lv, reason).inc(n)
 
     def _error(self, msg: str, warn: bool = True) -> None:
         self.stats.last_error = msg
@@ -739,6 +897,10 @@ class EndpointQueue:
             "samples_retried": st.retried,
             "samples_dropped": dict(st.dropped),
             "samples_failed_by_reason": dict(st.failed_reasons),
+            "histograms_sent": st.histograms_sent,
+            "histograms_dropped": dict(st.dropped_histograms),
+            "exemplars_sent": st.exemplars_sent,
+            "exemplars_dropped": st.dropped_exemplars,
             "last_error": st.last_error,
             "last_error_time": st.last_error_time,
             "position": {"segment": low[0], "offset": low[1]},

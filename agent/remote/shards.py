@@ -37,6 +37,15 @@ class Batch:
     # record's columns shared, not copied. Re-encoding (2.0, a fallback to 1.0, dropping
     # samples past sample_age_limit on a retry) starts from here.
     parts: list[Part] = field(default_factory=list)
+    # Native histograms ``(ref, ts, Histogram)`` and exemplars ``(ref, ts, value, labels)``;
+    # ``count`` includes them (they fill a batch as samples do, as in Prometheus).
+    hparts: list[tuple[int, int, Any]] = field(default_factory=list)
+    eparts: list[tuple[int, int, float, Any]] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        """Float samples alone."""
+        return self.count - len(self.hparts) - len(self.eparts)
 
 
 Part = tuple[Any, Any, Any, list[int]]
@@ -46,7 +55,10 @@ Encoder = Callable[[Batch], tuple[bytes, str]]  # uncompressed body and its prot
 class ShardMetrics:
     """Children of the queue's metrics, resolved once per queue so sends do no label look-ups."""
 
-    def __init__(self, sent, failed, retried, highest_sent, duration, bytes_sent) -> None:  # noqa: ANN001
+    def __init__(self, sent, failed, retried, highest_sent, duration, bytes_sent,  # noqa: ANN001
+                 histograms=None, exemplars=None) -> None:  # noqa: ANN001
+        self.histograms = histograms  # histograms_total / exemplars_total children, when the queue has them
+        self.exemplars = exemplars
         self.sent = sent
         self.failed = failed
         self.retried = retried
@@ -95,6 +107,8 @@ class Shard:
         self._encode: Encoder = encode or (lambda b: (b.body, V1))
         self._expire = expire or (lambda b: b)
         self.parts: list[Part] = []
+        self.hparts: list[tuple[int, int, Any]] = []
+        self.eparts: list[tuple[int, int, float, Any]] = []
         self.seen: set[int] = set()  # refs in buf: a batch holds one sample per series
         self._wake = asyncio.Event()  # new data or a cut batch
         self._stop = asyncio.Event()  # interrupts a backoff wait; new data must not
@@ -103,8 +117,11 @@ class Shard:
     # Called by the reader, between dispatches (same thread, never concurrently with run()).
 
     def cut(self, end: Point) -> None:
-        self.ready.append(Batch(bytes(self.buf), self.count, end, self.buf_max_ts, self.parts))
+        self.ready.append(Batch(bytes(self.buf), self.count, end, self.buf_max_ts, self.parts, self.hparts,
+                                self.eparts))
         self.parts = []
+        self.hparts = []
+        self.eparts = []
         self.buf = bytearray()
         self.seen = set()
         self.count = 0
@@ -193,7 +210,14 @@ class Shard:
             self.rate.observe(result.outcome, result.duration)
             self.metrics.duration.observe(result.duration)
             if result.outcome == "ok":
-                self.metrics.sent.inc(batch.count)
+                if batch.hparts or batch.eparts:
+                    self.metrics.sent.inc(batch.samples)
+                    if batch.hparts and self.metrics.histograms is not None:
+                        self.metrics.histograms.inc(len(batch.hparts))
+                    if batch.eparts and self.metrics.exemplars is not None:
+                        self.metrics.exemplars.inc(len(batch.eparts))
+                else:
+                    self.metrics.sent.inc(batch.count)
                 self.metrics.bytes_sent.inc(len(body))
                 if batch.max_ts:
                     self.metrics.highest_sent.set(batch.max_ts / 1000.0)

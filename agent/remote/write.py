@@ -78,8 +78,8 @@ class RemoteWrite:
 
     def append(self, batch: SampleBatch) -> None:
         """Write a batch to the WAL now; queues pick it up from there. Never raises for I/O trouble."""
-        n = len(batch.values)
-        if not n or self._stopped:
+        n = len(batch.values) + len(batch.histograms)
+        if (not n and not batch.exemplars) or self._stopped:
             return
         if not self._started:
             if self._prestart_n + n > PRESTART_LIMIT:
@@ -92,7 +92,8 @@ class RemoteWrite:
 
     def _write(self, batch: SampleBatch) -> None:
         try:
-            self.wal.append(batch.labels, batch.timestamps, batch.values, batch.metadata)
+            self.wal.append(batch.labels, batch.timestamps, batch.values, batch.metadata,
+                            batch.histograms or None, batch.exemplars or None)
         except WALWriteError as exc:
             now = time.monotonic()
             if now - self._write_error_logged > 10:
@@ -100,12 +101,16 @@ class RemoteWrite:
                 log.error("WAL write failed, batch dropped", dir=str(self.directory), reason=exc.reason,
                           samples=exc.samples, error=self.wal.last_error)
             return
-        mts = max(batch.timestamps)
+        n = len(batch.values)
+        mts = max(batch.timestamps) if n else 0
+        if batch.histograms:
+            n += len(batch.histograms)
+            mts = max(mts, max(h[1] for h in batch.histograms))
         if mts > self._highest_ts:
             self._highest_ts = mts
             self._m_highest.set(mts / 1000.0)
         for q in self.queues.values():
-            q.note_appended(len(batch.values), mts)
+            q.note_appended(n, mts)
         if self._fsync_wake is not None:
             self._fsync_wake.set()
 
@@ -349,7 +354,8 @@ class RemoteWrite:
             if s < start[0] or s > upto:
                 continue
             r = read_all(walseg.segment_path(self.directory, s), start[1] if s == start[0] else 0,
-                         types=frozenset({walrec.SAMPLES}))
+                         types=frozenset({walrec.SAMPLES, walrec.HISTOGRAMS}))
+            # Both records start with their count; histogram samples are counted as samples.
             total += sum(walrec.samples_count(rec.payload) for rec in r.records)
         return total
 

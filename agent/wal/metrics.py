@@ -57,3 +57,9 @@ segments_dropped = Counter(
     "WAL segments deleted before every endpoint had sent them, or to stay within a limit, by reason.",
     ["component_id", "reason"],
 )
+histograms_appended = Counter(
+    "prometheus_agent_histograms_appended_total", "Total number of native histogram samples appended to the WAL.", _L
+)
+exemplars_appended = Counter(
+    "prometheus_agent_exemplars_appended_total", "Total number of exemplars appended to the WAL.", _L
+)

@@ -147,39 +147,42 @@ class WAL:
         timestamps: Sequence[int],
         values: Sequence[float],
         metadata: Mapping[str, Any] | None = None,
+        histograms: Sequence[tuple[Labels, int, Any]] | None = None,
+        exemplars: Sequence[tuple[Labels, int, float, Labels]] | None = None,
     ) -> int:
-        """Write one batch as (at most) a series, a metadata and a samples record, in one write().
+        """Write one batch as (at most) a series, a metadata, a samples, a histograms and an exemplars record, in one write().
 
         ``metadata`` maps family names to objects with ``type``, ``help`` and
         ``unit`` (agent.storage.Metadata); only new or changed families are written.
+        ``histograms`` are ``(labels, ts, agent.storage.Histogram)``, ``exemplars``
+        ``(series labels, ts, value, exemplar labels)``, as in SampleBatch.
 
-        Returns the number of samples written. Raises ``WALWriteError`` when the
+        Returns the number of float samples written. Raises ``WALWriteError`` when the
         write failed; the batch is then gone (counted), and the file is cut back
         so no partial frame stays behind for later frames to hide behind.
         """
         n = len(values)
-        if n == 0:
+        if n == 0 and not histograms and not exemplars:
             return 0
         cur = self._cur
         get = cur.get
         refs = [get(lb) for lb in labels]
         new: list[tuple[int, Labels]] = []
         if None in refs:
-            prev = self._prev
             for i, r in enumerate(refs):
                 if r is None:
-                    lb = labels[i]
-                    r = get(lb)
-                    if r is None:
-                        r = prev.pop(lb, None)
-                        if r is None:
-                            r = self._next_ref
-                            self._next_ref += 1
-                            self.labels_by_ref[r] = lb
-                            new.append((r, lb))
-                        cur[lb] = r
-                    refs[i] = r
+                    refs[i] = self._ref_slow(labels[i], new)
         parts = []
+        hist_payload = ex_payload = b""
+        if histograms:
+            hist_payload = record.encode_histograms(
+                [(get(lb) or self._ref_slow(lb, new), ts, h) for lb, ts, h in histograms]
+            )
+        if exemplars:
+            ex_payload = record.encode_exemplars(
+                [get(e[0]) or self._ref_slow(e[0], new) for e in exemplars],
+                [e[1] for e in exemplars], [e[2] for e in exemplars], [e[3] for e in exemplars],
+            )
         if new:
             parts.append(seg.frame(record.SERIES, bytes(record.compress(record.encode_series(new)))))
         meta_new: list[tuple[str, str, str, str]] = []
@@ -191,8 +194,13 @@ class WAL:
                     meta_new.append((name, *t))
             if meta_new:
                 parts.append(seg.frame(record.METADATA, bytes(record.compress(record.encode_metadata(meta_new)))))
-        payload = record.encode_samples(array("Q", refs), timestamps, values)
-        parts.append(seg.frame(record.SAMPLES, bytes(record.compress(payload))))
+        if n:
+            payload = record.encode_samples(array("Q", refs), timestamps, values)
+            parts.append(seg.frame(record.SAMPLES, bytes(record.compress(payload))))
+        if hist_payload:
+            parts.append(seg.frame(record.HISTOGRAMS, bytes(record.compress(hist_payload))))
+        if ex_payload:
+            parts.append(seg.frame(record.EXEMPLARS, bytes(record.compress(ex_payload))))
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         try:
             self._write(data)
@@ -203,8 +211,8 @@ class WAL:
             reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
             self.last_error = f"{reason}: {exc.strerror or exc}"
             m.writes_failed.labels(self.metrics_id).inc()
-            m.samples_dropped.labels(self.metrics_id, reason).inc(n)
-            raise WALWriteError(reason, n) from exc
+            m.samples_dropped.labels(self.metrics_id, reason).inc(n + len(histograms or ()))
+            raise WALWriteError(reason, n + len(histograms or ())) from exc
         if metadata:
             self._meta_last = metadata
             for name, *t in meta_new:
@@ -212,9 +220,27 @@ class WAL:
         self._m_records.inc(len(parts))
         self._m_bytes.inc(len(data))
         self._m_appended.inc(n)
+        if histograms:
+            m.histograms_appended.labels(self.metrics_id).inc(len(histograms))
+        if exemplars:
+            m.exemplars_appended.labels(self.metrics_id).inc(len(exemplars))
         if new:
             m.active_series.labels(self.metrics_id).set(len(self.labels_by_ref))
         return n
+
+    def _ref_slow(self, lb: Labels, new: list[tuple[int, Labels]]) -> int:
+        """The ref of a series not in the current generation: revived from the previous one, or new."""
+        cur = self._cur
+        r = cur.get(lb)
+        if r is None:
+            r = self._prev.pop(lb, None)
+            if r is None:
+                r = self._next_ref
+                self._next_ref += 1
+                self.labels_by_ref[r] = lb
+                new.append((r, lb))
+            cur[lb] = r
+        return r
 
     def _write(self, data: bytes) -> None:
         if self._offset > 0 and self._offset + len(data) > self.segment_size:

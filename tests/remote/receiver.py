@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from agent.remote.codec import decode_write_request, decompress
 from agent.remote.codec_v2 import decode_v2
-from agent.remote.proto import WriteRequest
+from agent.remote.proto import RequestV2, WriteRequest
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Receiver:
     metadata: list[tuple[str, int, str, str]] = field(default_factory=list)  # 1.0 metadata received
     v2_metadata: dict[tuple[tuple[str, str], ...], dict] = field(default_factory=dict)
     created: dict[tuple[tuple[str, str], ...], int] = field(default_factory=dict)
+    v2_requests: list = field(default_factory=list)  # accepted 2.0 requests, decoded (RequestV2)
     _server: asyncio.base_events.Server | None = None
 
     async def start(self) -> Receiver:
@@ -89,10 +90,16 @@ class Receiver:
                         for ts, v in samples:
                             self.accepted.append((labels, ts, v))
                             n += 1
+                    nh = ne = 0
                     if status < 300:
+                        r2 = RequestV2()
+                        r2.ParseFromString(decompress(body))
+                        self.v2_requests.append(r2)
+                        nh = sum(len(ts.histograms) for ts in r2.timeseries)
+                        ne = sum(len(ts.exemplars) for ts in r2.timeseries)
                         rh = {**rh, "X-Prometheus-Remote-Write-Samples-Written": str(n),
-                              "X-Prometheus-Remote-Write-Histograms-Written": "0",
-                              "X-Prometheus-Remote-Write-Exemplars-Written": "0"}
+                              "X-Prometheus-Remote-Write-Histograms-Written": str(nh),
+                              "X-Prometheus-Remote-Write-Exemplars-Written": str(ne)}
                 elif 200 <= status < 300 and v2:
                     pass  # a 1.0-only receiver that ignores Content-Type: reads nothing it knows
                 elif 200 <= status < 300:
