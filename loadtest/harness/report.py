@@ -122,13 +122,22 @@ def one_line(r: RunResult) -> str:
         f"{r.workload} {r.agent} x{r.targets}: scraped {_k(r.scraped_rate)}k/s sent {_k(r.sent_rate)}k/s "
         f"cpu {r.cores:.2f} cores = {_f(r.cpu_per_million)} s/M, rss {r.rss_steady / MiB:.0f} MiB "
         f"({_f(r.bytes_per_series, 0)} B/series), peak {r.rss_peak / MiB:.0f} MiB, "
-        f"keeps up: {'yes' if r.keeps_up else 'NO'} (scrapes {r.scrape_ratio:.0%}) {r.backlog}"
+        f"keeps up: {'yes' if r.keeps_up else 'NO'} (scrapes {r.scrape_ratio:.0%}) {r.backlog}; "
+        f"load {r.load_cores:.0%}, other processes {r.other_cores:.0%} of a core"
     )
 
 
 def results_table(results: Sequence[RunResult]) -> str:
     arrived = any(r.arrived is not None for r in results)
-    head = ["workload", "agent", "targets", "offered k/s", "scraped k/s", "sent k/s (own count)"]
+    head = [
+        "workload",
+        "agent",
+        "targets",
+        "offered k/s",
+        "scraped k/s",
+        "scraped k/s (own count)",
+        "sent k/s (own count)",
+    ]
     if arrived:
         head.append("arrived k/s (sink)")
     head += [
@@ -139,6 +148,7 @@ def results_table(results: Sequence[RunResult]) -> str:
         "RSS peak MiB",
         "RSS bytes / series",
         "load core",
+        "other procs",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -146,7 +156,7 @@ def results_table(results: Sequence[RunResult]) -> str:
         if not r.ok:
             row += [r.status] + ["-"] * (len(head) - len(row) - 1)
         else:
-            row += [_k(r.scraped_rate), _k(r.sent_rate)]
+            row += [_k(r.scraped_rate), _k(r.agent_scraped_rate), _k(r.sent_rate)]
             if arrived:
                 row.append(_k(r.arrived_rate))
             row += [
@@ -159,6 +169,7 @@ def results_table(results: Sequence[RunResult]) -> str:
                 _f(r.rss_peak / MiB, 0),
                 _f(r.bytes_per_series, 0),
                 f"{r.load_cores:.0%}",
+                f"{r.other_cores:.0%}" + (" (disturbed)" if r.disturbed else ""),
             ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -174,8 +185,11 @@ def _pick(results: Sequence[RunResult], workload: str, agent: str) -> RunResult 
 
 
 def ratios_table(results: Sequence[RunResult]) -> str:
-    lines = ["| workload | Shoal / peer | CPU s per M samples | RSS bytes per series | "
-             "highest load kept up | caveat |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| workload | Shoal / peer | CPU s per M samples | RSS bytes per series | "
+        "highest load kept up | caveat |",
+        "|---|---|---|---|---|---|",
+    ]
     for wl in ("seed", "heavy"):
         shoal = _pick(results, wl, "shoal")
         for peer in ("vmagent", "prometheus-agent"):
@@ -183,7 +197,10 @@ def ratios_table(results: Sequence[RunResult]) -> str:
             if other is None:
                 continue
             if shoal is None:
-                status = next((r.status for r in results if r.agent == "shoal" and r.workload == wl), "not run")
+                status = next(
+                    (r.status for r in results if r.agent == "shoal" and r.workload == wl),
+                    "not run",
+                )
                 lines.append(f"| {wl} | {peer} | {status} | {status} | - | - |")
                 continue
             cpu = _ratio(shoal.cpu_per_million, other.cpu_per_million)

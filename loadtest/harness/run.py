@@ -185,21 +185,23 @@ class Bench:
             for s in load:
                 s.start()
             self._sleep(wl.warmup_s, proc)
+            # The targets' request counter is read innermost, next to the
+            # instants that bound the CPU window, so both span the same time.
             m0 = fetch_metrics(proc.url + agent.metrics_path)
-            r0 = nginx.stub_status(self.status_url).requests
             k0 = self.sink_count()
             b0, h0 = machine_busy_seconds(), self_cpu_seconds()
+            r0 = nginx.stub_status(self.status_url).requests
             t0 = sampler.take().t
             for s in load:
                 s.take()
             self._sleep(wl.measure_s, proc)
-            b1, h1 = machine_busy_seconds(), self_cpu_seconds()
             t1 = sampler.take().t
+            r1 = nginx.stub_status(self.status_url).requests
             for s in load:
                 s.take()
-            m1 = fetch_metrics(proc.url + agent.metrics_path)
-            r1 = nginx.stub_status(self.status_url).requests
+            b1, h1 = machine_busy_seconds(), self_cpu_seconds()
             k1 = self.sink_count()
+            m1 = fetch_metrics(proc.url + agent.metrics_path)
             sampler.stop()
             for s in load:
                 s.stop()
@@ -238,7 +240,9 @@ class Bench:
         for _ in range(self.args.retries):
             if not (res.ok and res.disturbed):
                 break
-            log(f"  other processes used {res.other_cores:.2f} cores during the window: running again")
+            log(
+                f"  other processes used {res.other_cores:.2f} cores during the window: running again"
+            )
             res = self.run_one(agent, wl, targets)
         return res
 
@@ -356,8 +360,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-gzip", action="store_true", help="serve payloads uncompressed even if asked for gzip"
     )
-    p.add_argument("--retries", type=int, default=1,
-                   help="runs again when other processes used over 0.3 cores during a window")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="runs again when other processes used over 0.3 cores during a window",
+    )
     p.add_argument("--agent-cpu", type=int, default=1)
     p.add_argument("--load-cpu", type=int, default=0)
     p.add_argument("--results", type=Path, default=ROOT / "loadtest" / "results")
@@ -419,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
+    # SIGINT too: a harness started in the background inherits it ignored.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 

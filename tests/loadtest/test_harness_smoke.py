@@ -41,7 +41,9 @@ def test_payload_mixes_counters_gauges_and_ten_bucket_histograms():
     types = {f.type for f in fams.values()}
     assert {"counter", "gauge", "histogram"} <= types
     hist = fams["http_server_request_duration_seconds"]
-    one = [s for s in hist.samples if s.labels.get("route") == "/" and s.labels.get("method") == "GET"]
+    one = [
+        s for s in hist.samples if s.labels.get("route") == "/" and s.labels.get("method") == "GET"
+    ]
     buckets = [s for s in one if s.name.endswith("_bucket")]
     assert [s.labels["le"] for s in buckets] == list(BUCKETS)
     assert [s.value for s in buckets] == sorted(s.value for s in buckets)  # cumulative
@@ -50,8 +52,14 @@ def test_payload_mixes_counters_gauges_and_ten_bucket_histograms():
 
 
 def test_values_change_between_variants_and_counters_only_grow():
-    a = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in _samples(render_payload(1000, 1, 0))}
-    b = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in _samples(render_payload(1000, 1, 1))}
+    a = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for s in _samples(render_payload(1000, 1, 0))
+    }
+    b = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for s in _samples(render_payload(1000, 1, 1))
+    }
     assert a.keys() == b.keys()
     changed = sum(1 for k in a if a[k] != b[k])
     assert changed > 0.9 * len(a)
@@ -67,10 +75,15 @@ def test_targets_and_sink_nginx_serve_payloads_and_accept_writes(tmp_path):
     assert addrs == ["127.1.0.1", "127.1.0.2", "127.1.0.3"]
     port, status_port, sink_port = free_port(addrs[0]), free_port(), free_port()
     try:
-        targets = nginx.start(tmp_path / "targets",
-                              nginx.targets_conf(tmp_path / "targets", payloads, addrs, port, 1.0, status_port),
-                              "nginx-targets", cpu=None)
-        sink = nginx.start(tmp_path / "sink", nginx.sink_conf(tmp_path / "sink", sink_port), "nginx-sink", cpu=None)
+        targets = nginx.start(
+            tmp_path / "targets",
+            nginx.targets_conf(tmp_path / "targets", payloads, addrs, port, 1.0, status_port),
+            "nginx-targets",
+            cpu=None,
+        )
+        sink = nginx.start(
+            tmp_path / "sink", nginx.sink_conf(tmp_path / "sink", sink_port), "nginx-sink", cpu=None
+        )
         wait_http(f"http://127.0.0.1:{status_port}/status", targets)
         wait_http(f"http://127.0.0.1:{sink_port}/status", sink)
         before = nginx.stub_status(f"http://127.0.0.1:{status_port}/status").requests
@@ -95,23 +108,42 @@ def test_targets_and_sink_nginx_serve_payloads_and_accept_writes(tmp_path):
         assert len(seen) >= 2
         after = nginx.stub_status(f"http://127.0.0.1:{status_port}/status").requests
         assert after - before >= len(addrs) + 3
-        w = httpx.post(f"http://127.0.0.1:{sink_port}/api/v1/write", content=gzip.compress(b"x" * 300_000),
-                       headers={"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"})
+        w = httpx.post(
+            f"http://127.0.0.1:{sink_port}/api/v1/write",
+            content=gzip.compress(b"x" * 300_000),
+            headers={"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"},
+        )
         assert w.status_code == 204
     finally:
         stop_all()
 
 
 def test_agent_configs_pass_the_agents_own_checks(tmp_path):
-    job = Job(targets=["127.1.0.1:9100", "127.1.0.2:9100"], interval_s=1.0,
-              sink_url="http://127.0.0.1:1/api/v1/write")
+    job = Job(
+        targets=["127.1.0.1:9100", "127.1.0.2:9100"],
+        interval_s=1.0,
+        sink_url="http://127.0.0.1:1/api/v1/write",
+    )
     vm_cfg = VMAgent().write_config(tmp_path, job)
-    out = subprocess.run(["vmagent", f"-promscrape.config={vm_cfg}", "-promscrape.config.dryRun",
-                          "-loggerLevel=ERROR"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            "vmagent",
+            f"-promscrape.config={vm_cfg}",
+            "-promscrape.config.dryRun",
+            "-loggerLevel=ERROR",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     prom_cfg = PrometheusAgent().write_config(tmp_path, job)
-    out = subprocess.run(["promtool", "check", "config", "--agent", str(prom_cfg)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["promtool", "check", "config", "--agent", str(prom_cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     alloy = Shoal().write_config(tmp_path, job).read_text()
     assert alloy == shoal_config(job)
@@ -122,12 +154,31 @@ def test_agent_configs_pass_the_agents_own_checks(tmp_path):
 
 def test_durations_and_derived_figures():
     assert duration(10) == "10s" and duration(1.0) == "1s" and duration(0.5) == "500ms"
-    r = RunResult("heavy", "x", targets=200, interval_s=1.0, series_per_target=1000,
-                  wall_s=10.0, cpu_s=4.0, scrapes=2000, agent_sent=1_990_000.0, rss_steady=200_000_000)
+    r = RunResult(
+        "heavy",
+        "x",
+        targets=200,
+        interval_s=1.0,
+        series_per_target=1000,
+        wall_s=10.0,
+        cpu_s=4.0,
+        scrapes=2000,
+        agent_sent=1_990_000.0,
+        rss_steady=200_000_000,
+    )
     assert r.scraped_rate == 200_000
     assert r.cpu_per_million == pytest.approx(2.0)
     assert r.bytes_per_series == pytest.approx(1000)
     assert r.keeps_up
-    slow = RunResult("heavy", "x", targets=200, interval_s=1.0, series_per_target=1000,
-                     wall_s=10.0, cpu_s=10.0, scrapes=1500, agent_sent=1_500_000.0)
+    slow = RunResult(
+        "heavy",
+        "x",
+        targets=200,
+        interval_s=1.0,
+        series_per_target=1000,
+        wall_s=10.0,
+        cpu_s=10.0,
+        scrapes=1500,
+        agent_sent=1_500_000.0,
+    )
     assert not slow.keeps_up
