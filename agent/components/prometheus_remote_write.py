@@ -24,6 +24,7 @@ from agent.components._common import (
 from agent.remote import EndpointConfig, MetadataConfig, QueueConfig, RemoteWrite, WALOptions
 from agent.remote.codec_v2 import V1
 from agent.remote.config import parse_bytes
+from agent.remote.oauth2 import OAuth2Config
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.storage import Appendable
@@ -96,7 +97,7 @@ class MetadataBlock:
 
 @dataclass
 class OAuth2Block:
-    """Alloy's ``oauth2`` block: decoded so the error can name it, then refused (not supported yet)."""
+    """Alloy's ``oauth2`` block: OAuth 2.0 client credentials (agent/remote/oauth2.py)."""
 
     client_id: str = attr(default="")
     client_secret: Secret | None = attr(default=None)
@@ -108,7 +109,23 @@ class OAuth2Block:
     tls_config: TLSBlock | None = block()
 
     def validate(self) -> None:
-        raise ValueError("oauth2 is not supported by Shoal yet; use bearer_token_file, authorization or basic_auth")
+        check_url(self.token_url, "token_url")
+        if self.client_secret and self.client_secret_file:
+            raise ValueError("at most one of oauth2 client_secret & client_secret_file must be configured")
+        if self.proxy_url:
+            check_url(self.proxy_url, "proxy_url")
+
+    def to_config(self) -> OAuth2Config:
+        return OAuth2Config(
+            client_id=self.client_id,
+            client_secret=self.client_secret.reveal() if self.client_secret else "",
+            client_secret_file=self.client_secret_file,
+            scopes=list(self.scopes),
+            token_url=self.token_url,
+            endpoint_params=dict(self.endpoint_params),
+            proxy_url=self.proxy_url,
+            tls_config=http_client(tls_config=self.tls_config).tls_config,
+        )
 
 
 @dataclass
@@ -140,6 +157,10 @@ class EndpointBlock:
         if self.remote_timeout <= 0:
             raise ValueError("remote_timeout must be greater than 0")
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
+        if self.oauth2 is not None and (self.bearer_token or self.bearer_token_file or self.basic_auth
+                                        or self.authorization):
+            raise ValueError("at most one of basic_auth, authorization, oauth2, bearer_token & bearer_token_file "
+                             "must be configured")
 
     def to_config(self) -> EndpointConfig:
         return EndpointConfig(
@@ -160,6 +181,7 @@ class EndpointBlock:
             send_exemplars=self.send_exemplars,
             send_native_histograms=self.send_native_histograms,
             protobuf_message=self.protobuf_message,
+            oauth2=self.oauth2.to_config() if self.oauth2 is not None else None,
             write_relabel_rules=rules(self.write_relabel_config),
             queue=(self.queue_config or QueueBlock()).to_config(),
             metadata=(self.metadata_config or MetadataBlock()).to_config(),

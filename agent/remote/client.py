@@ -31,6 +31,7 @@ import agent
 from agent.httpconfig import HTTPClientConfig
 from agent.remote.backoff import parse_retry_after
 from agent.remote.codec_v2 import V1, V2
+from agent.remote.oauth2 import OAuth2Config, TokenError, TokenSource
 
 USER_AGENT = f"Shoal/{agent.__version__}"
 _PROTOCOL_HEADERS = {
@@ -94,6 +95,7 @@ class WriteClient:
         headers: dict[str, str] | None = None,
         http: HTTPClientConfig | None = None,
         retry_on_http_429: bool = True,
+        oauth2: OAuth2Config | None = None,
     ) -> None:
         self.url = url
         self.safe_url = redact_url(url)
@@ -102,12 +104,18 @@ class WriteClient:
         self.http = http or HTTPClientConfig()
         self.retry_on_http_429 = retry_on_http_429
         self._client = self.http.build_async_client(timeout)
+        self.tokens = TokenSource(oauth2, timeout) if oauth2 is not None else None
 
     async def send(self, body: bytes, attempt: int = 0, proto: str = V1) -> SendResult:
         headers = {**self.headers, **self.http.request_headers(), **_PROTOCOL_HEADERS[proto]}
         if attempt > 0:
             headers["Retry-Attempt"] = str(attempt)
         t0 = time.monotonic()
+        if self.tokens is not None:
+            try:
+                headers["Authorization"] = await self.tokens.authorization()
+            except TokenError as exc:
+                return SendResult("retry", 0, "oauth2", str(exc), duration=time.monotonic() - t0)
         try:
             resp = await self._client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -148,6 +156,8 @@ class WriteClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self.tokens is not None:
+            await self.tokens.aclose()
 
 
 def _int_header(v: str | None) -> int | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.httpconfig import HTTPClientConfig
+from agent.remote.oauth2 import OAuth2Config
 
 
 @dataclass(slots=True)
@@ -46,6 +47,7 @@ class EndpointConfig:
     remote_timeout: float = 30.0
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     http: HTTPClientConfig = field(default_factory=HTTPClientConfig, repr=False)
+    oauth2: OAuth2Config | None = field(default=None, repr=False)
     send_exemplars: bool = True
     send_native_histograms: bool = False
     protobuf_message: str = "prometheus.WriteRequest"  # or "io.prometheus.write.v2.Request"

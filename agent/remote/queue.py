@@ -140,6 +140,7 @@ class EndpointQueue:
             headers=cfg.headers,
             http=cfg.http,
             retry_on_http_429=q.retry_on_http_429,
+            oauth2=cfg.oauth2,
         )
         self.shards: list[Shard] = []
         self._resume: list[Point] | None = None

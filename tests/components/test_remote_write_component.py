@@ -150,6 +150,13 @@ prometheus.remote_write "full" {
   endpoint {
     name = "b"
     url = "http://127.0.0.1:9/b"
+    oauth2 {
+      client_id = "cid"
+      client_secret = "oauth-secret"
+      scopes = ["metrics:write", "x"]
+      token_url = "http://127.0.0.1:9/token"
+      endpoint_params = {"audience" = "mimir"}
+    }
   }
   wal {
     truncate_frequency = "30m"
@@ -185,6 +192,10 @@ def test_every_argument_reaches_the_engine(tmp_path):
         assert (b.http.enable_http2, b.http.follow_redirects) == (True, True)
         assert (b.metadata.send, b.metadata.send_interval, b.metadata.max_samples_per_send) == (True, 60.0, 2000)
         assert (b.queue.capacity, b.queue.max_shards, b.queue.min_backoff) == (10000, 50, 0.03)
+        o2 = b.oauth2
+        assert (o2.client_id, o2.client_secret, o2.token_url) == ("cid", "oauth-secret", "http://127.0.0.1:9/token")
+        assert (o2.scopes, o2.endpoint_params) == (["metrics:write", "x"], {"audience": "mimir"})
+        assert "oauth-secret" not in repr(b) and "oauth-secret" not in repr(o2)
         o = rw.options
         assert (o.truncate_frequency, o.min_keepalive_time, o.max_keepalive_time) == (1800.0, 60.0, 10800.0)
         assert o.disk_budget_bytes == 64 << 20
@@ -197,7 +208,8 @@ def test_every_argument_reaches_the_engine(tmp_path):
         assert qa.proto == "io.prometheus.write.v2.Request"
         assert len(qa.shards) == 2 and qa.client.retry_on_http_429 is False
         assert rw.wal.segment_size == 16 << 20  # a quarter of the budget
-        assert "tok-secret" not in repr(alloyjson.body(c.node("prometheus.remote_write.full").args))
+        shown = repr(alloyjson.body(c.node("prometheus.remote_write.full").args))
+        assert "tok-secret" not in shown and "oauth-secret" not in shown
         await c.stop()
 
     run(go())
@@ -235,6 +247,7 @@ def test_bad_arguments_are_positioned(tmp_path):
     oauth2 {
       client_id = "id"
       client_secret = "oauth-secret"
+      client_secret_file = "/x"
       token_url = "http://h/token"
     }
   }
@@ -248,10 +261,10 @@ def test_bad_arguments_are_positioned(tmp_path):
     assert any(m.startswith("main.alloy:5:5: ") and "min_shards must not be greater than max_shards" in m
                for m in msgs), msgs
     assert any(m.startswith("main.alloy:9:5: ") and "send_interval must be greater than 0s" in m for m in msgs), msgs
-    assert any(m.startswith("main.alloy:12:5: ") and "oauth2 is not supported" in m for m in msgs), msgs
+    assert any(m.startswith("main.alloy:12:5: ") and "client_secret & client_secret_file" in m for m in msgs), msgs
     assert any(m.startswith("main.alloy:4:24: ") and '"prometheus.WriteRequest"' in m and "WriteRequestV3" in m
                for m in msgs), msgs
-    assert any(m.startswith("main.alloy:18:3: ") and "min_keepalive_time must be smaller" in m for m in msgs), msgs
+    assert any(m.startswith("main.alloy:19:3: ") and "min_keepalive_time must be smaller" in m for m in msgs), msgs
     assert not any("oauth-secret" in m for m in msgs)
 
     for budget, why in (('"lots"', '"lots" is not a size'), ('"1KiB"', "at least 4MiB"), ("-5", "non-negative"),

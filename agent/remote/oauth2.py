@@ -1,0 +1,112 @@
+"""OAuth 2.0 client credentials for remote write: fetch a token, keep it until shortly before it expires.
+
+As Prometheus' ``oauth2`` client config does (golang.org/x/oauth2 clientcredentials):
+a POST of ``grant_type=client_credentials`` (plus ``scope`` and the
+``endpoint_params``) to ``token_url``, the client authenticating with HTTP
+Basic first and, if the server refuses that, with ``client_id`` and
+``client_secret`` in the form body (the library's auto-detection); the token is
+reused until 10 seconds before ``expires_in`` runs out. ``client_secret_file``
+is re-read at every fetch, so a rotated secret is picked up. The secret and
+the token never reach logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from agent.httpconfig import HTTPClientConfig, TLSConfig
+
+EXPIRY_DELTA = 10.0  # seconds before expiry a token is treated as expired (golang.org/x/oauth2)
+
+
+@dataclass(slots=True)
+class OAuth2Config:
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    client_secret_file: str = ""
+    scopes: list[str] = field(default_factory=list)
+    token_url: str = ""
+    endpoint_params: dict[str, str] = field(default_factory=dict)
+    proxy_url: str = ""
+    tls_config: TLSConfig | None = None
+
+
+class TokenError(Exception):
+    """The token endpoint could not be reached or refused; the send is retried later."""
+
+
+class TokenSource:
+    def __init__(self, cfg: OAuth2Config, timeout: float = 30.0) -> None:
+        self.cfg = cfg
+        self._client = HTTPClientConfig(tls_config=cfg.tls_config, proxy_url=cfg.proxy_url).build_async_client(timeout)
+        self._header = ""
+        self._expires = 0.0  # monotonic; 0 = never (no expires_in given)
+        self._lock = asyncio.Lock()
+        self._basic_refused = False
+        self.fetches = 0
+
+    async def authorization(self) -> str:
+        """The ``Authorization`` header value, fetching a token when there is none or it is about to expire."""
+        if self._header and (not self._expires or time.monotonic() < self._expires):
+            return self._header
+        async with self._lock:  # one fetch for all shards waiting
+            if self._header and (not self._expires or time.monotonic() < self._expires):
+                return self._header
+            await self._fetch()
+            return self._header
+
+    def _secret(self) -> str:
+        if self.cfg.client_secret_file:
+            try:
+                return Path(self.cfg.client_secret_file).read_text().strip()
+            except OSError as exc:
+                raise TokenError(f"oauth2: reading client_secret_file: {exc.strerror or exc}") from None
+        return self.cfg.client_secret
+
+    async def _fetch(self) -> None:
+        c = self.cfg
+        form = {"grant_type": "client_credentials", **c.endpoint_params}
+        if c.scopes:
+            form["scope"] = " ".join(c.scopes)
+        secret = self._secret()
+        resp = None
+        if not self._basic_refused:
+            auth = httpx.BasicAuth(quote(c.client_id, safe=""), quote(secret, safe=""))
+            resp = await self._post(form, auth)
+            if resp.status_code in (400, 401):
+                self._basic_refused = True  # try the credentials in the body, as the Go library does
+                resp = None
+        if resp is None:
+            resp = await self._post({**form, "client_id": c.client_id, "client_secret": secret}, None)
+        if resp.status_code != 200:
+            raise TokenError(f"oauth2: token endpoint {c.token_url} answered HTTP {resp.status_code}")
+        try:
+            body = resp.json()
+            token = str(body["access_token"])
+        except (ValueError, KeyError, TypeError):
+            raise TokenError(f"oauth2: token endpoint {c.token_url} answered without an access_token") from None
+        kind = str(body.get("token_type") or "Bearer")
+        if kind.lower() == "bearer":
+            kind = "Bearer"
+        expires_in = body.get("expires_in")
+        try:
+            self._expires = time.monotonic() + float(expires_in) - EXPIRY_DELTA if expires_in else 0.0
+        except (TypeError, ValueError):
+            self._expires = 0.0
+        self._header = f"{kind} {token}"
+        self.fetches += 1
+
+    async def _post(self, form: dict[str, str], auth: httpx.Auth | None) -> httpx.Response:
+        try:
+            return await self._client.post(self.cfg.token_url, data=form, auth=auth)
+        except httpx.HTTPError as exc:
+            raise TokenError(f"oauth2: token endpoint {self.cfg.token_url}: {type(exc).__name__}") from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
