@@ -9,6 +9,9 @@ Measures, for scrape-shaped batches (N series, one timestamp per batch):
 - compress: snappy of the encoded request bodies, ns per sample.
 
 - rw2 encode: the same batches encoded as Remote-Write 2.0 requests.
+- native histograms (``--histograms``, default 500 series): WAL append, bytes
+  on disk, and dispatch + RW 1.0 encode, per histogram sample (a 20-bucket
+  integer histogram, as a typical latency histogram).
 
 Times are CPU time of this process (time.process_time), so other work on a
 shared machine does not inflate them.
@@ -29,7 +32,7 @@ from agent.remote.codec import compress
 from agent.remote.codec_v2 import V2
 from agent.remote.position import PositionStore
 from agent.remote.queue import EndpointQueue
-from agent.storage import SampleBatch
+from agent.storage import Histogram, SampleBatch
 from agent.wal import WAL, Cursor
 from agent.wal import record as walrec
 
@@ -129,12 +132,75 @@ def bench(n_series: int, n_batches: int) -> dict[str, float]:
     }
 
 
+def bench_histograms(n_series: int, n_batches: int) -> dict[str, float]:
+    """Per native histogram sample: WAL append, bytes on disk, dispatch + RW 1.0 encode."""
+    labels = [(("__name__", "http_request_duration_seconds"), ("handler", f"/api/{i}"), ("job", "app"))
+              for i in range(n_series)]
+    t0 = int(time.time() * 1000)
+
+    def hist(i: int, b: int) -> Histogram:  # every series and scrape different, as real ones are
+        return Histogram(count=float(100 + b + i), sum=12.5 + b * 0.37 + i, schema=3, zero_threshold=1e-128,
+                         zero_count=1.0, positive_spans=((-5, 12), (3, 8)),
+                         positive_counts=tuple(float(1 + (j * 7 + b * 3 + i) % 13) for j in range(20)))
+
+    hists = [[hist(i, b) for i in range(n_series)] for b in range(n_batches)]
+    total = n_series * n_batches
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "wal"
+        wal = WAL(d, metrics_id="bench-h")
+        wal.open()
+        t = time.process_time()
+        for b in range(n_batches):
+            hb = hists[b]
+            wal.append([], [], [], None, [(lb, t0 + b * 15000, hb[i]) for i, lb in enumerate(labels)])
+        append_s = time.process_time() - t
+        wal.sync()
+        size = sum(p.stat().st_size for p in d.iterdir() if p.is_file())
+
+        async def dispatch() -> float:
+            q = QueueConfig(min_shards=8, max_samples_per_send=2000, capacity=10**9)
+            eq = EndpointQueue(
+                EndpointConfig(name="h", url="http://127.0.0.1:9/none", queue=q, send_native_histograms=True),
+                wal, PositionStore(Path(tmp) / "pos"), {"cluster": "bench"},
+            )
+            await eq.start((0, 0))
+            for s in eq.shards:
+                s.stopping = True
+            for t_ in eq._tasks + eq._shard_tasks:
+                t_.cancel()
+            cur = Cursor(d, 0, 0)
+            recs = []
+            while True:
+                r = cur.read(1 << 22)
+                if not r.records:
+                    break
+                recs.extend(x for x in r.records if x.type == walrec.HISTOGRAMS)
+            t = time.process_time()
+            for rec in recs:
+                eq._dispatch_histograms(rec)
+            disp = time.process_time() - t
+            await eq.client.aclose()
+            return disp
+
+        disp_s = asyncio.run(dispatch())
+        wal.close()
+    return {
+        "histograms": total,
+        "hist_append_ns_per_histogram": append_s / total * 1e9,
+        "hist_wal_bytes_per_histogram": size / total,
+        "hist_dispatch_encode_ns_per_histogram": disp_s / total * 1e9,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=5000)
     ap.add_argument("--batches", type=int, default=200)
+    ap.add_argument("--histograms", type=int, default=500, help="native histogram series (0: skip)")
     args = ap.parse_args()
     res = bench(args.series, args.batches)
+    if args.histograms:
+        res.update(bench_histograms(args.histograms, min(args.batches, 40)))
     for k, v in res.items():
         print(f"{k:34s} {v:,.1f}")
 

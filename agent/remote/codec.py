@@ -21,7 +21,6 @@ import struct
 import cramjam
 
 from agent.labels import Labels
-from agent.storage import Histogram
 
 pack_double = struct.Struct("<d").pack
 _TS_MIN = 1 << 35
@@ -90,12 +89,20 @@ def decode_write_request(body: bytes, compressed: bool = True) -> list[tuple[Lab
     ]
 
 
-def encode_histogram_timeseries(label_bytes: bytes, ts: int, h: Histogram) -> bytes:
-    """One TimeSeries field holding one native histogram sample (field 4)."""
-    from agent.remote.codec_histogram import histogram_field
+def histogram_field(tag: bytes, body: bytes, ts: int) -> bytes:
+    """A TimeSeries' ``histograms`` field (``tag`` 0x22 in 1.0, 0x1a in 2.0) from a stored message body.
 
-    body = label_bytes + histogram_field(b"\x22", h, ts)
-    return b"\x0a" + varint(len(body)) + body
+    The WAL keeps each histogram as its message body without the timestamp
+    (agent/wal/histogram.py); the timestamp field is appended here.
+    """
+    tf = b"\x78" + varint(ts)
+    return tag + varint(len(body) + len(tf)) + body + tf
+
+
+def encode_histogram_timeseries(label_bytes: bytes, ts: int, body: bytes) -> bytes:
+    """One TimeSeries field holding one native histogram sample (field 4), from its stored body."""
+    rest = label_bytes + histogram_field(b"\x22", body, ts)
+    return b"\x0a" + varint(len(rest)) + rest
 
 
 def encode_exemplar_timeseries(label_bytes: bytes, ts: int, value: float, exemplar_labels: Labels) -> bytes:

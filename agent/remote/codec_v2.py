@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.labels import Labels
-from agent.remote.codec import varint
-from agent.remote.codec_histogram import histogram_field
-from agent.storage import Histogram
+from agent.remote.codec import histogram_field, varint
 
 V1 = "prometheus.WriteRequest"
 V2 = "io.prometheus.write.v2.Request"
@@ -80,11 +78,12 @@ def _meta_field(s: SeriesV2, sym: _Symbols) -> bytes:
 
 def encode_v2(series: Sequence[SeriesV2], timestamps: Sequence[int], values: Sequence[float],
               created: Sequence[int] | None = None,
-              histograms: Sequence[tuple[SeriesV2, int, Histogram]] | None = None,
+              histograms: Sequence[tuple[SeriesV2, int, bytes]] | None = None,
               exemplars: Sequence[tuple[SeriesV2, int, float, Labels]] | None = None) -> bytes:
     """One Request: ``series[j]`` has ``values[j]`` at ``timestamps[j]``; uncompressed.
 
-    ``histograms`` add one TimeSeries per native histogram sample (field 3),
+    ``histograms`` (stored message bodies, agent/wal/histogram.py) add one
+    TimeSeries per native histogram sample (field 3),
     ``exemplars`` one per exemplar (field 4, no samples), after the float samples.
     """
     sym = _Symbols({"": 0})

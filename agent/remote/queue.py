@@ -540,11 +540,11 @@ class EndpointQueue:
             self._drop_hist("native_histograms_disabled", walrec.histograms_count(rec.payload))
             return
         try:
-            items = walrec.decode_histograms(rec.payload)
+            refs, tss, bodies = walrec.decode_histogram_bodies(rec.payload)
         except walrec.RecordError as exc:
             self._error(f"WAL record at segment {rec.segment} offset {rec.offset}: {exc}")
             return
-        n = len(items)
+        n = len(bodies)
         if not n:
             return
         seg, off = rec.segment, rec.offset
@@ -555,7 +555,7 @@ class EndpointQueue:
         ns = len(shards)
         v1 = self.proto == V1
         dropped = unknown = too_old = 0
-        for i, (r, t, h) in enumerate(items):
+        for i, r, t, h in zip(range(n), refs, tss, bodies, strict=True):
             k = r % ns
             if skip is not None and i < skip[k]:
                 continue

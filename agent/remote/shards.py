@@ -37,7 +37,7 @@ class Batch:
     # record's columns shared, not copied. Re-encoding (2.0, a fallback to 1.0, dropping
     # samples past sample_age_limit on a retry) starts from here.
     parts: list[Part] = field(default_factory=list)
-    # Native histograms ``(ref, ts, Histogram)`` and exemplars ``(ref, ts, value, labels)``;
+    # Native histograms ``(ref, ts, stored message body)`` and exemplars ``(ref, ts, value, labels)``;
     # ``count`` includes them (they fill a batch as samples do, as in Prometheus).
     hparts: list[tuple[int, int, Any]] = field(default_factory=list)
     eparts: list[tuple[int, int, float, Any]] = field(default_factory=list)

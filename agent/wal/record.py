@@ -16,15 +16,10 @@ per process, so a reader starting anywhere soon learns it).
 A series record lists ``ref:u64 | nlabels:u16 | (len:u16 name | len:u32 value)*``
 in UTF-8; series records are rare (once per series), so clarity wins there.
 
-A histograms record holds native histogram samples: ``count:u32`` and then per
-histogram ``ref:u64 | ts:i64 | flags:u8 | schema:i8 | count:f64 | sum:f64 |
-zero_threshold:f64 | zero_count:f64 | npos:u16 | nneg:u16 | ncustom:u16``,
-the spans ``(offset:i32 | length:u32)`` (positive, then negative), the custom
-bucket bounds as f64, and the bucket counts: for an integer histogram the
-deltas between neighbouring buckets as zigzag varints (what the wire formats
-send; most are one byte), for a float histogram the counts as f64. ``flags``
-bit 0 says float, bits 1-2 hold the counter-reset hint. Histograms are rare
-next to float samples, so this is a plain loop.
+A histograms record holds native histogram samples as columns, ``count:u32 |
+refs:u64[count] | timestamps:i64[count] | lengths:u32[count]``, and then each
+sample's remote-write ``Histogram`` message body without its timestamp
+(agent/wal/histogram.py): encoded once at append, sent as stored.
 
 An exemplars record holds ``count:u32 | refs:u64[count] | timestamps:i64[count] |
 values:f64[count]`` and then each exemplar's labels as ``nlabels:u16 | (len:u16
@@ -42,6 +37,7 @@ import cramjam
 
 from agent.labels import Labels
 from agent.storage import Histogram
+from agent.wal import histogram as hist
 
 SERIES = 1
 SAMPLES = 2
@@ -54,8 +50,6 @@ _SERIES_HEAD = struct.Struct("<QH")
 _NAME_LEN = struct.Struct("<H")
 _VALUE_LEN = struct.Struct("<I")
 _LITTLE = sys.byteorder == "little"
-_HIST_HEAD = struct.Struct("<QqBbddddHHH")
-_SPAN = struct.Struct("<iI")
 _LABELS_HEAD = struct.Struct("<H")
 
 compress = cramjam.snappy.compress_raw
@@ -178,101 +172,63 @@ def samples_count(payload: bytes | memoryview) -> int:
 # ------------------------------------------------------------------ histograms
 
 
-def _put_varint(out: bytearray, n: int) -> None:
-    n = (n << 1) ^ (n >> 63)  # zigzag
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-
-
-def _get_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            raise RecordError("histograms record: varint too long")
-    return (n >> 1) ^ -(n & 1), pos
-
-
 def encode_histograms(items: Iterable[tuple[int, int, Histogram]]) -> bytes:
-    """``(ref, timestamp_ms, Histogram)`` entries."""
-    out = bytearray()
-    k = 0
+    """``(ref, timestamp_ms, Histogram)`` entries; each stored as its remote-write message body."""
+    refs = array("Q")
+    tss = array("q")
+    lens = array("I")
+    bodies = []
     for ref, ts, h in items:
-        k += 1
-        flags = (1 if h.is_float else 0) | ((h.counter_reset_hint & 3) << 1)
-        out += _HIST_HEAD.pack(ref, ts, flags, h.schema, h.count, h.sum, h.zero_threshold, h.zero_count,
-                               len(h.positive_spans), len(h.negative_spans), len(h.custom_values))
-        for off, length in h.positive_spans:
-            out += _SPAN.pack(off, length)
-        for off, length in h.negative_spans:
-            out += _SPAN.pack(off, length)
-        if h.custom_values:
-            out += array("d", h.custom_values).tobytes()
-        for counts in (h.positive_counts, h.negative_counts):
-            if h.is_float:
-                out += array("d", counts).tobytes()
-            else:
-                prev = 0
-                for c in counts:
-                    ic = int(c)
-                    _put_varint(out, ic - prev)
-                    prev = ic
-    return _COUNT.pack(k) + bytes(out)
+        b = hist.encode(h)
+        refs.append(ref)
+        tss.append(ts)
+        lens.append(len(b))
+        bodies.append(b)
+    if not _LITTLE:  # pragma: no cover
+        for a in (refs, tss, lens):
+            a.byteswap()
+    return b"".join((_COUNT.pack(len(refs)), refs.tobytes(), tss.tobytes(), lens.tobytes(), *bodies))
 
 
-def _span_total(spans: tuple[tuple[int, int], ...]) -> int:
-    return sum(length for _o, length in spans)
+def decode_histogram_bodies(payload: bytes | memoryview) -> tuple[array, array, list[bytes]]:
+    """Columns ``(refs, timestamps, bodies)``: the bodies as stored, ready to wrap for the wire."""
+    if len(payload) < 4:
+        raise RecordError("histograms record shorter than its count")
+    (n,) = _COUNT.unpack_from(payload, 0)
+    head = 4 + 20 * n
+    if len(payload) < head:
+        raise RecordError(f"histograms record: {len(payload)} bytes cannot hold {n} histograms")
+    mv = memoryview(payload)
+    refs = array("Q")
+    refs.frombytes(mv[4 : 4 + 8 * n])
+    ts = array("q")
+    ts.frombytes(mv[4 + 8 * n : 4 + 16 * n])
+    lens = array("I")
+    lens.frombytes(mv[4 + 16 * n : head])
+    if not _LITTLE:  # pragma: no cover
+        for a in (refs, ts, lens):
+            a.byteswap()
+    if head + sum(lens) != len(payload):
+        raise RecordError(f"histograms record: bodies take {sum(lens)} bytes, {len(payload) - head} are there")
+    bodies = []
+    pos = head
+    raw = bytes(payload)
+    for ln in lens:
+        bodies.append(raw[pos : pos + ln])
+        pos += ln
+    return refs, ts, bodies
 
 
 def decode_histograms(payload: bytes | memoryview) -> list[tuple[int, int, Histogram]]:
-    out: list[tuple[int, int, Histogram]] = []
-    pos = 0
-    try:
-        (n,) = _COUNT.unpack_from(payload, 0)
-        pos = 4
-        for _ in range(n):
-            ref, ts, flags, schema, count, sum_, zt, zc, npos, nneg, ncus = _HIST_HEAD.unpack_from(payload, pos)
-            pos += _HIST_HEAD.size
-            spans = []
-            for _j in range(npos + nneg):
-                spans.append(_SPAN.unpack_from(payload, pos))
-                pos += _SPAN.size
-            pspans, nspans = tuple(spans[:npos]), tuple(spans[npos:])
-            custom: tuple[float, ...] = ()
-            if ncus:
-                custom = struct.unpack_from(f"<{ncus}d", payload, pos)
-                pos += 8 * ncus
-            is_float = bool(flags & 1)
-            bucket_lists = []
-            for sp in (pspans, nspans):
-                m = _span_total(sp)
-                if is_float:
-                    bucket_lists.append(struct.unpack_from(f"<{m}d", payload, pos))
-                    pos += 8 * m
-                else:
-                    vals = []
-                    cur = 0
-                    for _j in range(m):
-                        d, pos = _get_varint(payload, pos)
-                        cur += d
-                        vals.append(float(cur))
-                    bucket_lists.append(tuple(vals))
-            h = Histogram(count=count, sum=sum_, schema=schema, zero_threshold=zt, zero_count=zc,
-                          positive_spans=pspans, positive_counts=bucket_lists[0], negative_spans=nspans,
-                          negative_counts=bucket_lists[1], counter_reset_hint=(flags >> 1) & 3,
-                          is_float=is_float, custom_values=tuple(custom))
-            out.append((ref, ts, h))
-    except (struct.error, IndexError) as exc:
-        raise RecordError(f"histograms record at byte {pos}: {exc}") from exc
-    if pos != len(payload):
-        raise RecordError(f"histograms record: {len(payload) - pos} bytes left over")
+    """Every entry as ``(ref, timestamp_ms, Histogram)`` (tools and tests; senders use the bodies)."""
+    refs, ts, bodies = decode_histogram_bodies(payload)
+    out = []
+    for r, t, b in zip(refs, ts, bodies, strict=True):
+        try:
+            h, _ = hist.decode(b)
+        except hist.DecodeError as exc:
+            raise RecordError(f"histograms record: {exc}") from exc
+        out.append((r, t, h))
     return out
 
 

@@ -12,9 +12,10 @@ import pytest
 from agent.remote import RemoteWrite, WALOptions
 from agent.remote.codec import decompress, encode_histogram_timeseries, encode_labels
 from agent.remote.codec_v2 import V2, SeriesV2, encode_v2
-from agent.remote.proto import RequestV2, WriteRequest
+from agent.remote.proto import HistogramV1, RequestV2, WriteRequest
 from agent.storage import STALE_NAN, Histogram, SampleBatch, is_stale_nan
 from agent.wal import WAL, record
+from agent.wal import histogram as hist
 from agent.wal.reader import read_all
 from agent.wal.segment import list_segments, segment_path
 from tests.procs import eventually, prometheus, query
@@ -82,12 +83,18 @@ def test_histogram_record_round_trip_and_corruption():
     payload = record.encode_histograms(items)
     assert record.decode_histograms(payload) == items
     assert record.histograms_count(payload) == 5
-    # An integer histogram's buckets are varint deltas: a few bytes each, not 8.
+    # An integer histogram's buckets are varint deltas: one byte each here, not 8.
     small = record.encode_histograms([(1, 0, INT_H)])
-    assert len(small) < 4 + 52 + 8 * 3 + 8 * 6
-    for bad in (payload[:-1], payload + b"\0", payload[:30]):
+    assert len(small) < 4 + 20 + 5 * 9 + 2 * 6 + 8 + 3 * 2
+    for bad in (payload[:-1], payload + b"\0", payload[:30], b"\x01"):
         with pytest.raises(record.RecordError):
             record.decode_histograms(bad)
+    # The stored body is the remote-write message: the protobuf library reads it.
+    _refs, _ts, bodies = record.decode_histogram_bodies(payload)
+    m = HistogramV1()
+    m.ParseFromString(bodies[0])
+    assert _from_proto(m, False) == INT_H and m.timestamp == 0
+    assert hist.decode(bodies[1]) == (FLOAT_H, 0)
 
 
 def test_wal_appends_replays_and_checkpoints_histogram_series(tmp_path: Path):
@@ -125,7 +132,7 @@ def test_wal_appends_replays_and_checkpoints_histogram_series(tmp_path: Path):
 
 
 def test_rw1_histogram_timeseries_decodes_with_the_protobuf_library():
-    body = b"".join(encode_histogram_timeseries(encode_labels(LAT), 1_700_000_000_000 + i, h)
+    body = b"".join(encode_histogram_timeseries(encode_labels(LAT), 1_700_000_000_000 + i, hist.encode(h))
                     for i, h in enumerate((INT_H, FLOAT_H, NHCB, EMPTY)))
     req = WriteRequest()
     req.ParseFromString(body)
@@ -144,7 +151,7 @@ def test_rw1_histogram_timeseries_decodes_with_the_protobuf_library():
 def test_rw2_histograms_decode_with_the_protobuf_library():
     s = SeriesV2(("__name__", "shoal_latency_seconds", "job", "t"), (3, "Latency.", "seconds"))
     f = SeriesV2(("__name__", "up", "job", "t"), None)
-    body = encode_v2([f], [1000], [1.0], histograms=[(s, 2000, INT_H), (s, 3000, FLOAT_H)])
+    body = encode_v2([f], [1000], [1.0], histograms=[(s, 2000, hist.encode(INT_H)), (s, 3000, hist.encode(FLOAT_H))])
     req = RequestV2()
     req.ParseFromString(body)
     sy = list(req.symbols)
