@@ -379,3 +379,29 @@ def test_prometheus_without_native_histograms_drops_the_batch_not_the_queue(tmp_
         assert st["samples_failed_by_reason"] == {"http_500_native_histograms_disabled": 2}, st
         assert "native histograms are disabled" in st["last_error"]
         eventually(lambda: _range_has(prom.url, "shoal_up", 2.0), timeout=20)
+
+
+def test_histograms_too_old_or_relabelled_away_are_counted(tmp_path: Path):
+    from agent import relabel
+
+    async def main():
+        rx = await Receiver().start()
+        ep = endpoint(rx.url, sample_age_limit=60.0)
+        ep.send_native_histograms = True
+        ep.write_relabel_rules = [relabel.Rule(source_labels=["__name__"], regex="dropped_.*", action="drop")]
+        rw = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
+        await rw.start()
+        t = now_ms()
+        rw.append(_hist_batch(LAT, t - 3_600_000, INT_H))  # an hour old: past sample_age_limit
+        rw.append(_hist_batch((("__name__", "dropped_h"),), t, INT_H))
+        rw.append(_hist_batch(LAT, t, NHCB))
+        assert await rw.flush()
+        st = rw.status()["endpoints"][0]
+        await rw.stop()
+        await rx.stop()
+        return rx, st, t
+
+    rx, st, t = asyncio.run(main())
+    assert [(k, ts, v) for _l, k, ts, v in _decoded(rx)] == [("hist", t, NHCB)]
+    assert st["histograms_dropped"] == {"too_old": 1, "dropped_series": 1}
+    assert st["histograms_sent"] == 1
