@@ -405,3 +405,34 @@ def test_histograms_too_old_or_relabelled_away_are_counted(tmp_path: Path):
     assert [(k, ts, v) for _l, k, ts, v in _decoded(rx)] == [("hist", t, NHCB)]
     assert st["histograms_dropped"] == {"too_old": 1, "dropped_series": 1}
     assert st["histograms_sent"] == 1
+
+
+def test_fallback_to_v1_re_encodes_histograms_from_the_batch(tmp_path: Path):
+    """A 2.0 queue facing a 1.0-only receiver re-sends the same batch as 1.0, histograms included."""
+
+    async def main():
+        rx = await Receiver(speaks_v2=False).start()
+        ep = endpoint(rx.url)
+        ep.send_native_histograms = True
+        ep.protobuf_message = V2
+        rw = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
+        await rw.start()
+        t = now_ms()
+        rw.append(_hist_batch(LAT, t, INT_H, floats=[((("__name__", "up"),), 1.0)]))
+        assert await rw.flush()
+        st = rw.status()["endpoints"][0]
+        await rw.stop()
+        await rx.stop()
+        return rx, st, t
+
+    rx, st, t = asyncio.run(main())
+    assert st["protocol"] == "prometheus.WriteRequest"
+    v1 = [r for r in rx.requests if "write.v2" not in r.headers.get("content-type", "")]
+    assert len(v1) == 1
+    got = []
+    wr = WriteRequest()
+    wr.ParseFromString(decompress(v1[0].body))
+    for ts in wr.timeseries:
+        got += [("float", s.timestamp) for s in ts.samples] + [("hist", h.timestamp) for h in ts.histograms]
+    assert sorted(got) == [("float", t), ("hist", t)]
+    assert st["histograms_sent"] == 1 and st["samples_sent"] == 1
