@@ -262,7 +262,7 @@ def max_table(results: Sequence[RunResult]) -> str:
 
 def render(results: Sequence[RunResult], meta: Meta, configs: dict[str, str]) -> str:
     out = [
-        f"## Run of {meta.date}" + (" (interrupted)" if meta.interrupted else ""),
+        f"### Run of {meta.date}" + (" (interrupted)" if meta.interrupted else ""),
         "",
         f"- Machine: {meta.machine}",
         "- Versions: " + "; ".join(meta.versions.values()),
