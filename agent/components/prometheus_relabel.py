@@ -18,12 +18,13 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agent import labels as L
 from agent import relabel
 from agent.components._common import RuleBlock, rules
-from agent.labels import Labels
+from agent.labels import METRIC_NAME, Labels
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
-from agent.storage import Appendable, Fanout, SampleBatch
+from agent.storage import Appendable, Fanout, Metadata, SampleBatch
 from agent.syntax.decode import attr, block
 
 _MISS = object()
@@ -41,9 +42,32 @@ class Arguments:
 
 
 class Receiver:
-    """Relabels each batch, then hands the kept samples to every ``forward_to`` receiver."""
+    """Relabels each batch, then hands the kept samples to every ``forward_to`` receiver.
 
-    __slots__ = ("rules", "fanout", "cache", "max_cache", "processed", "written", "hits", "misses", "__weakref__")
+    Float samples, native histograms and exemplars of one series share one
+    cache entry, so a histogram or an exemplar is relabeled exactly like the
+    float samples of its series (Alloy's append, histogram and exemplar hooks
+    all call the same cached relabel). Metadata is keyed by family name: it
+    follows a family whose ``__name__`` the rules rewrote and is left out when
+    every series of the family was dropped.
+    """
+
+    __slots__ = (
+        "rules",
+        "fanout",
+        "cache",
+        "max_cache",
+        "processed",
+        "written",
+        "hits",
+        "misses",
+        "names",
+        "_names_ver",
+        "_md_in",
+        "_md_ver",
+        "_md_out",
+        "__weakref__",
+    )
 
     def __init__(self) -> None:
         self.rules: list[relabel.Rule] = []
@@ -54,43 +78,115 @@ class Receiver:
         self.written = 0
         self.hits = 0
         self.misses = 0
+        # Input metric name -> the output names its series got (empty: all dropped),
+        # learned on cache misses; what metadata relabeling is derived from.
+        self.names: dict[str, set[str]] = {}
+        self._names_ver = 0
+        self._md_in: dict[str, Metadata] | None = None  # kept alive so identity is meaningful
+        self._md_ver = -1
+        self._md_out: dict[str, Metadata] = {}
 
     def configure(self, rs: list[relabel.Rule], forward_to: list[Appendable], max_cache: int) -> None:
         if rs != self.rules:
             self.cache = {}
+            self.names = {}
+            self._md_ver = -1
         self.rules = rs
         self.fanout = Fanout(list(forward_to))
         self.max_cache = max_cache
 
+    def _miss(self, labels: Labels) -> Labels | None:
+        cache = self.cache
+        new = relabel.process(labels, self.rules) or None
+        if len(cache) >= self.max_cache:
+            for k in list(itertools.islice(cache, max(1, self.max_cache // 10))):
+                del cache[k]
+        cache[labels] = new
+        name = L.get(labels, METRIC_NAME)
+        outs = self.names.get(name)
+        if outs is None:
+            outs = self.names[name] = set()
+            self._names_ver += 1
+        if new is not None:
+            out_name = L.get(new, METRIC_NAME)
+            if out_name not in outs:
+                outs.add(out_name)
+                self._names_ver += 1
+        return new
+
     def append(self, batch: SampleBatch) -> None:
         n = len(batch.values)
-        self.processed += n
+        nh = len(batch.histograms)
+        self.processed += n + nh
         if not self.rules:
-            self.written += n
+            self.written += n + nh
             self.fanout.append(batch)
             return
-        cache, rs = self.cache, self.rules
-        out = SampleBatch(metadata=batch.metadata)
+        cache = self.cache
+        out = SampleBatch()
         ol, ot, ov = out.labels, out.timestamps, out.values
         misses = 0
         for labels, ts, v in zip(batch.labels, batch.timestamps, batch.values, strict=True):
             new = cache.get(labels, _MISS)
             if new is _MISS:
                 misses += 1
-                new = relabel.process(labels, rs) or None
-                if len(cache) >= self.max_cache:
-                    for k in list(itertools.islice(cache, max(1, self.max_cache // 10))):
-                        del cache[k]
-                cache[labels] = new
+                new = self._miss(labels)
             if new is not None:
                 ol.append(new)  # type: ignore[arg-type]
                 ot.append(ts)
                 ov.append(v)
+        oh = out.histograms
+        for labels, ts, h in batch.histograms:
+            new = cache.get(labels, _MISS)
+            if new is _MISS:
+                misses += 1
+                new = self._miss(labels)
+            if new is not None:
+                oh.append((new, ts, h))  # type: ignore[arg-type]
+        oe = out.exemplars
+        for labels, ts, v, elabels in batch.exemplars:
+            new = cache.get(labels, _MISS)
+            if new is _MISS:
+                new = self._miss(labels)
+            if new is not None:
+                oe.append((new, ts, v, elabels))  # type: ignore[arg-type]
+        if batch.metadata:
+            out.metadata = self._metadata(batch.metadata)
         self.misses += misses
-        self.hits += n - misses
-        self.written += len(ov)
-        if ov:
+        self.hits += n + nh - misses
+        self.written += len(ov) + len(oh)
+        if ov or oh or oe or out.metadata:
             self.fanout.append(out)
+
+    def _metadata(self, md: dict[str, Metadata]) -> dict[str, Metadata]:
+        """The metadata under the families' output names; cached while ``md`` and ``names`` stay the same.
+
+        A scrape loop hands on the same dict while a target's HELP/TYPE lines do
+        not change, and ``names`` only grows on cache misses, so the steady state
+        costs an identity check.
+        """
+        if md is self._md_in and self._md_ver == self._names_ver:
+            return self._md_out
+        names = self.names
+        out: dict[str, Metadata] = {}
+        for fam, m in md.items():
+            seen = False
+            for suffix in _SUFFIXES:
+                outs = names.get(fam + suffix)
+                if outs is None:
+                    continue
+                seen = True
+                for o in outs:
+                    base = o[: len(o) - len(suffix)] if suffix and o.endswith(suffix) else o
+                    out.setdefault(base, m)
+            if not seen:  # no series of it passed through yet: nothing says it was dropped
+                out.setdefault(fam, m)
+        self._md_in, self._md_ver, self._md_out = md, self._names_ver, out
+        return out
+
+
+# The series names a family's metadata covers (OpenMetrics and Prometheus suffixes).
+_SUFFIXES = ("", "_total", "_bucket", "_count", "_sum", "_created", "_info", "_gcount", "_gsum")
 
 
 @dataclass
