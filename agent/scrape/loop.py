@@ -384,6 +384,8 @@ class ScrapeLoop:
             batch.histograms = done.histograms
         for lab in done.stale:
             batch.add(lab, ts, STALE_NAN)
+        if st.exemplars:
+            batch.exemplars = self._exemplars(st.exemplars, ts)
         if st.meta_items == cache.last_meta_items:
             batch.metadata = cache.last_metadata
         else:
@@ -394,6 +396,22 @@ class ScrapeLoop:
         # Prometheus' scrapeLoop.append ("the exact number of time series exposed").
         added = len(done.values) + len(done.histograms) + done.duplicates
         return None, scraped, added, self.builder.added
+
+    def _exemplars(self, found: list[tuple], ts: int) -> list[tuple[Labels, int, float, Labels]]:
+        """The scrape's exemplars for the batch, timed as Prometheus' scrapeLoop does.
+
+        An exemplar without its own timestamp gets its sample's: the sample's
+        explicit timestamp when honored, else the scrape's. There is no
+        per-scrape exemplar limit in Prometheus (its exemplar storage is a
+        ring buffer sized by ``max_exemplars``), so none is applied here.
+        """
+        honor = self.cfg.honor_timestamps
+        out: list[tuple[Labels, int, float, Labels]] = []
+        for lab, ex_ts, sample_ts, value, elabels in found:
+            if ex_ts is None:
+                ex_ts = sample_ts if sample_ts is not None and honor else ts
+            out.append((lab, ex_ts, value, elabels))
+        return out
 
     def _append(self, batch: SampleBatch) -> None:
         try:

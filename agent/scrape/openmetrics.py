@@ -4,7 +4,9 @@ Differences from 0.0.4 that matter on the hot path: timestamps are float
 seconds, a sample may end with an exemplar (``# {labels} value [ts]``), the body
 must end with ``# EOF`` and nothing may follow it, blank lines and free-form
 comments are errors, and there is a ``# UNIT`` line. A line with an exemplar
-takes a slower quote-aware path; exemplars are validated and not forwarded.
+takes a slower quote-aware path; its exemplar is validated and collected in
+``ScanState.exemplars`` (series labels, own timestamp or None, the sample's
+timestamp or None, value, exemplar labels) for the scrape loop to forward.
 
 ``parse_openmetrics`` is the standalone form; ``strict=True`` adds the
 family-level rules of the OpenMetrics specification (see ``omvalidate``).
@@ -125,8 +127,8 @@ def split_sample(line: bytes) -> tuple[bytes, list[bytes], bytes | None]:
     return key, rest.split(b" ")[1:], ex
 
 
-def check_exemplar(ex: bytes) -> None:
-    """``{labels} value [timestamp]``, label text at most 128 runes."""
+def parse_exemplar(ex: bytes) -> tuple[Labels, float, int | None]:
+    """``{labels} value [timestamp]`` as (labels, value, timestamp ms or None); label text at most 128 runes."""
     if not ex.startswith(b"{"):
         raise ValueError("invalid exemplar: expected '{'")
     key, rest, more = split_sample(b"x" + ex)
@@ -140,9 +142,9 @@ def check_exemplar(ex: bytes) -> None:
         )
     if not rest or len(rest) > 2 or any(not t for t in rest):
         raise ValueError("invalid exemplar value")
-    parse_float(rest[0])
-    if len(rest) == 2:
-        parse_om_ts(rest[1])
+    value = parse_float(rest[0])
+    ts = parse_om_ts(rest[1]) if len(rest) == 2 else None
+    return tuple(sorted(pairs)), value, ts
 
 
 def scan_openmetrics(lines: list[bytes] | None, st: ScanState) -> None:
@@ -204,16 +206,20 @@ def scan_openmetrics(lines: list[bytes] | None, st: ScanState) -> None:
             if lab is None:
                 lab = resolve(key)
             if ex is not None:
-                check_exemplar(ex)
+                exemplar = parse_exemplar(ex)
+            sample_ts = None
             if len(rest) != 1:
                 if len(rest) == 2:
-                    explicit.append((len(keys), parse_om_ts(rest[1], st.check_ts_range), key))
+                    sample_ts = parse_om_ts(rest[1], st.check_ts_range)
+                    explicit.append((len(keys), sample_ts, key))
                 elif not rest:
                     raise ValueError("expected value after metric")
                 else:
                     raise ValueError(f"unexpected {_show(rest[2])} after timestamp")
             if not rest[0]:
                 raise ValueError("expected value after metric")
+            if ex is not None and lab:
+                st.exemplars.append((lab, exemplar[2], sample_ts, exemplar[1], exemplar[0]))
             keys.append(key)
             labs.append(lab)
             toks.append(rest[0])

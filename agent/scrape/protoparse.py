@@ -19,8 +19,11 @@ A histogram with native buckets (spans, a zero threshold or a zero count)
 becomes one native histogram sample when native histograms are enabled, plus
 its classic series only when ``classic`` is set; with native histograms
 disabled every histogram is read as classic. A timestamp of 0 means none.
-Exemplars are skipped; created timestamps are collected only by the standalone
-parser (a scrape ignores them, as Prometheus does by default).
+Exemplars go to ``st.exemplars`` as Prometheus' protobuf parser yields them: a
+counter's, a classic bucket's (on its ``_bucket`` series), and for a native
+histogram those of its ``exemplars`` field, else of its buckets, only with a
+timestamp. Created timestamps are collected only by the standalone parser (a
+scrape ignores them, as Prometheus does by default).
 
 Malformed input (truncated messages, lengths past the end, bad wire types,
 invalid UTF-8, unknown metric types) raises ProtoError naming the metric
@@ -159,6 +162,37 @@ def _label_pairs(buf: bytes, i: int, end: int) -> list[tuple[str, str]]:
             raise ProtoError(f"invalid label name: empty (value {svalue!r})")
         pairs.append((sname, svalue))
     return pairs
+
+
+MAX_EXEMPLAR_RUNES = 128
+
+
+def _exemplar(buf: bytes, i: int, end: int) -> tuple[Labels, float, int | None] | None:
+    """An Exemplar message as (labels, value, timestamp ms or None); None when its labels
+    exceed 128 runes, which Prometheus' exemplar storage refuses."""
+    pairs: list[tuple[str, str]] = []
+    v = 0.0
+    ts = None
+    while i < end:
+        at = i
+        t, i = _tag(buf, i)
+        if t == 0x0A:
+            n, i = _len(buf, i)
+            i += n
+            pairs += _label_pairs(buf, at, i)
+        elif t == 0x11:
+            v = _unpack_d(buf, i)[0]
+            i += 8
+        elif t == 0x1A:
+            n, i = _len(buf, i)
+            ts = _timestamp_ms(buf, i, i + n)
+            i += n
+        else:
+            i = _skip(buf, i, t & 7)
+    _end(i, end, "exemplar")
+    if sum(len(a) + len(b) for a, b in pairs) > MAX_EXEMPLAR_RUNES:
+        return None
+    return tuple(sorted(p for p in pairs if p[1])), v, ts
 
 
 def _split_metric(buf: bytes, ms: int, me: int, vtag: int) -> tuple[bytes, int, int, int]:
@@ -411,7 +445,7 @@ def _simple(
         lab_end = j
         v = 0.0
         ts = 0
-        ct = None
+        ct = ex = None
         odd = False
         while j < me:
             t = buf[j]
@@ -428,7 +462,7 @@ def _simple(
                     continue
                 n, s = _len(buf, j + 1)
                 j = s + n
-                v, ct = _value(buf, s, j, v, counter)
+                v, ct, ex = _value(buf, s, j, v, counter)
             elif t == 0x30:
                 ts, j = _varint(buf, j + 1)
                 ts = _int64(ts)
@@ -440,7 +474,7 @@ def _simple(
                 j = _skip(buf, j, t & 7)
         if odd:
             lab_bytes, s, e, ts = _split_metric(buf, ms, me, vtag)
-            v, ct = _value(buf, s, e, 0.0, counter) if s >= 0 else (0.0, None)
+            v, ct, ex = _value(buf, s, e, 0.0, counter) if s >= 0 else (0.0, None, None)
             key = prefix + lab_bytes
             lb, ls, le_ = lab_bytes, 0, len(lab_bytes)
         else:
@@ -461,11 +495,15 @@ def _simple(
             vals_append(v)
             if ct is not None and created is not None:
                 created[lab] = ct
+            if ex is not None:
+                st.exemplars.append((lab, ex[2], ts or None, ex[1], ex[0]))
 
 
-def _value(buf: bytes, i: int, end: int, v: float, counter: bool) -> tuple[float, int | None]:
-    """(value, created ms or None) of a Counter/Gauge/Untyped message; exemplars are skipped."""
-    ct = None
+def _value(
+    buf: bytes, i: int, end: int, v: float, counter: bool
+) -> tuple[float, int | None, tuple | None]:
+    """(value, created ms or None, exemplar or None) of a Counter/Gauge/Untyped message."""
+    ct = ex = None
     while i < end:
         t, i = _tag(buf, i)
         if t == 0x09:
@@ -475,10 +513,14 @@ def _value(buf: bytes, i: int, end: int, v: float, counter: bool) -> tuple[float
             n, i = _len(buf, i)
             ct = _timestamp_ms(buf, i, i + n)
             i += n
+        elif t == 0x12 and counter:
+            n, i = _len(buf, i)
+            ex = _exemplar(buf, i, i + n)
+            i += n
         else:
             i = _skip(buf, i, t & 7)
     _end(i, end, "metric value")
-    return v, ct
+    return v, ct, ex
 
 
 def _metric_parts(buf: bytes, ms: int, me: int, vtag: int) -> tuple[int, int, int, int]:
@@ -678,6 +720,8 @@ def _histograms(
         pos_c: list[float] = []
         neg_c: list[float] = []
         ct = None
+        bex: list[tuple[int, tuple | None]] = []  # (bucket index, exemplar)
+        nex: list[tuple | None] = []  # the native exemplars field
         i = vs
         while i < ve:
             t = vb[i]
@@ -715,6 +759,10 @@ def _histograms(
                     elif t == 0x21:
                         cf = _unpack_d(vb, i)[0]
                         i += 8
+                    elif t == 0x1A:
+                        n, i = _len(vb, i)
+                        bex.append((len(bounds), _exemplar(vb, i, i + n)))
+                        i += n
                     else:
                         i = _skip(vb, i, t & 7)
                 _end(i, stop, "bucket")
@@ -752,6 +800,10 @@ def _histograms(
             elif t == 0x7A and created is not None:
                 n, i = _len(vb, i)
                 ct = _timestamp_ms(vb, i, i + n)
+                i += n
+            elif t == 0x82:  # field 16: a native histogram's exemplars
+                n, i = _len(vb, i)
+                nex.append(_exemplar(vb, i, i + n))
                 i += n
             else:
                 i = _skip(vb, i, t & 7)
@@ -817,11 +869,21 @@ def _histograms(
                         raise
                     raise nativehist.HistogramError(f"native histogram {name!r}: {exc}") from None
                 st.hists.append((hlab, h, ts, hkey))
+                # Native: the exemplars field, else the buckets'; only those with a timestamp.
+                for e in nex if nex else [e for _, e in bex]:
+                    if e is not None and e[2] is not None:
+                        st.exemplars.append((hlab, e[2], ts or None, e[1], e[0]))
             if classic:
                 _, keys, labs, _ = rec
                 _emit(st, (shape, keys[1:], labs[1:], all(labs[1:])), [count, total, *bvals], ts)
         else:
             _emit(st, rec, [count, total, *bvals], ts)
+        if classic and bex:  # a bucket's exemplar goes with its _bucket series
+            labs = rec[2]
+            first = 3 if is_native else 2  # after _count and _sum (and the native series)
+            for b, e in bex:
+                if e is not None and b < len(bounds) and labs[first + b]:
+                    st.exemplars.append((labs[first + b], e[2], ts or None, e[1], e[0]))
         if ct is not None and created is not None:
             created[labels_of(name, _label_pairs(lb, ls, le_))] = ct
 

@@ -396,6 +396,9 @@ class ScanState:
     max_schema: int = 8
     bucket_limit: int = 0
     created: dict[Labels, int] | None = None
+    # OpenMetrics and protobuf: exemplars of kept series as (series labels, exemplar
+    # timestamp ms or None, the sample's own timestamp ms or None, value, exemplar labels).
+    exemplars: list[tuple] = field(default_factory=list)
 
 
 def scan_text(lines: list[bytes], st: ScanState) -> None:
