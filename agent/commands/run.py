@@ -92,6 +92,7 @@ class Agent:
     async def run(self) -> int:
         from prometheus_client import REGISTRY
 
+        from agent.runtime import looplag
         from agent.runtime.metrics import RuntimeCollector
         from agent.server.app import build_app
         from agent.server.http import HTTPServer, bind
@@ -127,12 +128,14 @@ class Agent:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         watcher = asyncio.create_task(self._watch(), name="config-watcher")
+        lag = asyncio.create_task(looplag.monitor(), name="loop-lag")
 
         await self._stop.wait()
         app.state.shoal.ready = False
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in (watcher, lag):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.controller.stop()
         await server.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
