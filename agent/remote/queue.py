@@ -13,7 +13,12 @@ Exactly-once towards backends that reject out-of-order samples (Prometheus
 answers 400 to a request holding a sample older than the series' newest, and
 drops the whole request) rests on two rules:
 
-- a batch holds at most one sample per series (a repeat cuts the batch), and
+- a batch holds at most one sample per series (a repeat at a later timestamp
+  cuts the batch; a repeat at the same timestamp, which relabeling produces
+  when it makes two series identical, is dropped keeping the first, counted
+  as ``duplicate_timestamp``: sent in a later request, Prometheus would
+  refuse it as a "duplicate sample for timestamp" with a 400 and drop that
+  whole request), and
 - a shard sends its next batch only once the previous one's acknowledgement
   is durably committed (group commit: one fsync covers every shard that
   acknowledged meanwhile).
@@ -464,7 +469,9 @@ class EndpointQueue:
         v1 = self.proto == V1  # a 2.0 queue keeps only the indexes; it encodes per request
         pack = pack_double
         missing = _MISSING
-        dropped = unknown = too_old = 0
+        dropped = unknown = too_old = dup = 0
+        # Series -> timestamp of the batches this record cut: a same-timestamp copy after a cut is dropped too.
+        carry: dict[int, int] | None = None
         low = cutoff if cutoff is not None else -(1 << 63)
         for i, r, t, v in zip(range(n), refs, tss, vals, strict=True):
             k = r % ns
@@ -483,17 +490,28 @@ class EndpointQueue:
                 too_old += 1
                 continue
             sn = seens[k]
-            if r in sn:  # one sample per series per batch: see the module docstring
+            pt = sn.get(r)
+            if pt is not None:  # one sample per series per batch: see the module docstring
+                if pt == t:  # the same series twice at one timestamp: keep the first
+                    dup += 1
+                    continue
                 s = shards[k]
                 s.count = counts[k]
                 s.parts.append((refs, tss, vals, ixs[k]))
                 ixs[k] = []
+                if carry is None:
+                    carry = sn
+                else:
+                    carry.update(sn)
                 s.cut((seg, off, i))
                 bufs[k] = s.buf
                 sn = seens[k] = s.seen
                 s.buf_max_ts = mts
                 counts[k] = 0
-            sn.add(r)
+            elif carry is not None and carry.get(r) == t:  # its first copy went into a batch cut above
+                dup += 1
+                continue
+            sn[r] = t
             ixs[k].append(i)
             if v1:
                 tf = tsc.get(t)
@@ -513,6 +531,10 @@ class EndpointQueue:
                 s.count = c
                 s.parts.append((refs, tss, vals, ixs[k]))
                 ixs[k] = []
+                if carry is None:
+                    carry = seens[k]
+                else:
+                    carry.update(seens[k])
                 s.cut((seg, off, i + 1))
                 bufs[k] = s.buf
                 seens[k] = s.seen
@@ -529,6 +551,8 @@ class EndpointQueue:
             self._drop("unintentionally_dropped_series", unknown)
         if too_old:
             self._drop("too_old", too_old)
+        if dup:
+            self._drop("duplicate_timestamp", dup)
 
     def _dispatch_histograms(self, rec: Any) -> None:
         """Route native histogram samples like float samples: by series, one per series per batch.
@@ -554,7 +578,7 @@ class EndpointQueue:
         shards = self.shards
         ns = len(shards)
         v1 = self.proto == V1
-        dropped = unknown = too_old = 0
+        dropped = unknown = too_old = dup = 0
         for i, r, t, h in zip(range(n), refs, tss, bodies, strict=True):
             k = r % ns
             if skip is not None and i < skip[k]:
@@ -572,9 +596,13 @@ class EndpointQueue:
                 too_old += 1
                 continue
             s = shards[k]
-            if r in s.seen:  # one sample per series per batch, histograms included
+            pt = s.seen.get(r)
+            if pt is not None:  # one sample per series per batch, histograms included
+                if pt == t:  # the same series twice at one timestamp: keep the first
+                    dup += 1
+                    continue
                 s.cut((seg, off, i))
-            s.seen.add(r)
+            s.seen[r] = t
             if v1:
                 s.buf += encode_histogram_timeseries(lb, t, h)
             s.hparts.append((r, t, h))
@@ -589,6 +617,8 @@ class EndpointQueue:
             self._drop_hist("unintentionally_dropped_series", unknown)
         if too_old:
             self._drop_hist("too_old", too_old)
+        if dup:
+            self._drop_hist("duplicate_timestamp", dup)
 
     def _dispatch_exemplars(self, rec: Any) -> None:
         """Exemplars go with their series' shard, after its samples; only with ``send_exemplars``."""

@@ -2,8 +2,10 @@
 
 The queue's reader appends encoded samples straight into ``buf`` (a shard
 never sees a sample object) and cuts a batch when ``max_samples_per_send`` is
-reached or a series would appear twice; the shard cuts a partial batch itself when its oldest buffered sample
-has waited ``batch_send_deadline``. A batch is sent, and on a retryable answer
+reached or a series would appear twice with two timestamps (a second sample
+of a series at the *same* timestamp is dropped by the reader, keeping the
+first); the shard cuts a partial batch itself when its oldest buffered
+sample has waited ``batch_send_deadline``. A batch is sent, and on a retryable answer
 sent again after a full-jitter backoff, until it is accepted or rejected for
 good: so one series' samples, which always land in the same shard, leave in
 the order they were written. Only then does the shard's acknowledged
@@ -109,7 +111,9 @@ class Shard:
         self.parts: list[Part] = []
         self.hparts: list[tuple[int, int, Any]] = []
         self.eparts: list[tuple[int, int, float, Any]] = []
-        self.seen: set[int] = set()  # refs in buf: a batch holds one sample per series
+        # ref -> timestamp of its sample in buf: a batch holds one sample per series; a repeat at
+        # another timestamp cuts the batch, a repeat at the same timestamp is dropped by the reader.
+        self.seen: dict[int, int] = {}
         self._wake = asyncio.Event()  # new data or a cut batch
         self._stop = asyncio.Event()  # interrupts a backoff wait; new data must not
         self.stopping = False
@@ -123,7 +127,7 @@ class Shard:
         self.hparts = []
         self.eparts = []
         self.buf = bytearray()
-        self.seen = set()
+        self.seen = {}
         self.count = 0
         self.first_at = 0.0
         self._wake.set()
