@@ -63,6 +63,7 @@ from agent.remote.codec_v2 import (
     family_of,
 )
 from agent.remote.config import EndpointConfig
+from agent.remote.fastpath import dispatch_record
 from agent.remote.position import Point, Position, PositionStore
 from agent.remote.ratecontrol import FLOOR, SendRate
 from agent.remote.sharding import ShardTuner, TunerInput
@@ -450,6 +451,13 @@ class EndpointQueue:
         if not n:
             return
         shards = self.shards
+        age = self.cfg.queue.sample_age_limit
+        cutoff = int((time.time() - age) * 1000) if age > 0 else None
+        low = cutoff if cutoff is not None else -(1 << 63)
+        if self._resume is None and self.proto == V1 and dispatch_record(
+            shards, rec.segment, rec.offset, refs, tss, vals, self._prefix, low
+        ):
+            return
         ns = len(shards)
         mts = max(tss)
         for s in shards:
@@ -464,15 +472,12 @@ class EndpointQueue:
         maxs = shards[0].max_samples
         seg, off = rec.segment, rec.offset
         skip = self._skip_for(seg, off, n) if self._resume is not None else None
-        age = self.cfg.queue.sample_age_limit
-        cutoff = int((time.time() - age) * 1000) if age > 0 else None
         v1 = self.proto == V1  # a 2.0 queue keeps only the indexes; it encodes per request
         pack = pack_double
         missing = _MISSING
         dropped = unknown = too_old = dup = 0
         # Series -> timestamp of the batches this record cut: a same-timestamp copy after a cut is dropped too.
         carry: dict[int, int] | None = None
-        low = cutoff if cutoff is not None else -(1 << 63)
         for i, r, t, v in zip(range(n), refs, tss, vals, strict=True):
             k = r % ns
             if skip is not None and i < skip[k]:

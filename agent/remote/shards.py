@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,7 @@ class Batch:
         return self.count - len(self.hparts) - len(self.eparts)
 
 
-Part = tuple[Any, Any, Any, list[int]]
+Part = tuple[Any, Any, Any, Sequence[int]]  # a list or a range of record indexes
 Encoder = Callable[[Batch], tuple[bytes, str]]  # uncompressed body and its protocol
 
 

@@ -1,0 +1,149 @@
+"""The reader's fast path: a scrape-shaped samples record routed and encoded with C-level operations.
+
+Most WAL samples records are one scrape: every sample has the same
+timestamp, every series is known and sent, no series repeats, and none of
+them is already in its shard's open batch. For such a record nothing needs a
+Python-level step per sample: prefixes come from the cache with one
+``map``, the "one sample per series per batch" rule is one ``isdisjoint``
+and one ``dict.update`` per shard, and the RW 1.0 body is one ``bytes.join``
+over the prefixes, the packed values and the shared timestamp field
+interleaved by extended slice assignment. Everything else (stale
+timestamps, unknown or relabel-dropped series, repeats, a restart's skip
+points, 2.0) returns False and takes the general loop in ``queue.py``, which
+gives the same batches a sample at a time.
+
+Batches are cut exactly where the general loop would cut them: at
+``max_samples_per_send``, and at the first series of the record already in
+the shard's open batch; a record holding a series that is in the open batch
+*at the same timestamp* goes to the general loop, which drops that copy.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
+
+from agent.remote.codec import pack_double, ts_field
+from agent.remote.shards import Shard
+
+
+def dispatch_record(
+    shards: list[Shard],
+    seg: int,
+    off: int,
+    refs: array,
+    tss: array,
+    vals: array,
+    prefixes: dict[int, bytes | None],
+    low: int,
+) -> bool:
+    """Route and encode one samples record if it is scrape-shaped; False (nothing done) if not."""
+    n = len(vals)
+    t = tss[0]
+    if n < 2 or t < low or tss.count(t) != n:
+        return False
+    tf = ts_field(t)
+    if tf is None:
+        return False
+    pl = list(map(prefixes.get, refs))
+    if not all(pl):  # unknown yet, relabel-dropped, or not in the WAL's series table
+        return False
+    ns = len(shards)
+    if ns == 1:
+        s = shards[0]
+        if s.seen and _meets(s.seen, refs, t):
+            return False
+        if len(set(refs)) != n:
+            return False
+        if t > s.buf_max_ts:
+            s.buf_max_ts = t
+        _fill(s, seg, off, refs, tss, vals, pl, vals, refs, range(n), t, tf)
+        return True
+    ks = [r % ns for r in refs]
+    order = sorted(range(n), key=ks.__getitem__)
+    get = itemgetter(*order)
+    rs: Sequence[int] = get(refs)
+    if len(set(rs)) != n:
+        return False
+    sk = sorted(ks)
+    bounds = []
+    lo = 0
+    for k in range(ns):
+        hi = bisect_right(sk, k, lo)
+        if hi > lo:
+            s = shards[k]
+            if s.seen and _meets(s.seen, rs[lo:hi], t):
+                return False
+            bounds.append((s, lo, hi))
+        lo = hi
+    ps: Sequence[bytes] = get(pl)
+    vs: Sequence[float] = get(vals)
+    for s in shards:
+        if t > s.buf_max_ts:
+            s.buf_max_ts = t
+    for s, lo, hi in bounds:
+        _fill(s, seg, off, refs, tss, vals, ps[lo:hi], vs[lo:hi], rs[lo:hi], order[lo:hi], t, tf)
+    return True
+
+
+def _meets(seen: dict[int, int], rs: Sequence[int], t: int) -> bool:
+    """Whether a series of ``rs`` is in the open batch at timestamp ``t`` (a copy the general loop drops)."""
+    keys = seen.keys()
+    if keys.isdisjoint(rs):
+        return False
+    return any(seen[r] == t for r in keys & set(rs))
+
+
+def _fill(
+    s: Shard,
+    seg: int,
+    off: int,
+    refs: array,
+    tss: array,
+    vals: array,
+    ps: Sequence[bytes],
+    vs: Any,
+    rs: Sequence[int],
+    ix: Sequence[int],
+    t: int,
+    tf: bytes,
+) -> None:
+    """Append one shard's samples of a record (``ix`` their record indexes, increasing) to its batches.
+
+    Cuts where the general loop cuts: before a series already in the open batch (with an
+    older timestamp: same-timestamp copies never reach here), and at ``max_samples``.
+    """
+    n = len(ix)
+    maxs = s.max_samples
+    a = 0
+    while a < n:
+        b = min(n, a + max(1, maxs - s.count))
+        whole = a == 0 and b == n
+        seen = s.seen
+        if seen:
+            part = rs if whole else rs[a:b]
+            if not seen.keys().isdisjoint(part):
+                j = next(j for j, r in enumerate(part) if r in seen)
+                if j == 0:
+                    s.cut((seg, off, ix[a]))
+                    s.buf_max_ts = t
+                    continue
+                b = a + j
+                whole = False
+        m = b - a
+        out: list[Any] = [None] * (3 * m)
+        out[0::3] = ps if whole else ps[a:b]
+        out[1::3] = map(pack_double, vs if whole else vs[a:b])
+        out[2::3] = repeat(tf, m)
+        s.buf += b"".join(out)
+        seen.update(dict.fromkeys(rs if whole else rs[a:b], t))
+        s.parts.append((refs, tss, vals, ix if whole else ix[a:b]))
+        s.count += m
+        if s.count >= maxs:
+            s.cut((seg, off, ix[b - 1] + 1))
+            s.buf_max_ts = t
+        a = b
