@@ -7,6 +7,7 @@ request's headers, so tests can check what actually reached the target.
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ class Route:
     trickle: float = 0.0  # seconds between single bytes: a target that never finishes
     # Served instead of ``body`` when the request's Accept lists protobuf (a negotiating exporter).
     proto: bytes | None = None
+    location: str = ""  # a redirect's target (with a 3xx status)
+    raw_gzip: bytes | None = None  # sent as-is with Content-Encoding: gzip (bombs, corrupt streams)
+    chunked: bool = False  # Transfer-Encoding: chunked instead of Content-Length
 
 
 @dataclass
@@ -36,6 +40,8 @@ class Exporter:
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
+    host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
@@ -73,9 +79,22 @@ class Exporter:
                     body, ctype = r.proto, PROTO_CONTENT_TYPE
                 self.send_response(r.status)
                 self.send_header("Content-Type", ctype)
-                if r.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
+                if r.location:
+                    self.send_header("Location", r.location)
+                if r.raw_gzip is not None:
+                    body = r.raw_gzip
+                    self.send_header("Content-Encoding", "gzip")
+                elif r.gzip and "gzip" in self.headers.get("Accept-Encoding", ""):
                     body = gzip.compress(body)
                     self.send_header("Content-Encoding", "gzip")
+                if r.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(body), 1000):
+                        part = body[i : i + 1000]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 try:
@@ -89,8 +108,10 @@ class Exporter:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((self.host, 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
@@ -132,3 +153,84 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class ForwardProxy:
+    """A real HTTP forward proxy: absolute-form GETs relayed, CONNECT tunnels for HTTPS.
+
+    Records each request line and its Proxy-Authorization header, so tests see
+    that traffic went through it.
+    """
+
+    requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, target, proxy auth)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ForwardProxy:
+        import http.client
+        import select
+        import socket
+        import urllib.parse
+
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                proxy.requests.append(("GET", self.path, self.headers.get("Proxy-Authorization", "")))
+                u = urllib.parse.urlsplit(self.path)
+                conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=5)
+                headers = {k: v for k, v in self.headers.items() if not k.lower().startswith("proxy-")}
+                conn.request("GET", u.path + ("?" + u.query if u.query else ""), headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                conn.close()
+
+            def do_CONNECT(self) -> None:  # noqa: N802 - http.server API
+                proxy.requests.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization", "")))
+                host, _, port = self.path.rpartition(":")
+                upstream = socket.create_connection((host, int(port)), timeout=5)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+                socks = [self.connection, upstream]
+                try:
+                    while True:
+                        ready, _, _ = select.select(socks, [], [], 5)
+                        if not ready:
+                            break
+                        for s in ready:
+                            data = s.recv(65536)
+                            if not data:
+                                return
+                            (upstream if s is self.connection else self.connection).sendall(data)
+                finally:
+                    upstream.close()
+                    self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
