@@ -40,6 +40,7 @@ otherwise, 2 on a setup failure.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import json
 import os
@@ -168,6 +169,7 @@ class Poll:
     lag: float | None  # newest appended minus newest sent timestamp, seconds
     limited: bool | None  # the rate controller is in recovery
     shards: int | None
+    sent: int | None  # samples acknowledged by the backend so far
 
 
 @dataclass
@@ -192,7 +194,7 @@ class Watcher:
 
     def _poll(self, url: str) -> Poll:
         now = time.monotonic()
-        lag = limited = shards = None
+        lag = limited = shards = sent = None
         try:
             text = self.client.get(url + "/metrics").text
             high = _metric(text, "prometheus_remote_storage_highest_timestamp_in_seconds")
@@ -204,9 +206,10 @@ class Watcher:
                 if d["name"] == "endpoints":
                     ep = _plain(d["value"])[0]
                     limited, shards = bool(ep["send_rate"]["limited"]), int(ep["shards"])
+                    sent = int(ep["samples_sent"])
         except Exception:  # noqa: BLE001 - an agent too busy to answer is a missing point, not a failure
             pass
-        return Poll(now, lag, limited, shards)
+        return Poll(now, lag, limited, shards, sent)
 
     def start(self) -> None:
         self.thread.start()
@@ -265,7 +268,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import httpx
 
     from tests import faultproxy, procs
+    from tests import targets as target_mod
     from tests.targets import Target
+
+    # http.server prints a traceback for every keep-alive connection a scraper resets (an agent
+    # timing out a scrape, or stopping); here that is expected noise, so it is dropped.
+    target_mod._Server.handle_error = lambda self, request, client_address: None  # type: ignore[method-assign]
 
     out: dict[str, Any] = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     prefixes = [f'{METRIC}{{series="{k}"}}' for k in range(args.series)]
@@ -348,7 +356,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         # ---- request rates from the proxy's log
         recs = ctl.requests(path=WRITE)
-        out["rates"] = rates(recs, args, t_steady, t_down, t_up, t_end)
+        out["rates"] = rates(recs, watcher.polls, args, t_steady, t_down, t_up, t_end)
         out["drain"] = {
             "steady_lag_s": [round(x, 2) for x in steady_lag],
             "caught_up_s": [None if d is None else round(d, 1) for d in drained],
@@ -371,10 +379,30 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return out
 
 
-def rates(recs: list[Any], args: argparse.Namespace, t_steady: float, t_down: float, t_up: float,
-          t_end: float) -> dict[str, Any]:
+def sent_at(polls: list[Poll], t: float) -> int | None:
+    """Samples an agent had delivered by ``t`` (its last poll at or before t)."""
+    last = None
+    for p in polls:
+        if p.t > t:
+            break
+        if p.sent is not None:
+            last = p.sent
+    return last
+
+
+def rates(recs: list[Any], polls: list[list[Poll]], args: argparse.Namespace, t_steady: float,
+          t_down: float, t_up: float, t_end: float) -> dict[str, Any]:
     def count(a: float, b: float) -> int:
         return sum(1 for r in recs if a <= r.t < b)
+
+    def delivered(a: float, b: float) -> int | None:
+        n = 0
+        for ps in polls:
+            x, y = sent_at(ps, a), sent_at(ps, b)
+            if x is None or y is None:
+                return None
+            n += y - x
+        return n
 
     steady_n = count(t_steady, t_down)
     steady = steady_n / (t_down - t_steady)
@@ -393,11 +421,15 @@ def rates(recs: list[Any], args: argparse.Namespace, t_steady: float, t_down: fl
             "kib": round(sum(r.body_size for r in rs) / 1024, 1),
             "agents": {f"a{i}": sum(1 for r in rs if r.header(HEADER) == f"a{i}") for i in range(args.agents)},
             "not_2xx": sum(1 for r in rs if not 200 <= r.status < 300),
+            "samples": delivered(a, b),
         })
-    first5, first30 = count(t_up, t_up + 5) / 5, count(t_up, t_up + 30) / 30
+    w5, w30 = min(5.0, t_end - t_up), min(30.0, t_end - t_up)  # a watch shorter than 30 s: what there is
+    first5, first30 = count(t_up, t_up + w5) / w5, count(t_up, t_up + w30) / w30
     peak = max((b for b in buckets if b["phase"] == "after"), key=lambda b: b["requests"], default=None)
     return {
         "steady_requests": steady_n, "steady_rate": round(steady, 3),
+        "steady_samples_per_s": round((delivered(t_steady, t_down) or 0) / (t_down - t_steady)),
+        "drain_samples_per_s": round((delivered(t_up, t_end) or 0) / (t_end - t_up)),
         "steady_kib_per_s": round(sum(r.body_size for r in recs if t_steady <= r.t < t_down) / 1024
                                   / (t_down - t_steady), 1),
         "during_requests": count(t_down, t_up),
@@ -411,19 +443,37 @@ def rates(recs: list[Any], args: argparse.Namespace, t_steady: float, t_down: fl
 
 def verify(prom_url: str, targets: list[list[Any]], failing: dict[int, int], args: argparse.Namespace,
            t_start_wall: float, httpx: Any) -> dict[str, Any]:
-    """Every series of every target: one sample per valued scrape, the served value, in scrape order."""
+    """Every series of every target: one sample per valued scrape, the served value, in scrape order.
+
+    A scrape the agent itself gave up on (it recorded ``up`` 0 for it: a timeout on a busy
+    machine) has no sample to deliver; it is counted apart, not as a gap.
+    """
     window = int(time.time() - t_start_wall + 60)
     at = time.time() + 1
     problems: list[str] = []
-    samples = 0
+    samples = expected = failed_scrapes = 0
     for i, ts in enumerate(targets):
         res = prom_query(prom_url, f'{METRIC}{{agent="a{i}"}}[{window}s]', at, httpx)
         got: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for r in res:
             got[(r["metric"]["instance"], r["metric"]["series"])] = [(float(t), float(v)) for t, v in r["values"]]
+        ups: dict[str, list[tuple[float, float]]] = {}
+        for r in prom_query(prom_url, f'up{{agent="a{i}"}}[{window}s]', at, httpx):
+            ups[r["metric"]["instance"]] = [(float(t), float(v)) for t, v in r["values"]]
         for t in ts:
-            scrapes = [r for r in t.requests if r.version < failing[id(t)]]
+            up = ups.get(t.address, [])
+            up_ts = [x for x, _ in up]
+            scrapes = []
+            for r in t.requests:
+                if r.version >= failing[id(t)]:
+                    continue
+                k = bisect.bisect_right(up_ts, r.time) - 1  # the scrape started just before its request
+                if k >= 0 and r.time - up_ts[k] < args.interval and up[k][1] == 0.0:
+                    failed_scrapes += 1
+                    continue
+                scrapes.append(r)
             want = [float(r.version) for r in scrapes]
+            expected += len(want) * args.series
             for k in range(args.series):
                 pts = got.get((t.address, str(k)), [])
                 samples += len(pts)
@@ -435,9 +485,8 @@ def verify(prom_url: str, targets: list[list[Any]], failing: dict[int, int], arg
                     problems.append(f"a{i} {t.address} series {k}: timestamps not increasing")
                 elif any(abs(r.time - ts_) > args.interval for (ts_, _), r in zip(pts, scrapes, strict=True)):
                     problems.append(f"a{i} {t.address} series {k}: a sample's timestamp is not its scrape's")
-    expected = sum(len([r for r in t.requests if r.version < failing[id(t)]]) for t in sum(targets, []))
-    return {"series": args.agents * args.targets * args.series, "samples": samples,
-            "expected": expected * args.series, "problems": problems[:20], "problem_count": len(problems)}
+    return {"series": args.agents * args.targets * args.series, "samples": samples, "expected": expected,
+            "failed_scrapes": failed_scrapes, "problems": problems[:20], "problem_count": len(problems)}
 
 
 def prom_query(prom_url: str, expr: str, at: float, httpx: Any) -> list[dict]:
@@ -477,7 +526,8 @@ def report(out: dict[str, Any]) -> str:
         "| figure | value |",
         "|---|---|",
         f"| steady request rate ({a['steady']:g} s window) | {r['steady_rate']:.2f}/s, "
-        f"{r['steady_kib_per_s']:.0f} KiB/s |",
+        f"{r['steady_kib_per_s']:.0f} KiB/s, {r['steady_samples_per_s']:,} samples/s delivered |",
+        f"| samples/s delivered from recovery to the end of the watch | {r['drain_samples_per_s']:,} |",
         f"| requests seen during the outage | {r['during_requests']} (connections refused before HTTP) |",
         f"| first 5 s after recovery | {r['first5_rate']:.2f}/s = **{r['first5_ratio']}x** steady |",
         f"| first 30 s after recovery | {r['first30_rate']:.2f}/s = **{r['first30_ratio']}x** steady |",
@@ -489,7 +539,7 @@ def report(out: dict[str, Any]) -> str:
         f"{', '.join('-' if x is None else f'{x:.1f} s' for x in d['rate_control_ended_s'])} |",
         f"| most shards after recovery, per agent | {', '.join(str(x) for x in d['max_shards_after'])} |",
         f"| samples checked in Prometheus | {c['samples']:,} of {c['expected']:,} expected, "
-        f"{c['series']:,} series |",
+        f"{c['series']:,} series ({c['failed_scrapes']} scrapes the agents gave up on: up 0, no sample) |",
         f"| series with a gap, a wrong value or out of order | {c['problem_count']} |",
         f"| Prometheus rejections | {fmt_errors(out['prometheus'])} |",
         "| agents: retried / failed / dropped samples | "
@@ -499,8 +549,8 @@ def report(out: dict[str, Any]) -> str:
         "Requests per second at the proxy (t relative to recovery; runs of equal rows folded):",
         "",
         "| t (s) | phase | requests | " + " | ".join(f"a{i}" for i in range(a["agents"]))
-        + " | retries | KiB | not 2xx |",
-        "|---|---|---|" + "---|" * a["agents"] + "---|---|---|",
+        + " | retries | KiB | not 2xx | samples delivered |",
+        "|---|---|---|" + "---|" * a["agents"] + "---|---|---|---|",
     ]
     zeros = " | ".join("0" for _ in range(a["agents"]))
     buckets = r["buckets"]
@@ -512,11 +562,11 @@ def report(out: dict[str, Any]) -> str:
                and buckets[j + 1]["phase"] == b["phase"]):
             j += 1
         if j > i:  # a run of empty seconds, folded
-            lines.append(f"| {b['s']}..{buckets[j]['s']} | {b['phase']} | 0 each | {zeros} | 0 | 0 | 0 |")
+            lines.append(f"| {b['s']}..{buckets[j]['s']} | {b['phase']} | 0 each | {zeros} | 0 | 0 | 0 | 0 each |")
         else:
             per = " | ".join(str(v) for v in b["agents"].values())
             lines.append(f"| {b['s']} | {b['phase']} | {b['requests']} | {per} | {b['retries']} | "
-                         f"{b['kib']:g} | {b['not_2xx']} |")
+                         f"{b['kib']:g} | {b['not_2xx']} | {'-' if b['samples'] is None else b['samples']} |")
         i = j + 1
     if c["problems"]:
         lines += ["", "First problems:", *(f"- {p}" for p in c["problems"])]
