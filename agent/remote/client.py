@@ -10,6 +10,14 @@ mandatory: Prometheus before 2.54 answers 204 to a 2.0 body and writes
 nothing, because it decodes it as a 1.0 message whose fields it does not
 know). Retrying in place and waiting is the shard's job.
 
+The POST goes through aiohttp rather than httpx: measured against a local
+server answering 204, httpx (with httpcore's anyio machinery) cost ~1,170 us
+of CPU per request and aiohttp ~300 us (a bare asyncio stream ~75 us); at
+2,000 samples per request that is ~0.6 against ~0.15 us per sample, a large
+share of the agent's budget. The session is created on the first send, inside
+the running loop, with its own connection pool (no limit: at most one request
+per shard is in flight).
+
 A 429 is usually a rate limit and worth retrying, but a backend's series
 (cardinality) limit also answers 429 and will refuse the same series however
 long we wait; its body says so, and such a 429 is dropped as
@@ -25,10 +33,10 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 
 import agent
-from agent.httpconfig import HTTPClientConfig
+from agent.httpconfig import HTTPClientConfig, shared_ssl_context
 from agent.remote.backoff import parse_retry_after
 from agent.remote.codec_v2 import V1, V2
 from agent.remote.oauth2 import OAuth2Config, TokenError, TokenSource
@@ -103,8 +111,23 @@ class WriteClient:
         self.headers = dict(headers or {})
         self.http = http or HTTPClientConfig()
         self.retry_on_http_429 = retry_on_http_429
-        self._client = self.http.build_async_client(timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl = shared_ssl_context(self.http.tls_config) if url.lower().startswith("https:") else None
+        self._proxy = self.http.proxy_url or None
+        self._redirects = self.http.follow_redirects
         self.tokens = TokenSource(oauth2, timeout) if oauth2 is not None else None
+
+    def _open(self) -> aiohttp.ClientSession:
+        s = self._session
+        if s is None or s.closed:
+            conn = aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl is not None else True)
+            s = self._session = aiohttp.ClientSession(
+                connector=conn,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trust_env=False,
+                skip_auto_headers=("User-Agent",),
+            )
+        return s
 
     async def send(self, body: bytes, attempt: int = 0, proto: str = V1) -> SendResult:
         headers = {**self.headers, **self.http.request_headers(), **_PROTOCOL_HEADERS[proto]}
@@ -117,29 +140,33 @@ class WriteClient:
             except TokenError as exc:
                 return SendResult("retry", 0, "oauth2", str(exc), duration=time.monotonic() - t0)
         try:
-            resp = await self._client.post(self.url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
+            async with self._open().post(self.url, data=body, headers=headers, proxy=self._proxy,
+                                         allow_redirects=self._redirects) as resp:
+                code = resp.status
+                if 200 <= code < 300:
+                    took = time.monotonic() - t0
+                    written = tuple(_int_header(resp.headers.get(h)) for h in WRITTEN)
+                    if proto == V2 and written == (None, None, None):
+                        return SendResult("fallback", code, "rw2_unsupported",
+                                          f"HTTP {code} without X-Prometheus-Remote-Write-Samples-Written: "
+                                          "the receiver does not speak Remote-Write 2.0", duration=took)
+                    return SendResult("ok", code, duration=took, written=written)  # type: ignore[arg-type]
+                raw = await resp.read()
+                reason = resp.reason or ""
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except TimeoutError as exc:
             return SendResult("retry", 0, "timeout", f"{type(exc).__name__} after {self.timeout}s",
                               duration=time.monotonic() - t0)
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return SendResult("retry", 0, "network", _describe(exc, self.url, self.safe_url),
                               duration=time.monotonic() - t0)
-        except httpx.HTTPError as exc:  # pragma: no cover - protocol oddities; retrying is the safe answer
+        except ValueError as exc:  # pragma: no cover - protocol oddities; retrying is the safe answer
             return SendResult("retry", 0, "http", _describe(exc, self.url, self.safe_url),
                               duration=time.monotonic() - t0)
         took = time.monotonic() - t0
-        code = resp.status_code
-        if 200 <= code < 300:
-            written = tuple(_int_header(resp.headers.get(h)) for h in WRITTEN)
-            if proto == V2 and written == (None, None, None):
-                return SendResult("fallback", code, "rw2_unsupported",
-                                  f"HTTP {code} without X-Prometheus-Remote-Write-Samples-Written: "
-                                  "the receiver does not speak Remote-Write 2.0", duration=took)
-            return SendResult("ok", code, duration=took, written=written)  # type: ignore[arg-type]
-        full = resp.text[:4096]
+        full = raw[:4096].decode("utf-8", "replace")
         text = full[:256].strip()
-        detail = f"server returned HTTP status {code} {resp.reason_phrase}: {text}"
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        detail = f"server returned HTTP status {code} {reason}: {text}"
         if code == 415 and proto == V2:
             return SendResult("fallback", code, "http_415", detail, duration=took)
         if code == 429:
@@ -155,7 +182,9 @@ class WriteClient:
         return SendResult("drop", code, f"http_{code}", detail, duration=took)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self.tokens is not None:
             await self.tokens.aclose()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.remote.codec import decode_write_request, decompress
 from agent.remote.codec_v2 import decode_v2
@@ -46,10 +47,11 @@ class Receiver:
     v2_requests: list = field(default_factory=list)  # accepted 2.0 requests, decoded (RequestV2)
     _server: asyncio.base_events.Server | None = None
 
-    async def start(self) -> Receiver:
-        self._server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+    async def start(self, ssl: Any = None) -> Receiver:
+        """Listen on a free loopback port; over TLS with ``ssl`` (an ``ssl.SSLContext``)."""
+        self._server = await asyncio.start_server(self._conn, "127.0.0.1", 0, ssl=ssl)
         port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/api/v1/write"
+        self.url = f"{'https' if ssl is not None else 'http'}://127.0.0.1:{port}/api/v1/write"
         return self
 
     async def stop(self) -> None:

@@ -3,10 +3,12 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import ssl
+import subprocess
 
 import pytest
 
-from agent.httpconfig import BasicAuth, HTTPClientConfig
+from agent.httpconfig import BasicAuth, HTTPClientConfig, TLSConfig
 from agent.remote import codec
 from agent.remote.backoff import Backoff, parse_retry_after
 from agent.remote.client import USER_AGENT, WriteClient, redact_url
@@ -102,3 +104,35 @@ def test_connection_refused_is_retried_and_credentials_stay_out_of_the_message()
 
     r = _run(main())
     assert r.outcome == "retry" and r.status == 0 and "hunter2" not in r.detail
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:  # noqa: ANN001
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_https_with_the_configured_ca_and_refused_without_it(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def main():
+        rx = await Receiver().start(ssl=server_ctx)
+        body = codec.compress(codec.encode_timeseries(codec.encode_labels((("__name__", "up"),)), 1_700_000_000_000,
+                                                      1.0))
+        trusted = WriteClient(rx.url, http=HTTPClientConfig(tls_config=TLSConfig(ca_file=cert)), timeout=5)
+        ok = [await trusted.send(body) for _ in range(3)]  # the connection is kept and reused
+        await trusted.aclose()
+        untrusted = WriteClient(rx.url, timeout=5)
+        bad = await untrusted.send(body)
+        await untrusted.aclose()
+        await rx.stop()
+        return rx, ok, bad
+
+    rx, ok, bad = _run(main())
+    assert [r.outcome for r in ok] == ["ok"] * 3
+    assert rx.accepted == [((("__name__", "up"),), 1_700_000_000_000, 1.0)] * 3
+    assert bad.outcome == "retry" and bad.reason == "network" and "certificate" in bad.detail.lower()
