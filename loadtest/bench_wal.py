@@ -200,14 +200,76 @@ def bench_histograms(n_series: int, n_batches: int) -> dict[str, float]:
     }
 
 
+def bench_memory(n_series: int) -> dict[str, float]:
+    """Bytes per series held by the WAL's series tables and by one endpoint's series cache (tracemalloc).
+
+    The label tuples are made before measuring: in a running agent they belong to the
+    scrape cache, and the WAL keeps the very same objects (it stores the tuple it is given).
+    """
+    import gc
+    import tracemalloc
+
+    batches = make_batches(n_series, 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "wal"
+        wal = WAL(d, metrics_id="bench-m")
+        wal.open()
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        wal.append(batches[0].labels, batches[0].timestamps, batches[0].values)
+        gc.collect()
+        after_wal = tracemalloc.get_traced_memory()[0]
+
+        async def endpoint() -> tuple[int, int]:
+            q = QueueConfig(min_shards=1, max_samples_per_send=2000, capacity=10**9)
+            eq = EndpointQueue(EndpointConfig(name="m", url="http://127.0.0.1:9/none", queue=q), wal,
+                               PositionStore(Path(tmp) / "pos"), {"cluster": "bench"})
+            await eq.start((0, 0))
+            for s in eq.shards:
+                s.stopping = True
+            for t_ in eq._tasks + eq._shard_tasks:
+                t_.cancel()
+            wal.append(batches[1].labels, batches[1].timestamps, batches[1].values)
+            cur = Cursor(d, 0, 0)
+            recs = [x for x in cur.read(1 << 26).records if x.type == walrec.SAMPLES]
+            gc.collect()
+            m0 = tracemalloc.get_traced_memory()[0]
+            eq._dispatch(recs[0])
+            for s in eq.shards:  # sent and acknowledged: only the per-series cache stays
+                s.ready.clear()
+                s.cut((0, 0, 0))
+                s.ready.clear()
+            gc.collect()
+            cache = tracemalloc.get_traced_memory()[0] - m0
+            m1 = tracemalloc.get_traced_memory()[0]
+            eq._dispatch(recs[1])
+            pending = tracemalloc.get_traced_memory()[0] - m1  # one scrape's samples waiting in batches
+            await eq.client.aclose()
+            return cache, pending
+
+        cache, pending = asyncio.run(endpoint())
+        tracemalloc.stop()
+        wal.close()
+    return {
+        "mem_series": n_series,
+        "wal_series_tables_bytes_per_series": (after_wal - base) / n_series,
+        "endpoint_series_cache_bytes_per_series": cache / n_series,
+        "pending_batch_bytes_per_sample": pending / n_series,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=5000)
     ap.add_argument("--batches", type=int, default=200)
+    ap.add_argument("--memory", type=int, default=100_000, help="series for the tracemalloc figures (0: skip)")
     ap.add_argument("--shards", type=int, default=8, help="queue shards for the dispatch figures")
     ap.add_argument("--histograms", type=int, default=500, help="native histogram series (0: skip)")
     args = ap.parse_args()
     res = bench(args.series, args.batches, args.shards)
+    if args.memory:
+        res.update(bench_memory(args.memory))
     if args.histograms:
         res.update(bench_histograms(args.histograms, min(args.batches, 40)))
     for k, v in res.items():
