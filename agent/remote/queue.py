@@ -365,7 +365,7 @@ class EndpointQueue:
             self.tuner.busy.incr(busy - busy_seen)
             busy_seen = busy
             inp = TunerInput(self._highest_appended / 1000.0, self._highest_sent / 1000.0,
-                             failing=any(s.attempt > 0 for s in self.shards))
+                             failing=self.rate.limited or any(s.attempt > 0 for s in self.shards))
             want = self.tuner.tick(len(self.shards), now - last, inp)
             last = now
             if want != len(self.shards):

@@ -97,6 +97,7 @@ class Shard:
         self.ready: deque[Batch] = deque()
         self.inflight: Batch | None = None
         self.attempt = 0
+        self.gated = 0.0  # seconds the batch in flight waited at the recovery rate gate
         self.client = client
         self.backoff = backoff
         self.max_samples = max_samples
@@ -173,6 +174,7 @@ class Shard:
             if batch is None:
                 return
             t0 = time.monotonic()
+            self.gated = 0.0
             self.inflight = batch
             result = await self._send(batch)
             if result is None:  # stopping mid-retry: the batch stays in flight, unacknowledged
@@ -183,7 +185,10 @@ class Shard:
             # The next batch may repeat this one's series: it waits until this one's
             # acknowledgement is durable, so a crash can only ever re-send this batch.
             await self._durable(self.index, batch.end)
-            self.metrics.busy_seconds += time.monotonic() - t0
+            # Time spent held by the recovery rate gate is not work: counted as busy,
+            # it would make every shard look saturated during a recovery and the tuner
+            # would scale to max_shards, shrinking each batch to a few samples.
+            self.metrics.busy_seconds += time.monotonic() - t0 - self.gated
 
     async def _take(self) -> Batch | None:
         while True:
@@ -208,8 +213,10 @@ class Shard:
         body = compress(raw)
         self.attempt = 0
         while True:
+            gate = time.monotonic()
             if not await self.rate.acquire(self._stop):
                 return None
+            self.gated += time.monotonic() - gate
             result = await self.client.send(body, self.attempt, proto)
             self.rate.observe(result.outcome, result.duration)
             self.metrics.duration.observe(result.duration)
