@@ -55,6 +55,9 @@ class Agent:
     sent_names: tuple[str, ...] = ()
     ready_path = "/-/ready"
     metrics_path = "/metrics"
+    probe_path = "/-/healthy"  # what the harness GETs once a second to time the answer
+    # Histograms of how late the agent ran its work, first found wins (see responsiveness.py).
+    lag_metrics: tuple[str, ...] = ()
     not_ready_status = "failed"  # the status of a run whose agent never became ready
 
     def unavailable(self) -> str | None:
@@ -121,6 +124,9 @@ class VMAgent(Agent):
     scraped_names = ("vm_promscrape_scraped_samples_sum",)
     sent_names = ("vmagent_remotewrite_block_size_rows_sum",)
     ready_path = "/health"
+    probe_path = "/health"
+    # 1.79 exports no Go scheduler latency; newer VictoriaMetrics/metrics versions do.
+    lag_metrics = ("go_sched_latencies_seconds",)
 
     def version(self) -> str:
         return f"vmagent {_dpkg_version('victoria-metrics')} (Debian victoria-metrics)"
@@ -149,6 +155,8 @@ class PrometheusAgent(Agent):
         "prometheus_remote_storage_samples_total",
         "prometheus_remote_storage_succeeded_samples_total",
     )
+    # The Go runtime's scheduling latency, when client_golang is told to export it.
+    lag_metrics = ("go_sched_latencies_seconds",)
 
     def version(self) -> str:
         try:
@@ -211,6 +219,7 @@ class Shoal(Agent):
         "prometheus_scrape_samples_total",
         "shoal_scrape_samples_total",
     )
+    lag_metrics = ("shoal_event_loop_lag_seconds",)  # agent/runtime/looplag.py
     sent_names = (
         "prometheus_remote_storage_samples_total",
         "prometheus_remote_storage_succeeded_samples_total",

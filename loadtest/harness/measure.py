@@ -188,5 +188,9 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
+def fetch_text(url: str) -> str:
+    return httpx.get(url, timeout=10).text
+
+
 def fetch_metrics(url: str) -> dict[str, float]:
-    return parse_metrics(httpx.get(url, timeout=10).text)
+    return parse_metrics(fetch_text(url))

@@ -6,6 +6,7 @@ full run without hand editing.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import subprocess
@@ -115,6 +116,31 @@ def _f(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:,.{digits}f}"
 
 
+def _ms(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    return f"{seconds * 1000:,.1f}" if seconds < 10 else f"{seconds * 1000:,.0f}"
+
+
+def _bound_ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return "> 10 s" if math.isinf(seconds) else f"≤ {seconds * 1000:g}"
+
+
+def lag_cell(r: RunResult) -> str:
+    """p99 of the agent's own lag histogram over the window, and the highest bucket reached (ms)."""
+    if r.lag_p99_s is None:
+        return "-"
+    return f"{_ms(r.lag_p99_s)} ({_bound_ms(r.lag_max_bucket_s)})"
+
+
+def probe_cell(r: RunResult) -> str:
+    if r.probe_p99_s is None:
+        return "-" if not r.probe_failed else f"all {r.probe_failed} failed"
+    return _ms(r.probe_p99_s) + (f" ({r.probe_failed} failed)" if r.probe_failed else "")
+
+
 def one_line(r: RunResult) -> str:
     if not r.ok:
         return f"{r.workload} {r.agent}: {r.status} {r.note}"
@@ -123,7 +149,9 @@ def one_line(r: RunResult) -> str:
         f"cpu {r.cores:.2f} cores = {_f(r.cpu_per_million)} s/M, rss {r.rss_steady / MiB:.0f} MiB "
         f"({_f(r.bytes_per_series, 0)} B/series), peak {r.rss_peak / MiB:.0f} MiB, "
         f"keeps up: {'yes' if r.keeps_up else 'NO'} (scrapes {r.scrape_ratio:.0%}) {r.backlog}; "
-        f"load {r.load_cores:.0%}, other processes {r.other_cores:.0%} of a core"
+        f"load {r.load_cores:.0%}, other processes {r.other_cores:.0%} of a core; "
+        f"loop lag p99 {lag_cell(r)} ms, {r.probe_path} p99 {probe_cell(r)} ms "
+        f"(max {_ms(r.probe_max_s)}, n={r.probe_n})"
     )
 
 
@@ -149,6 +177,8 @@ def results_table(results: Sequence[RunResult]) -> str:
         "RSS bytes / series",
         "load core",
         "other procs",
+        "loop lag p99 ms (max bucket)",
+        "probe p99 ms",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -170,9 +200,46 @@ def results_table(results: Sequence[RunResult]) -> str:
                 _f(r.bytes_per_series, 0),
                 f"{r.load_cores:.0%}",
                 f"{r.other_cores:.0%}" + (" (disturbed)" if r.disturbed else ""),
+                lag_cell(r),
+                probe_cell(r),
             ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def responsiveness_notes(results: Sequence[RunResult]) -> list[str]:
+    """Which histogram each agent's lag column read, and what the probe column timed."""
+    ok = [r for r in results if r.ok]
+    if not ok:
+        return []
+    lag: dict[str, str] = {}
+    for r in ok:
+        if r.lag_metric:
+            lag.setdefault(r.agent, r.lag_metric)
+    agents = list(dict.fromkeys(r.agent for r in ok))
+    parts = [
+        f"{a}: `{lag[a]}`" + (" (how late a 100 ms timer ran)" if a == "shoal" else "")
+        if a in lag
+        else f"{a}: none exported"
+        for a in agents
+    ]
+    paths = dict.fromkeys(f"{r.agent} `{r.probe_path}`" for r in ok if r.probe_path)
+    probes = sorted({r.probe_n for r in ok if r.probe_path})
+    answers = (
+        f"{probes[0]}" if len(probes) == 1 else f"{probes[0]}-{probes[-1]}" if probes else "no"
+    )
+    text = (
+        "Responsiveness over each window. Loop lag: the p99 of the agent's own histogram "
+        "between the window's first and last /metrics read (interpolated within buckets as "
+        "`histogram_quantile` does) and the highest bucket any observation reached; "
+        + "; ".join(parts)
+        + ". Probe: the harness GETs "
+        + ", ".join(paths)
+        + " on a fresh connection once a second during the window and reports the p99 of "
+        + f"{answers} answers a window; "
+        "the harness shares the load core with nginx, so its figures compare agents."
+    )
+    return [text, ""]
 
 
 def _pick(results: Sequence[RunResult], workload: str, agent: str) -> RunResult | None:
@@ -271,6 +338,7 @@ def render(results: Sequence[RunResult], meta: Meta, configs: dict[str, str]) ->
         "",
         results_table(results),
         "",
+        *responsiveness_notes(results),
         "Shoal's ratio to each peer (lower is better; the targets are at most 2x vmagent):",
         "",
         ratios_table(results),

@@ -32,6 +32,17 @@ class RunResult:
     rss_peak: int = 0
     load_cores: float = 0.0  # CPU the targets+sink nginx used, in cores
     other_cores: float = 0.0  # CPU used by anything else on the machine during the window
+    # Responsiveness over the window (loadtest/harness/responsiveness.py): the agent's own
+    # lag histogram when it has one, and the harness's once-a-second GET of probe_path.
+    lag_metric: str = ""  # the histogram read, "" when the agent exports none
+    lag_p99_s: float | None = None
+    lag_max_bucket_s: float | None = None  # every lag observed was at most this (inf: past 10 s)
+    lag_observations: float = 0.0
+    probe_path: str = ""
+    probe_p99_s: float | None = None
+    probe_max_s: float | None = None
+    probe_n: int = 0
+    probe_failed: int = 0
     note: str = ""
 
     @property

@@ -23,8 +23,16 @@ from pathlib import Path
 
 from . import nginx, report
 from .agents import AGENTS, Agent, Job
-from .measure import Sampler, fetch_metrics, machine_busy_seconds, self_cpu_seconds
+from .measure import (
+    Sampler,
+    fetch_metrics,
+    fetch_text,
+    machine_busy_seconds,
+    parse_metrics,
+    self_cpu_seconds,
+)
 from .proc import Proc, spawn, stop_all, wait_http
+from .responsiveness import LoopLag, Prober, ProbeStats, loop_lag
 from .result import RunResult
 from .targets import PayloadSet, write_payloads
 
@@ -172,6 +180,7 @@ class Bench:
         self._save_config(agent, rundir, wl)
         sampler = Sampler(proc.pid)
         load = [Sampler(p.pid) for p in (self.targets_proc, self.sink) if p is not None]
+        prober = Prober(proc.url + agent.probe_path)
         try:
             wait_http(proc.url + agent.ready_path, proc, timeout=60)
         except (RuntimeError, TimeoutError) as exc:
@@ -187,21 +196,25 @@ class Bench:
             self._sleep(wl.warmup_s, proc)
             # The targets' request counter is read innermost, next to the
             # instants that bound the CPU window, so both span the same time.
-            m0 = fetch_metrics(proc.url + agent.metrics_path)
+            text0 = fetch_text(proc.url + agent.metrics_path)
+            m0 = parse_metrics(text0)
             k0 = self.sink_count()
             b0, h0 = machine_busy_seconds(), self_cpu_seconds()
             r0 = nginx.stub_status(self.status_url).requests
             t0 = sampler.take().t
             for s in load:
                 s.take()
+            prober.start()
             self._sleep(wl.measure_s, proc)
             t1 = sampler.take().t
+            probe = prober.stop()
             r1 = nginx.stub_status(self.status_url).requests
             for s in load:
                 s.take()
             b1, h1 = machine_busy_seconds(), self_cpu_seconds()
             k1 = self.sink_count()
-            m1 = fetch_metrics(proc.url + agent.metrics_path)
+            text1 = fetch_text(proc.url + agent.metrics_path)
+            m1 = parse_metrics(text1)
             sampler.stop()
             for s in load:
                 s.stop()
@@ -221,12 +234,14 @@ class Bench:
             res.load_cores = load_cpu / wall
             res.other_cores = max((b1 - b0) - cpu - load_cpu - (h1 - h0), 0.0) / wall
             res.backlog = _backlog(agent.name, m1)
+            _responsiveness(res, loop_lag(text0, text1, agent.lag_metrics), probe)
             if res.agent_sent is None:
                 res.note = "no sent-samples counter found in the agent's /metrics"
         except Exception as exc:  # noqa: BLE001 - one agent's failure must not end the run
             res.status = f"failed: {str(exc).splitlines()[0][:160]}"
             log(f"{agent.name} failed: {exc}")
         finally:
+            prober.stop()
             sampler.stop()
             for s in load:
                 s.stop()
@@ -295,6 +310,18 @@ class Bench:
                     break
                 idx -= 1
         return out
+
+
+def _responsiveness(res: RunResult, lag: LoopLag | None, probe: ProbeStats) -> None:
+    if lag is not None and lag.observations > 0:
+        res.lag_metric = lag.metric
+        res.lag_p99_s = lag.p99
+        res.lag_max_bucket_s = lag.max_bucket
+        res.lag_observations = lag.observations
+    res.probe_path = probe.path
+    res.probe_n, res.probe_failed = probe.n, probe.failed
+    if probe.n:
+        res.probe_p99_s, res.probe_max_s = probe.p99, probe.max
 
 
 def _first_error(text: str) -> str:

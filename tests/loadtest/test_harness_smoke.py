@@ -6,17 +6,32 @@ agent configs it writes are accepted by the agents' own checkers.
 from __future__ import annotations
 
 import gzip
+import json
+import math
+import random
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.syntax.parser import parse_file
 from loadtest.harness import nginx
 from loadtest.harness.agents import Job, PrometheusAgent, Shoal, VMAgent, duration, shoal_config
 from loadtest.harness.proc import stop_all, wait_http
+from loadtest.harness.responsiveness import (
+    Prober,
+    bucket_delta,
+    highest_bucket,
+    histogram_buckets,
+    histogram_quantile,
+    loop_lag,
+    sample_quantile,
+)
 from loadtest.harness.result import RunResult
 from loadtest.harness.run import free_port
 from loadtest.harness.targets import BUCKETS, count_samples, render_payload, write_payloads
@@ -182,3 +197,150 @@ def test_durations_and_derived_figures():
         agent_sent=1_500_000.0,
     )
     assert not slow.keeps_up
+
+
+# -- responsiveness: loop-lag quantiles and the probe ---------------------------------------
+
+LAG_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.inf)
+
+
+def test_histogram_quantile_interpolates_within_buckets_like_prometheus():
+    b = [(0.001, 3.0), (0.01, 7.0), (0.1, 9.0), (math.inf, 10.0)]
+    # rank 5 lies in (0.001, 0.01], 2 of its 4 observations in: halfway.
+    assert histogram_quantile(0.5, b) == pytest.approx(0.001 + 0.009 * 0.5)
+    # rank 2 lies in the first bucket, which starts at 0.
+    assert histogram_quantile(0.2, b) == pytest.approx(0.001 * 2 / 3)
+    # rank 9.9 lies in the +Inf bucket: the highest finite bound answers.
+    assert histogram_quantile(0.99, b) == 0.1
+    assert histogram_quantile(0.9, b) == pytest.approx(0.1)  # rank 9: the top of (0.01, 0.1]
+    assert histogram_quantile(-0.1, b) == -math.inf and histogram_quantile(1.5, b) == math.inf
+    assert math.isnan(histogram_quantile(0.5, [(0.1, 0.0), (math.inf, 0.0)]))  # nothing observed
+    assert math.isnan(histogram_quantile(0.5, [(0.1, 3.0), (1.0, 5.0)]))  # no +Inf bucket
+    assert math.isnan(histogram_quantile(0.5, [(math.inf, 5.0)]))  # one bucket
+    # Counts that went down (buckets read at different instants) are made monotonic.
+    assert histogram_quantile(0.5, [(0.1, 4.0), (1.0, 3.0), (math.inf, 4.0)]) == pytest.approx(0.05)
+    assert highest_bucket(b) == math.inf
+    assert highest_bucket([(0.001, 3.0), (0.01, 7.0), (0.1, 7.0), (math.inf, 7.0)]) == 0.01
+    assert highest_bucket([(0.1, 0.0), (math.inf, 0.0)]) is None
+
+
+def _random_buckets(rng: random.Random) -> list[tuple[float, float]]:
+    counts, total = [], 0
+    for _ in LAG_BOUNDS:
+        total += rng.choice((0, 0, 1, 2, 5, 40, 1000))
+        counts.append(total)
+    if total == 0:
+        counts[-1] = 1
+    if rng.random() < 0.2:  # a dip, as buckets read at slightly different instants show
+        i = rng.randrange(1, len(counts) - 1)
+        counts[i] = max(counts[i - 1] - 1, 0)
+    return list(zip(LAG_BOUNDS, map(float, counts), strict=True))
+
+
+def test_histogram_quantile_matches_prometheus_own_engine(tmp_path):
+    """promtool evaluates histogram_quantile over the same buckets and must get our value."""
+    rng = random.Random(6)
+    tests = []
+    nan_cases = 0
+    for case in range(25):
+        b = _random_buckets(rng)
+        name = f"h{case}_bucket"
+        series = [
+            {
+                "series": f'{name}{{le="{"+Inf" if math.isinf(le) else repr(le)}"}}',
+                "values": f"0 {c:g}",
+            }
+            for le, c in b
+        ]
+        exprs = []
+        for q in (0, 0.25, 0.5, 0.9, 0.99, 1):
+            ours, theirs = histogram_quantile(q, b), f"histogram_quantile({q}, {name})"
+            if math.isnan(ours):  # promtool finds NaN unequal to NaN: ask "is it NaN?" instead
+                theirs, ours = f"{theirs} != bool {theirs}", 1.0
+            exprs.append(
+                {
+                    "expr": theirs,
+                    "eval_time": "1m",
+                    "exp_samples": [{"labels": "{}", "value": ours}],
+                }
+            )
+        nan_cases += sum("!= bool" in e["expr"] for e in exprs)
+        tests.append({"interval": "1m", "input_series": series, "promql_expr_test": exprs})
+    assert 0 < nan_cases < 25 * 6  # both kinds of answer were compared
+    path = tmp_path / "quantile_test.yml"
+    path.write_text(json.dumps({"rule_files": [], "evaluation_interval": "1m", "tests": tests}))
+    out = subprocess.run(
+        ["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+def test_loop_lag_over_a_window_from_two_metrics_reads():
+    registry = CollectorRegistry()
+    lag = Histogram(
+        "shoal_event_loop_lag_seconds", "lag", buckets=LAG_BOUNDS[:-1], registry=registry
+    )
+    other = Histogram("shoal_event_loop_lag_seconds_other", "decoy", registry=registry)
+    for v in (0.0005,) * 50 + (0.3,) * 5:  # before the window: must not count
+        lag.observe(v)
+    before = generate_latest(registry).decode()
+    for v in (0.0002,) * 90 + (0.004,) * 8 + (0.02, 0.7):
+        lag.observe(v)
+    other.observe(100)
+    after = generate_latest(registry).decode()
+    assert histogram_buckets(after, "shoal_event_loop_lag_seconds")[-1] == (math.inf, 155.0)
+    w = loop_lag(before, after, ("go_sched_latencies_seconds", "shoal_event_loop_lag_seconds"))
+    assert w is not None and w.metric == "shoal_event_loop_lag_seconds"
+    assert w.observations == 100
+    # rank 99 is the 99th of 100 observations: the one in (0.01, 0.025].
+    assert w.p99 == pytest.approx(0.025)
+    assert w.max_bucket == 1.0  # the 0.7 s stall
+    assert histogram_quantile(
+        0.5,
+        bucket_delta(
+            histogram_buckets(before, "shoal_event_loop_lag_seconds"),
+            histogram_buckets(after, "shoal_event_loop_lag_seconds"),
+        ),
+    ) == pytest.approx(0.001 * 50 / 90)
+    assert loop_lag(before, after, ("go_sched_latencies_seconds",)) is None
+
+
+def test_sample_quantile_and_the_probe_against_a_real_server():
+    assert sample_quantile(0.5, [3.0, 1.0, 2.0]) == 2.0
+    assert sample_quantile(0.99, [0.0, 1.0]) == pytest.approx(0.99)
+    assert math.isnan(sample_quantile(0.99, []))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            code = 200 if self.path == "/-/healthy" else 500
+            self.send_response(code)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        good = Prober(base + "/-/healthy", period=0.05)
+        good.start()
+        deadline = time.monotonic() + 10
+        while len(good.latencies) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stats = good.stop()
+        assert stats.path == "/-/healthy" and stats.n >= 3 and stats.failed == 0
+        assert 0 < stats.p99 <= stats.max
+        bad = Prober(base + "/broken", period=0.05)
+        bad.probe()
+        assert bad.latencies == [] and bad.failures == ["HTTP 500"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed = Prober(f"http://127.0.0.1:{free_port()}/-/healthy", timeout=2)
+    closed.probe()
+    stats = closed.stop()
+    assert stats.n == 0 and stats.failed == 1 and math.isnan(stats.p99)
+    assert "ConnectionRefused" in closed.failures[0]
