@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -254,6 +255,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--big-mb", type=int, default=20)
+    ap.add_argument("--only-text", action="store_true", help="skip protobuf, memory and big-body cases")
     args = ap.parse_args()
     node = (PAYLOADS / "node_exporter_linux_e2e-output.txt").read_bytes()
     kube = replicate(PAYLOADS / "synthetic-kube-2000.prom", 5)
@@ -262,6 +264,13 @@ async def main() -> None:
     await bench_payload("node_exporter (2 relabel rules)", node, node, args.rounds, RULES)
     await bench_payload("kube 10k series (no relabel)", kube, kube_next, args.rounds, [])
     await bench_payload("kube 10k series (2 relabel rules)", kube, kube_next, args.rounds, RULES)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from loadtest.harness.targets import render_payload
+
+    lt, lt_next = render_payload(1000, 0, 0).encode(), render_payload(1000, 0, 1).encode()
+    await bench_payload("loadtest payload 1k (no relabel)", lt, lt_next, args.rounds * 20, [])
+    if args.only_text:
+        return
     pb_node = to_protobuf(node)
     pb_kube, pb_kube_next = to_protobuf(kube), to_protobuf(kube_next)
     pbt = pb.CONTENT_TYPE

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import itemgetter
 
 from agent.labels import Labels
 from agent.storage import Histogram, Metadata
@@ -401,8 +403,118 @@ class ScanState:
     exemplars: list[tuple] = field(default_factory=list)
 
 
+_rpartition = bytes.rpartition
+_first = itemgetter(0)
+_third = itemgetter(2)
+
+
 def scan_text(lines: list[bytes], st: ScanState) -> None:
     """Scan complete lines of a text-format body into ``st``; raises ParseError.
+
+    Bulk first: every line is split at its last space and its series text
+    looked up in the cache with C-level ``map`` calls, no Python code per
+    line. A cache key is series text once read in full by the careful scan
+    below, so a line that is ``key + " " + token`` with a known key means
+    what the careful scan would make of it: that series, that value token.
+    Lines that miss (comments, new series, timestamps, unusual spacing) go
+    one by one through the careful scan's logic. Whatever looks wrong (a
+    token that is not a float) sends the whole chunk through the careful
+    scan, which names the line and the reason; nothing in ``st`` changes
+    until the chunk is known good.
+    """
+    n = len(lines)
+    parts = list(map(_rpartition, lines, repeat(b" ", n)))
+    keys = list(map(_first, parts))
+    get = st.cache.get
+    labs = list(map(get, keys))
+    toks = list(map(_third, parts))
+    del parts
+    explicit: list[tuple[int, int, bytes]] = []
+    meta: list[tuple[str, str, str]] = []
+    if None in labs:
+        try:
+            _scan_misses(lines, st, keys, labs, toks, explicit, meta)
+        except ValueError:  # ParseError too: let the careful scan report it
+            _scan_text_careful(lines, st)
+            return
+    try:
+        _finish_chunk(lines, st, keys, labs, toks, explicit)
+    except ParseError:
+        _scan_text_careful(lines, st)
+        return
+    st.meta_items += meta
+    st.lineno += n
+
+
+def _scan_misses(
+    lines: list[bytes],
+    st: ScanState,
+    keys: list[bytes],
+    labs: list,
+    toks: list[bytes],
+    explicit: list[tuple[int, int, bytes]],
+    meta: list[tuple[str, str, str]],
+) -> None:
+    """Resolve, in place, the lines the bulk look-up missed; drop comments and blank lines.
+
+    Raises ValueError for anything the careful scan has to explain.
+    """
+    get = st.cache.get
+    resolve = st.resolve
+    comments = st.comments
+    skip = bytearray(b"\x01") * len(lines)
+    skipped = 0
+    index = labs.index
+    i = index(None)
+    while True:
+        line = lines[i]
+        c = line[0] if line else 0
+        if not line or c == 35 or ((c == 32 or c == 9) and line.lstrip(b" \t")[:1] == b"#"):
+            if line:
+                r = comments.get(line)
+                if r is None:
+                    r = comments[line] = comment_entry(line)
+                if r:
+                    meta.append(r)
+            skip[i] = 0
+            skipped += 1
+        else:
+            j = line.rfind(b"}")
+            if j >= 0:
+                key = line[: j + 1]
+                rest = line[j + 1 :].split()
+            else:
+                rest = line.split()
+                if not rest:
+                    skip[i] = 0
+                    skipped += 1
+                    key = b""
+                else:
+                    key = rest[0]
+                    del rest[0]
+            if key:
+                lab = get(key)
+                if lab is None:
+                    lab = resolve(key)
+                if len(rest) != 1:
+                    if len(rest) != 2:
+                        raise ValueError("unusual sample line")
+                    explicit.append((i - skipped, parse_ts_ms(rest[1]), key))
+                keys[i] = key
+                labs[i] = lab
+                toks[i] = rest[0]
+        try:
+            i = index(None, i + 1)
+        except ValueError:
+            break
+    if skipped:
+        keys[:] = compress(keys, skip)
+        labs[:] = compress(labs, skip)
+        toks[:] = compress(toks, skip)
+
+
+def _scan_text_careful(lines: list[bytes], st: ScanState) -> None:
+    """The line-by-line scan: exact errors with line numbers; the reference for ``scan_text``.
 
     The per-line loop only slices and looks up; value tokens are converted
     afterwards in one ``map(float, ...)`` and checked in bulk (one ``in`` over
