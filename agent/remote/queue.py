@@ -63,7 +63,7 @@ from agent.remote.codec_v2 import (
     family_of,
 )
 from agent.remote.config import EndpointConfig
-from agent.remote.fastpath import dispatch_record
+from agent.remote.fastpath import Routes, dispatch_record
 from agent.remote.position import Point, Position, PositionStore
 from agent.remote.ratecontrol import FLOOR, SendRate
 from agent.remote.sharding import ShardTuner, TunerInput
@@ -121,6 +121,7 @@ class EndpointQueue:
 
             self._relabel = relabel.process
         self._prefix: dict[int, bytes | None] = {}
+        self._routes = Routes()  # the fast path's routing per target's series list
         self._lbytes: dict[int, bytes] = {}  # label bytes per series, for histograms and exemplars
         self._on_corrupt_active = on_corrupt_active
         lv = (component_id, self.remote_name, self.safe_url)
@@ -168,6 +169,7 @@ class EndpointQueue:
         self._highest_appended = 0  # ms, newest sample appended to the WAL (told by RemoteWrite)
         self._highest_sent = 0  # ms, newest sample acknowledged
         self.reshards = 0
+        self._reader_waited = False  # since the tuner's last tick (shards, not the CPU, limit sending)
         # Recovery never goes below one request per max_backoff (the slowest a lone shard retries).
         self.proto = cfg.protobuf_message if cfg.protobuf_message in (V1, V2) else V1
         self._v2: dict[int, SeriesV2] = {}
@@ -309,6 +311,7 @@ class EndpointQueue:
             if self._full():
                 self._space.clear()
                 if self._full():
+                    self._reader_waited = True
                     try:
                         await asyncio.wait_for(self._space.wait(), 1.0)
                     except TimeoutError:
@@ -362,10 +365,11 @@ class EndpointQueue:
             await asyncio.sleep(interval)
             now = time.monotonic()
             busy = self._m.busy_seconds
-            self.tuner.busy.incr(busy - busy_seen)
-            busy_seen = busy
             inp = TunerInput(self._highest_appended / 1000.0, self._highest_sent / 1000.0,
-                             failing=self.rate.limited or any(s.attempt > 0 for s in self.shards))
+                             failing=self.rate.limited or any(s.attempt > 0 for s in self.shards),
+                             busy=busy - busy_seen, reader_waited=self._reader_waited)
+            busy_seen = busy
+            self._reader_waited = False
             want = self.tuner.tick(len(self.shards), now - last, inp)
             last = now
             if want != len(self.shards):
@@ -455,7 +459,7 @@ class EndpointQueue:
         cutoff = int((time.time() - age) * 1000) if age > 0 else None
         low = cutoff if cutoff is not None else -(1 << 63)
         if self._resume is None and self.proto == V1 and dispatch_record(
-            shards, rec.segment, rec.offset, refs, tss, vals, self._prefix, low
+            shards, rec.segment, rec.offset, refs, tss, vals, self._prefix, low, self._routes
         ):
             return
         ns = len(shards)

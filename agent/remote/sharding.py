@@ -14,6 +14,16 @@ to catch up 5 % of it per second. Changes within 30 % of the current count
 are ignored (no flapping), a queue more than 10 s behind never scales down,
 and nothing changes while sends are failing: more shards cannot help a
 backend that is down, and the drain a reshard needs would never finish.
+
+One departure from Prometheus: no growth while the shards we have sat idle
+for most of the last interval (busy less than ``MIN_UTILIZATION`` of the
+shard count) and the reader never had to wait for a full shard. Prometheus
+scales shards to hide network latency; when a queue is behind with idle
+shards, what limits it is the reader, that is the CPU (the event loop is
+saturated, and every send's busy time includes waiting for the loop), and
+more shards only add per-shard work. Measured under the heavy load (200k
+samples/s on one core): the formula asked for 20, then 46, then 50 shards
+with 20 % of them busy.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ TOLERANCE = 0.3
 CATCHUP = 0.05
 ALPHA = 0.2
 NO_DOWNSHARD_BEHIND = 10.0  # seconds
+MIN_UTILIZATION = 0.5  # busy shard-seconds per shard below which growing cannot help
 
 
 def desired_shards(
@@ -39,8 +50,15 @@ def desired_shards(
     rate_dropped: float,
     busy: float,
     delay: float,
+    busy_now: float | None = None,
+    reader_waited: bool = False,
 ) -> int:
-    """The shard count for these rates (per second) and ``delay`` (seconds behind)."""
+    """The shard count for these rates (per second) and ``delay`` (seconds behind).
+
+    ``busy_now`` is the last interval's busy shard-seconds per second (not smoothed), and
+    ``reader_waited`` whether the reader waited for a full shard in it: together they say
+    whether the shards limit sending at all.
+    """
     if rate_out <= 0:
         return current
     kept = rate_out / (rate_out + rate_dropped) if rate_dropped > 0 else 1.0
@@ -51,6 +69,8 @@ def desired_shards(
         return current
     if want < current and delay > NO_DOWNSHARD_BEHIND:
         return current
+    if want > current and busy_now is not None and busy_now < MIN_UTILIZATION * current and not reader_waited:
+        return current  # idle shards: the bottleneck is elsewhere (CPU), more shards cannot help
     return max(min_shards, min(max_shards, want))
 
 
@@ -59,6 +79,8 @@ class TunerInput:
     highest_appended: float  # seconds since epoch of the newest sample appended to the WAL
     highest_sent: float  # ... and of the newest sample this queue had acknowledged
     failing: bool  # the last send attempt failed, or nothing succeeded for a while
+    busy: float = 0.0  # shard-seconds spent busy since the last tick
+    reader_waited: bool = False  # the reader waited for a full shard since the last tick
 
 
 class ShardTuner:
@@ -78,14 +100,18 @@ class ShardTuner:
         rin = self.samples_in.tick(elapsed)
         rout = self.samples_out.tick(elapsed)
         rdrop = self.samples_dropped.tick(elapsed)
+        self.busy.incr(inp.busy)
         busy = self.busy.tick(elapsed)
+        busy_now = inp.busy / elapsed if elapsed > 0 else None
         delay = inp.highest_appended - inp.highest_sent if inp.highest_sent else 0.0
         want = desired_shards(current, self.min_shards, self.max_shards, rate_in=rin, rate_out=rout,
-                              rate_dropped=rdrop, busy=busy, delay=delay)
+                              rate_dropped=rdrop, busy=busy, delay=delay, busy_now=busy_now,
+                              reader_waited=inp.reader_waited)
         if not self.min_shards <= current <= self.max_shards:
             want = max(self.min_shards, min(self.max_shards, want))  # settings changed under us
         elif inp.failing:
             want = current
-        self.last = {"rate_in": rin, "rate_out": rout, "rate_dropped": rdrop, "busy": busy, "delay": delay,
+        self.last = {"rate_in": rin, "rate_out": rout, "rate_dropped": rdrop, "busy": busy, "busy_now": busy_now or 0.0,
+                     "reader_waited": float(inp.reader_waited), "delay": delay,
                      "desired": float(want)}
         return want

@@ -39,6 +39,20 @@ def test_desired_shards_arithmetic():
     assert desired_shards(3, 1, 50, rate_in=1000, rate_out=0, busy=0.0, **kw) == 3
 
 
+def test_no_growth_while_shards_sit_idle_and_the_queue_is_behind():
+    """The heavy run's numbers: 20 shards, 4 of them busy, 13 s behind; the formula alone wants 46."""
+    kw = dict(rate_in=171245.0, rate_out=25295.0, rate_dropped=0.0, busy=4.0, delay=13.5)
+    assert desired_shards(20, 1, 50, **kw) == 46
+    assert desired_shards(20, 1, 50, busy_now=4.0, **kw) == 20
+    # the reader waited for a full shard: the shards are the limit after all
+    assert desired_shards(20, 1, 50, busy_now=4.0, reader_waited=True, **kw) == 46
+    # shards busy most of the time: growth as before
+    assert desired_shards(20, 1, 50, busy_now=15.0, **kw) == 46
+    # idle shards never stop a scale-down
+    assert desired_shards(20, 1, 50, rate_in=100.0, rate_out=100.0, rate_dropped=0.0, busy=0.5,
+                          delay=0.0, busy_now=0.5) == 1
+
+
 def test_slow_backend_grows_shards_then_they_shrink_and_order_holds(tmp_path: Path):
     async def main():
         rx = await Receiver(delay=0.05).start()
