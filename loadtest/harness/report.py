@@ -151,7 +151,7 @@ def one_line(r: RunResult) -> str:
         f"keeps up: {'yes' if r.keeps_up else 'NO'} (scrapes {r.scrape_ratio:.0%}) {r.backlog}; "
         f"load {r.load_cores:.0%}, other processes {r.other_cores:.0%} of a core; "
         f"loop lag p99 {lag_cell(r)} ms, {r.probe_path} p99 {probe_cell(r)} ms "
-        f"(max {_ms(r.probe_max_s)}, n={r.probe_n})"
+        f"(p50 {_ms(r.probe_p50_s)}, max {_ms(r.probe_max_s)}, n={r.probe_n})"
     )
 
 
@@ -235,7 +235,7 @@ def responsiveness_notes(results: Sequence[RunResult]) -> list[str]:
         + "; ".join(parts)
         + ". Probe: the harness GETs "
         + ", ".join(paths)
-        + " on a fresh connection once a second during the window and reports the p99 of "
+        + " on a fresh connection at a random instant in each second of the window and reports the p99 of "
         + f"{answers} answers a window; "
         "the harness shares the load core with nginx, so its figures compare agents."
     )

@@ -10,14 +10,18 @@ so the figure matches what a dashboard over the same histogram would show.
 The agent's own histogram exists only where the agent keeps one, so a second
 probe applies to every agent alike: the harness GETs a cheap endpoint of the
 agent (a fresh connection, as a kubelet probe makes) once a second and keeps
-the latencies. It runs in the harness, on the load core, so its figures
-include that core's own scheduling delay; they compare agents, not absolutes.
+the latencies. Each probe goes at a random instant within its second: at a
+fixed tick every probe would land at the same phase of a 1 s scrape cycle and
+report that phase's latency as the whole distribution. It runs in the harness,
+on the load core, so its figures include that core's own scheduling delay;
+they compare agents, not absolutes.
 """
 
 from __future__ import annotations
 
 import http.client
 import math
+import random
 import re
 import threading
 import time
@@ -167,17 +171,19 @@ class ProbeStats:
     path: str
     n: int
     failed: int
-    p99: float  # seconds, NaN with no successful probe
+    p50: float  # seconds, NaN with no successful probe
+    p99: float
     max: float
 
 
 @dataclass
 class Prober:
-    """GETs ``url`` every ``period`` seconds in a thread, on a fresh connection each time."""
+    """GETs ``url`` once in every ``period`` seconds, at a random instant within it, in a thread."""
 
     url: str
     period: float = 1.0
     timeout: float = 5.0
+    seed: int | None = None
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -209,15 +215,17 @@ class Prober:
         self._thread.start()
 
     def _run(self) -> None:
-        # Fixed ticks, so a slow answer does not push every later probe back.
-        next_at = time.monotonic()
+        # Slots on a fixed grid, so a slow answer does not push every later probe
+        # back (a probe still running at its slot's end skips the next slot).
+        rng = random.Random(self.seed)
+        slot = time.monotonic()
         while True:
-            self.probe()
-            next_at += self.period
-            while next_at < time.monotonic():
-                next_at += self.period
-            if self._stop.wait(max(next_at - time.monotonic(), 0.0)):
+            if self._stop.wait(max(slot + rng.random() * self.period - time.monotonic(), 0.0)):
                 return
+            self.probe()
+            slot += self.period
+            while slot + self.period < time.monotonic():
+                slot += self.period
 
     def stop(self) -> ProbeStats:
         self._stop.set()
@@ -227,6 +235,7 @@ class Prober:
             path=urlsplit(self.url).path,
             n=len(self.latencies),
             failed=len(self.failures),
+            p50=sample_quantile(0.5, self.latencies),
             p99=sample_quantile(0.99, self.latencies),
             max=max(self.latencies, default=math.nan),
         )

@@ -39,6 +39,7 @@ class RunResult:
     lag_max_bucket_s: float | None = None  # every lag observed was at most this (inf: past 10 s)
     lag_observations: float = 0.0
     probe_path: str = ""
+    probe_p50_s: float | None = None
     probe_p99_s: float | None = None
     probe_max_s: float | None = None
     probe_n: int = 0

@@ -321,7 +321,7 @@ def _responsiveness(res: RunResult, lag: LoopLag | None, probe: ProbeStats) -> N
     res.probe_path = probe.path
     res.probe_n, res.probe_failed = probe.n, probe.failed
     if probe.n:
-        res.probe_p99_s, res.probe_max_s = probe.p99, probe.max
+        res.probe_p50_s, res.probe_p99_s, res.probe_max_s = probe.p50, probe.p99, probe.max
 
 
 def _first_error(text: str) -> str:
