@@ -12,6 +12,11 @@ the last successful scrape is kept; a key absent from the next one gets a stale
 marker unless its label set is still produced by another line. Entries unseen
 in a successful scrape are evicted after staleness has been written. A failed
 scrape marks every previously seen series stale and keeps the entries.
+
+That set is usually not stored: after a successful scrape the entries are
+exactly its keys, so ``prev`` is None and means "the entries, less the keys
+resolved since" (``new_keys``). Keeping a set of the scrape's own key objects
+instead held a second copy of every raw series text (~170-260 B a series).
 """
 
 from __future__ import annotations
@@ -49,11 +54,15 @@ class ScrapeCache:
         "records",
         "fresh",
         "aliased",
+        "new_keys",
     )
 
     def __init__(self) -> None:
         self.entries: dict[bytes, Labels] = {}
-        self.prev: set[bytes] = set()
+        # Keys tracked for staleness at the last scrape; None: every entry but new_keys.
+        self.prev: set[bytes] | None = set()
+        # Keys resolved since the last successful scrape (not in ``prev``).
+        self.new_keys: list[bytes] = []
         self.comments: dict[bytes, tuple] = {}
         self.metas: dict[tuple[str, str, str, str], Metadata] = {}
         # An unchanged set of HELP/TYPE lines hands on the previous metadata dict.
@@ -135,6 +144,7 @@ class SeriesBuilder:
             self.added += 1
             self.cache.fresh = True
         self.cache.entries[key] = lab
+        self.cache.new_keys.append(key)
         return lab
 
     def with_target_labels(self, lab: Labels) -> Labels:
@@ -238,15 +248,24 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
         if not cfg.track_timestamps_staleness:
             tracked = cur_all - {k for _, _, k in explicit} - hist_explicit
     stale: list[Labels] = []
-    gone = cache.prev - tracked
     entries = cache.entries
+    prev = cache.prev
+    if prev is None:
+        # The entries are the last scrape's keys plus keys resolved since, all of them in cur_all.
+        gone = entries.keys() - cur_all
+        if tracked is not cur_all:  # keys now carrying a timestamp leave staleness tracking
+            new = set(cache.new_keys)
+            gone.update(k for k in cur_all - tracked if k not in new)
+    else:
+        gone = prev - tracked
     if gone:
         cand = {entries[k] for k in gone if entries.get(k)}
         if cand:
             present = set(labels)
             present.update(h[0] for h in hists)
             stale = [lab for lab in cand if lab not in present]
-    cache.prev = tracked
+    cache.prev = None if tracked is cur_all else tracked
+    cache.new_keys = []
     if len(entries) > len(cur_all):
         for k in entries.keys() - cur_all:
             del entries[k]
@@ -261,8 +280,14 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
 def fail(cache: ScrapeCache) -> list[Labels]:
     """A failed (or final) scrape: every series of the last good scrape goes stale."""
     entries = cache.entries
-    stale = list({entries[k] for k in cache.prev if entries.get(k)})
+    prev = cache.prev
+    if prev is None:
+        new = set(cache.new_keys)
+        stale = list({lab for k, lab in entries.items() if lab and k not in new})
+    else:
+        stale = list({entries[k] for k in prev if entries.get(k)})
     cache.prev = set()
+    cache.new_keys = []
     return stale
 
 
