@@ -4,10 +4,13 @@ Most WAL samples records are one scrape: every sample has the same
 timestamp, every series is known and sent, no series repeats, and none of
 them is already in its shard's open batch. For such a record nothing needs a
 Python-level step per sample: prefixes come from the cache with one
-``map``, the "one sample per series per batch" rule is one ``isdisjoint``
-and one ``dict.update`` per shard, and the RW 1.0 body is one ``bytes.join``
-over the prefixes, the packed values and the shared timestamp field
-interleaved by extended slice assignment. Everything else (stale
+``map``, the shard order and slices come from ``Routes`` (once per target's
+series list), and the "one sample per series per batch" rule is one
+``isdisjoint`` and one ``dict.update`` per shard. The RW 1.0 body is built
+when the batch is sent (``encode_part``: one ``bytes.join`` over the
+prefixes, the packed values and the shared timestamp field interleaved by
+extended slice assignment), so batches waiting to be sent hold no encoded
+bytes. Everything else (stale
 timestamps, unknown or relabel-dropped series, repeats, a restart's skip
 points, 2.0) returns False and takes the general loop in ``queue.py``, which
 gives the same batches a sample at a time.
@@ -113,8 +116,7 @@ def dispatch_record(
     tf = ts_field(t)
     if tf is None:
         return False
-    pl = list(map(prefixes.get, refs))
-    if not all(pl):  # unknown yet, relabel-dropped, or not in the WAL's series table
+    if not all(map(prefixes.get, refs)):  # unknown yet, relabel-dropped, or not in the WAL's series table
         return False
     route = routes.route(refs, len(shards))
     if route is None:
@@ -126,20 +128,18 @@ def dispatch_record(
             return False
         if t > s.buf_max_ts:
             s.buf_max_ts = t
-        _fill(s, seg, off, refs, tss, vals, pl, vals, refs, range(n), t, tf)
+        _fill(s, seg, off, refs, tss, vals, refs, range(n), t)
         return True
     rs: Sequence[int] = get(refs)
     for k, lo, hi in bounds:
         s = shards[k]
         if s.seen and _meets(s.seen, rs[lo:hi], t):
             return False
-    ps: Sequence[bytes] = get(pl)
-    vs: Sequence[float] = get(vals)
     for s in shards:
         if t > s.buf_max_ts:
             s.buf_max_ts = t
     for k, lo, hi in bounds:
-        _fill(shards[k], seg, off, refs, tss, vals, ps[lo:hi], vs[lo:hi], rs[lo:hi], order[lo:hi], t, tf)
+        _fill(shards[k], seg, off, refs, tss, vals, rs[lo:hi], order[lo:hi], t)
     return True
 
 
@@ -158,12 +158,9 @@ def _fill(
     refs: array,
     tss: array,
     vals: array,
-    ps: Sequence[bytes],
-    vs: Any,
     rs: Sequence[int],
     ix: Sequence[int],
     t: int,
-    tf: bytes,
 ) -> None:
     """Append one shard's samples of a record (``ix`` their record indexes, increasing) to its batches.
 
@@ -188,11 +185,6 @@ def _fill(
                 b = a + j
                 whole = False
         m = b - a
-        out: list[Any] = [None] * (3 * m)
-        out[0::3] = ps if whole else ps[a:b]
-        out[1::3] = map(pack_double, vs if whole else vs[a:b])
-        out[2::3] = repeat(tf, m)
-        s.buf += b"".join(out)
         seen.update(dict.fromkeys(rs if whole else rs[a:b], t))
         s.parts.append((refs, tss, vals, ix if whole else ix[a:b]))
         s.count += m
@@ -200,3 +192,43 @@ def _fill(
             s.cut((seg, off, ix[b - 1] + 1))
             s.buf_max_ts = t
         a = b
+
+
+def encode_part(out: bytearray, refs: array, tss: array, vals: array, ix: Sequence[int],
+                prefixes: dict[int, bytes | None]) -> bool:
+    """RW 1.0 body of one batch part, appended to ``out``, if it is one timestamp of known series.
+
+    The batch is encoded when sent, not when dispatched (a waiting batch holds no encoded
+    bytes), with the same C-level steps the dispatch used to take: one ``map`` for the
+    prefixes, one ``bytes.join`` with the packed values and the shared timestamp field.
+    False (nothing appended) sends the part through the general loop.
+    """
+    m = len(ix)
+    if not m:
+        return True
+    t = tss[ix[0]]
+    tf = ts_field(t)
+    if tf is None:
+        return False
+    if isinstance(ix, range) and ix.step == 1:
+        sl = slice(ix.start, ix.stop)
+        rs: Sequence[int] = refs[sl]
+        ts_: Sequence[int] = tss[sl]
+        vs: Sequence[float] = vals[sl]
+    elif m == 1:
+        i = ix[0]
+        rs, ts_, vs = (refs[i],), (t,), (vals[i],)
+    else:
+        get = itemgetter(*ix)
+        rs, ts_, vs = get(refs), get(tss), get(vals)
+    if ts_.count(t) != m:
+        return False
+    ps = list(map(prefixes.get, rs))
+    if not all(ps):
+        return False
+    o: list[Any] = [None] * (3 * m)
+    o[0::3] = ps
+    o[1::3] = map(pack_double, vs)
+    o[2::3] = repeat(tf, m)
+    out += b"".join(o)
+    return True

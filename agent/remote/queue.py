@@ -63,7 +63,7 @@ from agent.remote.codec_v2 import (
     family_of,
 )
 from agent.remote.config import EndpointConfig
-from agent.remote.fastpath import Routes, dispatch_record
+from agent.remote.fastpath import Routes, dispatch_record, encode_part
 from agent.remote.position import Point, Position, PositionStore
 from agent.remote.ratecontrol import FLOOR, SendRate
 from agent.remote.sharding import ShardTuner, TunerInput
@@ -467,22 +467,18 @@ class EndpointQueue:
         for s in shards:
             if mts > s.buf_max_ts:
                 s.buf_max_ts = mts
-        bufs = [s.buf for s in shards]
         counts = [s.count for s in shards]
         seens = [s.seen for s in shards]
         ixs: list[list[int]] = [[] for _ in shards]
         cache = self._prefix
-        tsc: dict[int, bytes] = {}
         maxs = shards[0].max_samples
         seg, off = rec.segment, rec.offset
         skip = self._skip_for(seg, off, n) if self._resume is not None else None
-        v1 = self.proto == V1  # a 2.0 queue keeps only the indexes; it encodes per request
-        pack = pack_double
         missing = _MISSING
         dropped = unknown = too_old = dup = 0
         # Series -> timestamp of the batches this record cut: a same-timestamp copy after a cut is dropped too.
         carry: dict[int, int] | None = None
-        for i, r, t, v in zip(range(n), refs, tss, vals, strict=True):
+        for i, r, t in zip(range(n), refs, tss, strict=True):
             k = r % ns
             if skip is not None and i < skip[k]:
                 continue
@@ -513,7 +509,6 @@ class EndpointQueue:
                 else:
                     carry.update(sn)
                 s.cut((seg, off, i))
-                bufs[k] = s.buf
                 sn = seens[k] = s.seen
                 s.buf_max_ts = mts
                 counts[k] = 0
@@ -522,18 +517,6 @@ class EndpointQueue:
                 continue
             sn[r] = t
             ixs[k].append(i)
-            if v1:
-                tf = tsc.get(t)
-                if tf is None:
-                    tf = ts_field(t) or b""
-                    tsc[t] = tf
-                b = bufs[k]
-                if tf:
-                    b += p
-                    b += pack(v)
-                    b += tf
-                else:
-                    b += encode_timeseries(self._label_bytes(r), t, v)
             c = counts[k] + 1
             if c >= maxs:
                 s = shards[k]
@@ -545,7 +528,6 @@ class EndpointQueue:
                 else:
                     carry.update(seens[k])
                 s.cut((seg, off, i + 1))
-                bufs[k] = s.buf
                 seens[k] = s.seen
                 s.buf_max_ts = mts
                 c = 0
@@ -586,7 +568,6 @@ class EndpointQueue:
         low = int((time.time() - age) * 1000) if age > 0 else -(1 << 63)
         shards = self.shards
         ns = len(shards)
-        v1 = self.proto == V1
         dropped = unknown = too_old = dup = 0
         for i, r, t, h in zip(range(n), refs, tss, bodies, strict=True):
             k = r % ns
@@ -612,8 +593,6 @@ class EndpointQueue:
                     continue
                 s.cut((seg, off, i))
             s.seen[r] = t
-            if v1:
-                s.buf += encode_histogram_timeseries(lb, t, h)
             s.hparts.append((r, t, h))
             if t > s.buf_max_ts:
                 s.buf_max_ts = t
@@ -647,7 +626,6 @@ class EndpointQueue:
         low = int((time.time() - age) * 1000) if age > 0 else -(1 << 63)
         shards = self.shards
         ns = len(shards)
-        v1 = self.proto == V1
         dropped = 0
         for i in range(n):
             r = refs[i]
@@ -662,8 +640,6 @@ class EndpointQueue:
                 dropped += 1
                 continue
             s = shards[k]
-            if v1:
-                s.buf += encode_exemplar_timeseries(lb, t, vals[i], labels[i])
             s.eparts.append((r, t, vals[i], labels[i]))
             s.count += 1
             if s.count >= s.max_samples:
@@ -687,8 +663,9 @@ class EndpointQueue:
     def _encode(self, batch: Batch) -> tuple[bytes, str]:
         """The uncompressed body of ``batch`` in the queue's current protocol."""
         if self.proto == V1:
-            if batch.body or not (batch.parts or batch.hparts or batch.eparts):
-                return batch.body, V1
+            # Encoded here, at send time, not while dispatching: a batch waiting to be sent holds
+            # its samples as references into the WAL record's columns (~30 B/sample), not as
+            # ~150 B/sample of encoded body; the work is the same, done once per attempt.
             return self._encode_v1(batch.parts, batch.hparts, batch.eparts), V1
         series: list[SeriesV2] = []
         tss: list[int] = []
@@ -717,7 +694,10 @@ class EndpointQueue:
         return bytes(out)
 
     def _encode_v1_floats(self, out: bytearray, parts: list[Part]) -> None:
+        prefixes = self._prefix
         for refs, ts, vs, ix in parts:
+            if encode_part(out, refs, ts, vs, ix, prefixes):
+                continue
             for i in ix:
                 r = refs[i]
                 tf = ts_field(ts[i])
@@ -726,8 +706,9 @@ class EndpointQueue:
                     out += p
                     out += pack_double(vs[i])
                     out += tf
-                else:
+                elif p:
                     out += encode_timeseries(self._label_bytes(r), ts[i], vs[i])
+                # else: the series left the WAL's tables while the batch waited; no labels to send
 
     def _series_v2(self, ref: int) -> SeriesV2:
         labels = self._labels(ref) or ()

@@ -3,7 +3,7 @@
 Random records (scrape-shaped ones, and ones with repeats, several timestamps,
 unknown series) are dispatched twice from the same WAL: once as the queue does
 it, once with the fast path switched off. Every cut batch and every open batch
-must be equal: body bytes, count, end position, newest timestamp, and the
+must be equal: body bytes (encoded as when sent), count, end position, newest timestamp, and the
 samples behind them.
 """
 
@@ -67,9 +67,11 @@ def _state(eq: EndpointQueue) -> list:
         batches = []
         for b in [*s.ready]:
             samples = [(refs[i], ts[i], vs[i]) for refs, ts, vs, ix in b.parts for i in ix]
-            batches.append((b.body, b.count, b.end, b.max_ts, samples, decode_write_request(b.body, False)))
+            body, _ = eq._encode(b)
+            assert body, "a batch encodes to a body"
+            batches.append((body, b.count, b.end, b.max_ts, samples, decode_write_request(body, False)))
         open_samples = [(refs[i], ts[i], vs[i]) for refs, ts, vs, ix in s.parts for i in ix]
-        out.append((batches, bytes(s.buf), s.count, dict(s.seen), s.buf_max_ts, open_samples))
+        out.append((batches, s.count, dict(s.seen), s.buf_max_ts, open_samples))
     return out
 
 
