@@ -258,6 +258,7 @@ class EndpointQueue:
         self._data.set()
 
     def forget(self, refs: list[int]) -> None:
+        self._routes.reset(len(self.shards))
         for r in refs:
             self._prefix.pop(r, None)
             self._v2.pop(r, None)
