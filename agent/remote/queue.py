@@ -446,6 +446,11 @@ class EndpointQueue:
             return None
         return out
 
+    def _oldest_ms(self) -> int:
+        """The oldest timestamp (ms) still worth sending under ``sample_age_limit``; no limit: the minimum."""
+        age = self.cfg.queue.sample_age_limit
+        return int((time.time() - age) * 1000) if age > 0 else -(1 << 63)
+
     def _dispatch(self, rec: Any) -> None:  # noqa: C901 - the hot loop stays in one piece on purpose
         try:
             refs, tss, vals = walrec.decode_samples(rec.payload)
@@ -456,9 +461,7 @@ class EndpointQueue:
         if not n:
             return
         shards = self.shards
-        age = self.cfg.queue.sample_age_limit
-        cutoff = int((time.time() - age) * 1000) if age > 0 else None
-        low = cutoff if cutoff is not None else -(1 << 63)
+        low = self._oldest_ms()
         if self._resume is None and self.proto == V1 and dispatch_record(
             shards, rec.segment, rec.offset, refs, tss, vals, self._prefix, low, self._routes
         ):
@@ -565,8 +568,7 @@ class EndpointQueue:
             return
         seg, off = rec.segment, rec.offset
         skip = self._skip_for(seg, off, n) if self._resume is not None else None
-        age = self.cfg.queue.sample_age_limit
-        low = int((time.time() - age) * 1000) if age > 0 else -(1 << 63)
+        low = self._oldest_ms()
         shards = self.shards
         ns = len(shards)
         dropped = unknown = too_old = dup = 0
@@ -623,8 +625,7 @@ class EndpointQueue:
             return
         seg, off = rec.segment, rec.offset
         skip = self._skip_for(seg, off, n) if self._resume is not None else None
-        age = self.cfg.queue.sample_age_limit
-        low = int((time.time() - age) * 1000) if age > 0 else -(1 << 63)
+        low = self._oldest_ms()
         shards = self.shards
         ns = len(shards)
         dropped = 0
