@@ -3,5 +3,6 @@ real tokens, for tests and load tests (there is no cluster on the test machines)
 
 from tests.kube.apiserver import RBAC_MANIFEST, APIServer
 from tests.kube.certs import CertFiles, make_certs
+from tests.kube.kubelet import Kubelet
 
-__all__ = ["APIServer", "CertFiles", "RBAC_MANIFEST", "make_certs"]
+__all__ = ["APIServer", "CertFiles", "Kubelet", "RBAC_MANIFEST", "make_certs"]

@@ -35,6 +35,7 @@ from tests.kube.certs import CertFiles, make_certs
 from tests.kube.rbac import RBAC_KINDS, Auth, Request, User
 from tests.kube.resources import Catalog, Resource, default_catalog
 from tests.kube.selectors import SelectorError, parse_field_selector, parse_label_selector
+from tests.kube.serving import Served, ThreadedServer
 from tests.kube.store import Event, Expired, NotFound, Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +98,7 @@ class _Target:
     watch_path: bool  # the legacy /watch/ prefix
 
 
-class APIServer:
+class APIServer(Served):
     """The stand-in. Objects change through apply/delete/load from any thread."""
 
     def __init__(self, folder: Path | str, *, objects: Iterable[dict[str, Any]] | str | Path = (),
@@ -110,14 +111,10 @@ class APIServer:
         self.catalog = catalog or default_catalog()
         self.store = Store(self.catalog)
         self.auth = Auth()
-        self.host = host
-        self.port = port
+        self._server = ThreadedServer(self._handle, self.certs, host, port, "kube-apiserver")
         self.watch_timeout = watch_timeout
         self.bookmark_interval = bookmark_interval
         self.log: collections.deque[Logged] = collections.deque(maxlen=200_000)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._watches: dict[int, web.Request] = {}
         self._bookmark_now: set[asyncio.Event] = set()
         for path in rbac_files:
@@ -194,23 +191,19 @@ class APIServer:
     # -- watches --------------------------------------------------------------------
     def cut_watches(self) -> int:
         """Cut every open watch mid-stream (as a load balancer or a crashed server would)."""
-        loop = self._loop
+        loop = self._server.loop
         if loop is None:
             return 0
         n = len(self._watches)
-
-        def cut() -> None:
-            for req in list(self._watches.values()):
-                if req.transport is not None:
-                    req.transport.abort()
-        loop.call_soon_threadsafe(cut)
+        loop.call_soon_threadsafe(self._abort_watches)
         return n
 
     def send_bookmarks(self) -> None:
         """A BOOKMARK on every open watch that allows them, now."""
-        if self._loop is not None:
+        loop = self._server.loop
+        if loop is not None:
             for ev in list(self._bookmark_now):
-                self._loop.call_soon_threadsafe(ev.set)
+                loop.call_soon_threadsafe(ev.set)
 
     @property
     def open_watches(self) -> int:
@@ -221,78 +214,15 @@ class APIServer:
                 and (resource is None or r.resource == resource)]
 
     # -- lifecycle ------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
-
-    def start(self) -> APIServer:
-        started = threading.Event()
-        error: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._serve())
-            except BaseException as e:  # reported to the starting thread
-                error.append(e)
-                started.set()
-                loop.close()
-                self._loop = None
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"kube-apiserver:{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        started.wait()
-        if error:
-            raise error[0]
-        return self
-
-    async def _serve(self) -> None:
-        app = web.Application(client_max_size=16 << 20)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5,
-                                     handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port,
-                           ssl_context=self.certs.server_context(), reuse_address=True)
-        await site.start()
-        if self.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        """Stop serving: open watches are cut, the port refuses connections. start() again
-        serves the same objects on the same port."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-
-        async def shutdown() -> None:
-            for req in list(self._watches.values()):
-                if req.transport is not None:
-                    req.transport.abort()
-            if self._runner is not None:
-                await self._runner.cleanup()
-            loop.stop()
-        asyncio.run_coroutine_threadsafe(shutdown(), loop)
-        thread.join(timeout=10)
-        self._loop = self._thread = self._runner = None
+    def _before_stop(self) -> None:
+        # Stopping cuts open watches; start() again serves the same objects, same port.
+        self._abort_watches()
         self._watches.clear()
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> APIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _abort_watches(self) -> None:
+        for req in list(self._watches.values()):
+            if req.transport is not None:
+                req.transport.abort()
 
     # -- client helpers -------------------------------------------------------------
     def kubeconfig(self, path: Path, token: str, namespace: str = "default") -> Path:
