@@ -157,6 +157,37 @@ def test_forced_410_relists_without_losing_objects(api: APIServer) -> None:
     assert sorted(rec.seen) == [("add", "p3"), ("delete", "p2")]
 
 
+def test_bookmarks_keep_the_resume_point_fresh(api: APIServer) -> None:
+    """Without bookmarks a quiet watch would resume from a compacted version and relist."""
+    async def body(inf: Informer) -> None:
+        await until(lambda: api.open_watches == 1)
+        api.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n9"}})
+        api.send_bookmarks()
+        await until(lambda: inf.resource_versions[""] == str(api.resource_version))
+        api.compact()
+        api.cut_watches()
+        api.apply(pod("after"))
+        await until(lambda: "after" in names(inf))
+        assert inf.lists == 1 and inf.errors["gone"] == 0
+        assert inf.events["BOOKMARK"] >= 1
+
+    run_informer(api, body)
+
+
+def test_managed_fields_are_not_kept(api: APIServer) -> None:
+    heavy = pod("heavy")
+    heavy["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    api.apply(heavy)
+
+    async def body(inf: Informer) -> None:
+        assert "managedFields" not in inf.get("default", "heavy")["metadata"]
+        api.apply(heavy | {"status": {"phase": "Failed"}})
+        await until(lambda: inf.get("default", "heavy")["status"]["phase"] == "Failed")
+        assert "managedFields" not in inf.get("default", "heavy")["metadata"]
+
+    run_informer(api, body)
+
+
 def test_restarted_api_server_is_survived(api: APIServer) -> None:
     async def body(inf: Informer) -> None:
         lists = inf.lists
@@ -177,11 +208,16 @@ def test_restarted_api_server_is_survived(api: APIServer) -> None:
 def test_cut_watch_resumes_from_last_version(api: APIServer) -> None:
     async def body(inf: Informer) -> None:
         await until(lambda: api.open_watches == 1)
+        api.apply(pod("before-cut"))
+        await until(lambda: "before-cut" in names(inf))
+        seen = str(api.resource_version)
         watches = len(api.requests(verb="watch"))
         api.cut_watches()
         api.apply(pod("after-cut"))
         await until(lambda: "after-cut" in names(inf))
-        assert len(api.requests(verb="watch")) == watches + 1
+        again = api.requests(verb="watch")
+        assert len(again) == watches + 1
+        assert again[-1].query["resourceVersion"] == seen  # no event replayed
         assert inf.lists == 1
 
     run_informer(api, body)
