@@ -62,6 +62,9 @@ def _json(body: dict[str, Any], code: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+_WRITE_VERBS = {("POST", False): "create", ("PUT", True): "update", ("DELETE", True): "delete"}
+
+
 def _flag(q: Any, name: str) -> bool:
     # Go's strconv.ParseBool, as the server parses boolean query parameters.
     return (q.get(name) or "").lower() in ("1", "t", "true")
@@ -255,18 +258,26 @@ class APIServer(Served):
         try:
             if user is None:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
-            if request.method != "GET":
-                raise ApiError(405, "MethodNotAllowed",
-                               f"the server does not allow this method on the requested "
-                               f"resource ({request.method})")
             target = self._parse(request.path)
             if target is None:
-                verb = "get"
-                self._authorize(user, Request("get", path=request.path))
+                verb = request.method.lower()
+                self._authorize(user, Request(verb, path=request.path))
+                if request.method != "GET":
+                    raise ApiError(405, "MethodNotAllowed", "the server does not allow this "
+                                   f"method on the requested resource ({request.method})")
                 return _json(self._discovery(request))
             q = request.query
             res = target.resource
             resname = res.plural
+            if request.method != "GET":
+                verb = _WRITE_VERBS.get((request.method, bool(target.name)), "")
+                if not verb or target.subresource:
+                    raise ApiError(405, "MethodNotAllowed", "the server does not allow this "
+                                   f"method on the requested resource ({request.method})")
+                self._authorize(user, Request(verb, res.group, res.plural, "",
+                                              target.namespace, target.name))
+                code, body = await self._write(request, verb, target)
+                return _json(body, code)
             watching = target.watch_path or _flag(q, "watch")
             verb = "watch" if watching else "get" if target.name else "list"
             self._authorize(user, Request(verb, res.group, res.plural, target.subresource,
@@ -343,6 +354,46 @@ class APIServer(Served):
         if body is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return body
+
+    async def _write(self, request: web.Request, verb: str, t: _Target
+                     ) -> tuple[int, dict[str, Any]]:
+        """create (POST), update (PUT) and delete (DELETE), so a stand-in running as a
+        process can be changed from outside (kubectl-style), as tests change it in-process."""
+        res = t.resource
+        if verb == "delete":
+            try:
+                return 200, self.store.delete(res, t.namespace, t.name)
+            except NotFound:
+                raise ApiError(404, "NotFound", f'{res.plural} "{t.name}" not found',
+                               {"name": t.name, "kind": res.plural}) from None
+        try:
+            obj = json.loads(await request.read())
+        except ValueError as e:
+            raise ApiError(400, "BadRequest", f"invalid JSON body: {e}") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            raise ApiError(400, "BadRequest", "object without metadata")
+        meta = obj["metadata"]
+        if res.namespaced and t.namespace:
+            meta.setdefault("namespace", t.namespace)
+            if meta["namespace"] != t.namespace:
+                raise ApiError(400, "BadRequest", "the namespace of the object does not "
+                               "match the namespace on the request")
+        if verb == "update" and meta.get("name") != t.name:
+            raise ApiError(400, "BadRequest", "the name of the object does not match the "
+                           "name on the URL")
+        obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+        if verb == "create":
+            try:
+                self.store.get(res, meta.get("namespace", ""), str(meta.get("name")))
+                raise ApiError(409, "AlreadyExists",
+                               f'{res.plural} "{meta.get("name")}" already exists')
+            except NotFound:
+                pass
+        try:
+            stored = self.store.apply(obj, res)
+        except ValueError as e:
+            raise ApiError(422, "Invalid", str(e)) from None
+        return (201 if verb == "create" else 200), stored
 
     def _get(self, t: _Target) -> dict[str, Any]:
         try:

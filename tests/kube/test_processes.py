@@ -33,7 +33,8 @@ def pod(name: str, ip: str) -> dict[str, Any]:
 def test_runs_as_a_process(tmp_path: Path) -> None:
     objs = tmp_path / "objs.yaml"
     objs.write_text(json.dumps(pod("web-1", "10.2.0.5")))
-    (tmp_path / "tokens.csv").write_text("proc-token,system:serviceaccount:shoal:shoal,u1\n")
+    (tmp_path / "tokens.csv").write_text("proc-token,system:serviceaccount:shoal:shoal,u1\n"
+                                         'admin-token,admin,u2,"system:masters"\n')
     port = free_port()
     certs = make_certs(tmp_path / "certs")  # the process reuses these files
     proc = spawn([sys.executable, "-m", "tests.kube.apiserver", "--objects", str(objs),
@@ -43,14 +44,25 @@ def test_runs_as_a_process(tmp_path: Path) -> None:
     try:
         eventually(lambda: "stand-in on" in proc.log_text(), timeout=30)
 
-        async def go() -> Any:
-            conf = client.Configuration(host=f"https://127.0.0.1:{port}")
-            conf.ssl_ca_cert = str(certs.ca)
-            conf.api_key = {"BearerToken": "Bearer proc-token"}
-            async with client.ApiClient(conf) as ac:
-                return await client.CoreV1Api(ac).list_namespaced_pod("shop")
-        pods = asyncio.run(go())
-        assert [p.metadata.name for p in pods.items] == ["web-1"]
+        def conf(token: str) -> client.Configuration:
+            c = client.Configuration(host=f"https://127.0.0.1:{port}")
+            c.ssl_ca_cert = str(certs.ca)
+            c.api_key = {"BearerToken": f"Bearer {token}"}
+            return c
+
+        async def go() -> tuple[Any, int]:
+            async with client.ApiClient(conf("admin-token")) as admin:
+                v1 = client.CoreV1Api(admin)
+                await v1.create_namespaced_pod("shop", pod("web-2", "10.2.0.6"))
+                await v1.delete_namespaced_pod("web-1", "shop")
+            async with client.ApiClient(conf("proc-token")) as ac:
+                v1 = client.CoreV1Api(ac)
+                with pytest.raises(client.ApiException) as denied:
+                    await v1.create_namespaced_pod("shop", pod("web-3", "10.2.0.7"))
+                return await v1.list_namespaced_pod("shop"), denied.value.status
+        pods, status = asyncio.run(go())
+        assert [p.metadata.name for p in pods.items] == ["web-2"]
+        assert status == 403  # the manifest grants reads only
         assert "RuntimeWarning" not in proc.log_text()
     finally:
         assert proc.stop() == 0
