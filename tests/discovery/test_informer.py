@@ -278,15 +278,42 @@ def test_rotated_token_file_is_picked_up(api: APIServer, tmp_path: Path) -> None
     assert inf.errors["unauthorized"] == 0
 
 
-def test_malformed_objects_are_counted_and_skipped(api: APIServer) -> None:
+def test_bearer_token_file_is_read_again(api: APIServer, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("file-token-1\n")
+    api.add_token("file-token-1")
+    cs = ClientSettings(api_server=api.url, token_reread=3600, http=HTTPClientConfig(
+        bearer_token_file=str(token), tls_config=TLSConfig(ca_file=str(api.certs.ca))))
+
     async def body(inf: Informer) -> None:
+        api.add_token("file-token-2")
+        token.write_text("file-token-2\n")
+        api.auth.remove_token("file-token-1")
+        api.cut_watches()
+        api.apply(pod("p6"))
+        # Cached for an hour, but the 401 makes the client read the file again.
+        await until(lambda: "p6" in names(inf))
+        assert inf.errors["unauthorized"] >= 1
+
+    run_informer(api, body, cs=cs)
+    assert api.requests(verb="watch")[-1].user == "system:serviceaccount:shoal:shoal"
+
+
+def test_malformed_objects_are_counted_and_skipped(api: APIServer) -> None:
+    api.inject_malformed("pods", {"metadata": {"namespace": "default"}, "spec": {}})
+
+    async def body(inf: Informer) -> None:
+        assert inf.errors["malformed"] == 1  # the nameless one in the list
         api.inject_malformed("pods", {"metadata": {"name": "odd"}, "spec": "not-a-map"})
         await until(lambda: "odd" in names(inf))  # stored as is: the roles judge content
-        api.cut_watches()
-        await until(lambda: api.open_watches == 1)
+        api.inject_malformed("pods", {"kind": "Pod", "metadata": "nonsense"})
+        api.apply(pod("fine"))
+        await until(lambda: "fine" in names(inf))
+        assert inf.errors["malformed"] == 2
+        assert inf.health.reason == "malformed" and "object" in inf.health.message
+        assert names(inf) == ["fine", "odd", "p0", "p1", "p2"]
 
-    inf = run_informer(api, body)
-    assert inf.health.healthy is True
+    run_informer(api, body)
 
 
 def test_two_subscribers_share_one_watch(api: APIServer) -> None:

@@ -65,6 +65,11 @@ def _json(body: dict[str, Any], code: int = 200) -> web.Response:
 _WRITE_VERBS = {("POST", False): "create", ("PUT", True): "update", ("DELETE", True): "delete"}
 
 
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")  # injected malformed objects may have none
+    return meta if isinstance(meta, dict) else {}
+
+
 def _flag(q: Any, name: str) -> bool:
     # Go's strconv.ParseBool, as the server parses boolean query parameters.
     return (q.get(name) or "").lower() in ("1", "t", "true")
@@ -414,7 +419,7 @@ class APIServer(Served):
             raise ApiError(400, "BadRequest", str(e)) from None
 
         def match(obj: dict[str, Any]) -> bool:
-            meta = obj.get("metadata") or {}
+            meta = _meta(obj)
             if t.namespace and meta.get("namespace") != t.namespace:
                 return False
             lab = meta.get("labels")
@@ -447,29 +452,24 @@ class APIServer(Served):
                                             "message": "Too large resource version"}],
                                 "retryAfterSeconds": 1})
         try:
-            rv, objs = self.store.snapshot(res, at)
+            rv, pairs = self.store.items(res, at)
         except Expired as e:
             if q.get("continue"):
                 raise ApiError(410, "Expired", "The provided continue parameter is too old "
                                "to display a consistent list result. You can start a new "
                                "list without the continue parameter.") from None
             raise ApiError(410, "Expired", str(e)) from None
-        items = []
-        for obj in objs:
-            meta = obj["metadata"]
-            if start and f"{meta.get('namespace', '')}/{meta['name']}" <= start:
-                continue
-            if match(obj):
-                items.append(obj)
+        selected = [(f"{ns}/{name}", obj) for (ns, name), obj in pairs
+                    if not (start and f"{ns}/{name}" <= start) and match(obj)]
         meta_out: dict[str, Any] = {"resourceVersion": str(rv)}
         limit = q.get("limit")
-        if limit and limit.isdigit() and 0 < int(limit) < len(items):
-            rest = len(items) - int(limit)
-            items = items[: int(limit)]
-            last = items[-1]["metadata"]
-            token = {"rv": rv, "start": f"{last.get('namespace', '')}/{last['name']}"}
+        if limit and limit.isdigit() and 0 < int(limit) < len(selected):
+            rest = len(selected) - int(limit)
+            selected = selected[: int(limit)]
+            token = {"rv": rv, "start": selected[-1][0]}
             meta_out["continue"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
             meta_out["remainingItemCount"] = rest
+        items = [obj for _, obj in selected]
         if res.builtin:
             items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
                      for o in items]
@@ -483,7 +483,7 @@ class APIServer(Served):
             by_name = match
 
             def match(o: dict[str, Any]) -> bool:
-                return o["metadata"].get("name") == t.name and by_name(o)
+                return _meta(o).get("name") == t.name and by_name(o)
         res = t.resource
         bookmarks = _flag(q, "allowWatchBookmarks")
         timeout = self.watch_timeout
