@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.kube.certs import CertFiles, make_certs
+from tests.kube.certs import SERVER_NAMES, CertFiles, make_certs
 from tests.kube.rbac import Auth, Request
 from tests.kube.serving import Served, ThreadedServer
 
@@ -66,8 +66,12 @@ class Kubelet(Served):
 
     @classmethod
     def for_apiserver(cls, folder: Path | str, api: Any, node: str, **kw: Any) -> Kubelet:
-        """A kubelet for `node` whose pods and token checks are the API server's."""
+        """A kubelet for `node` whose pods and token checks are the API server's, with a
+        serving certificate from the cluster's CA (the service account's ca.crt verifies
+        it, as with kubelet serving certificates signed by the cluster)."""
         pods_res = api.resource("pods")
+        kw.setdefault("certs", make_certs(api.certs.ca.parent, SERVER_NAMES + (node,),
+                                          prefix=f"kubelet-{node}"))
 
         def pods() -> list[dict[str, Any]]:
             _, objs = api.store.snapshot(pods_res)

@@ -40,6 +40,7 @@ def samples(text: str) -> list[tuple[str, dict[str, str]]]:
 
 def test_metrics_endpoints_with_real_label_names(api: APIServer, tmp_path: Path) -> None:
     with Kubelet.for_apiserver(tmp_path, api, "node-1") as kubelet:
+        assert kubelet.certs.ca == api.certs.ca  # one cluster CA for both
         cad = get(kubelet, "/metrics/cadvisor", "shoal-token")
         assert cad.status_code == 200 and cad.headers["content-type"].startswith("text/plain")
         cpu = [lab for name, lab in samples(cad.text)
