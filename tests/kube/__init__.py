@@ -1,5 +1,13 @@
 """Stand-ins for a Kubernetes cluster: the API server and the kubelet, over real TLS with
-real tokens, for tests and load tests (there is no cluster on the test machines)."""
+real tokens, for tests and load tests (there is no cluster on the test machines).
+
+    api = APIServer(tmp_path, rbac_files=[RBAC_MANIFEST])   # authorizes as the DaemonSet's role
+    api.add_token("t", "shoal/shoal")                      # the shoal service account
+    api.load(tmp_path / "objects.yaml")                    # or api.apply({...}) any time
+    with api, Kubelet.for_apiserver(tmp_path, api, "node-1") as kubelet:
+        ...  # api.url, api.certs.ca, kubelet.port; api.delete / compact / cut_watches /
+             # stop / start; api.requests(verb="watch"); api.auth.unused_grants("shoal")
+"""
 
 from __future__ import annotations
 
