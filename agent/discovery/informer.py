@@ -94,6 +94,15 @@ class _WatchError(Exception):
         self.status = int(status.get("code") or 0)
 
 
+def _too_large(status: dict[str, Any]) -> bool:
+    """The server has not reached our version (it was restored or restarted): relist, as
+    client-go does."""
+    details = status.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return isinstance(causes, list) and any(
+        isinstance(c, dict) and c.get("reason") == "ResourceVersionTooLarge" for c in causes)
+
+
 def _reason(e: BaseException) -> str:
     status = getattr(e, "status", 0)
     if isinstance(e, (ApiException, _WatchError)) and status:
@@ -322,7 +331,7 @@ class Informer:
                 continue
             if kind == "ERROR":
                 status = obj if isinstance(obj, dict) else {}
-                if status.get("code") == 410:
+                if status.get("code") == 410 or _too_large(status):
                     raise Gone(str(status.get("message") or "resource version expired"))
                 raise _WatchError(status)
             new_rv = _rv(obj)

@@ -205,6 +205,33 @@ def test_restarted_api_server_is_survived(api: APIServer) -> None:
     run_informer(api, body)
 
 
+@pytest.mark.parametrize("first_rv", [0, 10_000], ids=["versions-behind", "versions-ahead"])
+def test_replaced_api_server_is_relisted(api: APIServer, tmp_path: Path, first_rv: int) -> None:
+    """A new server on the same address (a restored etcd, a restarted stand-in process)
+    whose versions are behind ours (too large) or ahead (410): relist, keep what exists."""
+    rec = Recorder()
+
+    async def body(inf: Informer) -> None:
+        for v in ("1", "2"):  # our version moves past the new server's
+            api.apply(pod("p2", v=v))
+        await until(lambda: inf.resource_versions[""] == str(api.resource_version))
+        inf.subscribe(rec)
+        rec.seen.clear()
+        api.stop()
+        other = APIServer(tmp_path, port=api.port, rbac_files=[RBAC_MANIFEST],
+                          first_resource_version=first_rv)
+        other.add_token(TOKEN, "shoal/shoal")
+        for name in ("p0", "p1", "new"):
+            other.apply(pod(name))
+        with other:
+            await until(lambda: names(inf) == ["new", "p0", "p1"], 10)
+        assert inf.lists == 2
+
+    run_informer(api, body)
+    # p0 and p1 were never deleted (they may be updated: their versions changed or not).
+    assert sorted(e for e in rec.seen if e[0] != "update") == [("add", "new"), ("delete", "p2")]
+
+
 def test_cut_watch_resumes_from_last_version(api: APIServer) -> None:
     async def body(inf: Informer) -> None:
         await until(lambda: api.open_watches == 1)

@@ -62,6 +62,8 @@ def _json(body: dict[str, Any], code: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+_TOO_LARGE = {"causes": [{"reason": "ResourceVersionTooLarge",
+                         "message": "Too large resource version"}], "retryAfterSeconds": 1}
 _WRITE_VERBS = {("POST", False): "create", ("PUT", True): "update", ("DELETE", True): "delete"}
 
 
@@ -113,11 +115,11 @@ class APIServer(Served):
                  rbac_files: Iterable[Path | str] = (), port: int = 0,
                  host: str = "127.0.0.1", certs: CertFiles | None = None,
                  watch_timeout: float = 1800.0, bookmark_interval: float = 60.0,
-                 catalog: Catalog | None = None) -> None:
+                 catalog: Catalog | None = None, first_resource_version: int = 0) -> None:
         self.folder = Path(folder)
         self.certs = certs or make_certs(self.folder / "apiserver-certs")
         self.catalog = catalog or default_catalog()
-        self.store = Store(self.catalog)
+        self.store = Store(self.catalog, first_resource_version)
         self.auth = Auth()
         self._server = ThreadedServer(self._handle, self.certs, host, port, "kube-apiserver")
         self.watch_timeout = watch_timeout
@@ -447,10 +449,7 @@ class APIServer(Served):
                 at = want
             elif want > self.store.resource_version:
                 raise ApiError(504, "Timeout", f"Too large resource version: {want}, "
-                               f"current: {self.store.resource_version}",
-                               {"causes": [{"reason": "ResourceVersionTooLarge",
-                                            "message": "Too large resource version"}],
-                                "retryAfterSeconds": 1})
+                               f"current: {self.store.resource_version}", _TOO_LARGE)
         try:
             rv, pairs = self.store.items(res, at)
         except Expired as e:
@@ -517,7 +516,10 @@ class APIServer(Served):
                 except ValueError:
                     raise ApiError(400, "BadRequest",
                                    f"invalid resource version: {rv_param}") from None
-                self.store.events_after(pos)  # raises Expired
+                current, _ = self.store.events_after(pos)  # raises Expired
+                if pos > current:
+                    raise ApiError(504, "Timeout", f"Too large resource version: {pos}, "
+                                   f"current: {current}", _TOO_LARGE)
         except Expired as e:
             await resp.write(json.dumps({"type": "ERROR", "object": status(
                 410, "Expired", str(e))}).encode() + b"\n")
@@ -609,9 +611,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--watch-timeout", type=float, default=1800.0)
     ap.add_argument("--bookmark-interval", type=float, default=60.0)
     args = ap.parse_args(argv)
+    # Versions start from the clock, so clients of a previous run of this process get
+    # 410 and relist instead of waiting for versions this run has not reached.
     server = APIServer(args.certs, certs=make_certs(Path(args.certs)), port=args.port,
                        host=args.host, rbac_files=args.rbac, watch_timeout=args.watch_timeout,
-                       bookmark_interval=args.bookmark_interval)
+                       bookmark_interval=args.bookmark_interval,
+                       first_resource_version=int(time.time() * 1000))
     for src in args.objects:
         server.load(src)
     for tf in args.token_file:

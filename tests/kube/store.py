@@ -46,14 +46,17 @@ def _now() -> str:
 
 
 class Store:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, first_rv: int = 0) -> None:
+        """first_rv: the version before the first change; versions at or below it are
+        gone (a stand-in process restarted with a higher one answers 410 to clients that
+        resume from its previous life, as a restored etcd would)."""
         self.catalog = catalog
         self._lock = threading.Lock()
         self._objects: dict[Resource, dict[Key, dict[str, Any]]] = {}
         self._history: list[Event] = []
-        self._first_rv = 1  # rv of _history[0]
-        self._rv = 0
-        self._compacted = 0  # versions below this are gone
+        self._first_rv = first_rv + 1  # rv of _history[0]
+        self._rv = first_rv
+        self._compacted = first_rv  # versions below this are gone
         self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     # -- reading ----------------------------------------------------------------
