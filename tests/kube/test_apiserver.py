@@ -320,3 +320,25 @@ def test_legacy_watch_path_and_timeout_seconds(api: APIServer) -> None:
     events = run(api, body)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a")]
     assert api.requests(verb="watch")[-1].path == "/api/v1/watch/namespaces/shop/pods"
+
+
+def test_own_metrics_need_the_nonresource_grant(api: APIServer) -> None:
+    api.apply(pod("a"))
+
+    async def body(ac: client.ApiClient) -> str:
+        await client.CoreV1Api(ac).list_pod_for_all_namespaces()
+        resp = await ac.call_api("/metrics", "GET", auth_settings=["BearerToken"],
+                                 _preload_content=False)
+        return (await resp.read()).decode()
+
+    text = run(api, body)
+    assert 'apiserver_request_total{code="200",component="apiserver",resource="pods",' \
+        'verb="LIST"} 1' in text
+    assert ("get", "", "/metrics") not in {
+        (g.verb, g.api_group, g.resource) for g in api.auth.unused_grants("shoal")}
+
+    async def other(ac: client.ApiClient) -> int:
+        with pytest.raises(client.ApiException) as e:
+            await ac.call_api("/metrics", "GET", auth_settings=["BearerToken"])
+        return e.value.status
+    assert run(api, other, token="other-token") == 403
