@@ -382,6 +382,26 @@ def test_two_subscribers_share_one_watch(api: APIServer) -> None:
     assert api.open_watches == 0 or time.sleep(0.5) or api.open_watches == 0
 
 
+def test_concurrent_acquires_make_one_informer(api: APIServer) -> None:
+    async def go() -> None:
+        shared = Informers(min_backoff=0.05, max_backoff=0.2)
+        cs = settings(api)
+        got = await asyncio.gather(*(shared.acquire(cs, PODS) for _ in range(5)))
+        assert all(inf is got[0] for inf in got)
+        await got[0].wait_synced(5)
+        for inf in got[:4]:
+            await shared.release(cs, inf)
+        assert shared.running() == [got[0]]
+        await shared.release(cs, got[4])
+        assert shared.running() == []
+        await shared.stop()
+        with pytest.raises(RuntimeError, match="stopped"):
+            await shared.acquire(cs, PODS)
+
+    asyncio.run(go())
+    assert len(api.requests(verb="list", resource="pods")) == 1
+
+
 def test_kubeconfig_and_errors(api: APIServer, tmp_path: Path) -> None:
     cfg = api.kubeconfig(tmp_path / "kubeconfig", TOKEN, namespace="monitoring")
 
