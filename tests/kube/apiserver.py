@@ -570,8 +570,10 @@ class APIServer(Served):
                 wake.clear()
                 try:
                     cur, events = self.store.events_after(pos)
-                except Expired:  # compacted while we lagged: the client must relist
-                    cur, events = pos, []
+                except Expired as e:  # compacted while this watch lagged: the client relists
+                    await resp.write(json.dumps({"type": "ERROR", "object": status(
+                        410, "Expired", str(e))}).encode() + b"\n")
+                    break
                 for ev in events:
                     if ev.resource == res:
                         line = self._event_line(ev, match)

@@ -143,10 +143,15 @@ def test_watch_from_compacted_version_is_410(api: APIServer) -> None:
     api.apply(pod("a"))
     old = api.resource_version
     api.apply(pod("b"))
-    api.compact()
+    kept = api.compact()
+    api.apply(pod("c"))
+    api.delete("pods", "a")
 
     async def body(ac: client.ApiClient) -> tuple[Any, Any, Any]:
         v1 = client.CoreV1Api(ac)
+        then = await v1.list_pod_for_all_namespaces(resource_version=str(kept),
+                                                    resource_version_match="Exact")
+        assert [p.metadata.name for p in then.items] == ["a", "b"]  # as at compaction
         resp = await v1.list_pod_for_all_namespaces(
             watch=True, resource_version=str(old), _preload_content=False)
         line = json.loads(await resp.content.readline())
