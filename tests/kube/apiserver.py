@@ -638,6 +638,8 @@ def main(argv: list[str] | None = None) -> None:
                     "requests allowed)")
     ap.add_argument("--watch-timeout", type=float, default=1800.0)
     ap.add_argument("--bookmark-interval", type=float, default=60.0)
+    ap.add_argument("--compact-interval", type=float, default=300.0,
+                    help="seconds between compactions (0: never)")
     args = ap.parse_args(argv)
     # Versions start from the clock, so clients of a previous run of this process get
     # 410 and relist instead of waiting for versions this run has not reached.
@@ -654,7 +656,8 @@ def main(argv: list[str] | None = None) -> None:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait()
+    while not done.wait(args.compact_interval or None):
+        server.compact()  # as etcd does, so a long run's history does not grow without end
     server.stop()
 
 
