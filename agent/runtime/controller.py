@@ -17,15 +17,16 @@ from typing import Any
 
 import structlog
 
+from agent.runtime import graph as graphmod
 from agent.runtime import values
 from agent.runtime.component import Options
 from agent.runtime.component_metrics import ComponentRegistries
-from agent.runtime.graph import Decl, Graph
+from agent.runtime.graph import CONFIG_BLOCKS, Decl, Graph
 from agent.runtime.health import Health, State, worst
 from agent.runtime.metrics import evaluation_histogram
 from agent.runtime.registry import DEFAULT, Registry
 from agent.runtime.services import Services
-from agent.syntax import ast
+from agent.syntax import ast, decode, vm
 from agent.syntax.diag import Diagnostic, DiagnosticsError, Pos
 
 STOP_TIMEOUT = 10.0
@@ -73,8 +74,6 @@ class Node:
 
 def decode_args(decl: Decl, variables: dict[str, Any]) -> Any:
     """A component's arguments from its block, evaluated against the other components' exports."""
-    from agent.syntax import decode, vm
-
     schema = decl.type.arguments
     if schema is None:
         if decl.block.body:
@@ -86,9 +85,6 @@ def decode_args(decl: Decl, variables: dict[str, Any]) -> Any:
 
 def decode_settings(block: ast.Block) -> Any:
     """A top-level settings block (``logging``) into its schema."""
-    from agent.runtime.graph import CONFIG_BLOCKS
-    from agent.syntax import decode, vm
-
     return decode.decode_body(block.body, CONFIG_BLOCKS[block.full_name], vm.Scope({}, None), block.pos)
 
 
@@ -179,8 +175,6 @@ class Controller:
         Components already running lend their real exports; new ones a placeholder
         of their exports type, so arguments are type-checked either way.
         """
-        from agent.runtime import graph as graphmod
-
         errors: list[Diagnostic] = []
         if graph is None:
             graph, errors = graphmod.build_partial(files, self.registry)
