@@ -18,6 +18,7 @@ from typing import Any
 
 # The names services are registered under; a component asks for one of these.
 HTTP = "http"
+CLUSTER = "cluster"
 
 
 class ServiceNotFound(LookupError):
