@@ -67,7 +67,7 @@ def bench(n_series: int, n_batches: int, shards: int = 8) -> dict[str, float]:
     total = n_series * n_batches
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "wal"
-        wal = WAL(d, metrics_id="bench")
+        wal = WAL(d)
         wal.open()
         wal.append(
             batches[0].labels, batches[0].timestamps, batches[0].values
@@ -157,7 +157,7 @@ def bench_histograms(n_series: int, n_batches: int) -> dict[str, float]:
     total = n_series * n_batches
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "wal"
-        wal = WAL(d, metrics_id="bench-h")
+        wal = WAL(d)
         wal.open()
         t = time.process_time()
         for b in range(n_batches):
@@ -214,7 +214,7 @@ def bench_memory(n_series: int) -> dict[str, float]:
     batches = make_batches(n_series, 2)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "wal"
-        wal = WAL(d, metrics_id="bench-m")
+        wal = WAL(d)
         wal.open()
         gc.collect()
         tracemalloc.start()

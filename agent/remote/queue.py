@@ -43,7 +43,6 @@ from typing import Any
 
 import structlog
 
-from agent.remote import metrics as m
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient, redact_url
 from agent.remote.codec import compress
@@ -51,11 +50,12 @@ from agent.remote.codec_v2 import V1, V2, encode_metadata_v1
 from agent.remote.config import EndpointConfig
 from agent.remote.dispatch import EXEMPLARS, FLOATS, HISTOGRAMS, Dispatcher
 from agent.remote.encode import encode_batch
+from agent.remote.metrics import QueueMetrics, RemoteMetrics
 from agent.remote.position import Point, Position, PositionStore
 from agent.remote.ratecontrol import FLOOR, SendRate
 from agent.remote.series import SeriesTable
 from agent.remote.sharding import ShardTuner, TunerInput
-from agent.remote.shards import Batch, Shard, ShardMetrics
+from agent.remote.shards import Batch, Shard
 from agent.wal import WAL
 from agent.wal.watcher import Watcher
 
@@ -89,7 +89,7 @@ class EndpointQueue:
         store: PositionStore,
         external_labels: dict[str, str],
         *,
-        component_id: str = "",
+        metrics: RemoteMetrics | None = None,
         stats: QueueStats | None = None,
         on_corrupt_active: Any = None,
     ) -> None:
@@ -103,25 +103,13 @@ class EndpointQueue:
         self._on_corrupt_active = on_corrupt_active
         q = cfg.queue
         self.series = SeriesTable(wal.labels_by_ref, external_labels, cfg.write_relabel_rules)
-        self.dispatch = Dispatcher(self.series, q.sample_age_limit, self._dropped)
+        self.dispatch = Dispatcher(self.series, q.sample_age_limit, self.dropped)
         self.watcher: Watcher | None = None
-        lv = self._lv = (component_id, self.remote_name, self.safe_url)
-        self._m = ShardMetrics(
-            m.samples_total.labels(*lv),
-            m.samples_failed.labels(*lv),
-            m.samples_retried.labels(*lv),
-            m.queue_highest_sent.labels(*lv),
-            m.sent_batch_duration.labels(*lv),
-            m.bytes_total.labels(*lv),
-            m.histograms_total.labels(*lv),
-            m.exemplars_total.labels(*lv),
-        )
-        self._m_pending = m.samples_pending.labels(*lv)
-        self._m_meta = m.metadata_total.labels(*lv)
-        self._m_meta_failed = m.metadata_failed.labels(*lv)
-        m.shards_max.labels(*lv).set(q.max_shards)
-        m.shards_min.labels(*lv).set(q.min_shards)
-        m.shard_capacity.labels(*lv).set(q.capacity)
+        # The families belong to the RemoteWrite (one registry per component); None: private ones.
+        self._m: QueueMetrics = (metrics or RemoteMetrics()).queue(self.remote_name, self.safe_url)
+        self._m.shards_max.set(q.max_shards)
+        self._m.shards_min.set(q.min_shards)
+        self._m.shard_capacity.set(q.capacity)
         self.client = WriteClient(
             cfg.url,
             timeout=cfg.remote_timeout,
@@ -217,7 +205,7 @@ class EndpointQueue:
             )
             for i in range(len(points))
         ]
-        m.shards.labels(*self._lv).set(len(self.shards))
+        self._m.shards.set(len(self.shards))
         self._shard_tasks = [asyncio.create_task(s.run(), name=f"shard-{self.key}-{s.index}") for s in self.shards]
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -238,7 +226,7 @@ class EndpointQueue:
             await asyncio.gather(*self._shard_tasks, return_exceptions=True)
         await self._commit()
         await self.client.aclose()
-        self._m_pending.set(0)
+        self._m.pending.set(0)
 
     def wake(self) -> None:
         """New records were appended."""
@@ -292,7 +280,7 @@ class EndpointQueue:
 
     def skip_histograms(self, n: int) -> None:
         """Without ``send_native_histograms`` they are dropped and counted (Prometheus skips them silently)."""
-        self._dropped(HISTOGRAMS, "native_histograms_disabled", n)
+        self.dropped(HISTOGRAMS, "native_histograms_disabled", n)
 
     def append_exemplars(self, seg: int, off: int, refs: array, tss: array, vals: array,
                          labels: list[Any]) -> None:
@@ -305,7 +293,7 @@ class EndpointQueue:
         now = time.monotonic()
         for s in self.shards:
             s.touched(now)
-        self._m_pending.set(sum(s.pending() for s in self.shards))
+        self._m.pending.set(sum(s.pending() for s in self.shards))
         self._dirty.set()
 
     def wal_error(self, msg: str) -> None:
@@ -327,9 +315,9 @@ class EndpointQueue:
                 chunk = items[i : i + step]
                 result = await self.client.send(compress(encode_metadata_v1(chunk)), 0, V1)
                 if result.outcome == "ok":
-                    self._m_meta.inc(len(chunk))
+                    self._m.metadata.inc(len(chunk))
                 else:
-                    self._m_meta_failed.inc(len(chunk))
+                    self._m.metadata_failed.inc(len(chunk))
                     self._error(f"sending metadata: {result.reason}: {result.detail}")
                     break
 
@@ -439,30 +427,30 @@ class EndpointQueue:
             w, wh, _we = result.written
             if w is not None and w < ns and self.proto == V2:
                 # A 2.0 receiver said it kept fewer samples than were sent: the rest is gone.
-                self._dropped(FLOATS, "not_written", ns - w)
+                self.dropped(FLOATS, "not_written", ns - w)
                 self._error(f"receiver wrote {w} of {ns} samples")
             if wh is not None and wh < nh and self.proto == V2:
-                self._dropped(HISTOGRAMS, "not_written", nh - wh)
+                self.dropped(HISTOGRAMS, "not_written", nh - wh)
                 self._error(f"receiver wrote {wh} of {nh} histograms")
             if batch.max_ts > self._highest_sent:
                 self._highest_sent = batch.max_ts
         self._space.set()
         self._dirty.set()
 
-    def _dropped(self, kind: str, reason: str, n: int) -> None:
+    def dropped(self, kind: str, reason: str, n: int) -> None:
         """Count ``n`` items of ``kind`` (samples, histograms, exemplars) dropped before sending."""
         st = self.stats
         if kind == FLOATS:
             st.dropped[reason] = st.dropped.get(reason, 0) + n
             self.tuner.samples_dropped.incr(n)
-            m.samples_dropped.labels(*self._lv, reason).inc(n)
+            self._m.samples_dropped(reason, n)
         elif kind == HISTOGRAMS:
             st.dropped_histograms[reason] = st.dropped_histograms.get(reason, 0) + n
             self.tuner.samples_dropped.incr(n)
-            m.histograms_dropped.labels(*self._lv, reason).inc(n)
+            self._m.histograms_dropped(reason, n)
         elif kind == EXEMPLARS:
             st.dropped_exemplars += n
-            m.exemplars_dropped.labels(*self._lv, reason).inc(n)
+            self._m.exemplars_dropped(reason, n)
 
     def _error(self, msg: str, warn: bool = True) -> None:
         self.stats.last_error = msg

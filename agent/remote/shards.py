@@ -24,6 +24,7 @@ from typing import Any
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient
 from agent.remote.codec import compress
+from agent.remote.metrics import QueueMetrics
 from agent.remote.position import Point
 from agent.remote.ratecontrol import SendRate
 
@@ -52,22 +53,6 @@ Part = tuple[Any, Any, Any, Sequence[int]]  # a list or a range of record indexe
 Encoder = Callable[[Batch], tuple[bytes, str]]  # uncompressed body and its protocol
 
 
-class ShardMetrics:
-    """Children of the queue's metrics, resolved once per queue so sends do no label look-ups."""
-
-    def __init__(self, sent, failed, retried, highest_sent, duration, bytes_sent,  # noqa: ANN001
-                 histograms=None, exemplars=None) -> None:  # noqa: ANN001
-        self.histograms = histograms  # histograms_total / exemplars_total children, when the queue has them
-        self.exemplars = exemplars
-        self.sent = sent
-        self.failed = failed
-        self.retried = retried
-        self.highest_sent = highest_sent
-        self.duration = duration
-        self.bytes_sent = bytes_sent
-        self.busy_seconds = 0.0  # shard-seconds from taking a batch to its durable ack (shard tuning)
-
-
 class Shard:
     def __init__(
         self,
@@ -78,7 +63,7 @@ class Shard:
         backoff: Backoff,
         max_samples: int,
         deadline: float,
-        metrics: ShardMetrics,
+        metrics: QueueMetrics,
         dispatched: Callable[[], Point],
         on_done: Callable[[Shard, Batch, SendResult], None],
         durable: Callable[[int, Point], Awaitable[None]],
@@ -213,9 +198,9 @@ class Shard:
             if result.outcome == "ok":
                 if batch.hparts or batch.eparts:
                     self.metrics.sent.inc(batch.samples)
-                    if batch.hparts and self.metrics.histograms is not None:
+                    if batch.hparts:
                         self.metrics.histograms.inc(len(batch.hparts))
-                    if batch.eparts and self.metrics.exemplars is not None:
+                    if batch.eparts:
                         self.metrics.exemplars.inc(len(batch.eparts))
                 else:
                     self.metrics.sent.inc(batch.count)

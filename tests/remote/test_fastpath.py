@@ -27,7 +27,7 @@ from tests.remote.helpers import now_ms
 
 def _records(tmp: Path, seed: int) -> tuple[WAL, list]:
     rnd = random.Random(seed)
-    wal = WAL(tmp / "wal", metrics_id=f"fp{seed}")
+    wal = WAL(tmp / "wal")
     wal.open()
     targets = [[(("__name__", f"m{j % 7}"), ("instance", f"t{t}"), ("j", str(j))) for j in range(rnd.randint(5, 60))]
                for t in range(6)]
