@@ -98,7 +98,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------- the skeleton
 
-    def _route(  # noqa: C901, PLR0912, PLR0913, PLR0915 - the hot loop stays in one piece on purpose
+    def _route(  # noqa: C901 - the hot loop stays in one piece on purpose
         self,
         seg: int,
         off: int,
