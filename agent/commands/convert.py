@@ -1,0 +1,75 @@
+"""``shoal convert --source-format=prometheus [-o OUT] [-r REPORT] [-b] [FILE]``.
+
+Alloy's ``alloy convert``, same flags and behaviour, so a migration guide
+written for Alloy works with Shoal: the converted configuration goes to
+stdout (or ``-o``); a critical problem, or an error without
+``--bypass-errors``, prints ``Error: `` and every diagnostic on stderr and
+exits 1 with nothing written; ``--report`` writes Alloy's text report
+whatever the outcome. FILE missing or ``-`` reads stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from agent.convert import prometheus
+from agent.convert.diag import Diagnostics, Severity, report
+
+FORMATS = ("prometheus",)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a Prometheus configuration to Alloy syntax",
+        description="Translate a supported configuration file to an Alloy configuration file.",
+    )
+    p.add_argument("file", nargs="?", default="-", metavar="FILE", help="input file, - for stdin")
+    p.add_argument("-o", "--output", default="", help="where the output is written")
+    p.add_argument("-r", "--report", default="", help="where the diagnostic report is written")
+    p.add_argument(
+        "-f", "--source-format", default="", help=f"format of the source file: {', '.join(FORMATS)}"
+    )
+    p.add_argument(
+        "-b", "--bypass-errors", action="store_true", help="write what could be converted"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return run(args.file, args.source_format, args.output, args.report, args.bypass_errors)
+    except OSError as exc:
+        print(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+
+
+def run(file: str, source_format: str, output: str, report_path: str, bypass: bool) -> int:
+    if not source_format:
+        print("Error: source-format is a required flag", file=sys.stderr)
+        return 1
+    if source_format not in FORMATS:
+        diags = Diagnostics()
+        diags.add(Severity.CRITICAL, f"unsupported input format {source_format!r}")
+        return _fail(diags)
+    if file != "-" and Path(file).is_dir():
+        print("Error: cannot convert a directory", file=sys.stderr)
+        return 1
+    raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+
+    text, diags = prometheus.convert(raw)
+    if report_path:
+        Path(report_path).write_text(report(diags, bypass), encoding="utf-8")
+    if diags.has(Severity.CRITICAL) or (diags.has(Severity.ERROR) and not bypass):
+        return _fail(diags)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _fail(diags: Diagnostics) -> int:
+    print("Error: " + diags.text(), file=sys.stderr)
+    return 1
