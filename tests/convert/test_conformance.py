@@ -20,6 +20,7 @@ from agent.convert.prometheus import SUPPORTED_SD, convert
 from agent.syntax import ast
 from agent.syntax.parser import parse_file
 from agent.syntax.strings import unquote
+from tests.components.helpers import controller
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared/conformance/alloy-syntax/prometheus-convert"
 if not CORPUS.is_dir():
@@ -131,3 +132,17 @@ def _dotted(e: ast.Expr) -> str:
         return _dotted(e.value) + "." + e.name.name
     assert isinstance(e, ast.IdentExpr)
     return e.ident.name
+
+
+@pytest.mark.parametrize("case", ["file", "metric_relabel", "unsupported", "discovery"])
+def test_converted_files_pass_shoals_checks(case: str, tmp_path: Path) -> None:
+    """What the converter writes for parts Shoal runs is accepted by Shoal's own checks."""
+    text, _ = convert((CORPUS / f"{case}.yaml").read_bytes())
+    controller(tmp_path).check([parse_file(text, f"{case}.alloy")])
+
+
+def test_sigv4_is_written_as_alloy_does_and_flagged() -> None:
+    text, diags = convert((CORPUS / "scrape.yaml").read_bytes())
+    notes = [d for d in diags if d.severity == Severity.INFO and "no sigv4 block" in d.summary]
+    assert [d.path for d in notes] == ["remote_write[2].sigv4", "remote_write[3].sigv4"]
+    assert "sigv4 {" in text
