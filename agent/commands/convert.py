@@ -6,6 +6,11 @@ stdout (or ``-o``); a critical problem, or an error without
 ``--bypass-errors``, prints ``Error: `` and every diagnostic on stderr and
 exits 1 with nothing written; ``--report`` writes Alloy's text report
 whatever the outcome. FILE missing or ``-`` reads stdin.
+
+One addition to Alloy's behaviour: the output is put through Shoal's own
+component checks (what ``shoal validate`` runs), and anything Shoal cannot run
+yet (an argument or block Alloy has and Shoal lacks) becomes a Warning in the
+report and on stderr, so a file that converts cleanly is known to run.
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from agent.components import registry
 from agent.convert import prometheus
 from agent.convert.diag import Diagnostics, Severity, report
+from agent.runtime.check import check_files
+from agent.syntax.diag import DiagnosticsError
+from agent.syntax.parser import parse_file
 
 FORMATS = ("prometheus",)
 
@@ -59,6 +68,8 @@ def run(file: str, source_format: str, output: str, report_path: str, bypass: bo
     raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
 
     text, diags = prometheus.convert(raw)
+    warnings = shoal_checks(text, output or "converted.alloy") if text and not diags.has(Severity.CRITICAL) else Diagnostics()
+    diags.extend(warnings)
     if report_path:
         Path(report_path).write_text(report(diags, bypass), encoding="utf-8")
     if diags.has(Severity.CRITICAL) or (diags.has(Severity.ERROR) and not bypass):
@@ -67,7 +78,21 @@ def run(file: str, source_format: str, output: str, report_path: str, bypass: bo
         Path(output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
+    if warnings:
+        print(warnings.text(), file=sys.stderr)
     return 0
+
+
+def shoal_checks(text: str, name: str) -> Diagnostics:
+    """Shoal's component checks on the converted text, as warnings with their position."""
+    out = Diagnostics()
+    try:
+        problems = check_files([parse_file(text, name)], registry())
+    except DiagnosticsError as exc:  # our own output should always parse; say so if not
+        problems = exc.diagnostics
+    for d in problems:
+        out.add(Severity.WARN, f"Shoal cannot run this yet: {d}")
+    return out
 
 
 def _fail(diags: Diagnostics) -> int:

@@ -85,7 +85,6 @@ class _Converter:
         self.discovery_relabel: list[Block] = []
         self.scrapes: list[tuple[Block, str, str]] = []
         self.relabels: list[Block] = []
-        self.shoal_notes = Diagnostics()
 
     def build(self) -> list[Block]:
         remote = self._remote_write()
@@ -94,7 +93,6 @@ class _Converter:
             self._scrape(i, sc, receiver)
         self._validate()
         self._scrape_info(remote)
-        self.diags.extend(self.shoal_notes)
         blocks = self.discovery + self.discovery_relabel + [b for b, _, _ in self.scrapes]
         blocks += self.relabels
         if remote is not None:
@@ -234,7 +232,7 @@ class _Converter:
         return b
 
     def _cloud_auth(self, e: Block, key: str, raw: dict[str, Any], path: str) -> None:
-        """Written as Alloy writes it; Shoal's remote_write cannot use it yet, so say so."""
+        """Written as Alloy writes it (``shoal convert`` warns that Shoal cannot run it yet)."""
         b = e.block(key)
         if key == "sigv4":
             for f in ("region", "access_key", "secret_key", "profile", "role_arn",
@@ -261,12 +259,6 @@ class _Converter:
         else:
             if raw.get("credentials_file"):
                 b.attr("credentials_file", str(raw["credentials_file"]))
-        self.shoal_notes.add(
-            Severity.INFO,
-            f"Shoal's prometheus.remote_write has no {key} block yet; it is written as Alloy "
-            "writes it and Shoal will refuse it until supported.",
-            path,
-        )
 
     # -- HTTP client settings shared by scrape, discovery and remote write ---
 

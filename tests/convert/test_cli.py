@@ -19,9 +19,9 @@ def _shoal(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProces
 
 
 def test_clean_file_to_stdout_exit_0() -> None:
-    r = _shoal("--source-format=prometheus", str(CORPUS / "kubernetes.yaml"))
+    r = _shoal("--source-format=prometheus", str(CORPUS / "metric_relabel.yaml"))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.decode() == (CORPUS / "kubernetes.alloy").read_text()
+    assert r.stdout.decode() == (CORPUS / "metric_relabel.alloy").read_text()
     assert r.stderr == b""
 
 
@@ -163,3 +163,19 @@ def test_bearer_token_tls_and_params_convert(tmp_path: Path) -> None:
         "\t}\n"
         "}\n"
     )
+
+
+def test_what_shoal_cannot_run_yet_is_a_warning(tmp_path: Path) -> None:
+    """sigv4/azuread are written as Alloy writes them; Shoal's checks flag them, exit 0."""
+    out, rep = tmp_path / "out.alloy", tmp_path / "report.txt"
+    r = _shoal("-f", "prometheus", "-b", "-o", str(out), "-r", str(rep), str(CORPUS / "scrape.yaml"))
+    assert r.returncode == 0
+    assert out.read_text() == (CORPUS / "scrape.alloy").read_text()
+    warnings = r.stderr.decode().splitlines()
+    assert warnings == [
+        f'(Warning) Shoal cannot run this yet: {out}:{line}:3: unrecognized block name "{name}"'
+        for line, name in ((82, "sigv4"), (93, "sigv4"), (110, "azuread"), (125, "azuread"))
+    ]
+    assert all(w in rep.read_text() for w in warnings)
+    r = _shoal("-f", "prometheus", "-o", str(out), str(CORPUS / "file.yaml"))
+    assert (r.returncode, r.stderr) == (0, b"")

@@ -139,10 +139,3 @@ def test_converted_files_pass_shoals_checks(case: str, tmp_path: Path) -> None:
     """What the converter writes for parts Shoal runs is accepted by Shoal's own checks."""
     text, _ = convert((CORPUS / f"{case}.yaml").read_bytes())
     controller(tmp_path).check([parse_file(text, f"{case}.alloy")])
-
-
-def test_sigv4_is_written_as_alloy_does_and_flagged() -> None:
-    text, diags = convert((CORPUS / "scrape.yaml").read_bytes())
-    notes = [d for d in diags if d.severity == Severity.INFO and "no sigv4 block" in d.summary]
-    assert [d.path for d in notes] == ["remote_write[2].sigv4", "remote_write[3].sigv4"]
-    assert "sigv4 {" in text
