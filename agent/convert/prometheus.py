@@ -22,7 +22,7 @@ from typing import Any
 from agent import relabel
 from agent.convert.builder import Block, GoDuration, Raw, render, targets
 from agent.convert.diag import Diagnostics, Severity
-from agent.convert.promyaml import LoadError, apply_defaults, duration_ns, load
+from agent.convert.promyaml import LoadError, apply_defaults, duration_ns, load, text
 from agent.syntax.scanner import is_valid_identifier
 
 # Discoveries Shoal has a component for, by Prometheus' YAML key.
@@ -39,9 +39,9 @@ _SCRAPE_DEFAULT_PROTOCOLS = [
 def convert(source: str | bytes) -> tuple[str, Diagnostics]:
     """The Alloy text (empty when nothing could be generated) and the diagnostics."""
     diags = Diagnostics()
-    text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+    decoded = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
     try:
-        cfg = apply_defaults(load(text))
+        cfg = apply_defaults(load(decoded))
     except LoadError as exc:
         diags.add(Severity.CRITICAL, f"failed to parse Prometheus config: {exc}")
         return "", diags
@@ -203,7 +203,7 @@ class _Converter:
         b = Block("prometheus.remote_write", "default")
         ext = self.cfg["global"].get("external_labels") or {}
         if ext:
-            b.attr("external_labels", {str(k): str(v) for k, v in ext.items()})
+            b.attr("external_labels", {text(k): text(v) for k, v in ext.items()})
         for i, rw in enumerate(writes):
             path = f"remote_write[{i}]"
             e = b.block("endpoint")
@@ -363,9 +363,9 @@ def _static_targets(groups: list[Any]) -> list[Raw | dict[str, str]]:
     out: list[Raw | dict[str, str]] = []
     for group in groups:
         group = group or {}
-        base = {str(k): str(v) for k, v in (group.get("labels") or {}).items()}
+        base = {text(k): text(v) for k, v in (group.get("labels") or {}).items()}
         for addr in group.get("targets") or []:
-            out.append({**base, "__address__": str(addr)})
+            out.append({**base, "__address__": text(addr)})
     return out
 
 

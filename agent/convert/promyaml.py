@@ -253,13 +253,16 @@ def apply_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
         for limit in ("sample_limit", "target_limit", "label_limit", "label_name_length_limit",
                       "label_value_length_limit", "keep_dropped_targets"):
             sc.setdefault(limit, glob.get(limit, 0))
+        # Settings a job inherits from global when it does not set them (Prometheus 3).
+        for key in ("scrape_protocols", "scrape_failure_log_file",
+                    "always_scrape_classic_histograms", "convert_classic_histograms_to_nhcb"):
+            if key not in sc and key in glob:
+                sc[key] = glob[key]
         for key in ("relabel_configs", "metric_relabel_configs"):
             sc[key] = [relabel_rule(r, f"{what} {key}") for r in sc.get(key) or []]
         _http_client(sc)
         for kube in sc.get("kubernetes_sd_configs") or []:
-            if not (kube or {}).get("role"):
-                raise LoadError("role missing (one of: pod, service, endpoints, endpointslice, node, ingress)")
-            _http_client(kube)
+            _kubernetes(kube or {})
         for fsd in sc.get("file_sd_configs") or []:
             for f in (fsd or {}).get("files") or []:
                 if not re.search(r"\.(json|yml|yaml)$", f.rsplit("/", 1)[-1]):
@@ -286,6 +289,31 @@ def apply_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
         writes.append(rw)
     out["remote_write"] = writes
     return out
+
+
+_KUBE_ROLES = ("pod", "service", "endpoints", "endpointslice", "node", "ingress")
+
+
+def _kubernetes(sd: dict[str, Any]) -> None:
+    """Prometheus' checks of a ``kubernetes_sd_configs`` entry."""
+    role = sd.get("role")
+    if not role:
+        raise LoadError("role missing (one of: " + ", ".join(_KUBE_ROLES) + ")")
+    if role not in _KUBE_ROLES:
+        raise LoadError(f"unknown Kubernetes SD role {role!r}")
+    if sd.get("api_server") and sd.get("kubeconfig_file"):
+        raise LoadError("cannot use 'kubeconfig_file' and 'api_server' simultaneously")
+    for sel in sd.get("selectors") or []:
+        if (sel or {}).get("role") not in _KUBE_ROLES:
+            raise LoadError(f"invalid selector role {(sel or {}).get('role')!r} in kubernetes_sd_config")
+    _http_client(sd)
+
+
+def text(value: Any) -> str:
+    """A scalar as Go's YAML decoder hands it to a string field (``true``, not ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def relabel_rule(raw: dict[str, Any] | None, what: str) -> relabel.Rule:
