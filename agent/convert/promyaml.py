@@ -63,18 +63,22 @@ def byte_size(value: Any, what: str) -> int:
 
 
 # Fields Prometheus accepts, per section; a section maps to None when its
-# content is not checked here (it is either converted verbatim or reported).
+# content is not checked here (it is either converted verbatim or reported),
+# and to STR when Prometheus reads it into strings: those keep the scalars'
+# source text, as go-yaml hands it over (``1.10`` stays ``1.10``, ``yes``
+# stays ``yes``), where PyYAML would have made numbers and booleans of them.
+STR = "str"
 _HTTP_CLIENT = {
     "basic_auth": {
-        "username": None, "username_file": None, "username_ref": None,
-        "password": None, "password_file": None, "password_ref": None,
+        "username": STR, "username_file": STR, "username_ref": None,
+        "password": STR, "password_file": STR, "password_ref": None,
     },
     "authorization": {
-        "type": None, "credentials": None, "credentials_file": None, "credentials_ref": None,
+        "type": STR, "credentials": STR, "credentials_file": STR, "credentials_ref": None,
     },
     "oauth2": None,
-    "bearer_token": None,
-    "bearer_token_file": None,
+    "bearer_token": STR,
+    "bearer_token_file": STR,
     "tls_config": {
         "ca": None, "ca_file": None, "ca_ref": None, "cert": None, "cert_file": None,
         "cert_ref": None, "key": None, "key_file": None, "key_ref": None,
@@ -90,16 +94,16 @@ _HTTP_CLIENT = {
     "http_headers": None,
 }
 _RELABEL = {
-    "source_labels": None, "separator": None, "regex": None, "modulus": None,
-    "target_label": None, "replacement": None, "action": None,
+    "source_labels": STR, "separator": STR, "regex": STR, "modulus": None,
+    "target_label": STR, "replacement": STR, "action": STR,
 }
 _SCRAPE = {
-    "job_name": None, "honor_labels": None, "honor_timestamps": None,
-    "track_timestamps_staleness": None, "params": None, "scrape_interval": None,
+    "job_name": STR, "honor_labels": None, "honor_timestamps": None,
+    "track_timestamps_staleness": None, "params": STR, "scrape_interval": None,
     "scrape_timeout": None, "scrape_protocols": None, "scrape_fallback_protocol": None,
     "scrape_classic_histograms": None, "always_scrape_classic_histograms": None,
     "convert_classic_histograms_to_nhcb": None, "scrape_native_histograms": None,
-    "metrics_path": None, "scheme": None, "enable_compression": None,
+    "metrics_path": STR, "scheme": STR, "enable_compression": None,
     "body_size_limit": None, "sample_limit": None, "target_limit": None, "label_limit": None,
     "label_name_length_limit": None, "label_value_length_limit": None,
     "native_histogram_bucket_limit": None, "native_histogram_min_bucket_factor": None,
@@ -107,8 +111,8 @@ _SCRAPE = {
     "metric_name_escaping_scheme": None, "scrape_failure_log_file": None,
     "extra_scrape_metrics": None,
     "relabel_configs": [_RELABEL], "metric_relabel_configs": [_RELABEL],
-    "static_configs": [{"targets": None, "labels": None}],
-    "file_sd_configs": [{"files": None, "refresh_interval": None}],
+    "static_configs": [{"targets": STR, "labels": STR}],
+    "file_sd_configs": [{"files": STR, "refresh_interval": None}],
     "kubernetes_sd_configs": [{
         "api_server": None, "role": None, "kubeconfig_file": None,
         "namespaces": {"own_namespace": None, "names": None},
@@ -124,7 +128,7 @@ _QUEUE = {
     "retry_on_http_429": None, "sample_age_limit": None,
 }
 _REMOTE_WRITE = {
-    "url": None, "name": None, "remote_timeout": None, "headers": None,
+    "url": STR, "name": STR, "remote_timeout": None, "headers": STR,
     "send_exemplars": None, "send_native_histograms": None, "protobuf_message": None,
     "round_robin_dns": None,
     "write_relabel_configs": [_RELABEL],
@@ -135,7 +139,7 @@ _REMOTE_WRITE = {
 }
 _GLOBAL = {
     "scrape_interval": None, "scrape_timeout": None, "scrape_protocols": None,
-    "evaluation_interval": None, "rule_query_offset": None, "external_labels": None,
+    "evaluation_interval": None, "rule_query_offset": None, "external_labels": STR,
     "query_log_file": None, "scrape_failure_log_file": None, "body_size_limit": None,
     "sample_limit": None, "target_limit": None, "label_limit": None,
     "label_name_length_limit": None, "label_value_length_limit": None,
@@ -168,6 +172,32 @@ def load(text: str) -> dict[str, Any]:
         raise LoadError("yaml: unmarshal errors:\n" + "\n".join(f"  {p}" for p in problems))
     if not isinstance(data, dict):
         raise LoadError("yaml: unmarshal errors:\n  line 1: cannot unmarshal into config.plain")
+    return _restring(node, data, _TOP)
+
+
+def raw(node: yaml.Node) -> Any:
+    """A YAML node with every scalar as its source text (null stays None), as Go reads strings."""
+    if isinstance(node, yaml.MappingNode):
+        return {raw(k): raw(v) for k, v in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return [raw(v) for v in node.value]
+    if node.tag == "tag:yaml.org,2002:null":
+        return None
+    return node.value
+
+
+def _restring(node: yaml.Node, data: Any, schema: Any) -> Any:
+    if schema == STR:
+        return raw(node)
+    if isinstance(schema, list) and isinstance(node, yaml.SequenceNode):
+        return [_restring(n, d, schema[0]) for n, d in zip(node.value, data, strict=True)]
+    if isinstance(schema, dict) and isinstance(node, yaml.MappingNode) and isinstance(data, dict):
+        out = dict(data)
+        for key, value in node.value:
+            sub = schema.get(key.value)
+            if sub is not None and key.value in out:
+                out[key.value] = _restring(value, out[key.value], sub)
+        return out
     return data
 
 
@@ -189,7 +219,7 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
 
 
 def _check(node: yaml.Node, schema: Any, problems: list[str]) -> None:
-    if schema is None:
+    if schema is None or schema == STR:
         return
     if isinstance(schema, list):
         if isinstance(node, yaml.SequenceNode):

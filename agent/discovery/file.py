@@ -45,10 +45,11 @@ def parse(content: bytes, path: str) -> list[Target]:
         if path.lower().endswith(".json"):
             groups = json.loads(content.decode("utf-8"))
         else:
-            groups = yaml.safe_load(content)
+            # Every scalar as its text, as Go decodes YAML into string fields ("1.10", "yes").
+            groups = yaml.load(content, Loader=yaml.BaseLoader)  # noqa: S506 - no object tags
     except (ValueError, yaml.YAMLError) as exc:
         raise FileSDError(f"cannot parse: {_first_line(exc)}") from None
-    if groups is None:
+    if groups is None or groups == "":
         return []
     if not isinstance(groups, list):
         raise FileSDError("expected a list of target groups")
@@ -59,16 +60,16 @@ def parse(content: bytes, path: str) -> list[Target]:
         unknown = sorted(set(group) - {"targets", "labels"})
         if unknown:
             raise FileSDError(f"target group {i}: unknown field {unknown[0]!r}")
-        labels = group.get("labels") or {}
+        labels = group.get("labels") or {}  # an empty YAML value reads as ""
         if not isinstance(labels, dict):
             raise FileSDError(f"target group {i}: labels must be a mapping")
         base: Target = {}
         for name, value in labels.items():
             if not isinstance(name, str) or not is_valid_label_name(name):
                 raise FileSDError(f"target group {i}: {name!r} is not a valid label name")
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
+            if not isinstance(value, str):
                 raise FileSDError(f"target group {i}: label {name!r} must be a string")
-            base[name] = str(value)
+            base[name] = value
         base[FILEPATH_LABEL] = path
         targets = group.get("targets") or []
         if not isinstance(targets, list):

@@ -84,6 +84,7 @@ def test_labels_sanitized_and_duplicates_are_critical() -> None:
 
 
 def test_global_values_reach_jobs_and_go_spelling() -> None:
+    """Scalars in string fields keep their text, as Go reads them (1.10 is not 1.1)."""
     # scrape_timeout larger than the interval is refused by Prometheus, hence critical.
     _, diags = convert("global:\n  scrape_interval: 90s\n  scrape_timeout: 2m\n")
     assert diags.has(Severity.CRITICAL)
@@ -92,7 +93,7 @@ def test_global_values_reach_jobs_and_go_spelling() -> None:
         "  scrape_protocols: [PrometheusProto, PrometheusText0.0.4]\n"
         "  external_labels: {\"on\": true, n: 3}\n"
         "scrape_configs:\n  - job_name: j\n    static_configs:\n"
-        "      - targets: [h:1]\n        labels: {flag: yes}\n"
+        "      - targets: [h:1]\n        labels: {flag: yes, version: 1.10}\n"
         "remote_write:\n  - url: http://rw\n    send_exemplars: false\n"
         "    queue_config: {retry_on_http_429: false, sample_age_limit: 1h30m, capacity: 10000}\n"
         "    metadata_config: {send: false, send_interval: 2m}\n"
@@ -102,7 +103,8 @@ def test_global_values_reach_jobs_and_go_spelling() -> None:
         'prometheus.scrape "j" {\n'
         "\ttargets = [{\n"
         '\t\t__address__ = "h:1",\n'
-        '\t\tflag        = "true",\n'
+        '\t\tflag        = "yes",\n'
+        '\t\tversion     = "1.10",\n'
         "\t}]\n"
         "\tforward_to       = [prometheus.remote_write.default.receiver]\n"
         '\tjob_name         = "j"\n'

@@ -25,7 +25,7 @@ def test_json_and_yaml_groups_with_filepath(tmp_path: Path) -> None:
         {"targets": ["h3:9100"]},
     ]))
     y = tmp_path / "b.yml"
-    y.write_text("- targets: ['h4:80']\n  labels:\n    __metrics_path__: /m\n    rack: 7\n")
+    y.write_text("- targets: ['h4:80']\n  labels:\n    __metrics_path__: /m\n    rack: 7\n    v: 1.10\n")
     (tmp_path / "ignored.txt").write_text("not matched")
     seen: list = []
     eng = _engine([str(tmp_path / "*.json"), str(tmp_path / "*.yml")], seen)
@@ -34,7 +34,8 @@ def test_json_and_yaml_groups_with_filepath(tmp_path: Path) -> None:
         {"env": "prod", "job": "node", "__meta_filepath": str(j), "__address__": "h1:9100"},
         {"env": "prod", "job": "node", "__meta_filepath": str(j), "__address__": "h2:9100"},
         {"__meta_filepath": str(j), "__address__": "h3:9100"},
-        {"__metrics_path__": "/m", "rack": "7", "__meta_filepath": str(y), "__address__": "h4:80"},
+        {"__metrics_path__": "/m", "rack": "7", "v": "1.10", "__meta_filepath": str(y),
+         "__address__": "h4:80"},
     ]
     assert eng.errors() == {}
     assert not eng.refresh(), "nothing changed, nothing published"
@@ -46,6 +47,7 @@ def test_parse_refuses_what_prometheus_refuses() -> None:
         "y.yml": (b"- targets: [a]\n  lables: {}\n", "unknown field 'lables'"),
         "z.yaml": (b"- targets: [a]\n  labels: {'': x}\n", "is not a valid label name"),
         "w.json": (b"[{\"targets\": [1]}]", "target 1 is not a string"),
+        "u.json": (b"[{\"targets\": [], \"labels\": {\"a\": 1}}]", "label 'a' must be a string"),
         "v.yml": (b"- targets: [a\n", "cannot parse"),
     }
     for name, (content, reason) in bad.items():
