@@ -172,7 +172,16 @@ def load(text: str) -> dict[str, Any]:
         raise LoadError("yaml: unmarshal errors:\n" + "\n".join(f"  {p}" for p in problems))
     if not isinstance(data, dict):
         raise LoadError("yaml: unmarshal errors:\n  line 1: cannot unmarshal into config.plain")
-    return _restring(node, data, _TOP)
+    return _without_nulls(_restring(node, data, _TOP))
+
+
+def _without_nulls(data: Any) -> Any:
+    """A null leaves a Go field at its default, so a null setting is as good as absent."""
+    if isinstance(data, dict):
+        return {k: _without_nulls(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [_without_nulls(v) for v in data]
+    return data
 
 
 def raw(node: yaml.Node) -> Any:

@@ -162,3 +162,13 @@ def test_unknown_and_shoal_missing_discoveries_have_paths() -> None:
             "scrape_configs[1].uyuni_sd_configs[0]",
         ),
     ]
+
+
+def test_null_settings_keep_their_defaults() -> None:
+    out = _ok(
+        "scrape_configs:\n  - job_name: j\n    metrics_path:\n    scheme: ~\n"
+        "    relabel_configs:\n      - {target_label: t, regex: null, replacement: x}\n"
+        "    static_configs:\n      - targets: [h:1]\n        labels:\n"
+    )
+    assert "None" not in out and "metrics_path" not in out and "scheme" not in out
+    assert 'target_label = "t"' in out and "regex" not in out
