@@ -246,6 +246,13 @@ def test_converted_config_scrapes_like_prometheus(tmp_path: Path, case: str) -> 
             with procs.prometheus_agent(tmp_path / "peer", text.replace("AGENT", "prometheus")):
                 procs.wait_http(shoal.url + "/-/ready", proc=shoal.popen)
                 compare(rx.url, case)
+                if case == "file_sd":
+                    # A target file edited while both run: both pick the new target up.
+                    (sd / "db.yml").write_text(
+                        f"- targets: ['{db.address}']\n  labels:\n    team: data\n"
+                        f"- targets: ['{app1.address}']\n  labels:\n    team: late\n"
+                    )
+                    compare(rx.url, case, targets=4, late=True)
         finally:
             shoal.stop()
         if case == "static_relabel_auth":
@@ -253,11 +260,13 @@ def test_converted_config_scrapes_like_prometheus(tmp_path: Path, case: str) -> 
             assert paths == {"/v1/sys/metrics?format=prometheus"}, paths
 
 
-def compare(rx: str, case: str) -> None:
+def compare(rx: str, case: str, targets: int = 0, late: bool = False) -> None:
+    targets = targets or (4 if case == "static_relabel_auth" else 3)
+
     def settled() -> bool:
         for agent in ("shoal", "prometheus"):
             res = procs.query(rx, f'count_over_time(up{{agent="{agent}"}}[1m]) >= 3')
-            assert len(res) == (4 if case == "static_relabel_auth" else 3), (agent, res)
+            assert len(res) == targets, (agent, res)
         return True
 
     procs.eventually(settled, timeout=60)
@@ -290,5 +299,6 @@ def compare(rx: str, case: str) -> None:
     else:
         files = {x.get("sd_file") for x in labels}
         assert files == {"web-json", "db-yml"}
+        assert any(x.get("team") == "late" for x in labels) == late
         assert not any(x["__name__"] == "app_latency_seconds_bucket" for x in labels)
         assert not any(x.get("role") == "canary" for x in labels)
