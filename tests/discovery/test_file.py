@@ -159,3 +159,26 @@ def test_component_refuses_bad_arguments(tmp_path: Path) -> None:
         assert "files" in str(exc)
     else:
         raise AssertionError("accepted")
+
+
+def test_component_update_switches_files(tmp_path: Path) -> None:
+    d = tmp_path / "sd"
+    d.mkdir()
+    (d / "a.json").write_text(json.dumps([{"targets": ["a:1"]}]))
+    (d / "b.yaml").write_text("- targets: [b:1]\n")
+
+    async def go() -> None:
+        c = controller(tmp_path / "data")
+        await c.load(files(f'discovery.file "f" {{\n  files = ["{d}/*.json"]\n}}\n'))
+        await c.settle()
+        node = c.node("discovery.file.f")
+        assert node is not None
+        assert [t["__address__"] for t in node.exports.targets] == ["a:1"]
+        comp = node.component
+        await c.load(files(f'discovery.file "f" {{\n  files = ["{d}/*.yaml"]\n}}\n'))
+        await c.settle()
+        assert node.component is comp, "updated in place, not rebuilt"
+        assert [t["__address__"] for t in node.exports.targets] == ["b:1"]
+        await c.stop()
+
+    run(go())
