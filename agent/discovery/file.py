@@ -178,8 +178,13 @@ class FileDiscovery:
             with open(path, "rb") as f:
                 content = f.read()
             targets = parse(content, path)
-        except (OSError, FileSDError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        except Exception as exc:  # noqa: BLE001 - any bad file is that file's error, never a crash
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = exc.strerror
+            elif isinstance(exc, FileSDError):
+                reason = str(exc)
+            else:
+                reason = f"cannot parse: {type(exc).__name__}: {_first_line(exc)}"
             if state is None:
                 state = self._files[path] = _FileState((0, 0, 0))
             if state.error != reason or full:

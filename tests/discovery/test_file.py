@@ -80,6 +80,17 @@ def test_broken_file_keeps_last_good_targets_then_recovers(tmp_path: Path) -> No
     assert eng.errors() == {}
 
 
+def test_pathological_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "ok.json").write_text(json.dumps([{"targets": ["a:1"]}]))
+    seen: list = []
+    eng = _engine([str(tmp_path / "*.json")], seen)
+    eng.refresh(full=True)
+    assert [t["__address__"] for t in seen[-1]] == ["a:1"]
+    assert "cannot parse" in eng.errors()[str(deep)]
+
+
 def test_removed_file_takes_its_targets(tmp_path: Path) -> None:
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("- targets: [a:1]\n")
