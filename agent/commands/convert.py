@@ -52,6 +52,9 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug of ours still must not print a traceback
+        print(f"shoal convert: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def run(file: str, source_format: str, output: str, report_path: str, bypass: bool) -> int:

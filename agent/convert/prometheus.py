@@ -41,13 +41,15 @@ def convert(source: str | bytes) -> tuple[str, Diagnostics]:
     diags = Diagnostics()
     decoded = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
     try:
-        cfg = apply_defaults(load(decoded))
+        conv = _Converter(apply_defaults(load(decoded)))
+        blocks = conv.build()
     except LoadError as exc:
         diags.add(Severity.CRITICAL, f"failed to parse Prometheus config: {exc}")
         return "", diags
-
-    conv = _Converter(cfg)
-    blocks = conv.build()
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a value of the wrong shape
+        reason = f"{type(exc).__name__}: {exc}"
+        diags.add(Severity.CRITICAL, f"failed to parse Prometheus config: {reason}")
+        return "", diags
     diags.extend(conv.diags)
     seen: set[str] = set()
     for b in blocks:

@@ -164,6 +164,8 @@ def load(text: str) -> dict[str, Any]:
         raise LoadError(_yaml_message(exc)) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"yaml: {exc}") from None
+    except RecursionError:
+        raise LoadError("yaml: nesting too deep") from None
     if data is None:
         return {}
     problems: list[str] = []
@@ -228,14 +230,20 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
 
 
 def _check(node: yaml.Node, schema: Any, problems: list[str]) -> None:
-    if schema is None or schema == STR:
+    if schema is None or schema == STR or node.tag == "tag:yaml.org,2002:null":
+        return
+    want = yaml.SequenceNode if isinstance(schema, list) else yaml.MappingNode
+    if not isinstance(node, want):
+        kind = "a list" if want is yaml.SequenceNode else "a mapping"
+        tag = node.tag.rsplit(":", 1)[-1]
+        shown = node.value if isinstance(node, yaml.ScalarNode) else "..."
+        problems.append(
+            f"line {node.start_mark.line + 1}: cannot unmarshal !!{tag} `{shown}` into {kind}"
+        )
         return
     if isinstance(schema, list):
-        if isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                _check(item, schema[0], problems)
-        return
-    if not isinstance(node, yaml.MappingNode):
+        for item in node.value:
+            _check(item, schema[0], problems)
         return
     for key, value in node.value:
         name = key.value

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from agent.convert.diag import Severity
 from agent.convert.prometheus import convert
+
+# Keys of every section, so generated documents reach deep into the converter.
+_KEYS = [
+    "global", "scrape_configs", "remote_write", "job_name", "static_configs", "targets",
+    "labels", "relabel_configs", "metric_relabel_configs", "source_labels", "regex", "action",
+    "target_label", "file_sd_configs", "files", "kubernetes_sd_configs", "role", "selectors",
+    "namespaces", "names", "basic_auth", "username", "password", "authorization",
+    "bearer_token", "tls_config", "ca_file", "url", "queue_config", "max_shards",
+    "external_labels", "scrape_interval", "scrape_timeout", "params", "headers",
+    "refresh_interval", "sigv4", "azuread", "managed_identity", "consul_sd_configs",
+]
 
 
 def _ok(yml: str) -> str:
@@ -172,3 +187,30 @@ def test_null_settings_keep_their_defaults() -> None:
     )
     assert "None" not in out and "metrics_path" not in out and "scheme" not in out
     assert 'target_label = "t"' in out and "regex" not in out
+
+
+def test_hostile_yaml_is_critical_not_a_crash() -> None:
+    for text in ("[" * 50_000, "a: &x [*x]\n", "\x00\x01", "scrape_configs: 3\n", "- 1\n",
+                 "scrape_configs:\n - job_name: a\n   static_configs:\n   - labels: [x]\n",
+                 "scrape_configs:\n - job_name: a\n   params: 7\n"):
+        _, diags = convert(text)
+        assert diags.has(Severity.CRITICAL), text[:20]
+
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 100), st.text(max_size=6), st.just("1m")
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _values, max_size=5))
+def test_any_shape_converts_or_is_refused_never_raises(doc: dict) -> None:
+    """Whatever the shapes and values, convert() answers with text or diagnostics."""
+    text, diags = convert(yaml.safe_dump(doc))
+    assert text or diags or not doc.get("scrape_configs")
