@@ -228,39 +228,10 @@ class _Converter:
             _rules(e, "write_relabel_config", rw["write_relabel_configs"])
             for key in ("sigv4", "azuread", "google_iam"):
                 if key in rw:
-                    self._cloud_auth(e, key, rw[key] or {}, f"{path}.{key}")
+                    _cloud_auth(e, key, rw[key] or {})
             if rw.get("round_robin_dns"):
                 e.attr("round_robin_dns", True)
         return b
-
-    def _cloud_auth(self, e: Block, key: str, raw: dict[str, Any], path: str) -> None:
-        """Written as Alloy writes it (``shoal convert`` warns that Shoal cannot run it yet)."""
-        b = e.block(key)
-        if key == "sigv4":
-            for f in ("region", "access_key", "secret_key", "profile", "role_arn",
-                      "external_id", "use_fips_sts_endpoint", "service_name"):
-                if raw.get(f):
-                    b.attr(f, raw[f] if isinstance(raw[f], bool) else str(raw[f]))
-        elif key == "azuread":
-            sub = {
-                "managed_identity": ("client_id",),
-                "workload_identity": ("client_id", "tenant_id", "token_file_path"),
-                "oauth": ("client_id", "client_secret", "tenant_id"),
-                "sdk": ("tenant_id",),
-            }
-            for name, fields in sub.items():
-                if name in raw:
-                    sb = b.block(name)
-                    for f in fields:
-                        if (raw[name] or {}).get(f):
-                            sb.attr(f, str(raw[name][f]))
-            if raw.get("cloud") and raw["cloud"] != "AzurePublic":
-                b.attr("cloud", str(raw["cloud"]))
-            if raw.get("scope"):
-                b.attr("scope", str(raw["scope"]))
-        else:
-            if raw.get("credentials_file"):
-                b.attr("credentials_file", str(raw["credentials_file"]))
 
     # -- HTTP client settings shared by scrape, discovery and remote write ---
 
@@ -512,3 +483,33 @@ def _oauth2(b: Block, o: dict[str, Any]) -> None:
         b.attr("endpoint_params", {str(k): str(v) for k, v in o["endpoint_params"].items()})
     _proxy(b, o)
     _tls(b, o.get("tls_config") or {})
+
+
+def _cloud_auth(e: Block, key: str, raw: dict[str, Any]) -> None:
+    """Written as Alloy writes it (``shoal convert`` warns that Shoal cannot run it yet)."""
+    b = e.block(key)
+    if key == "sigv4":
+        for f in ("region", "access_key", "secret_key", "profile", "role_arn",
+                  "external_id", "use_fips_sts_endpoint", "service_name"):
+            if raw.get(f):
+                b.attr(f, raw[f] if isinstance(raw[f], bool) else str(raw[f]))
+    elif key == "azuread":
+        sub = {
+            "managed_identity": ("client_id",),
+            "workload_identity": ("client_id", "tenant_id", "token_file_path"),
+            "oauth": ("client_id", "client_secret", "tenant_id"),
+            "sdk": ("tenant_id",),
+        }
+        for name, fields in sub.items():
+            if name in raw:
+                sb = b.block(name)
+                for f in fields:
+                    if (raw[name] or {}).get(f):
+                        sb.attr(f, str(raw[name][f]))
+        if raw.get("cloud") and raw["cloud"] != "AzurePublic":
+            b.attr("cloud", str(raw["cloud"]))
+        if raw.get("scope"):
+            b.attr("scope", str(raw["scope"]))
+    else:
+        if raw.get("credentials_file"):
+            b.attr("credentials_file", str(raw["credentials_file"]))
