@@ -155,18 +155,26 @@ _TOP = {
 }
 
 
+# libyaml when PyYAML was built with it: go-yaml is a port of libyaml, so its error
+# wording comes for free, and it reads a large file about 10x faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load(text: str) -> dict[str, Any]:
     """The parsed file, or LoadError with go-yaml's or Prometheus' message."""
+    loader = _LOADER(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         raise LoadError(_yaml_message(exc)) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"yaml: {exc}") from None
     except RecursionError:
         raise LoadError("yaml: nesting too deep") from None
-    if data is None:
+    finally:
+        loader.dispose()
+    if data is None or node is None:
         return {}
     problems: list[str] = []
     _check(node, _TOP, problems)

@@ -33,6 +33,8 @@ from agent.relabel import is_valid_label_name
 FILEPATH_LABEL = "__meta_filepath"
 
 Target = dict[str, str]
+# Scalars as text, no tags resolved; libyaml's build when PyYAML has it.
+_TEXT_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
 
 class FileSDError(ValueError):
@@ -46,7 +48,7 @@ def parse(content: bytes, path: str) -> list[Target]:
             groups = json.loads(content.decode("utf-8"))
         else:
             # Every scalar as its text, as Go decodes YAML into string fields ("1.10", "yes").
-            groups = yaml.load(content, Loader=yaml.BaseLoader)  # noqa: S506 - no object tags
+            groups = yaml.load(content, Loader=_TEXT_LOADER)  # noqa: S506 - no object tags
     except (ValueError, yaml.YAMLError) as exc:
         raise FileSDError(f"cannot parse: {_first_line(exc)}") from None
     if groups is None or groups == "":
