@@ -294,6 +294,8 @@ def test_yaml_objects_and_malformed_injection(api: APIServer, tmp_path: Path) ->
         "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\n"
         "metadata: {name: web, namespace: shop}\nspec: {endpoints: [{port: web}]}\n")
     assert api.load(tmp_path / "objs.yaml") == 3
+    assert api.load(RBAC_MANIFEST) == 3  # the manifest as a whole: its ServiceAccount too
+    assert api.get("serviceaccounts", "shoal", "shoal")["metadata"]["uid"]
     api.inject_malformed("pods", {"metadata": {"name": "bad"}, "spec": {"containers": "oops"}})
 
     async def body(ac: client.ApiClient) -> tuple[Any, Any, Any]:
