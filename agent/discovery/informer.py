@@ -248,7 +248,7 @@ class Informer:
             except Gone as e:
                 self._count_error("gone", str(e), ns)
                 rv = None
-                failures += 1
+                failures = 1 if self._accepted[ns] else failures + 1
                 if failures == 1:
                     continue  # relist at once; back off only if that keeps happening
             except Exception as e:  # every failure is retried; the cache stays
