@@ -16,37 +16,20 @@ samples of one series.
 
 from __future__ import annotations
 
-import struct
-
 import cramjam
 
 from agent.labels import Labels
+from agent.protowire import field, pack_double, varint
 
-pack_double = struct.Struct("<d").pack
 _TS_MIN = 1 << 35
 _TS_MAX = 1 << 42
-
-
-def varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field_bytes(tag: int, data: bytes) -> bytes:
-    return bytes((tag,)) + varint(len(data)) + data
 
 
 def encode_labels(labels: Labels) -> bytes:
     """The ``labels`` fields of a TimeSeries, for a sorted label set."""
     out = bytearray()
     for name, value in labels:
-        out += _field_bytes(0x0A, _field_bytes(0x0A, name.encode()) + _field_bytes(0x12, value.encode()))
+        out += field(b"\x0a", field(b"\x0a", name.encode()) + field(b"\x12", value.encode()))
     return bytes(out)
 
 
