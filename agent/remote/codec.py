@@ -1,4 +1,4 @@
-"""Remote-Write 1.0 encoding by hand, and decoding through the protobuf library.
+"""Remote-Write 1.0 encoding by hand: requests joined from cached bytes, no message objects.
 
 A WriteRequest is a run of ``timeseries`` fields (tag 1), each holding
 ``labels`` (tag 1) and ``samples`` (tag 2). The label part of a series never
@@ -54,22 +54,6 @@ def encode_timeseries(label_bytes: bytes, ts: int, value: float) -> bytes:
 
 def compress(body: bytes | bytearray) -> bytes:
     return bytes(cramjam.snappy.compress_raw(body))
-
-
-def decompress(body: bytes) -> bytes:
-    return bytes(cramjam.snappy.decompress_raw(body))
-
-
-def decode_write_request(body: bytes, compressed: bool = True) -> list[tuple[Labels, list[tuple[int, float]]]]:
-    """Decode with the protobuf library: ``[(labels, [(ts, value), ...]), ...]`` in wire order."""
-    from agent.remote.proto import WriteRequest
-
-    req = WriteRequest()
-    req.ParseFromString(decompress(body) if compressed else body)
-    return [
-        (tuple((lb.name, lb.value) for lb in ts.labels), [(s.timestamp, s.value) for s in ts.samples])
-        for ts in req.timeseries
-    ]
 
 
 def histogram_field(tag: bytes, body: bytes, ts: int) -> bytes:

@@ -143,22 +143,3 @@ def encode_metadata_v1(items: Sequence[tuple[str, str, str, str]]) -> bytes:
                 md += tag + varint(len(b)) + b
         out += b"\x1a" + varint(len(md)) + md
     return bytes(out)
-
-
-def decode_v2(body: bytes, compressed: bool = True) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[int, float]], dict, int]]:
-    """Decode with the protobuf library: ``[(labels, samples, metadata, created), ...]`` (tests, receivers)."""
-    from agent.remote.codec import decompress
-    from agent.remote.proto import RequestV2
-
-    req = RequestV2()
-    req.ParseFromString(decompress(body) if compressed else body)
-    sy = list(req.symbols)
-    out = []
-    for ts in req.timeseries:
-        r = list(ts.labels_refs)
-        labels = tuple((sy[r[i]], sy[r[i + 1]]) for i in range(0, len(r), 2))
-        md = {}
-        if ts.HasField("metadata"):
-            md = {"type": ts.metadata.type, "help": sy[ts.metadata.help_ref], "unit": sy[ts.metadata.unit_ref]}
-        out.append((labels, [(s.timestamp, s.value) for s in ts.samples], md, ts.created_timestamp))
-    return out
