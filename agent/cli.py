@@ -1,4 +1,4 @@
-"""The ``shoal`` command: ``run``, ``fmt``, ``validate``.
+"""The ``shoal`` command: ``run``, ``fmt``, ``validate``, ``check metrics``.
 
 Each subcommand lives in its own module under ``agent.commands`` and is only
 imported when used, so ``shoal fmt`` does not pay for the scrape engine.
@@ -14,6 +14,7 @@ COMMANDS = {
     "run": "agent.commands.run",
     "fmt": "agent.commands.fmt",
     "validate": "agent.commands.validate",
+    "check": "agent.commands.check",
 }
 
 
