@@ -27,26 +27,24 @@ class DecodeError(ValueError):
     """Bytes that are not the protobuf wire format; the message says what was wrong."""
 
 
-def _encode_varint(n: int) -> bytes:
+# Ready varints of 0 .. 16383 (every one- and two-byte varint): lengths, symbol
+# indexes and bucket deltas are almost always below, and a list index is several
+# times cheaper than the loop.
+SMALL: list[bytes] = [bytes((i,)) if i < 0x80 else bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(1 << 14)]
+
+
+def varint(n: int) -> bytes:
+    """``n`` as a varint; negative numbers as their 64-bit two's complement (int64, enum)."""
+    if 0 <= n < 16384:
+        return SMALL[n]
     if n < 0:
-        n += 1 << 64  # int64 and enums: two's complement, always ten bytes
+        n += 1 << 64  # always ten bytes
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
-
-
-# Ready varints of 0 .. 16383 (every one- and two-byte varint): lengths, symbol
-# indexes and bucket deltas are almost always below, and a list index is several
-# times cheaper than the loop.
-SMALL: list[bytes] = [_encode_varint(i) for i in range(1 << 14)]
-
-
-def varint(n: int) -> bytes:
-    """``n`` as a varint; negative numbers as their 64-bit two's complement (int64, enum)."""
-    return SMALL[n] if 0 <= n < 16384 else _encode_varint(n)
 
 
 def zigzag(n: int) -> int:
