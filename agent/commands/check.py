@@ -67,11 +67,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     m.add_argument("--no-lint", action="store_true", help="check validity only, skip the naming rules")
 
 
-def main(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
-    err = out or sys.stderr
+def main(args: argparse.Namespace, stdin: TextIO | None = None, err: TextIO | None = None) -> int:
+    err = err or sys.stderr
     try:
         body, ctype = _read(args.source, args.timeout, stdin or sys.stdin)
-    except (OSError, FetchError) as exc:
+    except (OSError, FetchError, ValueError) as exc:  # ValueError: a URL the HTTP client refuses
         print(f"shoal check metrics: {_reason(exc)}", file=err)
         return INVALID
     try:
@@ -217,7 +217,7 @@ def _series_key(line: bytes) -> bytes:
     return line[: i + 1] if i >= 0 else line.split()[0]
 
 
-def _family_name(name: str, fams: dict[str, Family], suffixes: dict) -> str:  # noqa: ANN001
+def _family_name(name: str, fams: dict[str, Family], suffixes: dict[str, tuple[str, ...]]) -> str:
     for suffix in ("_bucket", "_count", "_sum", "_gcount", "_gsum", "_total", "_created", "_info"):
         if name.endswith(suffix):
             base = fams.get(name[: -len(suffix)])
