@@ -30,6 +30,7 @@ from tests.targets import OPENMETRICS, TEXT, Target
 EXPO = CONFORMANCE / "exposition"
 EXPFMT = json.loads((EXPO / "prometheus-common-expfmt" / "text_parse_errors.json").read_text())
 PROMPARSE = json.loads((EXPO / "prometheus-textparse" / "promparse_errors.json").read_text())
+OM_ERRORS = json.loads((EXPO / "prometheus-textparse" / "openmetricsparse_errors.json").read_text())
 OM_SUITE = CONFORMANCE / "openmetrics-parsers"
 OM_INDEX = json.loads((OM_SUITE / "index.json").read_text())
 PROMTOOL = shutil.which("promtool")
@@ -136,6 +137,18 @@ def test_openmetrics_suite_verdicts(case: dict) -> None:
     assert (code != 1) == case["shouldParse"], out
     if code == 1:
         assert out.startswith("line "), out
+
+
+@pytest.mark.parametrize(
+    "case", OM_ERRORS["parse_errors"] + OM_ERRORS["null_byte_handling"], ids=lambda c: f"omparse-{c['index']}"
+)
+def test_prometheus_openmetrics_cases_by_content_type(case: dict) -> None:
+    body = base64.b64decode(case["input"]["base64"])
+    report = check.check(body, check.detect(body, OPENMETRICS)[0])
+    assert report.format == "openmetrics"
+    assert (not report.error) == case["valid"], report.error
+    if report.error:
+        assert report.error.startswith("line "), report.error
 
 
 def test_lint_problems_are_promtools_and_exit_3(tmp_path: Path) -> None:
