@@ -1,4 +1,4 @@
-"""The ``shoal`` command: ``run``, ``fmt``, ``validate``.
+"""The ``shoal`` command: ``run``, ``fmt``, ``validate``, ``convert``, ``check metrics``.
 
 Each subcommand lives in its own module under ``agent.commands`` and only the
 one asked for is imported, so ``shoal fmt`` does not pay for the scrape
@@ -16,6 +16,7 @@ COMMANDS = {
     "fmt": ("agent.commands.fmt", "format configuration files"),
     "validate": ("agent.commands.validate", "check configuration files for errors"),
     "convert": ("agent.commands.convert", "convert a Prometheus configuration to Alloy syntax"),
+    "check": ("agent.commands.check", "check metrics exposition, as promtool check metrics does"),
 }
 
 

@@ -21,14 +21,16 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from agent import labels as L
-from agent.relabel import Rule
-from agent.scrape import metrics_pb as pb
-from agent.scrape.config import ScrapeConfig
-from agent.scrape.loop import ScrapeLoop
-from agent.scrape.target import Target, populate_labels
-from agent.scrape.textparse import parse_text
-from agent.storage import SampleBatch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.protobuf, loadtest.harness
+
+from agent import labels as L  # noqa: E402
+from agent.relabel import Rule  # noqa: E402
+from agent.scrape.config import ScrapeConfig  # noqa: E402
+from agent.scrape.loop import ScrapeLoop  # noqa: E402
+from agent.scrape.target import Target, populate_labels  # noqa: E402
+from agent.scrape.textparse import parse_text  # noqa: E402
+from agent.storage import SampleBatch  # noqa: E402
+from tests.protobuf import metrics_pb as pb  # noqa: E402
 
 PAYLOADS = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "payloads"
 CTYPE = "text/plain; version=0.0.4"
@@ -264,7 +266,6 @@ async def main() -> None:
     await bench_payload("node_exporter (2 relabel rules)", node, node, args.rounds, RULES)
     await bench_payload("kube 10k series (no relabel)", kube, kube_next, args.rounds, [])
     await bench_payload("kube 10k series (2 relabel rules)", kube, kube_next, args.rounds, RULES)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from loadtest.harness.targets import render_payload
 
     lt, lt_next = render_payload(1000, 0, 0).encode(), render_payload(1000, 0, 1).encode()

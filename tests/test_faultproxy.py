@@ -21,8 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import snappy
 
+from agent.protowire import varint
+from agent.remote.codec import compress
 from tests.faultproxy import FaultProxy, Limits, spawn
 from tests.procs import eventually, prometheus, query
 
@@ -39,20 +40,8 @@ HEADERS = {
 # -- a remote-write 1.0 body, by hand from the protobuf wire format ----------
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _field(num: int, payload: bytes) -> bytes:  # wire type 2, length-delimited
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
 
 
 def write_request(series: list[tuple[dict[str, str], float, int]]) -> bytes:
@@ -62,10 +51,10 @@ def write_request(series: list[tuple[dict[str, str], float, int]]) -> bytes:
         ts_msg = bytearray()
         for name in sorted(labels):
             ts_msg += _field(1, _field(1, name.encode()) + _field(2, labels[name].encode()))
-        sample = _varint(1 << 3 | 1) + struct.pack("<d", value) + _varint(2 << 3 | 0) + _varint(ts)
+        sample = varint(1 << 3 | 1) + struct.pack("<d", value) + varint(2 << 3 | 0) + varint(ts)
         ts_msg += _field(2, sample)
         msg += _field(1, bytes(ts_msg))
-    return snappy.compress(bytes(msg))
+    return compress(bytes(msg))
 
 
 def one_sample(name: str, value: float = 1.0) -> bytes:

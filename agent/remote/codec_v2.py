@@ -14,12 +14,12 @@ separate list of ``MetricMetadata`` in 1.0, sent by the queue every
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.labels import Labels
-from agent.remote.codec import histogram_field, varint
+from agent.protowire import SMALL, pack_double, varint
+from agent.remote.codec import histogram_field
 
 V1 = "prometheus.WriteRequest"
 V2 = "io.prometheus.write.v2.Request"
@@ -29,14 +29,6 @@ PROTOCOLS = (V1, V2)
 METRIC_TYPES = {"counter": 1, "gauge": 2, "histogram": 3, "gaugehistogram": 4, "summary": 5, "info": 6,
                 "stateset": 7}
 _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created", "_info", "_gcount", "_gsum")
-
-_pack_double = struct.Struct("<d").pack
-_SMALL = [varint(i) for i in range(1 << 14)]
-
-
-def _v(n: int) -> bytes:
-    return _SMALL[n] if n < 16384 else varint(n)
-
 
 @dataclass(slots=True)
 class SeriesV2:
@@ -69,11 +61,11 @@ def _meta_field(s: SeriesV2, sym: _Symbols) -> bytes:
         return b""
     mtype, help_, unit = s.meta
     md = b"".join((
-        b"\x08" + _v(mtype) if mtype else b"",
-        b"\x18" + _v(sym[help_]) if help_ else b"",
-        b"\x20" + _v(sym[unit]) if unit else b"",
+        b"\x08" + varint(mtype) if mtype else b"",
+        b"\x18" + varint(sym[help_]) if help_ else b"",
+        b"\x20" + varint(sym[unit]) if unit else b"",
     ))
-    return b"\x2a" + _v(len(md)) + md
+    return b"\x2a" + varint(len(md)) + md
 
 
 def encode_v2(series: Sequence[SeriesV2], timestamps: Sequence[int], values: Sequence[float],
@@ -87,8 +79,8 @@ def encode_v2(series: Sequence[SeriesV2], timestamps: Sequence[int], values: Seq
     ``exemplars`` one per exemplar (field 4, no samples), after the float samples.
     """
     sym = _Symbols({"": 0})
-    small = _SMALL
-    pack = _pack_double
+    small = SMALL
+    pack = pack_double
     tsc: dict[int, bytes] = {}
     out: list[bytes] = []
     ap = out.append
@@ -96,43 +88,43 @@ def encode_v2(series: Sequence[SeriesV2], timestamps: Sequence[int], values: Seq
         if len(sym) + len(s.strings) < 16384:
             refs = b"".join([small[sym[x]] for x in s.strings])
         else:
-            refs = b"".join([_v(sym[x]) for x in s.strings])
+            refs = b"".join([varint(sym[x]) for x in s.strings])
         tsb = tsc.get(t)
         if tsb is None:
             tsb = tsc[t] = b"\x10" + varint(t)
-        body = b"".join((b"\x0a", _v(len(refs)), refs, b"\x12", small[10 + len(tsb) - 1], b"\x09", pack(v), tsb))
+        body = b"".join((b"\x0a", varint(len(refs)), refs, b"\x12", small[10 + len(tsb) - 1], b"\x09", pack(v), tsb))
         if s.meta is not None:
             mtype, help_, unit = s.meta
             md = b"".join((
-                b"\x08" + _v(mtype) if mtype else b"",
-                b"\x18" + _v(sym[help_]) if help_ else b"",
-                b"\x20" + _v(sym[unit]) if unit else b"",
+                b"\x08" + varint(mtype) if mtype else b"",
+                b"\x18" + varint(sym[help_]) if help_ else b"",
+                b"\x20" + varint(sym[unit]) if unit else b"",
             ))
-            body += b"\x2a" + _v(len(md)) + md
+            body += b"\x2a" + varint(len(md)) + md
         if created is not None and created[j]:
             body += b"\x30" + varint(created[j])
         ap(b"\x2a")
-        ap(_v(len(body)))
+        ap(varint(len(body)))
         ap(body)
     for s, t, h in histograms or ():
-        refs = b"".join([_v(sym[x]) for x in s.strings])
-        body = b"".join((b"\x0a", _v(len(refs)), refs, histogram_field(b"\x1a", h, t), _meta_field(s, sym)))
+        refs = b"".join([varint(sym[x]) for x in s.strings])
+        body = b"".join((b"\x0a", varint(len(refs)), refs, histogram_field(b"\x1a", h, t), _meta_field(s, sym)))
         ap(b"\x2a")
-        ap(_v(len(body)))
+        ap(varint(len(body)))
         ap(body)
     for s, t, v, elabels in exemplars or ():
-        refs = b"".join([_v(sym[x]) for x in s.strings])
-        er = b"".join([_v(sym[x]) for pair in elabels for x in pair])
-        ex = b"".join((b"\x0a" + _v(len(er)) + er if er else b"", b"\x11", pack(v), b"\x18", varint(t)))
-        body = b"".join((b"\x0a", _v(len(refs)), refs, b"\x22", _v(len(ex)), ex))
+        refs = b"".join([varint(sym[x]) for x in s.strings])
+        er = b"".join([varint(sym[x]) for pair in elabels for x in pair])
+        ex = b"".join((b"\x0a" + varint(len(er)) + er if er else b"", b"\x11", pack(v), b"\x18", varint(t)))
+        body = b"".join((b"\x0a", varint(len(refs)), refs, b"\x22", varint(len(ex)), ex))
         ap(b"\x2a")
-        ap(_v(len(body)))
+        ap(varint(len(body)))
         ap(body)
     head = []
     for text in sym:  # dicts keep insertion order: index order
         b = text.encode()
         head.append(b"\x22")
-        head.append(_v(len(b)))
+        head.append(varint(len(b)))
         head.append(b)
     return b"".join(head) + b"".join(out)
 
@@ -144,29 +136,10 @@ def encode_metadata_v1(items: Sequence[tuple[str, str, str, str]]) -> bytes:
         md = bytearray()
         t = METRIC_TYPES.get(mtype, 0)
         if t:
-            md += b"\x08" + _v(t)
+            md += b"\x08" + varint(t)
         for tag, text in ((b"\x12", name), (b"\x22", help_), (b"\x2a", unit)):
             if text:
                 b = text.encode()
                 md += tag + varint(len(b)) + b
         out += b"\x1a" + varint(len(md)) + md
     return bytes(out)
-
-
-def decode_v2(body: bytes, compressed: bool = True) -> list[tuple[tuple[tuple[str, str], ...], list[tuple[int, float]], dict, int]]:
-    """Decode with the protobuf library: ``[(labels, samples, metadata, created), ...]`` (tests, receivers)."""
-    from agent.remote.codec import decompress
-    from agent.remote.proto import RequestV2
-
-    req = RequestV2()
-    req.ParseFromString(decompress(body) if compressed else body)
-    sy = list(req.symbols)
-    out = []
-    for ts in req.timeseries:
-        r = list(ts.labels_refs)
-        labels = tuple((sy[r[i]], sy[r[i + 1]]) for i in range(0, len(r), 2))
-        md = {}
-        if ts.HasField("metadata"):
-            md = {"type": ts.metadata.type, "help": sy[ts.metadata.help_ref], "unit": sy[ts.metadata.unit_ref]}
-        out.append((labels, [(s.timestamp, s.value) for s in ts.samples], md, ts.created_timestamp))
-    return out

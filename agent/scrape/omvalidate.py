@@ -1,9 +1,9 @@
 """The family-level rules of the OpenMetrics 1.0 specification, checked strictly.
 
 Prometheus' scraper does not apply these (it ingests what it can parse), so
-the scrape path never calls this; ``parse_openmetrics(strict=True)`` does, for
-conformance tests and tools that want to know whether an exposition is valid
-OpenMetrics: metadata placement and repetition, family grouping and name
+the scrape path never calls this; ``parse_strict`` does, for ``shoal check
+metrics`` and conformance tests, which want to know whether an exposition is
+valid OpenMetrics: metadata placement and repetition, family grouping and name
 clashes, per-type sample names, label and value rules (counters, histograms,
 summaries, info, stateset), exemplar placement and timestamp ordering.
 """
@@ -14,8 +14,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from agent.scrape.openmetrics import OM_TYPES, split_sample
-from agent.scrape.textparse import ParseError, _parse_series_slow
+from agent.scrape.openmetrics import OM_TYPES, parse_openmetrics, split_sample
+from agent.scrape.textparse import Exposition, ParseError, _parse_series_slow
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _VAL = r'"(?:[^"\\\n]|\\.)*"'
@@ -66,6 +66,13 @@ class _Family:
 
     def claims(self) -> set[str]:
         return {self.name + s for s in SUFFIXES[self.type]} | {self.name}
+
+
+def parse_strict(body: bytes) -> Exposition:
+    """``parse_openmetrics`` (what a scrape accepts) plus the specification's rules; raises ParseError."""
+    exp = parse_openmetrics(body)
+    validate(body)
+    return exp
 
 
 def validate(body: bytes) -> None:

@@ -8,8 +8,8 @@ takes a slower quote-aware path; its exemplar is validated and collected in
 ``ScanState.exemplars`` (series labels, own timestamp or None, the sample's
 timestamp or None, value, exemplar labels) for the scrape loop to forward.
 
-``parse_openmetrics`` is the standalone form; ``strict=True`` adds the
-family-level rules of the OpenMetrics specification (see ``omvalidate``).
+``parse_openmetrics`` is the standalone form; ``omvalidate.parse_strict`` adds
+the family-level rules of the OpenMetrics specification.
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def scan_openmetrics(lines: list[bytes] | None, st: ScanState) -> None:
     st.lineno = lineno
 
 
-def parse_openmetrics(body: bytes, strict: bool = False) -> Exposition:
+def parse_openmetrics(body: bytes) -> Exposition:
     """Parse a whole OpenMetrics body (raises ParseError)."""
     cache: dict[bytes, Labels] = {}
 
@@ -249,9 +249,4 @@ def parse_openmetrics(body: bytes, strict: bool = False) -> Exposition:
     for idx, t, _ in st.explicit:
         ts[idx] = t
     samples = [Sample(lab, v, t) for lab, v, t in zip(st.labels, st.values, ts, strict=True)]
-    exp = Exposition(samples, build_metadata(st.meta_items, {}))
-    if strict:
-        from agent.scrape.omvalidate import validate
-
-        validate(body)
-    return exp
+    return Exposition(samples, build_metadata(st.meta_items, {}))

@@ -37,6 +37,15 @@ import struct
 from decimal import Decimal
 
 from agent.labels import Labels
+from agent.protowire import (
+    DecodeError,
+    int64,
+    pack_double,
+    read_varint,
+    skip,
+    unpack_double,
+    unzigzag,
+)
 from agent.scrape import nativehist
 from agent.scrape.textparse import Exposition, Sample, ScanState, build_metadata, labels_of
 from agent.storage import Histogram
@@ -49,8 +58,6 @@ TYPE_NAMES = ("counter", "gauge", "summary", "unknown", "histogram", "gaugehisto
 VALUE_TAGS = (0x1A, 0x12, 0x22, 0x2A, 0x3A, 0x3A)
 _PREFIX = tuple(bytes((0, t)) for t in range(6))
 
-_unpack_d = struct.Struct("<d").unpack_from
-_pack_d = struct.Struct("<d").pack
 _INF = math.inf
 
 
@@ -58,56 +65,7 @@ class ProtoError(ValueError):
     """A malformed protobuf exposition; the message names where."""
 
 
-# ---------------------------------------------------------------- wire primitives
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, i
-        shift += 7
-        if shift > 63:
-            raise ProtoError("varint longer than 10 bytes")
-
-
-def _int64(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-def _zigzag(v: int) -> int:
-    return (v >> 1) ^ -(v & 1)
-
-
-def _skip(buf: bytes, i: int, wt: int) -> int:
-    if wt == 0:
-        return _varint(buf, i)[1]
-    if wt == 1:
-        return i + 8
-    if wt == 2:
-        n, i = _varint(buf, i)
-        return i + n
-    if wt == 5:
-        return i + 4
-    raise ProtoError(f"unsupported wire type {wt}")
-
-
-def _tag(buf: bytes, i: int) -> tuple[int, int]:
-    t = buf[i]
-    if t < 0x80:
-        return t, i + 1
-    return _varint(buf, i)
-
-
-def _len(buf: bytes, i: int) -> tuple[int, int]:
-    n = buf[i]
-    if n < 0x80:
-        return n, i + 1
-    return _varint(buf, i)
+# ---------------------------------------------------------------- wire helpers
 
 
 def _end(i: int, end: int, what: str) -> None:
@@ -119,40 +77,40 @@ def _timestamp_ms(buf: bytes, i: int, end: int) -> int:
     """A google.protobuf.Timestamp as milliseconds (Prometheus: seconds*1e3 + nanos/1e6)."""
     secs = nanos = 0
     while i < end:
-        t, i = _tag(buf, i)
+        t, i = read_varint(buf, i)
         if t == 0x08:
-            secs, i = _varint(buf, i)
+            secs, i = read_varint(buf, i)
         elif t == 0x10:
-            nanos, i = _varint(buf, i)
+            nanos, i = read_varint(buf, i)
         else:
-            i = _skip(buf, i, t & 7)
+            i = skip(buf, i, t & 7)
     _end(i, end, "timestamp")
-    nanos = _int64(nanos)
-    return _int64(secs) * 1000 + int(nanos / 1_000_000)
+    nanos = int64(nanos)
+    return int64(secs) * 1000 + int(nanos / 1_000_000)
 
 
 def _label_pairs(buf: bytes, i: int, end: int) -> list[tuple[str, str]]:
     """Decode consecutive LabelPair fields (tag 1) into (name, value) strings."""
     pairs = []
     while i < end:
-        t, i = _tag(buf, i)
-        n, i = _len(buf, i)
+        t, i = read_varint(buf, i)
+        n, i = read_varint(buf, i)
         stop = i + n
         if t != 0x0A or stop > end:
             raise ProtoError("malformed label pair")
         name = value = b""
         while i < stop:
-            t, i = _tag(buf, i)
+            t, i = read_varint(buf, i)
             if t == 0x0A:
-                n, i = _len(buf, i)
+                n, i = read_varint(buf, i)
                 name = buf[i : i + n]
                 i += n
             elif t == 0x12:
-                n, i = _len(buf, i)
+                n, i = read_varint(buf, i)
                 value = buf[i : i + n]
                 i += n
             else:
-                i = _skip(buf, i, t & 7)
+                i = skip(buf, i, t & 7)
         _end(i, stop, "label pair")
         try:
             sname, svalue = name.decode(), value.decode()
@@ -175,20 +133,20 @@ def _exemplar(buf: bytes, i: int, end: int) -> tuple[Labels, float, int | None] 
     ts = None
     while i < end:
         at = i
-        t, i = _tag(buf, i)
+        t, i = read_varint(buf, i)
         if t == 0x0A:
-            n, i = _len(buf, i)
+            n, i = read_varint(buf, i)
             i += n
             pairs += _label_pairs(buf, at, i)
         elif t == 0x11:
-            v = _unpack_d(buf, i)[0]
+            v = unpack_double(buf, i)[0]
             i += 8
         elif t == 0x1A:
-            n, i = _len(buf, i)
+            n, i = read_varint(buf, i)
             ts = _timestamp_ms(buf, i, i + n)
             i += n
         else:
-            i = _skip(buf, i, t & 7)
+            i = skip(buf, i, t & 7)
     _end(i, end, "exemplar")
     if sum(len(a) + len(b) for a, b in pairs) > MAX_EXEMPLAR_RUNES:
         return None
@@ -202,19 +160,19 @@ def _split_metric(buf: bytes, ms: int, me: int, vtag: int) -> tuple[bytes, int, 
     ts = 0
     i = ms
     while i < me:
-        t, j = _tag(buf, i)
+        t, j = read_varint(buf, i)
         if t == 0x0A or t == vtag:
-            n, k = _len(buf, j)
+            n, k = read_varint(buf, j)
             if t == 0x0A:
                 parts.append(buf[i : k + n])
             else:
                 vs, ve = k, k + n
             i = k + n
         elif t == 0x30:
-            ts, i = _varint(buf, j)
-            ts = _int64(ts)
+            ts, i = read_varint(buf, j)
+            ts = int64(ts)
         else:
-            i = _skip(buf, j, t & 7)
+            i = skip(buf, j, t & 7)
     _end(i, me, "metric")
     if ve > me:
         raise ProtoError("truncated metric value")
@@ -274,8 +232,8 @@ def scan_protobuf(body: bytes, st: ScanState, pos: int = 0, stop: int | None = N
     while pos < stop:
         start = pos
         try:
-            ln, pos = _len(body, pos)
-        except (IndexError, ProtoError):
+            ln, pos = read_varint(body, pos)
+        except (IndexError, DecodeError):
             raise ProtoError(
                 f"protobuf: truncated length of metric family {st.lineno + 1} at byte {start}"
             ) from None
@@ -315,27 +273,27 @@ def _family(buf: bytes, i: int, end: int, st: ScanState) -> None:
                 n = (n & 0x7F) | (buf[i + 2] << 7)
                 i += 3
             else:
-                n, i = _varint(buf, i + 1)
+                n, i = read_varint(buf, i + 1)
             add(i)
             i += n
             add(i)
         elif t == 0x0A:
-            n, j = _len(buf, i + 1)
+            n, j = read_varint(buf, i + 1)
             name_f = buf[i : j + n]
             i = j + n
         elif t == 0x12:
-            n, j = _len(buf, i + 1)
+            n, j = read_varint(buf, i + 1)
             help_b = buf[j : j + n]
             i = j + n
         elif t == 0x18:
-            mtype, i = _varint(buf, i + 1)
+            mtype, i = read_varint(buf, i + 1)
         elif t == 0x2A:
-            n, j = _len(buf, i + 1)
+            n, j = read_varint(buf, i + 1)
             unit_b = buf[j : j + n]
             i = j + n
         else:
-            t, i = _tag(buf, i)
-            i = _skip(buf, i, t & 7)
+            t, i = read_varint(buf, i)
+            i = skip(buf, i, t & 7)
     _end(i, end, "metric family")
     if not metrics:
         return  # Prometheus skips empty families, metadata included
@@ -356,7 +314,7 @@ def _family(buf: bytes, i: int, end: int, st: ScanState) -> None:
 
 def _header(name_f: bytes, help_b: bytes, mtype: int, unit_b: bytes) -> tuple:
     """(name, cache-key prefix, metadata entries) of a family; raises ProtoError if invalid."""
-    n, j = _len(name_f, 1) if name_f else (0, 0)
+    n, j = read_varint(name_f, 1) if name_f else (0, 0)
     try:
         name = name_f[j:].decode()
         help_s = help_b.decode()
@@ -403,7 +361,7 @@ def _simple(
     vals_append = vals.append
     explicit = st.explicit
     created = st.created
-    unpack = _unpack_d
+    unpack = unpack_double
     hint = 0  # length of the last counter's created timestamp: the shape to try first
     fast = created is None
     for k in range(0, len(metrics), 2):
@@ -440,7 +398,7 @@ def _simple(
             if n < 0x80:
                 j += 2 + n
             else:
-                n, j = _varint(buf, j + 1)
+                n, j = read_varint(buf, j + 1)
                 j += n
         lab_end = j
         v = 0.0
@@ -460,18 +418,18 @@ def _simple(
                     v = unpack(buf, j + 3)[0]
                     j += 2 + n
                     continue
-                n, s = _len(buf, j + 1)
+                n, s = read_varint(buf, j + 1)
                 j = s + n
                 v, ct, ex = _value(buf, s, j, v, counter)
             elif t == 0x30:
-                ts, j = _varint(buf, j + 1)
-                ts = _int64(ts)
+                ts, j = read_varint(buf, j + 1)
+                ts = int64(ts)
             elif t == 0x0A:
                 odd = True
                 break
             else:
-                t, j = _tag(buf, j)
-                j = _skip(buf, j, t & 7)
+                t, j = read_varint(buf, j)
+                j = skip(buf, j, t & 7)
         if odd:
             lab_bytes, s, e, ts = _split_metric(buf, ms, me, vtag)
             v, ct, ex = _value(buf, s, e, 0.0, counter) if s >= 0 else (0.0, None, None)
@@ -505,20 +463,20 @@ def _value(
     """(value, created ms or None, exemplar or None) of a Counter/Gauge/Untyped message."""
     ct = ex = None
     while i < end:
-        t, i = _tag(buf, i)
+        t, i = read_varint(buf, i)
         if t == 0x09:
-            v = _unpack_d(buf, i)[0]
+            v = unpack_double(buf, i)[0]
             i += 8
         elif t == 0x1A and counter:
-            n, i = _len(buf, i)
+            n, i = read_varint(buf, i)
             ct = _timestamp_ms(buf, i, i + n)
             i += n
         elif t == 0x12 and counter:
-            n, i = _len(buf, i)
+            n, i = read_varint(buf, i)
             ex = _exemplar(buf, i, i + n)
             i += n
         else:
-            i = _skip(buf, i, t & 7)
+            i = skip(buf, i, t & 7)
     _end(i, end, "metric value")
     return v, ct, ex
 
@@ -527,23 +485,23 @@ def _metric_parts(buf: bytes, ms: int, me: int, vtag: int) -> tuple[int, int, in
     """(labels end, value start, value end, timestamp) for a metric whose labels come first."""
     j = ms
     while j < me and buf[j] == 0x0A:
-        n, j = _len(buf, j + 1)
+        n, j = read_varint(buf, j + 1)
         j += n
     lab_end = j
     vs = ve = -1
     ts = 0
     while j < me:
-        t, j2 = _tag(buf, j)
+        t, j2 = read_varint(buf, j)
         if t == vtag:
-            n, vs = _len(buf, j2)
+            n, vs = read_varint(buf, j2)
             ve = j = vs + n
         elif t == 0x30:
-            ts, j = _varint(buf, j2)
-            ts = _int64(ts)
+            ts, j = read_varint(buf, j2)
+            ts = int64(ts)
         elif t == 0x0A:
             return -1, 0, 0, 0
         else:
-            j = _skip(buf, j2, t & 7)
+            j = skip(buf, j2, t & 7)
     _end(j, me, "metric")
     return lab_end, vs, ve, ts
 
@@ -611,35 +569,35 @@ def _summaries(buf: bytes, metrics: list[int], prefix: bytes, name: str, st: Sca
         ct = None
         i = vs
         while i < ve:
-            t, i = _tag(vb, i)
+            t, i = read_varint(vb, i)
             if t == 0x08:
-                count, i = _varint(vb, i)
+                count, i = read_varint(vb, i)
             elif t == 0x11:
-                total = _unpack_d(vb, i)[0]
+                total = unpack_double(vb, i)[0]
                 i += 8
             elif t == 0x1A:
-                n, i = _len(vb, i)
+                n, i = read_varint(vb, i)
                 q = qv = 0.0
                 stop = i + n
                 while i < stop:
-                    t, i = _tag(vb, i)
+                    t, i = read_varint(vb, i)
                     if t == 0x09:
-                        q = _unpack_d(vb, i)[0]
+                        q = unpack_double(vb, i)[0]
                         i += 8
                     elif t == 0x11:
-                        qv = _unpack_d(vb, i)[0]
+                        qv = unpack_double(vb, i)[0]
                         i += 8
                     else:
-                        i = _skip(vb, i, t & 7)
+                        i = skip(vb, i, t & 7)
                 _end(i, stop, "quantile")
                 qs.append(q)
                 vals.append(qv)
             elif t == 0x22 and created is not None:
-                n, i = _len(vb, i)
+                n, i = read_varint(vb, i)
                 ct = _timestamp_ms(vb, i, i + n)
                 i += n
             else:
-                i = _skip(vb, i, t & 7)
+                i = skip(vb, i, t & 7)
         _end(i, max(ve, vs), "summary")
         shape = tuple(qs)
         rec = records.get(mkey)
@@ -649,7 +607,7 @@ def _summaries(buf: bytes, metrics: list[int], prefix: bytes, name: str, st: Sca
                 (b"\xffs", name + "_sum", None),
             ]
             for q in qs:
-                series.append((b"\xffq" + _pack_d(q), name, ("quantile", format_om_float(q))))
+                series.append((b"\xffq" + pack_double(q), name, ("quantile", format_om_float(q))))
             rec = _record(st, mkey, shape, series, lb, ls, le_)
             records[mkey] = rec
         seen[mkey] = rec
@@ -661,25 +619,25 @@ def _summaries(buf: bytes, metrics: list[int], prefix: bytes, name: str, st: Sca
 def _spans(buf: bytes, i: int, end: int, out: list[tuple[int, int]]) -> None:
     off = length = 0
     while i < end:
-        t, i = _tag(buf, i)
+        t, i = read_varint(buf, i)
         if t == 0x08:
-            off, i = _varint(buf, i)
+            off, i = read_varint(buf, i)
         elif t == 0x10:
-            length, i = _varint(buf, i)
+            length, i = read_varint(buf, i)
         else:
-            i = _skip(buf, i, t & 7)
+            i = skip(buf, i, t & 7)
     _end(i, end, "bucket span")
-    out.append((_zigzag(off), length & 0xFFFFFFFF))
+    out.append((unzigzag(off), length & 0xFFFFFFFF))
 
 
 def _packed(buf: bytes, i: int, wt: int, out: list, zig: bool) -> int:
     """A repeated sint64 (varints) or double field, packed or not; returns the new position."""
     if wt == 2:
-        n, i = _len(buf, i)
+        n, i = read_varint(buf, i)
         stop = i + n
         if zig:
             while i < stop:
-                v, i = _varint(buf, i)
+                v, i = read_varint(buf, i)
                 out.append((v >> 1) ^ -(v & 1))
         else:
             if n % 8:
@@ -689,11 +647,11 @@ def _packed(buf: bytes, i: int, wt: int, out: list, zig: bool) -> int:
         _end(i, stop, "packed field")
         return i
     if zig and wt == 0:
-        v, i = _varint(buf, i)
+        v, i = read_varint(buf, i)
         out.append((v >> 1) ^ -(v & 1))
         return i
     if not zig and wt == 1:
-        out.append(_unpack_d(buf, i)[0])
+        out.append(unpack_double(buf, i)[0])
         return i + 8
     raise ProtoError(f"unexpected wire type {wt} for a repeated field")
 
@@ -728,21 +686,21 @@ def _histograms(
             if t < 0x80:
                 i += 1
             else:
-                t, i = _varint(vb, i)
+                t, i = read_varint(vb, i)
             if t == 0x1A:  # classic bucket
                 n = vb[i]
                 if n < 0x80:
                     i += 1
                 else:
-                    n, i = _varint(vb, i)
+                    n, i = read_varint(vb, i)
                 stop = i + n
                 if vb[i] == 0x08:  # canonical {count, upper bound}, read in place
                     ci = vb[i + 1]
                     j = i + 2
                     if ci >= 0x80:
-                        ci, j = _varint(vb, i + 1)
+                        ci, j = read_varint(vb, i + 1)
                     if j + 9 == stop and vb[j] == 0x11:
-                        bounds.append(_unpack_d(vb, j + 1)[0])
+                        bounds.append(unpack_double(vb, j + 1)[0])
                         bvals.append(float(ci))
                         i = stop
                         continue
@@ -750,47 +708,47 @@ def _histograms(
                 ci = 0
                 cf = 0.0
                 while i < stop:
-                    t, i = _tag(vb, i)
+                    t, i = read_varint(vb, i)
                     if t == 0x08:
-                        ci, i = _varint(vb, i)
+                        ci, i = read_varint(vb, i)
                     elif t == 0x11:
-                        ub = _unpack_d(vb, i)[0]
+                        ub = unpack_double(vb, i)[0]
                         i += 8
                     elif t == 0x21:
-                        cf = _unpack_d(vb, i)[0]
+                        cf = unpack_double(vb, i)[0]
                         i += 8
                     elif t == 0x1A:
-                        n, i = _len(vb, i)
+                        n, i = read_varint(vb, i)
                         bex.append((len(bounds), _exemplar(vb, i, i + n)))
                         i += n
                     else:
-                        i = _skip(vb, i, t & 7)
+                        i = skip(vb, i, t & 7)
                 _end(i, stop, "bucket")
                 bounds.append(ub)
                 bvals.append(cf if cf != 0 else float(ci))
             elif t == 0x08:
-                count_int, i = _varint(vb, i)
+                count_int, i = read_varint(vb, i)
             elif t == 0x11:
-                total = _unpack_d(vb, i)[0]
+                total = unpack_double(vb, i)[0]
                 i += 8
             elif t == 0x21:
-                count_float = _unpack_d(vb, i)[0]
+                count_float = unpack_double(vb, i)[0]
                 i += 8
             elif t == 0x28:
-                schema, i = _varint(vb, i)
-                schema = _zigzag(schema & 0xFFFFFFFF)
+                schema, i = read_varint(vb, i)
+                schema = unzigzag(schema & 0xFFFFFFFF)
                 if schema >= 1 << 31:
                     schema -= 1 << 32
             elif t == 0x31:
-                zt = _unpack_d(vb, i)[0]
+                zt = unpack_double(vb, i)[0]
                 i += 8
             elif t == 0x38:
-                zero_int, i = _varint(vb, i)
+                zero_int, i = read_varint(vb, i)
             elif t == 0x41:
-                zero_float = _unpack_d(vb, i)[0]
+                zero_float = unpack_double(vb, i)[0]
                 i += 8
             elif t == 0x4A or t == 0x62:
-                n, i = _len(vb, i)
+                n, i = read_varint(vb, i)
                 _spans(vb, i, i + n, neg_spans if t == 0x4A else pos_spans)
                 i += n
             elif t >> 3 in (10, 13):
@@ -798,15 +756,15 @@ def _histograms(
             elif t >> 3 in (11, 14):
                 i = _packed(vb, i, t & 7, neg_c if t >> 3 == 11 else pos_c, False)
             elif t == 0x7A and created is not None:
-                n, i = _len(vb, i)
+                n, i = read_varint(vb, i)
                 ct = _timestamp_ms(vb, i, i + n)
                 i += n
             elif t == 0x82:  # field 16: a native histogram's exemplars
-                n, i = _len(vb, i)
+                n, i = read_varint(vb, i)
                 nex.append(_exemplar(vb, i, i + n))
                 i += n
             else:
-                i = _skip(vb, i, t & 7)
+                i = skip(vb, i, t & 7)
         _end(i, max(ve, vs), "histogram")
         is_native = native_on and (
             bool(pos_spans) or bool(neg_spans) or zt > 0 or zero_int > 0
@@ -836,7 +794,7 @@ def _histograms(
                 series.append((b"\xffc", name + "_count", None))
                 series.append((b"\xffs", name + "_sum", None))
                 for ub in bounds:
-                    series.append((b"\xffb" + _pack_d(ub), name + "_bucket", ("le", format_om_float(ub))))
+                    series.append((b"\xffb" + pack_double(ub), name + "_bucket", ("le", format_om_float(ub))))
             rec = _record(st, mkey, shape, series, lb, ls, le_)
             records[mkey] = rec
         seen[mkey] = rec

@@ -21,48 +21,38 @@ from __future__ import annotations
 
 import struct
 
+from agent.protowire import (
+    SMALL,
+    DecodeError,
+    int64,
+    pack_double,
+    read_varint,
+    unpack_double,
+    unzigzag,
+    varint,
+    zigzag,
+)
 from agent.storage import Histogram
 
-
-def _varint_slow(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_SMALL = [_varint_slow(i) for i in range(1 << 14)]
-_d = struct.Struct("<d").pack
-
-
-def varint(n: int) -> bytes:
-    return _SMALL[n] if 0 <= n < 16384 else _varint_slow(n)
-
-
-def _zz(n: int) -> int:
-    return (n << 1) ^ (n >> 63)
+__all__ = ["DecodeError", "decode", "encode"]
 
 
 def _spans(tag: bytes, spans: tuple[tuple[int, int], ...]) -> bytes:
     out = []
     for off, length in spans:
-        body = b"\x08" + varint(_zz(off)) + b"\x10" + varint(length)
-        out.append(tag + _SMALL[len(body)] + body)
+        body = b"\x08" + varint(zigzag(off)) + b"\x10" + varint(length)
+        out.append(tag + SMALL[len(body)] + body)
     return b"".join(out)
 
 
 def _deltas(counts: tuple[float, ...]) -> bytes:
-    small = _SMALL
+    small = SMALL
     out = []
     prev = 0
     for c in counts:
         ic = int(c)
-        z = ((ic - prev) << 1) ^ ((ic - prev) >> 63)
-        out.append(small[z] if z < 16384 else _varint_slow(z))
+        z = ((ic - prev) << 1) ^ ((ic - prev) >> 63)  # zigzag, inlined in the per-bucket loop
+        out.append(small[z] if z < 16384 else varint(z))
         prev = ic
     return b"".join(out)
 
@@ -75,11 +65,11 @@ def encode(h: Histogram) -> bytes:
     """The message body without the timestamp (field 15) and without a field tag or length."""
     fl = h.is_float
     parts = [
-        b"\x11" + _d(h.count) if fl else b"\x08" + varint(int(h.count)),
-        b"\x19" + _d(h.sum),
-        b"\x20" + varint(_zz(h.schema)),
-        b"\x29" + _d(h.zero_threshold),
-        b"\x39" + _d(h.zero_count) if fl else b"\x30" + varint(int(h.zero_count)),
+        b"\x11" + pack_double(h.count) if fl else b"\x08" + varint(int(h.count)),
+        b"\x19" + pack_double(h.sum),
+        b"\x20" + varint(zigzag(h.schema)),
+        b"\x29" + pack_double(h.zero_threshold),
+        b"\x39" + pack_double(h.zero_count) if fl else b"\x30" + varint(int(h.zero_count)),
     ]
     if h.negative_spans:
         parts.append(_spans(b"\x42", h.negative_spans))
@@ -97,29 +87,6 @@ def encode(h: Histogram) -> bytes:
     return b"".join(parts)
 
 
-class DecodeError(ValueError):
-    pass
-
-
-def _read_varint(b: bytes | memoryview, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        if pos >= len(b):
-            raise DecodeError("varint runs past the end")
-        x = b[pos]
-        pos += 1
-        n |= (x & 0x7F) << shift
-        if x < 0x80:
-            return n, pos
-        shift += 7
-        if shift > 63:
-            raise DecodeError("varint too long")
-
-
-def _unzz(n: int) -> int:
-    return (n >> 1) ^ -(n & 1)
-
-
 def decode(body: bytes | memoryview) -> tuple[Histogram, int]:
     """A stored body (or a full message) back to ``(Histogram, timestamp)`` (0 when absent)."""
     f: dict[int, object] = {}
@@ -129,16 +96,16 @@ def decode(body: bytes | memoryview) -> tuple[Histogram, int]:
     pos, end = 0, len(body)
     try:
         while pos < end:
-            key, pos = _read_varint(body, pos)
+            key, pos = read_varint(body, pos)
             num, wt = key >> 3, key & 7
             if wt == 0:
-                v, pos = _read_varint(body, pos)
+                v, pos = read_varint(body, pos)
                 f[num] = v
             elif wt == 1:
-                f[num] = struct.unpack_from("<d", body, pos)[0]
+                f[num] = unpack_double(body, pos)[0]
                 pos += 8
             elif wt == 2:
-                ln, pos = _read_varint(body, pos)
+                ln, pos = read_varint(body, pos)
                 chunk = body[pos : pos + ln]
                 if len(chunk) != ln:
                     raise DecodeError("field runs past the end")
@@ -147,18 +114,18 @@ def decode(body: bytes | memoryview) -> tuple[Histogram, int]:
                     o = length = 0
                     i = 0
                     while i < ln:
-                        k, i = _read_varint(chunk, i)
-                        v, i = _read_varint(chunk, i)
+                        k, i = read_varint(chunk, i)
+                        v, i = read_varint(chunk, i)
                         if k >> 3 == 1:
-                            o = _unzz(v)
+                            o = unzigzag(v)
                         elif k >> 3 == 2:
                             length = v
                     spans[num].append((o, length))
                 elif num in ints:
                     i = 0
                     while i < ln:
-                        v, i = _read_varint(chunk, i)
-                        ints[num].append(_unzz(v))
+                        v, i = read_varint(chunk, i)
+                        ints[num].append(unzigzag(v))
                 elif num in dbl:
                     if ln % 8:
                         raise DecodeError(f"packed doubles of field {num}: {ln} bytes")
@@ -183,12 +150,11 @@ def decode(body: bytes | memoryview) -> tuple[Histogram, int]:
         pos_c, neg_c = absolute(ints[12]), absolute(ints[9])
     ts = f.get(15, 0)
     assert isinstance(ts, int)
-    if ts >= 1 << 63:
-        ts -= 1 << 64
+    ts = int64(ts)
     h = Histogram(
         count=float(f.get(2 if is_float else 1, 0)),  # type: ignore[arg-type]
         sum=float(f.get(3, 0.0)),  # type: ignore[arg-type]
-        schema=_unzz(int(f.get(4, 0))),  # type: ignore[call-overload]
+        schema=unzigzag(int(f.get(4, 0))),  # type: ignore[call-overload]
         zero_threshold=float(f.get(5, 0.0)),  # type: ignore[arg-type]
         zero_count=float(f.get(7 if is_float else 6, 0)),  # type: ignore[arg-type]
         positive_spans=tuple(spans[11]),

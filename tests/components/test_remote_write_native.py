@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from agent.scrape.metrics_pb import HISTOGRAM, MetricFamily, encode_delimited
 from tests import procs
 from tests.components.helpers import controller, files, run
+from tests.protobuf.metrics_pb import HISTOGRAM, MetricFamily, encode_delimited
 from tests.scrape.server import PROTO_CONTENT_TYPE, Exporter
 
 CONFIG = """

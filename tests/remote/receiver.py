@@ -13,9 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.remote.codec import decode_write_request, decompress
-from agent.remote.codec_v2 import decode_v2
-from agent.remote.proto import RequestV2, WriteRequest
+from tests.protobuf.prompb import (
+    RequestV2,
+    WriteRequest,
+    decode_v2,
+    decode_write_request,
+    decompress,
+)
 
 
 @dataclass

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.remote import codec
-from agent.remote.proto import WriteRequest
 from agent.storage import STALE_NAN, is_stale_nan
+from tests.protobuf.prompb import WriteRequest, decode_write_request, decompress
 
 label_text = st.text(min_size=1, max_size=20)
 labelsets = st.dictionaries(label_text, label_text, min_size=1, max_size=6).map(
@@ -40,7 +40,7 @@ def _encode(samples):
 @given(st.lists(st.tuples(labelsets, timestamps, values), min_size=1, max_size=30))
 def test_protobuf_library_reads_back_what_we_encode(samples):
     body = _encode(samples)
-    got = codec.decode_write_request(body)
+    got = decode_write_request(body)
     assert len(got) == len(samples)
     for (labels, ts, v), (glabels, gsamples) in zip(samples, got, strict=True):
         assert glabels == labels
@@ -52,7 +52,7 @@ def test_protobuf_library_reads_back_what_we_encode(samples):
 def test_stale_marker_bits_survive_the_wire():
     body = _encode([((("__name__", "up"),), 1_700_000_000_000, STALE_NAN)])
     req = WriteRequest()
-    req.ParseFromString(codec.decompress(body))
+    req.ParseFromString(decompress(body))
     v = req.timeseries[0].samples[0].value
     assert math.isnan(v) and is_stale_nan(v)
 

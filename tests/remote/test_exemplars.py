@@ -10,14 +10,14 @@ import httpx
 import pytest
 
 from agent.remote import RemoteWrite, WALOptions
-from agent.remote.codec import decompress, encode_exemplar_timeseries, encode_labels
+from agent.remote.codec import encode_exemplar_timeseries, encode_labels
 from agent.remote.codec_v2 import SeriesV2, encode_v2
-from agent.remote.proto import RequestV2, WriteRequest
 from agent.storage import SampleBatch
 from agent.wal import WAL, record
 from agent.wal.reader import read_all
 from agent.wal.segment import list_segments, segment_path
 from tests.procs import eventually, prometheus
+from tests.protobuf.prompb import RequestV2, WriteRequest, decompress
 from tests.remote.helpers import endpoint, now_ms
 from tests.remote.receiver import Receiver
 

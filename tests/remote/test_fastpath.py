@@ -17,11 +17,11 @@ import pytest
 
 from agent.remote import EndpointConfig, QueueConfig
 from agent.remote import dispatch as dispatch_mod
-from agent.remote.codec import decode_write_request
 from agent.remote.position import PositionStore
 from agent.remote.queue import EndpointQueue
 from agent.wal import WAL, Cursor
 from agent.wal import record as walrec
+from tests.protobuf.prompb import decode_write_request
 from tests.remote.helpers import now_ms
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from agent.remote import RemoteWrite, WALOptions
-from agent.remote.codec import decompress, encode_histogram_timeseries, encode_labels
+from agent.remote.codec import encode_histogram_timeseries, encode_labels
 from agent.remote.codec_v2 import V2, SeriesV2, encode_v2
-from agent.remote.proto import HistogramV1, RequestV2, WriteRequest
 from agent.storage import STALE_NAN, Histogram, SampleBatch, is_stale_nan
 from agent.wal import WAL, record
 from agent.wal import histogram as hist
 from agent.wal.reader import read_all
 from agent.wal.segment import list_segments, segment_path
 from tests.procs import eventually, prometheus, query
+from tests.protobuf.prompb import HistogramV1, RequestV2, WriteRequest, decompress
 from tests.remote.helpers import endpoint, now_ms
 from tests.remote.receiver import Receiver
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from agent.remote import MetadataConfig, RemoteWrite, WALOptions
-from agent.remote.codec_v2 import V2, SeriesV2, decode_v2, encode_v2
-from agent.remote.proto import RequestV2
+from agent.remote.codec_v2 import V2, SeriesV2, encode_v2
 from agent.storage import STALE_NAN, Metadata, SampleBatch
 from tests.procs import eventually, prometheus, query
+from tests.protobuf.prompb import RequestV2, decode_v2
 from tests.remote.helpers import batch, endpoint, now_ms, series
 from tests.remote.receiver import Receiver
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.relabel import Rule
-from agent.scrape.metrics_pb import COUNTER, HISTOGRAM, MetricFamily, encode_delimited
+from tests.protobuf.metrics_pb import COUNTER, HISTOGRAM, MetricFamily, encode_delimited
 from tests.scrape.server import PROTO_CONTENT_TYPE, Collector, Exporter
 from tests.scrape.test_loop import T0, make_loop, scrape
 

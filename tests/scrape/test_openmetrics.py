@@ -8,6 +8,7 @@ import json
 import pytest
 
 from agent import labels as L
+from agent.scrape.omvalidate import parse_strict
 from agent.scrape.openmetrics import parse_openmetrics
 from agent.scrape.textparse import ParseError
 from tests.conftest import CONFORMANCE
@@ -27,10 +28,10 @@ def test_suite_size() -> None:
 def test_openmetrics_suite_strict(case: dict) -> None:
     body = (SUITE / case["name"] / case["file"]).read_bytes()
     if case["shouldParse"]:
-        parse_openmetrics(body, strict=True)
+        parse_strict(body)
     else:
         with pytest.raises(ParseError):
-            parse_openmetrics(body, strict=True)
+            parse_strict(body)
 
 
 @pytest.mark.parametrize(
@@ -51,10 +52,10 @@ def test_valid_suite_cases_also_parse_on_the_scrape_path(case: dict) -> None:
 def test_prometheus_openmetrics_error_cases(case: dict, strict: bool) -> None:
     body = base64.b64decode(case["input"]["base64"])
     if case["valid"]:
-        parse_openmetrics(body, strict=strict)
+        (parse_strict if strict else parse_openmetrics)(body)
     else:
         with pytest.raises(ParseError):
-            parse_openmetrics(body, strict=strict)
+            (parse_strict if strict else parse_openmetrics)(body)
 
 
 @pytest.mark.parametrize("name", ["alltypes.5mfs.om.txt", "1histogram.om.txt"])

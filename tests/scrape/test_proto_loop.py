@@ -13,8 +13,8 @@ import pytest
 
 from agent.relabel import Rule
 from agent.scrape.config import ScrapeConfig
-from agent.scrape.metrics_pb import COUNTER, GAUGE, HISTOGRAM, MetricFamily, encode_delimited
 from agent.storage import Histogram, is_stale_nan
+from tests.protobuf.metrics_pb import COUNTER, GAUGE, HISTOGRAM, MetricFamily, encode_delimited
 from tests.scrape.server import PROTO_CONTENT_TYPE, Collector, Exporter
 from tests.scrape.test_loop import T0, lab, make_loop, scrape
 

@@ -9,7 +9,11 @@ import random
 import pytest
 
 from agent.scrape import nativehist
-from agent.scrape.metrics_pb import (
+from agent.scrape.protoparse import ProtoError, format_om_float, parse_protobuf
+from agent.scrape.textparse import parse_text
+from agent.storage import Histogram
+from tests.conftest import CONFORMANCE
+from tests.protobuf.metrics_pb import (
     COUNTER,
     GAUGE,
     GAUGE_HISTOGRAM,
@@ -21,10 +25,6 @@ from agent.scrape.metrics_pb import (
     decode_delimited,
     encode_delimited,
 )
-from agent.scrape.protoparse import ProtoError, format_om_float, parse_protobuf
-from agent.scrape.textparse import parse_text
-from agent.storage import Histogram
-from tests.conftest import CONFORMANCE
 
 EXPFMT = CONFORMANCE / "exposition" / "prometheus-common-expfmt"
 

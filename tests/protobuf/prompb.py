@@ -1,17 +1,21 @@
-"""Remote-Write 1.0 and 2.0 message classes from the protobuf library, for decoding and for tests.
+"""Remote-Write 1.0 and 2.0 message classes from the protobuf library, and decoders built on them.
 
 There is no protoc here and the schema is small, so the descriptors are built
 in code, field for field as in prometheus/prompb (types.proto, remote.proto)
 and prompb/io/prometheus/write/v2/types.proto (the 2.0 ``Request``, with
 ``created_timestamp`` as TimeSeries field 6, as in the spec's rc.3), native
 histograms (``Histogram``, ``BucketSpan``) in both.
-The encoder on the hot path (codec.py) does not use these classes; tests use
-them to check that what we write is what the library reads.
+The agent's encoders (agent/remote/codec.py, codec_v2.py) do not use these
+classes; tests and the test receiver decode our requests with them, so what
+we write is checked against what the library reads.
 """
 
 from __future__ import annotations
 
+import cramjam
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from agent.labels import Labels
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -54,15 +58,22 @@ def _histogram(f: descriptor_pb2.FileDescriptorProto, prefix: str) -> None:
         hint.value.add(name=n, number=i)
 
 
+def _message(f: descriptor_pb2.FileDescriptorProto, name: str,
+             fields: list[tuple[str, int, int, int, str]]) -> descriptor_pb2.DescriptorProto:
+    """Add message ``name`` to ``f``: fields as (name, number, type, label, message or enum type)."""
+    m = f.message_type.add(name=name)
+    for fname, number, ftype, label, type_name in fields:
+        fd = m.field.add(name=fname, number=number, type=ftype, label=label)
+        if type_name:
+            fd.type_name = type_name
+    return m
+
+
 def _file() -> descriptor_pb2.FileDescriptorProto:
     f = descriptor_pb2.FileDescriptorProto(name="shoal_prompb.proto", package="prometheus", syntax="proto3")
 
     def msg(name: str, fields: list[tuple[str, int, int, int, str]]) -> None:
-        m = f.message_type.add(name=name)
-        for fname, number, ftype, label, type_name in fields:
-            fd = m.field.add(name=fname, number=number, type=ftype, label=label)
-            if type_name:
-                fd.type_name = type_name
+        _message(f, name, fields)
 
     opt, rep = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
     msg("Label", [("name", 1, _F.TYPE_STRING, opt, ""), ("value", 2, _F.TYPE_STRING, opt, "")])
@@ -116,12 +127,7 @@ def _file_v2() -> descriptor_pb2.FileDescriptorProto:
     p = ".io.prometheus.write.v2."
 
     def msg(name: str, fields: list[tuple[str, int, int, int, str]]) -> descriptor_pb2.DescriptorProto:
-        m = f.message_type.add(name=name)
-        for fname, number, ftype, label, type_name in fields:
-            fd = m.field.add(name=fname, number=number, type=ftype, label=label)
-            if type_name:
-                fd.type_name = type_name
-        return m
+        return _message(f, name, fields)
 
     msg("Sample", [("value", 1, _F.TYPE_DOUBLE, opt, ""), ("timestamp", 2, _F.TYPE_INT64, opt, "")])
     msg("Exemplar", [("labels_refs", 1, _F.TYPE_UINT32, rep, ""), ("value", 2, _F.TYPE_DOUBLE, opt, ""),
@@ -154,3 +160,34 @@ TimeSeries = message_factory.GetMessageClass(_pool.FindMessageTypeByName("promet
 MetricMetadata = message_factory.GetMessageClass(_pool.FindMessageTypeByName("prometheus.MetricMetadata"))
 HistogramV1 = message_factory.GetMessageClass(_pool.FindMessageTypeByName("prometheus.Histogram"))
 RequestV2 = message_factory.GetMessageClass(_pool.FindMessageTypeByName("io.prometheus.write.v2.Request"))
+
+
+def decompress(body: bytes) -> bytes:
+    """A request body as sent (raw snappy, agent/remote/codec.py ``compress``) back to protobuf."""
+    return bytes(cramjam.snappy.decompress_raw(body))
+
+
+def decode_write_request(body: bytes, compressed: bool = True) -> list[tuple[Labels, list[tuple[int, float]]]]:
+    """A 1.0 request as ``[(labels, [(ts, value), ...]), ...]`` in wire order."""
+    req = WriteRequest()
+    req.ParseFromString(decompress(body) if compressed else body)
+    return [
+        (tuple((lb.name, lb.value) for lb in ts.labels), [(s.timestamp, s.value) for s in ts.samples])
+        for ts in req.timeseries
+    ]
+
+
+def decode_v2(body: bytes, compressed: bool = True) -> list[tuple[Labels, list[tuple[int, float]], dict, int]]:
+    """A 2.0 request as ``[(labels, samples, metadata, created), ...]``, symbols resolved."""
+    req = RequestV2()
+    req.ParseFromString(decompress(body) if compressed else body)
+    sy = list(req.symbols)
+    out = []
+    for ts in req.timeseries:
+        r = list(ts.labels_refs)
+        labels = tuple((sy[r[i]], sy[r[i + 1]]) for i in range(0, len(r), 2))
+        md = {}
+        if ts.HasField("metadata"):
+            md = {"type": ts.metadata.type, "help": sy[ts.metadata.help_ref], "unit": sy[ts.metadata.unit_ref]}
+        out.append((labels, [(s.timestamp, s.value) for s in ts.samples], md, ts.created_timestamp))
+    return out

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
+
+from agent.protowire import read_varint, varint
 
 _F = descriptor_pb2.FieldDescriptorProto
 _OPT, _REP = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
@@ -159,19 +160,17 @@ def encode_delimited(families: Iterable[Any]) -> bytes:
     out = []
     for mf in families:
         data = mf.SerializeToString()
-        out.append(_VarintBytes(len(data)))
+        out.append(varint(len(data)))
         out.append(data)
     return b"".join(out)
 
 
 def decode_delimited(body: bytes) -> list[Any]:
     """The MetricFamily messages of a delimited body (the library's reading, for cross-checks)."""
-    from google.protobuf.internal.decoder import _DecodeVarint  # type: ignore[attr-defined]
-
     out = []
     pos = 0
     while pos < len(body):
-        n, pos = _DecodeVarint(body, pos)
+        n, pos = read_varint(body, pos)
         out.append(MetricFamily.FromString(body[pos : pos + n]))
         pos += n
     return out
