@@ -6,7 +6,10 @@ redirects, timeouts and cookies are decided here once instead of drifting apart
 in each caller. What a caller still chooses is what differs in its use: how long
 a request may take, how many connections a session may hold, and whether the
 body is inflated by aiohttp or by the caller (the scraper inflates gzip itself
-to cap the decoded size).
+to cap the decoded size). Per request, a caller passes ``request_options``
+and adds ``cfg.request_headers()``: the Authorization header is computed per
+request because its files may rotate (an OSError there is the caller's to
+report as a failed request).
 
 aiohttp speaks HTTP/1.1 only, so ``enable_http2`` is accepted and has no effect;
 Prometheus itself only negotiates HTTP/2 over TLS, and a scrape or a remote-write
