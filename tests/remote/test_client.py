@@ -172,16 +172,19 @@ def test_bearer_token_file_missing_is_retried_and_each_rotation_is_sent(tmp_path
         rx = await Receiver().start()
         c = WriteClient(rx.url, http=HTTPClientConfig(bearer_token_file=str(token)), timeout=5)
         missing = await c.send(codec.compress(b""))
+        token.write_bytes(b"\xff\xfe tok")
+        garbled = await c.send(codec.compress(b""))
         sent = []
         for value in ("tok-1", "tok-2", "tok-3"):  # same length, rewritten in place within one mtime tick
             token.write_text(value + "\n")
             sent.append(await c.send(codec.compress(b"")))
         await c.aclose()
         await rx.stop()
-        return rx, missing, sent
+        return rx, missing, garbled, sent
 
-    rx, missing, sent = _run(main())
+    rx, missing, garbled, sent = _run(main())
     assert missing.outcome == "retry" and missing.reason == "credentials"
     assert "No such file" in missing.detail and missing.status == 0
+    assert garbled.outcome == "retry" and garbled.detail == "unable to read credentials: not UTF-8 text"
     assert [r.outcome for r in sent] == ["ok"] * 3
     assert [r.headers["authorization"] for r in rx.requests] == ["Bearer tok-1", "Bearer tok-2", "Bearer tok-3"]
