@@ -11,9 +11,9 @@ and adds ``cfg.request_headers()``: the Authorization header is computed per
 request because its files may rotate (an OSError there is the caller's to
 report as a failed request).
 
-aiohttp speaks HTTP/1.1 only, so ``enable_http2`` is accepted and has no effect;
-Prometheus itself only negotiates HTTP/2 over TLS, and a scrape or a remote-write
-POST gains nothing from it on a kept-alive connection.
+aiohttp speaks HTTP/1.1 only, so ``enable_http2`` is accepted and has no effect
+(Prometheus negotiates HTTP/2 only over TLS, by ALPN); here each target and each
+remote-write shard keeps its own HTTP/1.1 connection alive instead.
 """
 
 from __future__ import annotations
