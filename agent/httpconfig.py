@@ -1,20 +1,22 @@
-"""HTTP client settings shared by scraping and remote write, and the client they build.
+"""HTTP client settings shared by scraping, remote write and OAuth2, and the headers they imply.
 
 The fields mirror Alloy's ``http_client_config`` blocks (basic_auth, authorization,
 bearer_token, tls_config, proxy_url, follow_redirects, enable_http2) so a
-component can decode its arguments straight into these. Credentials read from
-files are re-read on every request, as Prometheus does, so a rotated token is
-picked up without a reload.
+component can decode its arguments straight into these; ``agent/httpclient.py``
+turns them into an aiohttp session. Credentials in files are looked at on every
+request, as Prometheus does, so a rotated token is picked up without a reload;
+the file is read again only when it changed (see ``read_secret_file``).
 """
 
 from __future__ import annotations
 
 import base64
+import errno
+import os
 import ssl
+import tempfile
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import httpx
 
 
 @dataclass(slots=True)
@@ -26,7 +28,7 @@ class BasicAuth:
     def header(self) -> str:
         password = self.password
         if self.password_file:
-            password = Path(self.password_file).read_text().strip()
+            password = read_secret_file(self.password_file)
         token = base64.b64encode(f"{self.username}:{password}".encode()).decode()
         return f"Basic {token}"
 
@@ -40,7 +42,7 @@ class Authorization:
     def header(self) -> str:
         creds = self.credentials
         if self.credentials_file:
-            creds = Path(self.credentials_file).read_text().strip()
+            creds = read_secret_file(self.credentials_file)
         return f"{self.type or 'Bearer'} {creds}"
 
 
@@ -82,9 +84,6 @@ class TLSConfig:
 
 def _pem_to_files(cert_pem: str, key_pem: str) -> tuple[str, str]:
     """ssl only loads client certificates from files, so inline PEM goes to a private temp file."""
-    import os
-    import tempfile
-
     paths = []
     for pem in (cert_pem, key_pem):
         fd, path = tempfile.mkstemp(prefix="shoal-tls-", suffix=".pem")
@@ -113,7 +112,7 @@ class HTTPClientConfig:
         if self.authorization is not None:
             return self.authorization.header()
         if self.bearer_token_file:
-            return "Bearer " + Path(self.bearer_token_file).read_text().strip()
+            return "Bearer " + read_secret_file(self.bearer_token_file)
         if self.bearer_token:
             return "Bearer " + self.bearer_token
         return None
@@ -125,41 +124,37 @@ class HTTPClientConfig:
             out["Authorization"] = auth
         return out
 
-    def build_async_client(self, timeout: float, **kwargs: object) -> httpx.AsyncClient:
-        verify: ssl.SSLContext | bool = shared_ssl_context(self.tls_config)
-        return httpx.AsyncClient(
-            timeout=timeout,
-            verify=verify,
-            proxy=self.proxy_url or None,
-            follow_redirects=self.follow_redirects,
-            trust_env=False,
-            **kwargs,  # type: ignore[arg-type]
-        )
+
+# A file modified less than this long ago is read again even if its stat looks
+# unchanged: a filesystem's modification time only moves every few milliseconds,
+# so two writes of a same-length token inside one tick would otherwise look alike
+# (git's "racy clean" rule).
+_RACY_SECONDS = 2.0
+_FILES: dict[str, tuple[tuple[int, int, int, int], str]] = {}
 
 
-_SSL_CONTEXTS: dict[tuple, ssl.SSLContext] = {}
+def read_secret_file(path: str) -> str:
+    """The stripped content of a credentials file, read again only when the file changed.
 
-
-def shared_ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
-    """One SSLContext per distinct TLS settings (and file versions), shared by all clients.
-
-    Building a context loads the CA bundle (tens of ms, on the event loop); a
-    scrape job with a thousand targets must not pay that a thousand times.
-    Files' modification times are part of the key, so rotated files are re-read.
+    A scrape or remote-write request looks at its token file every time, as
+    Prometheus does; checking costs ~2.7 us against ~17 us for ``Path.read_text``
+    (timeit, tmpfs), and a token stays the same for hours. A file replaced by
+    rename (Kubernetes' projected tokens) changes inode; one rewritten in place
+    changes size or mtime. Raises OSError when the file cannot be read or is not
+    UTF-8 text; the caller reports it as a failed request.
     """
-    import dataclasses
-    import os
-
-    if tls is None:
-        key: tuple = ("default",)
-    else:
-        files = (tls.ca_file, tls.cert_file, tls.key_file)
-        mtimes = tuple(os.stat(f).st_mtime_ns if f and os.path.exists(f) else 0 for f in files)
-        key = (dataclasses.astuple(tls), mtimes)
-    ctx = _SSL_CONTEXTS.get(key)
-    if ctx is None:
-        ctx = ssl.create_default_context() if tls is None else tls.ssl_context()
-        if len(_SSL_CONTEXTS) > 256:
-            _SSL_CONTEXTS.clear()
-        _SSL_CONTEXTS[key] = ctx
-    return ctx
+    st = os.stat(path)
+    sig = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+    hit = _FILES.get(path)
+    if hit is not None and hit[0] == sig and time.time() - st.st_mtime_ns / 1e9 > _RACY_SECONDS:
+        return hit[1]
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise OSError(errno.EINVAL, "not UTF-8 text", path) from None
+    if len(_FILES) > 1024:
+        _FILES.clear()
+    _FILES[path] = (sig, text)
+    return text

@@ -14,9 +14,10 @@ The POST goes through aiohttp rather than httpx: measured against a local
 server answering 204, httpx (with httpcore's anyio machinery) cost ~1,170 us
 of CPU per request and aiohttp ~300 us (a bare asyncio stream ~75 us); at
 2,000 samples per request that is ~0.6 against ~0.15 us per sample, a large
-share of the agent's budget. The session is created on the first send, inside
-the running loop, with its own connection pool (no limit: at most one request
-per shard is in flight).
+share of the agent's budget. The session comes from ``agent/httpclient.py`` on
+the first send, inside the running loop, with its own connection pool (no
+limit: at most one request per shard is in flight); the TLS settings are loaded
+when the client is built, so an unreadable CA or key fails the start.
 
 A 429 is usually a rate limit and worth retrying, but a backend's series
 (cardinality) limit also answers 429 and will refuse the same series however
@@ -36,7 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 import agent
-from agent.httpconfig import HTTPClientConfig, shared_ssl_context
+from agent.httpclient import new_session, request_options, tls_context
+from agent.httpconfig import HTTPClientConfig
 from agent.remote.backoff import parse_retry_after
 from agent.remote.codec_v2 import V1, V2
 from agent.remote.oauth2 import OAuth2Config, TokenError, TokenSource
@@ -112,36 +114,34 @@ class WriteClient:
         self.http = http or HTTPClientConfig()
         self.retry_on_http_429 = retry_on_http_429
         self._session: aiohttp.ClientSession | None = None
-        self._ssl = shared_ssl_context(self.http.tls_config) if url.lower().startswith("https:") else None
-        self._proxy = self.http.proxy_url or None
-        self._redirects = self.http.follow_redirects
+        tls_context(self.http, url)  # fail now on unreadable TLS files, not at the first send
+        self._options = request_options(self.http, url)
         self.tokens = TokenSource(oauth2, timeout) if oauth2 is not None else None
 
     def _open(self) -> aiohttp.ClientSession:
         s = self._session
         if s is None or s.closed:
-            conn = aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl is not None else True)
-            s = self._session = aiohttp.ClientSession(
-                connector=conn,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                trust_env=False,
-                skip_auto_headers=("User-Agent",),
-            )
+            s = self._session = new_session(self.http, self.url, timeout=self.timeout,
+                                            skip_auto_headers=("User-Agent",))
         return s
 
     async def send(self, body: bytes, attempt: int = 0, proto: str = V1) -> SendResult:
-        headers = {**self.headers, **self.http.request_headers(), **_PROTOCOL_HEADERS[proto]}
+        t0 = time.monotonic()
+        try:
+            auth = self.http.request_headers()
+        except OSError as exc:  # a credentials file missing or unreadable: retried, it may come back
+            return SendResult("retry", 0, "credentials", f"unable to read credentials: {exc.strerror or exc}",
+                              duration=time.monotonic() - t0)
+        headers = {**self.headers, **auth, **_PROTOCOL_HEADERS[proto]}
         if attempt > 0:
             headers["Retry-Attempt"] = str(attempt)
-        t0 = time.monotonic()
         if self.tokens is not None:
             try:
                 headers["Authorization"] = await self.tokens.authorization()
             except TokenError as exc:
                 return SendResult("retry", 0, "oauth2", str(exc), duration=time.monotonic() - t0)
         try:
-            async with self._open().post(self.url, data=body, headers=headers, proxy=self._proxy,
-                                         allow_redirects=self._redirects) as resp:
+            async with self._open().post(self.url, data=body, headers=headers, **self._options) as resp:
                 code = resp.status
                 if 200 <= code < 300:
                     took = time.monotonic() - t0

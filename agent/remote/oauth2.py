@@ -6,21 +6,23 @@ a POST of ``grant_type=client_credentials`` (plus ``scope`` and the
 Basic first and, if the server refuses that, with ``client_id`` and
 ``client_secret`` in the form body (the library's auto-detection); the token is
 reused until 10 seconds before ``expires_in`` runs out. ``client_secret_file``
-is re-read at every fetch, so a rotated secret is picked up. The secret and
-the token never reach logs or errors.
+is looked at on every fetch, so a rotated secret is picked up. The secret and
+the token never reach logs or errors. The token endpoint is reached through a
+session from ``agent/httpclient.py``, like every other request the agent makes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
-from agent.httpconfig import HTTPClientConfig, TLSConfig
+from agent.httpclient import new_session, request_options, tls_context
+from agent.httpconfig import BasicAuth, HTTPClientConfig, TLSConfig, read_secret_file
 
 EXPIRY_DELTA = 10.0  # seconds before expiry a token is treated as expired (golang.org/x/oauth2)
 
@@ -44,7 +46,11 @@ class TokenError(Exception):
 class TokenSource:
     def __init__(self, cfg: OAuth2Config, timeout: float = 30.0) -> None:
         self.cfg = cfg
-        self._client = HTTPClientConfig(tls_config=cfg.tls_config, proxy_url=cfg.proxy_url).build_async_client(timeout)
+        self.timeout = timeout
+        self._http = HTTPClientConfig(tls_config=cfg.tls_config, proxy_url=cfg.proxy_url)
+        tls_context(self._http, cfg.token_url)  # fail now on unreadable TLS files, not at the first fetch
+        self._options = request_options(self._http, cfg.token_url)
+        self._session: aiohttp.ClientSession | None = None  # opened inside the running loop
         self._header = ""
         self._expires = 0.0  # monotonic; 0 = never (no expires_in given)
         self._lock = asyncio.Lock()
@@ -64,7 +70,7 @@ class TokenSource:
     def _secret(self) -> str:
         if self.cfg.client_secret_file:
             try:
-                return Path(self.cfg.client_secret_file).read_text().strip()
+                return read_secret_file(self.cfg.client_secret_file)
             except OSError as exc:
                 raise TokenError(f"oauth2: reading client_secret_file: {exc.strerror or exc}") from None
         return self.cfg.client_secret
@@ -75,19 +81,20 @@ class TokenSource:
         if c.scopes:
             form["scope"] = " ".join(c.scopes)
         secret = self._secret()
-        resp = None
+        answer = None
         if not self._basic_refused:
-            auth = httpx.BasicAuth(quote(c.client_id, safe=""), quote(secret, safe=""))
-            resp = await self._post(form, auth)
-            if resp.status_code in (400, 401):
+            basic = BasicAuth(quote(c.client_id, safe=""), quote(secret, safe="")).header()
+            answer = await self._post(form, {"Authorization": basic})
+            if answer[0] in (400, 401):
                 self._basic_refused = True  # try the credentials in the body, as the Go library does
-                resp = None
-        if resp is None:
-            resp = await self._post({**form, "client_id": c.client_id, "client_secret": secret}, None)
-        if resp.status_code != 200:
-            raise TokenError(f"oauth2: token endpoint {c.token_url} answered HTTP {resp.status_code}")
+                answer = None
+        if answer is None:
+            answer = await self._post({**form, "client_id": c.client_id, "client_secret": secret}, {})
+        status, raw = answer
+        if status != 200:
+            raise TokenError(f"oauth2: token endpoint {c.token_url} answered HTTP {status}")
         try:
-            body = resp.json()
+            body = json.loads(raw)  # whatever the Content-Type says, as the Go library does
             token = str(body["access_token"])
         except (ValueError, KeyError, TypeError):
             raise TokenError(f"oauth2: token endpoint {c.token_url} answered without an access_token") from None
@@ -102,11 +109,17 @@ class TokenSource:
         self._header = f"{kind} {token}"
         self.fetches += 1
 
-    async def _post(self, form: dict[str, str], auth: httpx.Auth | None) -> httpx.Response:
+    async def _post(self, form: dict[str, str], headers: dict[str, str]) -> tuple[int, bytes]:
+        """The status and body of one POST of ``form``; TokenError when no answer came."""
+        if self._session is None or self._session.closed:
+            self._session = new_session(self._http, self.cfg.token_url, timeout=self.timeout)
         try:
-            return await self._client.post(self.cfg.token_url, data=form, auth=auth)
-        except httpx.HTTPError as exc:
+            async with self._session.post(self.cfg.token_url, data=form, headers=headers, **self._options) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             raise TokenError(f"oauth2: token endpoint {self.cfg.token_url}: {type(exc).__name__}") from None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -25,11 +25,8 @@ import aiohttp
 import yarl
 from zlib_ng import zlib_ng
 
-from agent.httpconfig import shared_ssl_context
+from agent.httpclient import MAX_REDIRECTS, new_session, request_options
 from agent.scrape.config import ScrapeConfig
-
-# Go's http.Client stops after 10 redirects; so does Prometheus.
-MAX_REDIRECTS = 10
 
 
 class FetchError(Exception):
@@ -57,30 +54,13 @@ class Scraper:
             "User-Agent": cfg.user_agent,
             "X-Prometheus-Scrape-Timeout-Seconds": _fmt_seconds(timeout),
         }
-        http = cfg.http
-        kw: dict[str, object] = {
-            "allow_redirects": http.follow_redirects,
-            "max_redirects": MAX_REDIRECTS,
-        }
-        if http.proxy_url:
-            kw["proxy"] = http.proxy_url
-        tls = http.tls_config
-        if tls is not None and tls.server_name and self._url.scheme == "https":
-            kw["server_hostname"] = tls.server_name
-        self._kw = kw
+        self._kw = request_options(cfg.http, url)
 
     def _client(self) -> aiohttp.ClientSession:
         if self.client is None:
-            ssl_ctx = shared_ssl_context(self.cfg.http.tls_config) if self._url.scheme == "https" else None
-            connector = aiohttp.TCPConnector(limit=1, ssl=ssl_ctx if ssl_ctx is not None else True)
-            self.client = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=None),  # the scrape's own timeout covers it all
-                skip_auto_headers=("Accept-Encoding",),
-                trust_env=False,
-            )
+            # One connection: a target is scraped by one loop, one request at a time.
+            self.client = new_session(self.cfg.http, self.url, timeout=None, connections=1,  # fetch() times it
+                                      decompress=False, skip_auto_headers=("Accept-Encoding",))
         return self.client
 
     async def fetch(self) -> tuple[bytes, str]:

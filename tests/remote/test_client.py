@@ -106,18 +106,20 @@ def test_connection_refused_is_retried_and_credentials_stay_out_of_the_message()
     assert r.outcome == "retry" and r.status == 0 and "hunter2" not in r.detail
 
 
-def _self_signed(tmp_path) -> tuple[str, str]:  # noqa: ANN001
+def tls_server(tmp_path) -> tuple[str, ssl.SSLContext]:  # noqa: ANN001
+    """A server's TLS context with a certificate for 127.0.0.1 and backend.example, and that certificate (its own CA)."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:backend.example", "-keyout", str(key),
+                    "-out", str(cert)],
                    check=True, capture_output=True)
-    return str(cert), str(key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return str(cert), ctx
 
 
 def test_https_with_the_configured_ca_and_refused_without_it(tmp_path):
-    cert, key = _self_signed(tmp_path)
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(cert, key)
+    cert, server_ctx = tls_server(tmp_path)
 
     async def main():
         rx = await Receiver().start(ssl=server_ctx)
@@ -136,3 +138,53 @@ def test_https_with_the_configured_ca_and_refused_without_it(tmp_path):
     assert [r.outcome for r in ok] == ["ok"] * 3
     assert rx.accepted == [((("__name__", "up"),), 1_700_000_000_000, 1.0)] * 3
     assert bad.outcome == "retry" and bad.reason == "network" and "certificate" in bad.detail.lower()
+
+
+def test_tls_server_name_is_what_the_certificate_is_checked_against(tmp_path):
+    cert, server_ctx = tls_server(tmp_path)
+
+    async def main():
+        rx = await Receiver().start(ssl=server_ctx)
+        results = []
+        for name in ("backend.example", "other.example"):
+            tls = TLSConfig(ca_file=cert, server_name=name)
+            c = WriteClient(rx.url, http=HTTPClientConfig(tls_config=tls), timeout=5)
+            results.append(await c.send(codec.compress(b"")))
+            await c.aclose()
+        await rx.stop()
+        return results
+
+    good, bad = _run(main())
+    assert good.outcome == "ok"
+    assert bad.outcome == "retry" and bad.reason == "network" and "other.example" in bad.detail
+
+
+def test_unreadable_tls_files_fail_when_the_client_is_built(tmp_path):
+    with pytest.raises(OSError):
+        WriteClient("https://127.0.0.1:1/api/v1/write", http=HTTPClientConfig(
+            tls_config=TLSConfig(ca_file=str(tmp_path / "missing.pem"))))
+
+
+def test_bearer_token_file_missing_is_retried_and_each_rotation_is_sent(tmp_path):
+    token = tmp_path / "token"
+
+    async def main():
+        rx = await Receiver().start()
+        c = WriteClient(rx.url, http=HTTPClientConfig(bearer_token_file=str(token)), timeout=5)
+        missing = await c.send(codec.compress(b""))
+        token.write_bytes(b"\xff\xfe tok")
+        garbled = await c.send(codec.compress(b""))
+        sent = []
+        for value in ("tok-1", "tok-2", "tok-3"):  # same length, rewritten in place within one mtime tick
+            token.write_text(value + "\n")
+            sent.append(await c.send(codec.compress(b"")))
+        await c.aclose()
+        await rx.stop()
+        return rx, missing, garbled, sent
+
+    rx, missing, garbled, sent = _run(main())
+    assert missing.outcome == "retry" and missing.reason == "credentials"
+    assert "No such file" in missing.detail and missing.status == 0
+    assert garbled.outcome == "retry" and garbled.detail == "unable to read credentials: not UTF-8 text"
+    assert [r.outcome for r in sent] == ["ok"] * 3
+    assert [r.headers["authorization"] for r in rx.requests] == ["Bearer tok-1", "Bearer tok-2", "Bearer tok-3"]

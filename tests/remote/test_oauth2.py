@@ -8,10 +8,12 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from agent.httpconfig import TLSConfig
 from agent.remote import RemoteWrite, WALOptions
-from agent.remote.oauth2 import OAuth2Config
+from agent.remote.oauth2 import OAuth2Config, TokenError, TokenSource
 from tests.remote.helpers import batch, endpoint, now_ms
 from tests.remote.receiver import Answer, Receiver, Request
+from tests.remote.test_client import tls_server
 
 
 class TokenServer:
@@ -96,3 +98,27 @@ def test_token_endpoint_down_is_retried_not_dropped(tmp_path: Path):
     rx, st = _run(tmp_path, server, 2)
     assert st["samples_sent"] == 6 and st["samples_failed"] == 0 and st["samples_retried"] >= 3
     assert set(server.writes) == {"Bearer tok-1"}
+
+
+def test_token_endpoint_over_tls_is_trusted_by_its_ca_only(tmp_path: Path):
+    cert, server_ctx = tls_server(tmp_path)
+
+    async def main():
+        rx = await Receiver(responder=TokenServer()).start(ssl=server_ctx)
+        token_url = rx.url.rsplit("/api/", 1)[0] + "/token"
+        out = []
+        for tls in (TLSConfig(ca_file=cert), None):
+            src = TokenSource(OAuth2Config(client_id="my id", client_secret="s3cr/t", token_url=token_url,
+                                           tls_config=tls))
+            try:
+                out.append(await src.authorization())
+            except TokenError as exc:
+                out.append(exc)
+            await src.aclose()
+        await rx.stop()
+        return out
+
+    trusted, untrusted = asyncio.run(main())
+    assert trusted == "Bearer tok-1"
+    assert isinstance(untrusted, TokenError) and "s3cr" not in str(untrusted)
+    assert "ClientConnectorCertificateError" in str(untrusted)

@@ -211,3 +211,24 @@ def test_keep_alive_reuses_one_connection(exp: Exporter) -> None:
     asyncio.run(go())
     assert orig is exp.routes["/metrics"]
     assert len(set(ports)) == 1
+
+
+def test_unreadable_credentials_fail_the_scrape_until_the_file_is_fixed(exp: Exporter, tmp_path: Path) -> None:
+    exp.set(body=BODY)
+    token = tmp_path / "token"
+    coll = Collector()
+    loop = make_loop(exp.address, coll, http=HTTPClientConfig(bearer_token_file=str(token)))
+    errors: list[str] = []
+
+    def fix(i: int) -> None:
+        errors.append(loop.status.last_error)
+        if i == 1:
+            token.write_bytes(b"\xff\xfe")  # not text
+        else:
+            token.write_text("tok\n")
+
+    scrape(loop, T0, T0 + 5, T0 + 10, between=fix)
+    assert errors == ["unable to read credentials: No such file or directory",
+                      "unable to read credentials: not UTF-8 text"]
+    assert [h["authorization"] for _, h in exp.requests] == ["Bearer tok"]  # nothing sent before
+    assert coll.value("up") == 1.0
