@@ -1,7 +1,7 @@
 """Structured logs for the whole agent: logfmt or JSON, as the ``logging`` block says.
 
 structlog renders our own events; the standard library's ``logging`` (uvicorn,
-httpx, any engine that uses it) goes through the same renderer, so one process
+aiohttp, kubernetes-asyncio, any engine that uses it) goes through the same renderer, so one process
 writes one format. Calling :func:`setup` again (on reload) swaps level and
 format in place.
 """
@@ -69,4 +69,3 @@ def setup(level: str = "info", fmt: str = "logfmt", stream: TextIO | None = None
     root.setLevel(LEVELS[level])
     # Per-request access logs would drown the agent's own.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(max(LEVELS[level], logging.WARNING))
