@@ -18,6 +18,7 @@ from agent.syntax.value import Secret
 
 
 def reveal(s: Secret | str | None) -> str:
+    """A secret's text for an engine's settings: the one way components reveal one."""
     if s is None:
         return ""
     return s.reveal() if isinstance(s, Secret) else s

@@ -19,6 +19,7 @@ from agent.components._common import (
     check_auth,
     check_url,
     http_client,
+    reveal,
     rules,
 )
 from agent.remote import EndpointConfig, MetadataConfig, QueueConfig, RemoteWrite, WALOptions
@@ -118,7 +119,7 @@ class OAuth2Block:
     def to_config(self) -> OAuth2Config:
         return OAuth2Config(
             client_id=self.client_id,
-            client_secret=self.client_secret.reveal() if self.client_secret else "",
+            client_secret=reveal(self.client_secret),
             client_secret_file=self.client_secret_file,
             scopes=list(self.scopes),
             token_url=self.token_url,
@@ -167,7 +168,7 @@ class EndpointBlock:
             name=self.name,
             url=self.url,
             remote_timeout=float(self.remote_timeout),
-            headers={k: v.reveal() for k, v in self.headers.items()},
+            headers={k: reveal(v) for k, v in self.headers.items()},
             http=http_client(
                 bearer_token=self.bearer_token,
                 bearer_token_file=self.bearer_token_file,
