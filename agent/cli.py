@@ -1,7 +1,8 @@
 """The ``shoal`` command: ``run``, ``fmt``, ``validate``.
 
-Each subcommand lives in its own module under ``agent.commands`` and is only
-imported when used, so ``shoal fmt`` does not pay for the scrape engine.
+Each subcommand lives in its own module under ``agent.commands`` and only the
+one asked for is imported, so ``shoal fmt`` does not pay for the scrape
+engine; the others are listed with a one-line help for ``shoal --help``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import importlib
 import sys
 
 COMMANDS = {
-    "run": "agent.commands.run",
-    "fmt": "agent.commands.fmt",
-    "validate": "agent.commands.validate",
+    "run": ("agent.commands.run", "run the components of a configuration file or folder"),
+    "fmt": ("agent.commands.fmt", "format configuration files"),
+    "validate": ("agent.commands.validate", "check configuration files for errors"),
 }
 
 
@@ -21,15 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="shoal", description="A clustered Prometheus scrape agent.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
     modules = {}
-    for name, modname in COMMANDS.items():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name != modname:
-                raise
+    for name, (modname, summary) in COMMANDS.items():
+        if name != wanted:
+            sub.add_parser(name, help=summary)
             continue
-        modules[name] = mod
+        modules[name] = mod = importlib.import_module(modname)
         mod.add_parser(sub)
     args = parser.parse_args(argv)
     return int(modules[args.command].main(args) or 0)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.components import registry
 from agent.runtime.check import check_files
 from agent.syntax import format_source, parse_file
 
@@ -25,4 +26,4 @@ def test_config_is_formatted(path: Path) -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_checks_clean(path: Path) -> None:
     file = parse_file(path.read_text(), str(path))
-    assert [str(d) for d in check_files([file])] == []
+    assert [str(d) for d in check_files([file], registry())] == []

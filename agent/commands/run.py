@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import REGISTRY
 
 from agent import logs
-from agent.runtime import sources
+from agent.components import registry as component_registry
+from agent.runtime import looplag, services, sources
 from agent.runtime.controller import Controller
+from agent.runtime.metrics import RuntimeCollector
+from agent.server.app import build_app
+from agent.server.http import HTTPInfo, HTTPServer, bind
 from agent.syntax.diag import DiagnosticsError
 
 CLUSTER_FLAGS = [
@@ -74,13 +79,13 @@ def tune_gc() -> None:
 
 class Agent:
     def __init__(self, args: argparse.Namespace) -> None:
-        from agent.components import registry
-
         self.path = Path(args.path)
         self.listen_addr: str = args.listen_addr
         self.watch_interval: float = args.watch_interval
+        # The process' services, started before the first component and stopped after the last.
+        self.services = services.Services(**{services.HTTP: HTTPInfo(args.listen_addr)})
         self.controller = Controller(
-            storage_path=Path(args.storage_path), http_address=args.listen_addr, registry=registry()
+            storage_path=Path(args.storage_path), registry=component_registry(), services=self.services
         )
         self.log = structlog.get_logger("run")
         self._sources: list[sources.Source] = []
@@ -106,13 +111,6 @@ class Agent:
             logs.setup()
 
     async def run(self) -> int:
-        from prometheus_client import REGISTRY
-
-        from agent.runtime import looplag
-        from agent.runtime.metrics import RuntimeCollector
-        from agent.server.app import build_app
-        from agent.server.http import HTTPServer, bind
-
         try:
             graph = self._read()
         except DiagnosticsError as exc:
@@ -124,8 +122,11 @@ class Agent:
             print(f"cannot listen on {self.listen_addr}: {exc}", file=sys.stderr)
             return 1
         REGISTRY.register(RuntimeCollector(self.controller))
+        REGISTRY.register(self.controller.metrics)
+        self.lag = looplag.lag_histogram(REGISTRY)
         self.controller.settings = graph.settings
         self._apply_logging()
+        await self.services.start()
         try:
             await self.controller.apply(graph)
             self.controller.record_load(True)
@@ -144,7 +145,7 @@ class Agent:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         watcher = asyncio.create_task(self._watch(), name="config-watcher")
-        lag = asyncio.create_task(looplag.monitor(), name="loop-lag")
+        lag = asyncio.create_task(looplag.monitor(self.lag), name="loop-lag")
 
         await self._stop.wait()
         app.state.shoal.ready = False
@@ -153,6 +154,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.controller.stop()
+        await self.services.stop()
         await server.stop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

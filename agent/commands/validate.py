@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from agent.components import registry
+from agent.runtime.check import check_files
 from agent.syntax import ast
 from agent.syntax.diag import Diagnostic, DiagnosticsError, Pos, render
 from agent.syntax.parser import parse_file
@@ -39,9 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def main(args: argparse.Namespace) -> int:
     try:
-        from agent.runtime.check import check_files
-
-        _, ok = load_and_report(args.paths, check=check_files)
+        components = registry()
+        _, ok = load_and_report(args.paths, check=lambda files: check_files(files, components))
     except Exception as exc:  # noqa: BLE001 - a bug of ours still must not print a traceback
         print(f"shoal validate: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

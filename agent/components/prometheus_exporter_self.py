@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.syntax.decode import attr
@@ -31,7 +32,7 @@ class SelfExporter(Component):
             Exports(
                 targets=[
                     {
-                        "__address__": opts.http_address,
+                        "__address__": opts.get_service(services.HTTP).address,
                         "__scheme__": "http",
                         "__metrics_path__": "/metrics",
                         "instance": default_instance(),

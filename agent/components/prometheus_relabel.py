@@ -9,12 +9,10 @@ on every scrape), so the steady state costs one dict lookup per sample.
 from __future__ import annotations
 
 import itertools
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -195,32 +193,28 @@ class Exports:
     rules: list[Any] = attr(default=[])
 
 
-_LIVE: weakref.WeakValueDictionary[str, Receiver] = weakref.WeakValueDictionary()
-
-
 class _Metrics(Collector):
-    """Alloy's ``alloy_prometheus_relabel_*`` series, read from the live receivers at scrape time."""
+    """Alloy's ``alloy_prometheus_relabel_*`` series, read from the receiver at scrape time.
+
+    Registered in the component's own registry, which adds ``component_id``.
+    """
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        specs = [
-            ("alloy_prometheus_relabel_metrics_processed", "Total number of metrics processed.", "processed"),
-            ("alloy_prometheus_relabel_metrics_written", "Total number of metrics written.", "written"),
-            ("alloy_prometheus_relabel_cache_hits", "Total number of cache hits.", "hits"),
-            ("alloy_prometheus_relabel_cache_misses", "Total number of cache misses.", "misses"),
-        ]
-        live = sorted(_LIVE.items())
-        for name, doc, attr_name in specs:
-            fam = CounterMetricFamily(name, doc, labels=["component_id"])
-            for cid, r in live:
-                fam.add_metric([cid], getattr(r, attr_name))
-            yield fam
-        size = GaugeMetricFamily("alloy_prometheus_relabel_cache_size", "Total size of relabel cache.", labels=["component_id"])
-        for cid, r in live:
-            size.add_metric([cid], len(r.cache))
-        yield size
-
-
-REGISTRY.register(_Metrics())
+        r = self.receiver
+        yield CounterMetricFamily(
+            "alloy_prometheus_relabel_metrics_processed", "Total number of metrics processed.", value=r.processed
+        )
+        yield CounterMetricFamily(
+            "alloy_prometheus_relabel_metrics_written", "Total number of metrics written.", value=r.written
+        )
+        yield CounterMetricFamily("alloy_prometheus_relabel_cache_hits", "Total number of cache hits.", value=r.hits)
+        yield CounterMetricFamily(
+            "alloy_prometheus_relabel_cache_misses", "Total number of cache misses.", value=r.misses
+        )
+        yield GaugeMetricFamily("alloy_prometheus_relabel_cache_size", "Total size of relabel cache.", value=len(r.cache))
 
 
 @register("prometheus.relabel", Arguments, Exports)
@@ -228,15 +222,8 @@ class PrometheusRelabel(Component):
     def __init__(self, opts: Options, args: Arguments) -> None:
         super().__init__(opts, args)
         self.receiver = Receiver()
-        _LIVE[opts.id] = self.receiver
+        opts.registry.register(_Metrics(self.receiver))
         self._configure(args)
-
-    async def run(self) -> None:
-        try:
-            await super().run()
-        finally:
-            if _LIVE.get(self.opts.id) is self.receiver:
-                del _LIVE[self.opts.id]
 
     async def update(self, args: Arguments) -> None:
         self.args = args

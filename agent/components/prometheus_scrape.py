@@ -8,6 +8,7 @@ to one :class:`Fanout` whose receivers are swapped in place when
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,8 +154,6 @@ class PrometheusScrape(Component):
             self.pool = ScrapePool(args.to_config(self.opts.id), self.fanout)
 
     def debug_info(self) -> dict[str, Any]:
-        import datetime as dt
-
         out = []
         for t in self.pool.targets():
             out.append(

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.runtime.controller import Controller
+from agent.runtime.registry import Registry
 from agent.syntax import ast
 from agent.syntax.diag import Diagnostic, DiagnosticsError
 
 
-def check_files(files: list[ast.File]) -> list[Diagnostic]:
+def check_files(files: list[ast.File], registry: Registry) -> list[Diagnostic]:
     """Unknown components, references, cycles and argument errors of a configuration, or []."""
-    from agent.components import registry
-    from agent.runtime.controller import Controller
-
     try:
-        Controller(storage_path=Path("."), registry=registry()).check(files)
+        Controller(storage_path=Path("."), registry=registry).check(files)
     except DiagnosticsError as exc:
         return exc.diagnostics
     return []

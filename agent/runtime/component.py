@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from agent.runtime.health import Health
+from agent.runtime.services import Services
 
 
 @dataclass(slots=True)
@@ -25,14 +28,21 @@ class Options:
     name: str
     # Folder this component may keep state in: <storage.path>/<id>.
     data_path: Path
-    # The agent's own HTTP address (host:port), for prometheus.exporter.self.
-    http_address: str
     # Publish new exports; dependants are re-evaluated if they changed.
     on_state_change: Callable[[Any], None]
     logger: Any
+    # The component's own metrics registry: its series carry component_id on
+    # /metrics and leave with the component. Hand it to the engines it drives.
+    registry: CollectorRegistry
+    # The process' shared services (runtime/services.py), reached by name.
+    services: Services
 
     def set_exports(self, exports: Any) -> None:
         self.on_state_change(exports)
+
+    def get_service(self, name: str) -> Any:
+        """A shared service by name (``services.HTTP``, ...); ``ServiceNotFound`` if the process runs none."""
+        return self.services.get(name)
 
 
 class Component:

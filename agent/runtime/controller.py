@@ -17,13 +17,16 @@ from typing import Any
 
 import structlog
 
+from agent.runtime import graph as graphmod
 from agent.runtime import values
 from agent.runtime.component import Options
-from agent.runtime.graph import Decl, Graph
+from agent.runtime.component_metrics import ComponentRegistries
+from agent.runtime.graph import CONFIG_BLOCKS, Decl, Graph
 from agent.runtime.health import Health, State, worst
-from agent.runtime.metrics import EVALUATION_SECONDS
+from agent.runtime.metrics import evaluation_histogram
 from agent.runtime.registry import DEFAULT, Registry
-from agent.syntax import ast
+from agent.runtime.services import Services
+from agent.syntax import ast, decode, vm
 from agent.syntax.diag import Diagnostic, DiagnosticsError, Pos
 
 STOP_TIMEOUT = 10.0
@@ -71,8 +74,6 @@ class Node:
 
 def decode_args(decl: Decl, variables: dict[str, Any]) -> Any:
     """A component's arguments from its block, evaluated against the other components' exports."""
-    from agent.syntax import decode, vm
-
     schema = decl.type.arguments
     if schema is None:
         if decl.block.body:
@@ -84,9 +85,6 @@ def decode_args(decl: Decl, variables: dict[str, Any]) -> Any:
 
 def decode_settings(block: ast.Block) -> Any:
     """A top-level settings block (``logging``) into its schema."""
-    from agent.runtime.graph import CONFIG_BLOCKS
-    from agent.syntax import decode, vm
-
     return decode.decode_body(block.body, CONFIG_BLOCKS[block.full_name], vm.Scope({}, None), block.pos)
 
 
@@ -132,13 +130,18 @@ class Controller:
         self,
         *,
         storage_path: Path,
-        http_address: str = "127.0.0.1:12345",
         registry: Registry = DEFAULT,
+        services: Services | None = None,
+        metrics: ComponentRegistries | None = None,
         logger: Any = None,
     ) -> None:
         self.registry = registry
         self.storage_path = Path(storage_path)
-        self.http_address = http_address
+        self.services = services if services is not None else Services()
+        # Each component's metrics registry; the composition root registers this
+        # collector in the process' registry so /metrics shows them.
+        self.metrics = metrics if metrics is not None else ComponentRegistries()
+        self.evaluation_seconds = evaluation_histogram()
         self.log = logger or structlog.get_logger("runtime")
         self.graph = Graph({}, [], {})
         self.settings: dict[str, Any] = {}
@@ -172,8 +175,6 @@ class Controller:
         Components already running lend their real exports; new ones a placeholder
         of their exports type, so arguments are type-checked either way.
         """
-        from agent.runtime import graph as graphmod
-
         errors: list[Diagnostic] = []
         if graph is None:
             graph, errors = graphmod.build_partial(files, self.registry)
@@ -285,7 +286,7 @@ class Controller:
         try:
             return await self._evaluate_timed(node)
         finally:
-            EVALUATION_SECONDS.observe(time.monotonic() - t0)
+            self.evaluation_seconds.observe(time.monotonic() - t0)
 
     async def _evaluate_timed(self, node: Node) -> list[Diagnostic]:
         try:
@@ -298,6 +299,7 @@ class Controller:
                 node.component = node.decl.type.factory(self._options(node), args)
             except Exception as exc:  # noqa: BLE001 - reported on the node and to the caller
                 node.eval_health = Health.unhealthy(f"building component failed: {exc}")
+                self.metrics.remove(node.id)  # a retry builds afresh, into an empty registry
                 self.log.error("failed to build component", component_id=node.id, err=str(exc))
                 return [Diagnostic(node.decl.block.pos, f"building component {node.id!r} failed: {exc}")]
             node.args = args
@@ -331,9 +333,10 @@ class Controller:
             id=node.id,
             name=node.name,
             data_path=self.storage_path / node.id,
-            http_address=self.http_address,
             on_state_change=lambda exports, node=node: self._on_exports(node, exports),
             logger=structlog.get_logger("component").bind(component_path="/", component_id=node.id),
+            registry=self.metrics.for_component(node.id),
+            services=self.services,
         )
 
     def _start_task(self, node: Node) -> None:
@@ -422,6 +425,7 @@ class Controller:
             except Exception as exc:  # noqa: BLE001
                 self.log.error("component failed while stopping", component_id=node.id, err=str(exc))
         node.component = None
+        self.metrics.remove(node.id)
 
     async def stop(self) -> None:
         """Stop every component, dependants first: scrapers stop before the WAL they write to closes."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.runtime import refs as refmod
+from agent.runtime.refs import is_builtin
 from agent.runtime.registry import ComponentType, Registry
 from agent.runtime.settings import SCHEMAS
 from agent.syntax import ast
@@ -80,8 +82,6 @@ def sort(errors: list[Diagnostic]) -> list[Diagnostic]:
 
 def build_partial(files: list[ast.File], registry: Registry) -> tuple[Graph, list[Diagnostic]]:
     """The graph of what is valid, and the errors of what is not, so checks can go on past them."""
-    from agent.runtime import refs as refmod
-
     errors: list[Diagnostic] = []
     components: dict[str, Decl] = {}
     config_blocks: dict[str, ast.Block] = {}
@@ -144,8 +144,6 @@ def _resolve(
     parts: list[str], pos: Pos, components: dict[str, Decl], registry: Registry, errors: list[Diagnostic]
 ) -> Reference | None:
     """Match the longest leading parts that name a component; the rest is the export path."""
-    from agent.runtime.refs import is_builtin
-
     for k in range(len(parts), 0, -1):
         cid = ".".join(parts[:k])
         decl = components.get(cid)

@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import time
 
-from prometheus_client import Histogram
-
-LAG = Histogram(
-    "shoal_event_loop_lag_seconds",
-    "How much later than asked the event loop ran a timer (sampled every 100 ms).",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
+from prometheus_client import CollectorRegistry, Histogram
 
 
-async def monitor(period: float = 0.1, histogram: Histogram = LAG) -> None:
+def lag_histogram(registry: CollectorRegistry) -> Histogram:
+    """``shoal_event_loop_lag_seconds``, one per process, in the process' registry."""
+    return Histogram(
+        "shoal_event_loop_lag_seconds",
+        "How much later than asked the event loop ran a timer (sampled every 100 ms).",
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        registry=registry,
+    )
+
+
+async def monitor(histogram: Histogram, period: float = 0.1) -> None:
     """Observe the loop's lag every ``period`` seconds until cancelled."""
     while True:
         asked = time.monotonic()

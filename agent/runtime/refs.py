@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent.syntax import ast, vm
+from agent.syntax import ast, stdlib, vm
 from agent.syntax.diag import Pos
 
 
@@ -18,6 +18,4 @@ def block_references(block: ast.Block) -> Iterator[tuple[list[str], Pos]]:
 
 def is_builtin(name: str) -> bool:
     """Whether a leading identifier is the standard library's rather than a component's."""
-    from agent.syntax import stdlib
-
     return name in stdlib.STDLIB

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.runtime.values import schema_names
+
 
 @dataclass(frozen=True, slots=True)
 class ComponentType:
@@ -21,8 +23,6 @@ class ComponentType:
     factory: Callable[..., Any]
 
     def export_names(self) -> set[str]:
-        from agent.runtime.values import schema_names
-
         return schema_names(self.exports) if self.exports is not None else set()
 
 

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.syntax import ast
+from agent.syntax import ast, parser
 from agent.syntax.diag import Diagnostic, DiagnosticsError, Pos, render
 
 
@@ -49,8 +49,6 @@ def fingerprint(path: Path) -> str:
 
 def parse(sources: list[Source]) -> list[ast.File]:
     """Parse every source, reporting the errors of all files together."""
-    from agent.syntax import parser
-
     files: list[ast.File] = []
     errors: list[Diagnostic] = []
     for s in sources:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from agent.syntax import decode
+
 
 def schema_names(cls: type) -> set[str]:
     """The names a schema (an Arguments or Exports dataclass) has in the configuration language."""
-    from agent.syntax import decode
-
     return {f.name for f in decode.schema_of(cls).fields}
 
 
@@ -24,8 +24,6 @@ def to_value(exports: Any) -> Any:
     if isinstance(exports, dict):
         return dict(exports)
     if dataclasses.is_dataclass(exports):
-        from agent.syntax import decode
-
         return {f.name: getattr(exports, f.attr_name) for f in decode.schema_of(type(exports)).fields}
     raise TypeError(f"exports must be a dataclass or dict, not {type(exports).__name__}")
 
@@ -39,8 +37,6 @@ def placeholder(exports_type: type | None) -> Any:
 
 def body_fields(obj: Any) -> list[tuple[str, str, Any]]:
     """``(alloy_name, "attr" | "block", value)`` for each field of a decoded schema instance."""
-    from agent.syntax import decode
-
     return [
         (f.name, f.kind, getattr(obj, f.attr_name))
         for f in decode.schema_of(type(obj)).fields
@@ -50,8 +46,6 @@ def body_fields(obj: Any) -> list[tuple[str, str, Any]]:
 
 def is_schema(obj: Any) -> bool:
     """Whether ``obj`` is an instance of a decode schema (any dataclass whose fields decode can read)."""
-    from agent.syntax import decode
-
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         return False
     try:

@@ -11,9 +11,21 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPInfo:
+    """The HTTP service as components see it (``services.HTTP``).
+
+    ``address`` is the listen address as configured (``--server.http.listen-addr``),
+    which is what ``prometheus.exporter.self`` exports as its target, as Alloy does.
+    """
+
+    address: str
 
 
 class _Server(uvicorn.Server):

@@ -38,6 +38,7 @@ import re
 
 from agent.syntax import ast
 from agent.syntax.diag import Pos
+from agent.syntax.parser import parse_file
 from agent.syntax.scanner import decode, scan
 from agent.syntax.token import Tok, go_quote
 
@@ -77,8 +78,6 @@ def format_expr(expr: ast.Expr) -> str:
 
 def format_source(source: str | bytes, filename: str = "") -> str:
     """Parses and formats; raises DiagnosticsError if the source does not parse."""
-    from agent.syntax.parser import parse_file
-
     return format_file(parse_file(decode(source), filename))
 
 

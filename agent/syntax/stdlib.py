@@ -16,8 +16,10 @@ import binascii
 import json
 import os
 import platform
+import posixpath
 import socket
 import sys
+from importlib.metadata import version
 from typing import Any
 
 import yaml
@@ -63,8 +65,6 @@ def _goos() -> str:
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return "v" + version("shoal")
     except Exception:  # noqa: BLE001 - not installed as a distribution
         return "v0.0.0"
@@ -278,8 +278,6 @@ def _nonsensitive(s: Secret) -> str:
 
 def _path_join(*parts: str) -> str:
     # Go's filepath.Join: joins non-empty elements and cleans the result.
-    import posixpath
-
     joined = "/".join(p for p in parts if p)
     return posixpath.normpath(joined) if joined else ""
 

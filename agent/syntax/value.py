@@ -572,7 +572,8 @@ def convert(v: Any, typ: Any) -> Any:
             return v
         if type_name(v) != "object":
             raise ConvertError(f"expected object, got {type_name(v)}")
-        from agent.syntax.decode import object_to_dataclass  # the schema machinery lives there
+        # Imported here because agent.syntax.decode imports this module (a real cycle).
+        from agent.syntax.decode import object_to_dataclass
 
         return object_to_dataclass(v, typ)
     if isinstance(typ, type):

@@ -6,10 +6,14 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from agent.components import registry
 from agent.runtime.component import Component, Options
 from agent.runtime.controller import Controller
 from agent.runtime.registry import Registry
+from agent.runtime.services import HTTP, Services
+from agent.server.http import HTTPInfo
 from agent.storage import Appendable, SampleBatch
 from agent.syntax.decode import attr
 from agent.syntax.parser import parse_file
@@ -53,7 +57,16 @@ def make_registry() -> Registry:
 
 
 def controller(tmp_path: Path, http_address: str = "127.0.0.1:12345") -> Controller:
-    return Controller(storage_path=tmp_path, registry=make_registry(), http_address=http_address)
+    return Controller(
+        storage_path=tmp_path, registry=make_registry(), services=Services(**{HTTP: HTTPInfo(http_address)})
+    )
+
+
+def metrics_text(c: Controller) -> str:
+    """/metrics as the agent would serve the components' series (with ``component_id``)."""
+    reg = CollectorRegistry()
+    reg.register(c.metrics)
+    return generate_latest(reg).decode()
 
 
 def files(src: str) -> list:

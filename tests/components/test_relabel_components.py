@@ -8,7 +8,7 @@ from agent import labels as lbl
 from agent.components.prometheus_exporter_self import default_instance
 from agent.storage import STALE_NAN, Histogram, Metadata, SampleBatch, is_stale_nan
 from agent.syntax.diag import DiagnosticsError
-from tests.components.helpers import controller, files, run
+from tests.components.helpers import controller, files, metrics_text, run
 
 DISCOVERY = """
 prometheus.exporter.self "self" { }
@@ -126,13 +126,11 @@ def test_forward_to_must_be_receivers(tmp_path):
 
 
 def test_prometheus_relabel_metrics_use_alloy_names(tmp_path):
-    from prometheus_client import REGISTRY, generate_latest
-
     async def go():
         c = controller(tmp_path)
         await c.load(files(METRIC % "m"))
         c.node("prometheus.relabel.r").exports.receiver.append(_batch())
-        text = generate_latest(REGISTRY).decode()
+        text = metrics_text(c)
         assert 'alloy_prometheus_relabel_metrics_processed_total{component_id="prometheus.relabel.r"} 3.0' in text
         assert 'alloy_prometheus_relabel_metrics_written_total{component_id="prometheus.relabel.r"} 2.0' in text
         assert 'alloy_prometheus_relabel_cache_size{component_id="prometheus.relabel.r"} 3.0' in text

@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
+
 from agent.runtime.component import Component, Options
 from agent.runtime.health import Health
 from agent.runtime.registry import Registry
@@ -103,6 +105,27 @@ class Sick(Component):
         return {"note": "hello", "token": Secret("hunter2")}
 
 
+class Counted(Component):
+    """Counts its builds and updates in its own metrics registry, as an engine would."""
+
+    def __init__(self, opts: Options, args: SourceArgs) -> None:
+        super().__init__(opts, args)
+        self.counter = Counter("test_events", "Builds and updates.", ["kind"], registry=opts.registry)
+        self.counter.labels("build").inc()
+
+    async def update(self, args: SourceArgs) -> None:
+        self.args = args
+        self.counter.labels("update").inc()
+
+
+class Greeter(Component):
+    """Reads a shared service by name when built, as discovery.kubernetes reaches the informers."""
+
+    def __init__(self, opts: Options, args: None) -> None:
+        super().__init__(opts, args)
+        opts.set_exports(ValueExports(opts.get_service("greeting").text))
+
+
 def make_registry() -> Registry:
     reg = Registry()
     EVENTS.clear()
@@ -111,4 +134,6 @@ def make_registry() -> Registry:
     reg.register("test.num", NumArgs, None)(Num)
     reg.register("test.crash", None, None)(Crash)
     reg.register("test.sick", SickArgs, None)(Sick)
+    reg.register("test.counted", SourceArgs, None)(Counted)
+    reg.register("test.greeter", None, ValueExports)(Greeter)
     return reg
