@@ -1,0 +1,227 @@
+"""discovery.kubernetes under the runtime against the API server stand-in: the exported
+targets are the builders' for the objects served, and follow adds, changes and deletes
+within a second; errors show on the health while the known targets stay."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.components.discovery_kubernetes import INFORMERS_SERVICE
+from agent.discovery.informers import Informers
+from agent.discovery.roles import build
+from agent.runtime.controller import Controller
+from agent.runtime.health import State
+from agent.runtime.services import HTTP, Services
+from agent.server.http import HTTPInfo
+from tests.components.helpers import files, make_registry, metrics_text, run
+from tests.discovery.fixtures import OBJECTS, load, lookups, named
+from tests.discovery.test_informer import until
+from tests.kube import RBAC_MANIFEST, APIServer
+
+TOKEN = "component-token"
+M = "__meta_kubernetes_"
+KINDS = {"node": "Node", "pod": "Pod", "service": "Service", "endpoints": "Endpoints",
+         "endpointslice": "EndpointSlice", "ingress": "Ingress"}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[APIServer]:
+    server = APIServer(tmp_path / "api", objects=yaml.safe_load(OBJECTS.read_text()),
+                       rbac_files=[RBAC_MANIFEST])
+    server.add_token(TOKEN, "shoal/shoal")
+    with server:
+        yield server
+
+
+def config(api: APIServer, role: str, extra: str = "", token: str = TOKEN) -> str:
+    return f'''
+discovery.kubernetes "k" {{
+  role         = "{role}"
+  api_server   = "{api.url}"
+  bearer_token = "{token}"
+  tls_config {{
+    ca_file = "{api.certs.ca}"
+  }}
+  {extra}
+}}
+'''
+
+
+def controller(tmp_path: Path, informers: Informers) -> Controller:
+    services = Services(**{HTTP: HTTPInfo("127.0.0.1:12345"), INFORMERS_SERVICE: informers})
+    return Controller(storage_path=tmp_path / "data", registry=make_registry(), services=services)
+
+
+def _key(t: dict[str, str]) -> tuple:
+    return tuple(sorted(t.items()))
+
+
+def expected(role: str, objs: dict[str, list[dict[str, Any]]], attach_node: bool = False) -> list[tuple]:
+    lk = lookups(objs, attach_node)
+    return sorted(_key(t) for o in objs[KINDS[role]] for t in build(role, o, lk).flatten())
+
+
+def exported(c: Controller) -> list[tuple]:
+    return sorted(_key(t) for t in c.node("discovery.kubernetes.k").exports.targets)
+
+
+@pytest.mark.parametrize("role,attach", [
+    ("node", False), ("pod", False), ("pod", True), ("service", False), ("endpoints", False),
+    ("endpoints", True), ("endpointslice", True), ("ingress", False),
+])
+def test_exports_the_builders_targets_for_each_role(tmp_path: Path, api: APIServer, role: str, attach: bool) -> None:
+    objs = load()
+
+    async def go() -> None:
+        informers = Informers()
+        c = controller(tmp_path, informers)
+        extra = "attach_metadata {\n    node = true\n  }" if attach else ""
+        await c.load(files(config(api, role, extra)))
+        want = expected(role, objs, attach)
+        await until(lambda: exported(c) == want)
+        assert c.node("discovery.kubernetes.k").health().state == State.HEALTHY
+        await c.stop()
+        await informers.stop()
+
+    run(go())
+
+
+def test_watch_add_change_delete_within_a_second(tmp_path: Path, api: APIServer) -> None:
+    objs = load()
+
+    async def go() -> None:
+        informers = Informers()
+        c = controller(tmp_path, informers)
+        await c.load(files(config(api, "pod", "attach_metadata {\n    node = true\n  }")))
+        await until(lambda: exported(c) == expected("pod", objs, True))
+
+        def addresses() -> set[str]:
+            return {t["__address__"] for t in c.node("discovery.kubernetes.k").exports.targets}
+
+        # Added: a new pod's target appears.
+        new = copy.deepcopy(named(objs, "Pod", "checkout-5d8f7b9c6-fghij"))
+        new["metadata"]["name"] = "checkout-5d8f7b9c6-klmno"
+        new["status"]["podIP"] = "10.244.1.99"
+        await asyncio.to_thread(api.apply, new)
+        assert await until(lambda: "10.244.1.99:8080" in addresses(), 1.0) < 1.0
+
+        # Changed: a pending pod gets its IP.
+        report = copy.deepcopy(named(objs, "Pod", "report-28911230-q7w8e"))
+        report["status"]["podIP"] = "10.244.2.50"
+        await asyncio.to_thread(api.apply, report)
+        assert await until(lambda: "10.244.2.50" in addresses(), 1.0) < 1.0
+
+        # A node's label changes: the pods on it carry the new label (attach_metadata node).
+        node = copy.deepcopy(named(objs, "Node", "worker-b"))
+        node["metadata"]["labels"]["tier"] = "spot"
+        await asyncio.to_thread(api.apply, node)
+
+        def on_b_labelled() -> bool:
+            ts = [t for t in c.node("discovery.kubernetes.k").exports.targets if t[M + "pod_node_name"] == "worker-b"]
+            return bool(ts) and all(t.get(M + "node_label_tier") == "spot" for t in ts)
+        assert await until(on_b_labelled, 1.0) < 1.0
+
+        # Deleted: its targets go.
+        await asyncio.to_thread(api.delete, "pods", "checkout-5d8f7b9c6-klmno", "shop")
+        assert await until(lambda: "10.244.1.99:8080" not in addresses(), 1.0) < 1.0
+        await c.stop()
+        await informers.stop()
+
+    run(go())
+
+
+def test_endpoints_follow_their_pods_and_services(tmp_path: Path, api: APIServer) -> None:
+    objs = load()
+
+    async def go() -> None:
+        informers = Informers()
+        c = controller(tmp_path, informers)
+        await c.load(files(config(api, "endpoints")))
+        await until(lambda: exported(c) == expected("endpoints", objs))
+        svc = copy.deepcopy(named(objs, "Service", "checkout"))
+        svc["metadata"]["labels"]["release"] = "blue"
+        await asyncio.to_thread(api.apply, svc)
+        pod = copy.deepcopy(named(objs, "Pod", "checkout-5d8f7b9c6-fghij"))
+        pod["status"]["conditions"][0]["status"] = "False"
+        await asyncio.to_thread(api.apply, pod)
+        objs2 = copy.deepcopy(objs)
+        named(objs2, "Service", "checkout")["metadata"] = svc["metadata"]
+        named(objs2, "Pod", "checkout-5d8f7b9c6-fghij")["status"] = pod["status"]
+        want = expected("endpoints", {**objs, "Service": objs2["Service"], "Pod": objs2["Pod"]})
+        await until(lambda: exported(c) == want, 1.0)
+        await c.stop()
+        await informers.stop()
+
+    run(go())
+
+
+def test_errors_show_on_health_and_known_targets_stay(tmp_path: Path, api: APIServer) -> None:
+    objs = load()
+
+    async def go() -> None:
+        informers = Informers(min_backoff=0.05, max_backoff=0.2)
+        c = controller(tmp_path, informers)
+        await c.load(files(config(api, "service")))
+        want = expected("service", objs)
+        await until(lambda: exported(c) == want)
+        node = c.node("discovery.kubernetes.k")
+        await asyncio.to_thread(api.stop)
+        await until(lambda: node.health().state == State.UNHEALTHY)
+        assert "services" in node.health().message
+        assert exported(c) == want
+        await asyncio.to_thread(api.start)
+        await until(lambda: node.health().state == State.HEALTHY, 10.0)
+        assert exported(c) == want
+        await c.stop()
+        await informers.stop()
+
+    run(go())
+
+
+def test_forbidden_and_malformed_objects(tmp_path: Path, api: APIServer) -> None:
+    async def go() -> None:
+        informers = Informers(min_backoff=0.05, max_backoff=0.2)
+        c = controller(tmp_path, informers)
+        await c.load(files(config(api, "node", token="not-a-token")))
+        node = c.node("discovery.kubernetes.k")
+        await until(lambda: node.health().state == State.UNHEALTHY)
+        assert "unauthorized" in node.health().message
+        assert node.exports.targets == []
+        # A node without an address and one with a mistyped field: counted, never a crash.
+        await c.load(files(config(api, "node")))
+        await until(lambda: len(node.exports.targets) == 2)
+        await asyncio.to_thread(api.inject_malformed, "nodes", {
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": "bare", "labels": ["x"]},
+            "status": {"addresses": []},
+        })
+        await until(lambda: 'reason="node_without_address"' in metrics_text(c))
+        text = metrics_text(c)
+        assert 'shoal_discovery_kubernetes_object_problems_total{component_id="discovery.kubernetes.k",reason="malformed_field",role="node"} 1.0' in text
+        assert len(node.exports.targets) == 2
+        await c.stop()
+        await informers.stop()
+
+    run(go())
+
+
+def test_validation_messages(tmp_path: Path, api: APIServer) -> None:
+    c = controller(tmp_path, Informers())
+    cases = {
+        'role = "pods"': 'invalid role "pods"',
+        'role = "pod"\n  api_server = "https://x"\n  kubeconfig_file = "/k"': "cannot use 'kubeconfig_file' and 'api_server' simultaneously",
+        'role = "pod"\n  bearer_token = "t"': "to use custom HTTP client configuration please provide the 'api_server' URL explicitly",
+        'role = "service"\n  selectors {\n    role = "pod"\n  }': "service role supports only service selectors",
+        'role = "pod"\n  selectors {\n    role = "pod"\n  }\n  selectors {\n    role = "pod"\n  }': "duplicated selector role: pod",
+        'role = "pod"\n  api_server = "https://x"\n  namespaces {\n    own_namespace = true\n  }': "cannot use 'api_server' and 'namespaces.own_namespace' simultaneously",
+    }
+    for body, message in cases.items():
+        with pytest.raises(Exception) as exc:
+            c.check(files(f'discovery.kubernetes "k" {{\n  {body}\n}}\n'))
+        assert message in str(exc.value), (body, str(exc.value))
