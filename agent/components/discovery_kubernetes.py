@@ -1,7 +1,7 @@
 """``discovery.kubernetes``: targets from the Kubernetes API, with Alloy's arguments; exports ``targets``.
 
 Thin: the arguments become a discovery :class:`Config` and client settings,
-the process' shared informers come from the ``kubernetes.informers`` service,
+the process' shared informers come from the ``services.KUBERNETES_INFORMERS`` service,
 and a :class:`Discoverer` (agent/discovery/kubernetes.py) does the rest.
 """
 
@@ -29,14 +29,13 @@ from agent.discovery.kubernetes import (
     Metrics,
     Selector,
 )
+from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.health import Health, State
 from agent.runtime.registry import register
 from agent.syntax.decode import attr, block
 from agent.syntax.value import Secret
 
-# The name shoal run registers the shared agent.discovery.informers.Informers under.
-INFORMERS_SERVICE = "kubernetes.informers"
 # How long to wait before trying again when the informers cannot be had (no credentials yet).
 RETRY = 5.0
 
@@ -205,7 +204,7 @@ class DiscoveryKubernetes(Component):
             await self._stop()
 
     async def _start(self, args: Arguments) -> Discoverer:
-        informers = self.opts.get_service(INFORMERS_SERVICE)
+        informers = self.opts.get_service(services.KUBERNETES_INFORMERS)
         d = Discoverer(
             informers,
             args.settings(self.in_cluster),

@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.components.discovery_kubernetes import INFORMERS_SERVICE
 from agent.discovery.informers import Informers
 from agent.discovery.roles import build
 from agent.runtime.controller import Controller
 from agent.runtime.health import State
-from agent.runtime.services import HTTP, Services
+from agent.runtime.services import HTTP, KUBERNETES_INFORMERS, Services
 from agent.server.http import HTTPInfo
 from tests.components.helpers import files, make_registry, metrics_text, run
 from tests.discovery.fixtures import OBJECTS, load, lookups, named
@@ -55,7 +54,7 @@ discovery.kubernetes "k" {{
 
 
 def controller(tmp_path: Path, informers: Informers) -> Controller:
-    services = Services(**{HTTP: HTTPInfo("127.0.0.1:12345"), INFORMERS_SERVICE: informers})
+    services = Services(**{HTTP: HTTPInfo("127.0.0.1:12345"), KUBERNETES_INFORMERS: informers})
     return Controller(storage_path=tmp_path / "data", registry=make_registry(), services=services)
 
 
