@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.components.discovery_kubernetes import DiscoveryKubernetes
 from agent.discovery.informers import Informers
+from agent.discovery.kubeclient import InCluster
 from agent.discovery.roles import build
 from agent.runtime.controller import Controller
 from agent.runtime.health import State
@@ -224,3 +227,63 @@ def test_validation_messages(tmp_path: Path, api: APIServer) -> None:
         with pytest.raises(Exception) as exc:
             c.check(files(f'discovery.kubernetes "k" {{\n  {body}\n}}\n'))
         assert message in str(exc.value), (body, str(exc.value))
+
+
+def test_forced_410_relists_without_losing_targets(tmp_path: Path, api: APIServer) -> None:
+    objs = load()
+
+    async def go() -> None:
+        informers = Informers(min_backoff=0.05, max_backoff=0.2)
+        c = controller(tmp_path, informers)
+        await c.load(files(config(api, "pod")))
+        old = expected("pod", objs)
+        await until(lambda: exported(c) == old)
+        # While the informer cannot watch, history moves on and is compacted: its resumed
+        # watch gets 410 Gone and it lists again.
+        await asyncio.to_thread(api.stop)
+        pod = copy.deepcopy(named(objs, "Pod", "static-web-worker-a"))
+        pod["metadata"]["name"] = "static-web-2"
+        pod["status"]["podIP"] = "10.244.1.41"
+        await asyncio.to_thread(api.apply, pod)
+        await asyncio.to_thread(api.delete, "pods", "coredns-7db6d8ff4d-x2k9p", "kube-system")
+        await asyncio.to_thread(api.compact)
+        objs["Pod"] = [p for p in objs["Pod"] if p["metadata"]["name"] != "coredns-7db6d8ff4d-x2k9p"] + [pod]
+        new = expected("pod", objs)
+        lists = len(api.requests(verb="list", resource="pods"))
+        seen = []
+        await asyncio.to_thread(api.start)
+        deadline = time.monotonic() + 10
+        while exported(c) != new and time.monotonic() < deadline:
+            seen.append(exported(c))
+            await asyncio.sleep(0.005)
+        assert exported(c) == new
+        assert len(api.requests(verb="list", resource="pods")) > lists
+        assert informers.running()[0].errors["gone"] >= 1
+        # Never an empty or partial set: the old targets until the relist, then the new.
+        assert all(s == old for s in seen)
+        await c.stop()
+        await informers.stop()
+
+    run(go())
+
+
+def test_in_cluster_own_namespace(tmp_path: Path, api: APIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text(TOKEN)
+    (sa / "namespace").write_text("shop\n")
+    monkeypatch.setattr(DiscoveryKubernetes, "in_cluster", InCluster(
+        token_file=sa / "token", ca_file=api.certs.ca, namespace_file=sa / "namespace", host=api.url))
+    objs = load()
+    objs["Pod"] = [p for p in objs["Pod"] if p["metadata"]["namespace"] == "shop"]
+
+    async def go() -> None:
+        informers = Informers()
+        c = controller(tmp_path, informers)
+        await c.load(files('discovery.kubernetes "k" {\n  role = "pod"\n  namespaces {\n    own_namespace = true\n  }\n}\n'))
+        await until(lambda: exported(c) == expected("pod", objs))
+        assert {r.path for r in api.requests(verb="list", resource="pods")} == {"/api/v1/namespaces/shop/pods"}
+        await c.stop()
+        await informers.stop()
+
+    run(go())
