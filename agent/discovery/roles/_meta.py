@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 META = "__meta_kubernetes_"
@@ -159,16 +160,20 @@ class Reader:
 
 
 def add_meta_labels(ls: dict[str, str], r: Reader, meta: Obj, kind: str) -> None:
-    """``__meta_kubernetes_<kind>_name`` and every label and annotation, with their ``present`` twins."""
-    ls[f"{META}{kind}_name"] = r.str(meta, "name")
+    """``__meta_kubernetes_<kind>_name`` and every label and annotation, with their ``present`` twins.
+
+    The names are interned: the same few hundred recur on every object, and
+    thousands of targets then share one string each instead of holding copies.
+    """
+    ls[intern(f"{META}{kind}_name")] = r.str(meta, "name")
     for k, v in r.str_map(meta, "labels").items():
         ln = sanitize(k)
-        ls[f"{META}{kind}_label_{ln}"] = v
-        ls[f"{META}{kind}_labelpresent_{ln}"] = PRESENT
+        ls[intern(f"{META}{kind}_label_{ln}")] = v
+        ls[intern(f"{META}{kind}_labelpresent_{ln}")] = PRESENT
     for k, v in r.str_map(meta, "annotations").items():
         ln = sanitize(k)
-        ls[f"{META}{kind}_annotation_{ln}"] = v
-        ls[f"{META}{kind}_annotationpresent_{ln}"] = PRESENT
+        ls[intern(f"{META}{kind}_annotation_{ln}")] = v
+        ls[intern(f"{META}{kind}_annotationpresent_{ln}")] = PRESENT
 
 
 def node_meta_labels(lookups: Lookups, r: Reader, node_name: str | None) -> dict[str, str]:

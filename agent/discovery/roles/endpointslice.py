@@ -7,6 +7,8 @@ the slice's own labels, conditions, zone and topology.
 
 from __future__ import annotations
 
+from sys import intern
+
 from agent.discovery.roles import service as svcrole
 from agent.discovery.roles._meta import (
     ADDRESS,
@@ -88,8 +90,8 @@ def build(eps: Obj, lookups: Lookups) -> TargetGroup:
             target[_P + "endpoint_zone"] = zone
         for k, v in r.str_map(ep, "deprecatedTopology").items():
             ln = sanitize(k)
-            target[_P + "endpoint_topology_" + ln] = v
-            target[_P + "endpoint_topology_present_" + ln] = PRESENT
+            target[intern(_P + "endpoint_topology_" + ln)] = v
+            target[intern(_P + "endpoint_topology_present_" + ln)] = PRESENT
         if ref is not None and r.str(ref, "kind") == "Node":
             target.update(node_meta_labels(lookups, r, r.str(ref, "name")))
         else:

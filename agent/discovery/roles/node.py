@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from sys import intern
 
 from agent.discovery.roles._meta import (
     ADDRESS,
@@ -41,7 +42,7 @@ def build(node: Obj, lookups: Lookups | None = None) -> TargetGroup:
     ls = tg.labels
     ls[META + "node_provider_id"] = r.str(spec, "providerID")
     for cond in r.objs(status, "conditions"):
-        ln = META + "node_condition_" + sanitize(r.str(cond, "type").lower())
+        ln = intern(META + "node_condition_" + sanitize(r.str(cond, "type").lower()))
         ls[ln] = r.str(cond, "status").lower()
     add_meta_labels(ls, r, meta, "node")
 
@@ -57,6 +58,6 @@ def build(node: Obj, lookups: Lookups | None = None) -> TargetGroup:
     port = r.int(r.obj(r.obj(status, "daemonEndpoints"), "kubeletEndpoint"), "Port")
     target = {ADDRESS: join_host_port(address, str(port)), "instance": r.str(meta, "name")}
     for ty, addrs in by_type.items():
-        target[sanitize(META + "node_address_" + ty)] = addrs[0]
+        target[intern(sanitize(META + "node_address_" + ty))] = addrs[0]
     tg.targets.append(target)
     return tg
