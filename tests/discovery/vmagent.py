@@ -88,8 +88,7 @@ POD_CONTAINER = (M + "pod_container_name", M + "pod_container_port_name",
                  M + "pod_container_port_number", M + "pod_container_port_protocol")
 
 
-def to_vmagent_1_79(role: str, target: dict[str, str], group: dict[str, str],
-                    lookups: Lookups) -> dict[str, str] | None:
+def to_vmagent_1_79(role: str, target: dict[str, str], lookups: Lookups) -> dict[str, str] | None:
     """Our target (Prometheus today) as vmagent 1.79 builds it; None where it builds none.
 
     The differences, each seen in vmagent's output for objects.yaml:
@@ -112,9 +111,9 @@ def to_vmagent_1_79(role: str, target: dict[str, str], group: dict[str, str],
     if port_label not in target and pod is not None:  # a port no endpoint covered
         if target.get(M + "pod_container_init") == "true":
             return None
-        for k in group:
+        for k in list(t):
             if k.startswith(f"{M}{role}_"):
-                t.pop(k, None)
+                del t[k]
         t.update(node_meta_labels(lookups, Reader([]), pod["spec"].get("nodeName")))
     elif role == "endpoints" and pod is not None and M + "pod_container_name" in t:
         t[M + "pod_container_port_protocol"] = _container_protocol(pod, target)
