@@ -5,9 +5,10 @@ within a second; errors show on the health while the known targets stay."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,19 @@ def controller(tmp_path: Path, informers: Informers) -> Controller:
     return Controller(storage_path=tmp_path / "data", registry=make_registry(), services=services)
 
 
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, src: str) -> AsyncIterator[tuple[Controller, Informers]]:
+    """The configuration running under a controller with its own shared informers."""
+    informers = Informers(min_backoff=0.05, max_backoff=0.2)
+    c = controller(tmp_path, informers)
+    await c.load(files(src))
+    try:
+        yield c, informers
+    finally:
+        await c.stop()
+        await informers.stop()
+
+
 def _key(t: dict[str, str]) -> tuple:
     return tuple(sorted(t.items()))
 
@@ -82,15 +96,11 @@ def test_exports_the_builders_targets_for_each_role(tmp_path: Path, api: APIServ
     objs = load()
 
     async def go() -> None:
-        informers = Informers()
-        c = controller(tmp_path, informers)
         extra = "attach_metadata {\n    node = true\n  }" if attach else ""
-        await c.load(files(config(api, role, extra)))
-        want = expected(role, objs, attach)
-        await until(lambda: exported(c) == want)
-        assert c.node("discovery.kubernetes.k").health().state == State.HEALTHY
-        await c.stop()
-        await informers.stop()
+        async with running(tmp_path, config(api, role, extra)) as (c, _):
+            want = expected(role, objs, attach)
+            await until(lambda: exported(c) == want)
+            assert c.node("discovery.kubernetes.k").health().state == State.HEALTHY
 
     run(go())
 
@@ -99,42 +109,38 @@ def test_watch_add_change_delete_within_a_second(tmp_path: Path, api: APIServer)
     objs = load()
 
     async def go() -> None:
-        informers = Informers()
-        c = controller(tmp_path, informers)
-        await c.load(files(config(api, "pod", "attach_metadata {\n    node = true\n  }")))
-        await until(lambda: exported(c) == expected("pod", objs, True))
+        async with running(tmp_path, config(api, "pod", "attach_metadata {\n    node = true\n  }")) as (c, informers):
+            await until(lambda: exported(c) == expected("pod", objs, True))
 
-        def addresses() -> set[str]:
-            return {t["__address__"] for t in c.node("discovery.kubernetes.k").exports.targets}
+            def addresses() -> set[str]:
+                return {t["__address__"] for t in c.node("discovery.kubernetes.k").exports.targets}
 
-        # Added: a new pod's target appears.
-        new = copy.deepcopy(named(objs, "Pod", "checkout-5d8f7b9c6-fghij"))
-        new["metadata"]["name"] = "checkout-5d8f7b9c6-klmno"
-        new["status"]["podIP"] = "10.244.1.99"
-        await asyncio.to_thread(api.apply, new)
-        assert await until(lambda: "10.244.1.99:8080" in addresses(), 1.0) < 1.0
+            # Added: a new pod's target appears.
+            new = copy.deepcopy(named(objs, "Pod", "checkout-5d8f7b9c6-fghij"))
+            new["metadata"]["name"] = "checkout-5d8f7b9c6-klmno"
+            new["status"]["podIP"] = "10.244.1.99"
+            await asyncio.to_thread(api.apply, new)
+            assert await until(lambda: "10.244.1.99:8080" in addresses(), 1.0) < 1.0
 
-        # Changed: a pending pod gets its IP.
-        report = copy.deepcopy(named(objs, "Pod", "report-28911230-q7w8e"))
-        report["status"]["podIP"] = "10.244.2.50"
-        await asyncio.to_thread(api.apply, report)
-        assert await until(lambda: "10.244.2.50" in addresses(), 1.0) < 1.0
+            # Changed: a pending pod gets its IP.
+            report = copy.deepcopy(named(objs, "Pod", "report-28911230-q7w8e"))
+            report["status"]["podIP"] = "10.244.2.50"
+            await asyncio.to_thread(api.apply, report)
+            assert await until(lambda: "10.244.2.50" in addresses(), 1.0) < 1.0
 
-        # A node's label changes: the pods on it carry the new label (attach_metadata node).
-        node = copy.deepcopy(named(objs, "Node", "worker-b"))
-        node["metadata"]["labels"]["tier"] = "spot"
-        await asyncio.to_thread(api.apply, node)
+            # A node's label changes: the pods on it carry the new label (attach_metadata node).
+            node = copy.deepcopy(named(objs, "Node", "worker-b"))
+            node["metadata"]["labels"]["tier"] = "spot"
+            await asyncio.to_thread(api.apply, node)
 
-        def on_b_labelled() -> bool:
-            ts = [t for t in c.node("discovery.kubernetes.k").exports.targets if t[M + "pod_node_name"] == "worker-b"]
-            return bool(ts) and all(t.get(M + "node_label_tier") == "spot" for t in ts)
-        assert await until(on_b_labelled, 1.0) < 1.0
+            def on_b_labelled() -> bool:
+                ts = [t for t in c.node("discovery.kubernetes.k").exports.targets if t[M + "pod_node_name"] == "worker-b"]
+                return bool(ts) and all(t.get(M + "node_label_tier") == "spot" for t in ts)
+            assert await until(on_b_labelled, 1.0) < 1.0
 
-        # Deleted: its targets go.
-        await asyncio.to_thread(api.delete, "pods", "checkout-5d8f7b9c6-klmno", "shop")
-        assert await until(lambda: "10.244.1.99:8080" not in addresses(), 1.0) < 1.0
-        await c.stop()
-        await informers.stop()
+            # Deleted: its targets go.
+            await asyncio.to_thread(api.delete, "pods", "checkout-5d8f7b9c6-klmno", "shop")
+            assert await until(lambda: "10.244.1.99:8080" not in addresses(), 1.0) < 1.0
 
     run(go())
 
@@ -143,23 +149,19 @@ def test_endpoints_follow_their_pods_and_services(tmp_path: Path, api: APIServer
     objs = load()
 
     async def go() -> None:
-        informers = Informers()
-        c = controller(tmp_path, informers)
-        await c.load(files(config(api, "endpoints")))
-        await until(lambda: exported(c) == expected("endpoints", objs))
-        svc = copy.deepcopy(named(objs, "Service", "checkout"))
-        svc["metadata"]["labels"]["release"] = "blue"
-        await asyncio.to_thread(api.apply, svc)
-        pod = copy.deepcopy(named(objs, "Pod", "checkout-5d8f7b9c6-fghij"))
-        pod["status"]["conditions"][0]["status"] = "False"
-        await asyncio.to_thread(api.apply, pod)
-        objs2 = copy.deepcopy(objs)
-        named(objs2, "Service", "checkout")["metadata"] = svc["metadata"]
-        named(objs2, "Pod", "checkout-5d8f7b9c6-fghij")["status"] = pod["status"]
-        want = expected("endpoints", {**objs, "Service": objs2["Service"], "Pod": objs2["Pod"]})
-        await until(lambda: exported(c) == want, 1.0)
-        await c.stop()
-        await informers.stop()
+        async with running(tmp_path, config(api, "endpoints")) as (c, informers):
+            await until(lambda: exported(c) == expected("endpoints", objs))
+            svc = copy.deepcopy(named(objs, "Service", "checkout"))
+            svc["metadata"]["labels"]["release"] = "blue"
+            await asyncio.to_thread(api.apply, svc)
+            pod = copy.deepcopy(named(objs, "Pod", "checkout-5d8f7b9c6-fghij"))
+            pod["status"]["conditions"][0]["status"] = "False"
+            await asyncio.to_thread(api.apply, pod)
+            objs2 = copy.deepcopy(objs)
+            named(objs2, "Service", "checkout")["metadata"] = svc["metadata"]
+            named(objs2, "Pod", "checkout-5d8f7b9c6-fghij")["status"] = pod["status"]
+            want = expected("endpoints", {**objs, "Service": objs2["Service"], "Pod": objs2["Pod"]})
+            await until(lambda: exported(c) == want, 1.0)
 
     run(go())
 
@@ -168,47 +170,39 @@ def test_errors_show_on_health_and_known_targets_stay(tmp_path: Path, api: APISe
     objs = load()
 
     async def go() -> None:
-        informers = Informers(min_backoff=0.05, max_backoff=0.2)
-        c = controller(tmp_path, informers)
-        await c.load(files(config(api, "service")))
-        want = expected("service", objs)
-        await until(lambda: exported(c) == want)
-        node = c.node("discovery.kubernetes.k")
-        await asyncio.to_thread(api.stop)
-        await until(lambda: node.health().state == State.UNHEALTHY)
-        assert "services" in node.health().message
-        assert exported(c) == want
-        await asyncio.to_thread(api.start)
-        await until(lambda: node.health().state == State.HEALTHY, 10.0)
-        assert exported(c) == want
-        await c.stop()
-        await informers.stop()
+        async with running(tmp_path, config(api, "service")) as (c, informers):
+            want = expected("service", objs)
+            await until(lambda: exported(c) == want)
+            node = c.node("discovery.kubernetes.k")
+            await asyncio.to_thread(api.stop)
+            await until(lambda: node.health().state == State.UNHEALTHY)
+            assert "services" in node.health().message
+            assert exported(c) == want
+            await asyncio.to_thread(api.start)
+            await until(lambda: node.health().state == State.HEALTHY, 10.0)
+            assert exported(c) == want
 
     run(go())
 
 
 def test_forbidden_and_malformed_objects(tmp_path: Path, api: APIServer) -> None:
     async def go() -> None:
-        informers = Informers(min_backoff=0.05, max_backoff=0.2)
-        c = controller(tmp_path, informers)
-        await c.load(files(config(api, "node", token="not-a-token")))
-        node = c.node("discovery.kubernetes.k")
-        await until(lambda: node.health().state == State.UNHEALTHY)
-        assert "unauthorized" in node.health().message
-        assert node.exports.targets == []
-        # A node without an address and one with a mistyped field: counted, never a crash.
-        await c.load(files(config(api, "node")))
-        await until(lambda: len(node.exports.targets) == 2)
-        await asyncio.to_thread(api.inject_malformed, "nodes", {
-            "apiVersion": "v1", "kind": "Node", "metadata": {"name": "bare", "labels": ["x"]},
-            "status": {"addresses": []},
-        })
-        await until(lambda: 'reason="node_without_address"' in metrics_text(c))
-        text = metrics_text(c)
-        assert 'shoal_discovery_kubernetes_object_problems_total{component_id="discovery.kubernetes.k",reason="malformed_field",role="node"} 1.0' in text
-        assert len(node.exports.targets) == 2
-        await c.stop()
-        await informers.stop()
+        async with running(tmp_path, config(api, "node", token="not-a-token")) as (c, informers):
+            node = c.node("discovery.kubernetes.k")
+            await until(lambda: node.health().state == State.UNHEALTHY)
+            assert "unauthorized" in node.health().message
+            assert node.exports.targets == []
+            # A node without an address and one with a mistyped field: counted, never a crash.
+            await c.load(files(config(api, "node")))
+            await until(lambda: len(node.exports.targets) == 2)
+            await asyncio.to_thread(api.inject_malformed, "nodes", {
+                "apiVersion": "v1", "kind": "Node", "metadata": {"name": "bare", "labels": ["x"]},
+                "status": {"addresses": []},
+            })
+            await until(lambda: 'reason="node_without_address"' in metrics_text(c))
+            text = metrics_text(c)
+            assert 'shoal_discovery_kubernetes_object_problems_total{component_id="discovery.kubernetes.k",reason="malformed_field",role="node"} 1.0' in text
+            assert len(node.exports.targets) == 2
 
     run(go())
 
@@ -233,36 +227,32 @@ def test_forced_410_relists_without_losing_targets(tmp_path: Path, api: APIServe
     objs = load()
 
     async def go() -> None:
-        informers = Informers(min_backoff=0.05, max_backoff=0.2)
-        c = controller(tmp_path, informers)
-        await c.load(files(config(api, "pod")))
-        old = expected("pod", objs)
-        await until(lambda: exported(c) == old)
-        # While the informer cannot watch, history moves on and is compacted: its resumed
-        # watch gets 410 Gone and it lists again.
-        await asyncio.to_thread(api.stop)
-        pod = copy.deepcopy(named(objs, "Pod", "static-web-worker-a"))
-        pod["metadata"]["name"] = "static-web-2"
-        pod["status"]["podIP"] = "10.244.1.41"
-        await asyncio.to_thread(api.apply, pod)
-        await asyncio.to_thread(api.delete, "pods", "coredns-7db6d8ff4d-x2k9p", "kube-system")
-        await asyncio.to_thread(api.compact)
-        objs["Pod"] = [p for p in objs["Pod"] if p["metadata"]["name"] != "coredns-7db6d8ff4d-x2k9p"] + [pod]
-        new = expected("pod", objs)
-        lists = len(api.requests(verb="list", resource="pods"))
-        seen = []
-        await asyncio.to_thread(api.start)
-        deadline = time.monotonic() + 10
-        while exported(c) != new and time.monotonic() < deadline:
-            seen.append(exported(c))
-            await asyncio.sleep(0.005)
-        assert exported(c) == new
-        assert len(api.requests(verb="list", resource="pods")) > lists
-        assert informers.running()[0].errors["gone"] >= 1
-        # Never an empty or partial set: the old targets until the relist, then the new.
-        assert all(s == old for s in seen)
-        await c.stop()
-        await informers.stop()
+        async with running(tmp_path, config(api, "pod")) as (c, informers):
+            old = expected("pod", objs)
+            await until(lambda: exported(c) == old)
+            # While the informer cannot watch, history moves on and is compacted: its resumed
+            # watch gets 410 Gone and it lists again.
+            await asyncio.to_thread(api.stop)
+            pod = copy.deepcopy(named(objs, "Pod", "static-web-worker-a"))
+            pod["metadata"]["name"] = "static-web-2"
+            pod["status"]["podIP"] = "10.244.1.41"
+            await asyncio.to_thread(api.apply, pod)
+            await asyncio.to_thread(api.delete, "pods", "coredns-7db6d8ff4d-x2k9p", "kube-system")
+            await asyncio.to_thread(api.compact)
+            objs["Pod"] = [p for p in objs["Pod"] if p["metadata"]["name"] != "coredns-7db6d8ff4d-x2k9p"] + [pod]
+            new = expected("pod", objs)
+            lists = len(api.requests(verb="list", resource="pods"))
+            seen = []
+            await asyncio.to_thread(api.start)
+            deadline = time.monotonic() + 10
+            while exported(c) != new and time.monotonic() < deadline:
+                seen.append(exported(c))
+                await asyncio.sleep(0.005)
+            assert exported(c) == new
+            assert len(api.requests(verb="list", resource="pods")) > lists
+            assert informers.running()[0].errors["gone"] >= 1
+            # Never an empty or partial set: the old targets until the relist, then the new.
+            assert all(s == old for s in seen)
 
     run(go())
 
@@ -278,12 +268,8 @@ def test_in_cluster_own_namespace(tmp_path: Path, api: APIServer, monkeypatch: p
     objs["Pod"] = [p for p in objs["Pod"] if p["metadata"]["namespace"] == "shop"]
 
     async def go() -> None:
-        informers = Informers()
-        c = controller(tmp_path, informers)
-        await c.load(files('discovery.kubernetes "k" {\n  role = "pod"\n  namespaces {\n    own_namespace = true\n  }\n}\n'))
-        await until(lambda: exported(c) == expected("pod", objs))
-        assert {r.path for r in api.requests(verb="list", resource="pods")} == {"/api/v1/namespaces/shop/pods"}
-        await c.stop()
-        await informers.stop()
+        async with running(tmp_path, 'discovery.kubernetes "k" {\n  role = "pod"\n  namespaces {\n    own_namespace = true\n  }\n}\n') as (c, informers):
+            await until(lambda: exported(c) == expected("pod", objs))
+            assert {r.path for r in api.requests(verb="list", resource="pods")} == {"/api/v1/namespaces/shop/pods"}
 
     run(go())
