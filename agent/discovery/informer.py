@@ -16,7 +16,7 @@ import collections
 import json
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,6 +94,15 @@ class _WatchError(Exception):
         self.status = int(status.get("code") or 0)
 
 
+def _too_large(status: dict[str, Any]) -> bool:
+    """The server has not reached our version (it was restored or restarted): relist, as
+    client-go does."""
+    details = status.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return isinstance(causes, list) and any(
+        isinstance(c, dict) and c.get("reason") == "ResourceVersionTooLarge" for c in causes)
+
+
 def _reason(e: BaseException) -> str:
     status = getattr(e, "status", 0)
     if isinstance(e, (ApiException, _WatchError)) and status:
@@ -136,7 +145,12 @@ class Informer:
     def __init__(self, client: KubeClient, key: InformerKey, *,
                  registry: CollectorRegistry | None = None, min_backoff: float = 0.5,
                  max_backoff: float = 30.0, watch_timeout: float = 300.0,
-                 page_size: int = 500, rng: random.Random | None = None) -> None:
+                 page_size: int = 500, rng: random.Random | None = None,
+                 transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                 ) -> None:
+        """transform: applied to each object before it is kept (default: drop
+        metadata.managedFields, the largest part of most objects, which no role reads)."""
+        transform = transform or drop_managed_fields
         self.client = client
         self.key = key
         self.objects: dict[ObjKey, dict[str, Any]] = {}
@@ -154,6 +168,8 @@ class Informer:
         self._page_size = page_size
         self._tasks: list[asyncio.Task[None]] = []
         self._synced_namespaces: set[str] = set()
+        self._accepted: dict[str, bool] = {}
+        self._transform = transform
         self._registry = registry
         self._collector: InformerCollector | None = None
         if registry is not None:
@@ -214,15 +230,18 @@ class Informer:
         rv: str | None = None
         failures = 0
         while True:
-            watching = False
+            self._accepted[ns] = False
             try:
                 if rv is None:
                     rv = await self._relist(ns)
                     self._set_healthy()
-                watching = True
+                started = time.monotonic()
                 rv = await self._watch(ns, rv)
-                failures = 0
-                continue
+                if time.monotonic() - started >= 1.0:
+                    failures = 0
+                    continue
+                # A server that ends every watch at once must not be asked in a tight loop.
+                failures += 1
             except asyncio.CancelledError:
                 raise
             except Gone as e:
@@ -233,14 +252,16 @@ class Informer:
                     continue  # relist at once; back off only if that keeps happening
             except Exception as e:  # every failure is retried; the cache stays
                 reason = _reason(e)
+                if rv is not None:  # resume after the last event or bookmark seen
+                    rv = self.resource_versions.get(ns, rv)
                 if reason == "gone":
                     rv = None
                 if reason == "unauthorized":
                     self.client.invalidate_credentials()
                 self._count_error(reason, _message(e), ns)
-                failures += 1
-                # A watch that was running and got cut is resumed at once the first time.
-                if watching and failures == 1 and reason == "disconnected":
+                # A watch the server had accepted and that got cut resumes at once.
+                failures = 1 if self._accepted[ns] else failures + 1
+                if self._accepted[ns] and reason == "disconnected":
                     continue
             await asyncio.sleep(self._backoff.delay(failures))
 
@@ -265,7 +286,7 @@ class Informer:
                 if key is None:
                     self._count_error("malformed", "object without metadata.name", ns)
                     continue
-                fresh[key] = obj
+                fresh[key] = self._transform(obj)
             cont = meta.get("continue") or ""
             if not cont:
                 rv = str(meta.get("resourceVersion") or "")
@@ -299,6 +320,7 @@ class Informer:
         self.watches += 1
         async for line in self.client.watch_lines(self.key.path(ns), q, timeout + 30):
             if not line:  # the server accepted the watch
+                self._accepted[ns] = True
                 self._set_healthy()
                 continue
             try:
@@ -309,7 +331,7 @@ class Informer:
                 continue
             if kind == "ERROR":
                 status = obj if isinstance(obj, dict) else {}
-                if status.get("code") == 410:
+                if status.get("code") == 410 or _too_large(status):
                     raise Gone(str(status.get("message") or "resource version expired"))
                 raise _WatchError(status)
             new_rv = _rv(obj)
@@ -323,7 +345,7 @@ class Informer:
             if key is None or kind not in ("ADDED", "MODIFIED", "DELETED"):
                 self._count_error("malformed", f"bad {kind!r} event object", ns)
                 continue
-            self._apply(kind, key, obj)
+            self._apply(kind, key, self._transform(obj))
             if new_rv:
                 rv = new_rv
                 self.resource_versions[ns] = rv
@@ -366,6 +388,13 @@ class Informer:
             return  # a retry failing the same way: counted, not logged again
         log.warning("kubernetes informer error", informer=str(self.key), namespace=ns,
                     reason=reason, err=message)
+
+
+def drop_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
 
 
 def _rv(obj: Any) -> str:

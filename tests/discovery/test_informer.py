@@ -157,6 +157,37 @@ def test_forced_410_relists_without_losing_objects(api: APIServer) -> None:
     assert sorted(rec.seen) == [("add", "p3"), ("delete", "p2")]
 
 
+def test_bookmarks_keep_the_resume_point_fresh(api: APIServer) -> None:
+    """Without bookmarks a quiet watch would resume from a compacted version and relist."""
+    async def body(inf: Informer) -> None:
+        await until(lambda: api.open_watches == 1)
+        api.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n9"}})
+        api.send_bookmarks()
+        await until(lambda: inf.resource_versions[""] == str(api.resource_version))
+        api.compact()
+        api.cut_watches()
+        api.apply(pod("after"))
+        await until(lambda: "after" in names(inf))
+        assert inf.lists == 1 and inf.errors["gone"] == 0
+        assert inf.events["BOOKMARK"] >= 1
+
+    run_informer(api, body)
+
+
+def test_managed_fields_are_not_kept(api: APIServer) -> None:
+    heavy = pod("heavy")
+    heavy["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    api.apply(heavy)
+
+    async def body(inf: Informer) -> None:
+        assert "managedFields" not in inf.get("default", "heavy")["metadata"]
+        api.apply(heavy | {"status": {"phase": "Failed"}})
+        await until(lambda: inf.get("default", "heavy")["status"]["phase"] == "Failed")
+        assert "managedFields" not in inf.get("default", "heavy")["metadata"]
+
+    run_informer(api, body)
+
+
 def test_restarted_api_server_is_survived(api: APIServer) -> None:
     async def body(inf: Informer) -> None:
         lists = inf.lists
@@ -174,14 +205,46 @@ def test_restarted_api_server_is_survived(api: APIServer) -> None:
     run_informer(api, body)
 
 
+@pytest.mark.parametrize("first_rv", [0, 10_000], ids=["versions-behind", "versions-ahead"])
+def test_replaced_api_server_is_relisted(api: APIServer, tmp_path: Path, first_rv: int) -> None:
+    """A new server on the same address (a restored etcd, a restarted stand-in process)
+    whose versions are behind ours (too large) or ahead (410): relist, keep what exists."""
+    rec = Recorder()
+
+    async def body(inf: Informer) -> None:
+        for v in ("1", "2"):  # our version moves past the new server's
+            api.apply(pod("p2", v=v))
+        await until(lambda: inf.resource_versions[""] == str(api.resource_version))
+        inf.subscribe(rec)
+        rec.seen.clear()
+        api.stop()
+        other = APIServer(tmp_path, port=api.port, rbac_files=[RBAC_MANIFEST],
+                          first_resource_version=first_rv)
+        other.add_token(TOKEN, "shoal/shoal")
+        for name in ("p0", "p1", "new"):
+            other.apply(pod(name))
+        with other:
+            await until(lambda: names(inf) == ["new", "p0", "p1"], 10)
+        assert inf.lists == 2
+
+    run_informer(api, body)
+    # p0 and p1 were never deleted (they may be updated: their versions changed or not).
+    assert sorted(e for e in rec.seen if e[0] != "update") == [("add", "new"), ("delete", "p2")]
+
+
 def test_cut_watch_resumes_from_last_version(api: APIServer) -> None:
     async def body(inf: Informer) -> None:
         await until(lambda: api.open_watches == 1)
+        api.apply(pod("before-cut"))
+        await until(lambda: "before-cut" in names(inf))
+        seen = str(api.resource_version)
         watches = len(api.requests(verb="watch"))
         api.cut_watches()
         api.apply(pod("after-cut"))
         await until(lambda: "after-cut" in names(inf))
-        assert len(api.requests(verb="watch")) == watches + 1
+        again = api.requests(verb="watch")
+        assert len(again) == watches + 1
+        assert again[-1].query["resourceVersion"] == seen  # no event replayed
         assert inf.lists == 1
 
     run_informer(api, body)
@@ -242,15 +305,42 @@ def test_rotated_token_file_is_picked_up(api: APIServer, tmp_path: Path) -> None
     assert inf.errors["unauthorized"] == 0
 
 
-def test_malformed_objects_are_counted_and_skipped(api: APIServer) -> None:
+def test_bearer_token_file_is_read_again(api: APIServer, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("file-token-1\n")
+    api.add_token("file-token-1")
+    cs = ClientSettings(api_server=api.url, token_reread=3600, http=HTTPClientConfig(
+        bearer_token_file=str(token), tls_config=TLSConfig(ca_file=str(api.certs.ca))))
+
     async def body(inf: Informer) -> None:
+        api.add_token("file-token-2")
+        token.write_text("file-token-2\n")
+        api.auth.remove_token("file-token-1")
+        api.cut_watches()
+        api.apply(pod("p6"))
+        # Cached for an hour, but the 401 makes the client read the file again.
+        await until(lambda: "p6" in names(inf))
+        assert inf.errors["unauthorized"] >= 1
+
+    run_informer(api, body, cs=cs)
+    assert api.requests(verb="watch")[-1].user == "system:serviceaccount:shoal:shoal"
+
+
+def test_malformed_objects_are_counted_and_skipped(api: APIServer) -> None:
+    api.inject_malformed("pods", {"metadata": {"namespace": "default"}, "spec": {}})
+
+    async def body(inf: Informer) -> None:
+        assert inf.errors["malformed"] == 1  # the nameless one in the list
         api.inject_malformed("pods", {"metadata": {"name": "odd"}, "spec": "not-a-map"})
         await until(lambda: "odd" in names(inf))  # stored as is: the roles judge content
-        api.cut_watches()
-        await until(lambda: api.open_watches == 1)
+        api.inject_malformed("pods", {"kind": "Pod", "metadata": "nonsense"})
+        api.apply(pod("fine"))
+        await until(lambda: "fine" in names(inf))
+        assert inf.errors["malformed"] == 2
+        assert inf.health.reason == "malformed" and "object" in inf.health.message
+        assert names(inf) == ["fine", "odd", "p0", "p1", "p2"]
 
-    inf = run_informer(api, body)
-    assert inf.health.healthy is True
+    run_informer(api, body)
 
 
 def test_two_subscribers_share_one_watch(api: APIServer) -> None:

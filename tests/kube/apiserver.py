@@ -35,6 +35,7 @@ from tests.kube.certs import CertFiles, make_certs
 from tests.kube.rbac import RBAC_KINDS, Auth, Request, User
 from tests.kube.resources import Catalog, Resource, default_catalog
 from tests.kube.selectors import SelectorError, parse_field_selector, parse_label_selector
+from tests.kube.serving import Served, ThreadedServer
 from tests.kube.store import Event, Expired, NotFound, Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,16 @@ def status(code: int, reason: str, message: str, details: dict[str, Any] | None 
 def _json(body: dict[str, Any], code: int = 200) -> web.Response:
     return web.Response(status=code, body=json.dumps(body, separators=(",", ":")).encode(),
                         content_type="application/json")
+
+
+_TOO_LARGE = {"causes": [{"reason": "ResourceVersionTooLarge",
+                         "message": "Too large resource version"}], "retryAfterSeconds": 1}
+_WRITE_VERBS = {("POST", False): "create", ("PUT", True): "update", ("DELETE", True): "delete"}
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")  # injected malformed objects may have none
+    return meta if isinstance(meta, dict) else {}
 
 
 def _flag(q: Any, name: str) -> bool:
@@ -97,27 +108,23 @@ class _Target:
     watch_path: bool  # the legacy /watch/ prefix
 
 
-class APIServer:
+class APIServer(Served):
     """The stand-in. Objects change through apply/delete/load from any thread."""
 
     def __init__(self, folder: Path | str, *, objects: Iterable[dict[str, Any]] | str | Path = (),
                  rbac_files: Iterable[Path | str] = (), port: int = 0,
                  host: str = "127.0.0.1", certs: CertFiles | None = None,
                  watch_timeout: float = 1800.0, bookmark_interval: float = 60.0,
-                 catalog: Catalog | None = None) -> None:
+                 catalog: Catalog | None = None, first_resource_version: int = 0) -> None:
         self.folder = Path(folder)
         self.certs = certs or make_certs(self.folder / "apiserver-certs")
         self.catalog = catalog or default_catalog()
-        self.store = Store(self.catalog)
+        self.store = Store(self.catalog, first_resource_version)
         self.auth = Auth()
-        self.host = host
-        self.port = port
+        self._server = ThreadedServer(self._handle, self.certs, host, port, "kube-apiserver")
         self.watch_timeout = watch_timeout
         self.bookmark_interval = bookmark_interval
         self.log: collections.deque[Logged] = collections.deque(maxlen=200_000)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._watches: dict[int, web.Request] = {}
         self._bookmark_now: set[asyncio.Event] = set()
         for path in rbac_files:
@@ -194,23 +201,19 @@ class APIServer:
     # -- watches --------------------------------------------------------------------
     def cut_watches(self) -> int:
         """Cut every open watch mid-stream (as a load balancer or a crashed server would)."""
-        loop = self._loop
+        loop = self._server.loop
         if loop is None:
             return 0
         n = len(self._watches)
-
-        def cut() -> None:
-            for req in list(self._watches.values()):
-                if req.transport is not None:
-                    req.transport.abort()
-        loop.call_soon_threadsafe(cut)
+        loop.call_soon_threadsafe(self._abort_watches)
         return n
 
     def send_bookmarks(self) -> None:
         """A BOOKMARK on every open watch that allows them, now."""
-        if self._loop is not None:
+        loop = self._server.loop
+        if loop is not None:
             for ev in list(self._bookmark_now):
-                self._loop.call_soon_threadsafe(ev.set)
+                loop.call_soon_threadsafe(ev.set)
 
     @property
     def open_watches(self) -> int:
@@ -221,78 +224,15 @@ class APIServer:
                 and (resource is None or r.resource == resource)]
 
     # -- lifecycle ------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
-
-    def start(self) -> APIServer:
-        started = threading.Event()
-        error: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._serve())
-            except BaseException as e:  # reported to the starting thread
-                error.append(e)
-                started.set()
-                loop.close()
-                self._loop = None
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"kube-apiserver:{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        started.wait()
-        if error:
-            raise error[0]
-        return self
-
-    async def _serve(self) -> None:
-        app = web.Application(client_max_size=16 << 20)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5,
-                                     handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port,
-                           ssl_context=self.certs.server_context(), reuse_address=True)
-        await site.start()
-        if self.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        """Stop serving: open watches are cut, the port refuses connections. start() again
-        serves the same objects on the same port."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-
-        async def shutdown() -> None:
-            for req in list(self._watches.values()):
-                if req.transport is not None:
-                    req.transport.abort()
-            if self._runner is not None:
-                await self._runner.cleanup()
-            loop.stop()
-        asyncio.run_coroutine_threadsafe(shutdown(), loop)
-        thread.join(timeout=10)
-        self._loop = self._thread = self._runner = None
+    def _before_stop(self) -> None:
+        # Stopping cuts open watches; start() again serves the same objects, same port.
+        self._abort_watches()
         self._watches.clear()
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> APIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _abort_watches(self) -> None:
+        for req in list(self._watches.values()):
+            if req.transport is not None:
+                req.transport.abort()
 
     # -- client helpers -------------------------------------------------------------
     def kubeconfig(self, path: Path, token: str, namespace: str = "default") -> Path:
@@ -325,18 +265,26 @@ class APIServer:
         try:
             if user is None:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
-            if request.method != "GET":
-                raise ApiError(405, "MethodNotAllowed",
-                               f"the server does not allow this method on the requested "
-                               f"resource ({request.method})")
             target = self._parse(request.path)
             if target is None:
-                verb = "get"
-                self._authorize(user, Request("get", path=request.path))
+                verb = request.method.lower()
+                self._authorize(user, Request(verb, path=request.path))
+                if request.method != "GET":
+                    raise ApiError(405, "MethodNotAllowed", "the server does not allow this "
+                                   f"method on the requested resource ({request.method})")
                 return _json(self._discovery(request))
             q = request.query
             res = target.resource
             resname = res.plural
+            if request.method != "GET":
+                verb = _WRITE_VERBS.get((request.method, bool(target.name)), "")
+                if not verb or target.subresource:
+                    raise ApiError(405, "MethodNotAllowed", "the server does not allow this "
+                                   f"method on the requested resource ({request.method})")
+                self._authorize(user, Request(verb, res.group, res.plural, "",
+                                              target.namespace, target.name))
+                code, body = await self._write(request, verb, target)
+                return _json(body, code)
             watching = target.watch_path or _flag(q, "watch")
             verb = "watch" if watching else "get" if target.name else "list"
             self._authorize(user, Request(verb, res.group, res.plural, target.subresource,
@@ -414,6 +362,46 @@ class APIServer:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return body
 
+    async def _write(self, request: web.Request, verb: str, t: _Target
+                     ) -> tuple[int, dict[str, Any]]:
+        """create (POST), update (PUT) and delete (DELETE), so a stand-in running as a
+        process can be changed from outside (kubectl-style), as tests change it in-process."""
+        res = t.resource
+        if verb == "delete":
+            try:
+                return 200, self.store.delete(res, t.namespace, t.name)
+            except NotFound:
+                raise ApiError(404, "NotFound", f'{res.plural} "{t.name}" not found',
+                               {"name": t.name, "kind": res.plural}) from None
+        try:
+            obj = json.loads(await request.read())
+        except ValueError as e:
+            raise ApiError(400, "BadRequest", f"invalid JSON body: {e}") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            raise ApiError(400, "BadRequest", "object without metadata")
+        meta = obj["metadata"]
+        if res.namespaced and t.namespace:
+            meta.setdefault("namespace", t.namespace)
+            if meta["namespace"] != t.namespace:
+                raise ApiError(400, "BadRequest", "the namespace of the object does not "
+                               "match the namespace on the request")
+        if verb == "update" and meta.get("name") != t.name:
+            raise ApiError(400, "BadRequest", "the name of the object does not match the "
+                           "name on the URL")
+        obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+        if verb == "create":
+            try:
+                self.store.get(res, meta.get("namespace", ""), str(meta.get("name")))
+                raise ApiError(409, "AlreadyExists",
+                               f'{res.plural} "{meta.get("name")}" already exists')
+            except NotFound:
+                pass
+        try:
+            stored = self.store.apply(obj, res)
+        except ValueError as e:
+            raise ApiError(422, "Invalid", str(e)) from None
+        return (201 if verb == "create" else 200), stored
+
     def _get(self, t: _Target) -> dict[str, Any]:
         try:
             obj = self.store.get(t.resource, t.namespace, t.name)
@@ -433,7 +421,7 @@ class APIServer:
             raise ApiError(400, "BadRequest", str(e)) from None
 
         def match(obj: dict[str, Any]) -> bool:
-            meta = obj.get("metadata") or {}
+            meta = _meta(obj)
             if t.namespace and meta.get("namespace") != t.namespace:
                 return False
             lab = meta.get("labels")
@@ -461,34 +449,26 @@ class APIServer:
                 at = want
             elif want > self.store.resource_version:
                 raise ApiError(504, "Timeout", f"Too large resource version: {want}, "
-                               f"current: {self.store.resource_version}",
-                               {"causes": [{"reason": "ResourceVersionTooLarge",
-                                            "message": "Too large resource version"}],
-                                "retryAfterSeconds": 1})
+                               f"current: {self.store.resource_version}", _TOO_LARGE)
         try:
-            rv, objs = self.store.snapshot(res, at)
+            rv, pairs = self.store.items(res, at)
         except Expired as e:
             if q.get("continue"):
                 raise ApiError(410, "Expired", "The provided continue parameter is too old "
                                "to display a consistent list result. You can start a new "
                                "list without the continue parameter.") from None
             raise ApiError(410, "Expired", str(e)) from None
-        items = []
-        for obj in objs:
-            meta = obj["metadata"]
-            if start and f"{meta.get('namespace', '')}/{meta['name']}" <= start:
-                continue
-            if match(obj):
-                items.append(obj)
+        selected = [(f"{ns}/{name}", obj) for (ns, name), obj in pairs
+                    if not (start and f"{ns}/{name}" <= start) and match(obj)]
         meta_out: dict[str, Any] = {"resourceVersion": str(rv)}
         limit = q.get("limit")
-        if limit and limit.isdigit() and 0 < int(limit) < len(items):
-            rest = len(items) - int(limit)
-            items = items[: int(limit)]
-            last = items[-1]["metadata"]
-            token = {"rv": rv, "start": f"{last.get('namespace', '')}/{last['name']}"}
+        if limit and limit.isdigit() and 0 < int(limit) < len(selected):
+            rest = len(selected) - int(limit)
+            selected = selected[: int(limit)]
+            token = {"rv": rv, "start": selected[-1][0]}
             meta_out["continue"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
             meta_out["remainingItemCount"] = rest
+        items = [obj for _, obj in selected]
         if res.builtin:
             items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
                      for o in items]
@@ -502,7 +482,7 @@ class APIServer:
             by_name = match
 
             def match(o: dict[str, Any]) -> bool:
-                return o["metadata"].get("name") == t.name and by_name(o)
+                return _meta(o).get("name") == t.name and by_name(o)
         res = t.resource
         bookmarks = _flag(q, "allowWatchBookmarks")
         timeout = self.watch_timeout
@@ -536,7 +516,10 @@ class APIServer:
                 except ValueError:
                     raise ApiError(400, "BadRequest",
                                    f"invalid resource version: {rv_param}") from None
-                self.store.events_after(pos)  # raises Expired
+                current, _ = self.store.events_after(pos)  # raises Expired
+                if pos > current:
+                    raise ApiError(504, "Timeout", f"Too large resource version: {pos}, "
+                                   f"current: {current}", _TOO_LARGE)
         except Expired as e:
             await resp.write(json.dumps({"type": "ERROR", "object": status(
                 410, "Expired", str(e))}).encode() + b"\n")
@@ -628,9 +611,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--watch-timeout", type=float, default=1800.0)
     ap.add_argument("--bookmark-interval", type=float, default=60.0)
     args = ap.parse_args(argv)
+    # Versions start from the clock, so clients of a previous run of this process get
+    # 410 and relist instead of waiting for versions this run has not reached.
     server = APIServer(args.certs, certs=make_certs(Path(args.certs)), port=args.port,
                        host=args.host, rbac_files=args.rbac, watch_timeout=args.watch_timeout,
-                       bookmark_interval=args.bookmark_interval)
+                       bookmark_interval=args.bookmark_interval,
+                       first_resource_version=int(time.time() * 1000))
     for src in args.objects:
         server.load(src)
     for tf in args.token_file:

@@ -35,6 +35,7 @@ class NotFound(KeyError):
 class Event:
     rv: int
     resource: Resource
+    key: Key
     type: str  # ADDED, MODIFIED, DELETED
     obj: dict[str, Any]
     old: dict[str, Any] | None
@@ -45,14 +46,17 @@ def _now() -> str:
 
 
 class Store:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, first_rv: int = 0) -> None:
+        """first_rv: the version before the first change; versions at or below it are
+        gone (a stand-in process restarted with a higher one answers 410 to clients that
+        resume from its previous life, as a restored etcd would)."""
         self.catalog = catalog
         self._lock = threading.Lock()
         self._objects: dict[Resource, dict[Key, dict[str, Any]]] = {}
         self._history: list[Event] = []
-        self._first_rv = 1  # rv of _history[0]
-        self._rv = 0
-        self._compacted = 0  # versions below this are gone
+        self._first_rv = first_rv + 1  # rv of _history[0]
+        self._rv = first_rv
+        self._compacted = first_rv  # versions below this are gone
         self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     # -- reading ----------------------------------------------------------------
@@ -74,22 +78,27 @@ class Store:
 
     def snapshot(self, res: Resource, at: int | None = None) -> tuple[int, list[dict[str, Any]]]:
         """Objects of a resource sorted by key, now or as they were at version `at`."""
+        rv, items = self.items(res, at)
+        return rv, [obj for _, obj in items]
+
+    def items(self, res: Resource, at: int | None = None
+              ) -> tuple[int, list[tuple[Key, dict[str, Any]]]]:
+        """(key, object) pairs sorted by key (etcd's order), now or at version `at`."""
         with self._lock:
             if at is None or at >= self._rv:
                 objs = self._objects.get(res, {})
-                return self._rv, [objs[k] for k in sorted(objs)]
+                return self._rv, [(k, objs[k]) for k in sorted(objs)]
             if at < self._compacted:
                 raise Expired(at, self._compacted)
             state: dict[Key, dict[str, Any]] = {}
             for ev in self._history[: at - self._first_rv + 1]:
                 if ev.resource != res:
                     continue
-                key = (ev.obj["metadata"].get("namespace", ""), ev.obj["metadata"]["name"])
                 if ev.type == "DELETED":
-                    state.pop(key, None)
+                    state.pop(ev.key, None)
                 else:
-                    state[key] = ev.obj
-            return at, [state[k] for k in sorted(state)]
+                    state[ev.key] = ev.obj
+            return at, [(k, state[k]) for k in sorted(state)]
 
     def events_after(self, rv: int) -> tuple[int, list[Event]]:
         """Events with a version above rv, and the current version."""
@@ -105,12 +114,13 @@ class Store:
             raise ValueError(f"no resource serves {obj.get('apiVersion')}/{obj.get('kind')}")
         return res
 
-    def _commit(self, res: Resource, type_: str, obj: dict[str, Any],
+    def _commit(self, res: Resource, key: Key, type_: str, obj: dict[str, Any],
                 old: dict[str, Any] | None) -> dict[str, Any]:
         # Called with the lock held.
         self._rv += 1
-        obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._history.append(Event(self._rv, res, type_, obj, old))
+        if isinstance(obj.get("metadata"), dict):
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+        self._history.append(Event(self._rv, res, key, type_, obj, old))
         for loop, ev in list(self._wakers):
             try:
                 loop.call_soon_threadsafe(ev.set)
@@ -122,10 +132,21 @@ class Store:
               raw: bool = False) -> dict[str, Any]:
         """Create or replace an object; the stored copy, with its new resourceVersion.
 
-        raw=True stores the object as given apart from name, namespace and resourceVersion
-        (a malformed object for bad-input tests)."""
+        raw=True stores the object exactly as given but for its resourceVersion (a malformed
+        object for bad-input tests: wrong types, even no metadata or name)."""
         res = self._resource_of(obj, resource)
         obj = copy.deepcopy(obj)
+        if raw:
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            ns = meta.get("namespace", "") if isinstance(meta, dict) else ""
+            key = (ns if isinstance(ns, str) else "",
+                   name if isinstance(name, str) and name else f"malformed-{uuid.uuid4()}")
+            with self._lock:
+                objs = self._objects.setdefault(res, {})
+                old = objs.get(key)
+                objs[key] = obj
+                return self._commit(res, key, "MODIFIED" if old else "ADDED", obj, old)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict) or not meta.get("name"):
             raise ValueError("object without metadata.name")
@@ -134,25 +155,24 @@ class Store:
         else:
             meta.pop("namespace", None)
         key = (meta.get("namespace", ""), meta["name"])
-        if not raw:
-            obj.setdefault("apiVersion", res.api_version)
-            obj.setdefault("kind", res.kind)
+        obj.setdefault("apiVersion", res.api_version)
+        obj.setdefault("kind", res.kind)
         with self._lock:
             objs = self._objects.setdefault(res, {})
             old = objs.get(key)
-            if not raw:
-                if old is None:
-                    meta.setdefault("uid", str(uuid.uuid4()))
-                    meta.setdefault("creationTimestamp", _now())
-                    meta.setdefault("generation", 1)
-                else:
-                    old_meta = old["metadata"]
-                    meta["uid"] = old_meta.get("uid", str(uuid.uuid4()))
-                    meta["creationTimestamp"] = old_meta.get("creationTimestamp", _now())
-                    gen = old_meta.get("generation", 1)
-                    meta["generation"] = gen + 1 if obj.get("spec") != old.get("spec") else gen
+            if old is None:
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("creationTimestamp", _now())
+                meta.setdefault("generation", 1)
+            else:  # an update keeps identity; generation counts changes of spec
+                old_meta = old.get("metadata")
+                old_meta = old_meta if isinstance(old_meta, dict) else {}
+                meta["uid"] = old_meta.get("uid", str(uuid.uuid4()))
+                meta["creationTimestamp"] = old_meta.get("creationTimestamp", _now())
+                gen = old_meta.get("generation", 1)
+                meta["generation"] = gen + 1 if obj.get("spec") != old.get("spec") else gen
             objs[key] = obj
-            return self._commit(res, "MODIFIED" if old else "ADDED", obj, old)
+            return self._commit(res, key, "MODIFIED" if old else "ADDED", obj, old)
 
     def delete(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
         key = (namespace if res.namespaced else "", name)
@@ -161,7 +181,7 @@ class Store:
             if old is None:
                 raise NotFound(name)
             gone = copy.deepcopy(old)
-            return self._commit(res, "DELETED", gone, old)
+            return self._commit(res, key, "DELETED", gone, old)
 
     def compact(self) -> int:
         """Forget history up to now: any older resourceVersion answers 410."""

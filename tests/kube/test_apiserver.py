@@ -303,3 +303,20 @@ def test_yaml_objects_and_malformed_injection(api: APIServer, tmp_path: Path) ->
     assert nodes.items[0].status.addresses[0].address == "10.1.0.1"
     assert sms["items"][0]["kind"] == "ServiceMonitor"  # CRD lists keep kind on items
     assert raw["items"][0]["spec"]["containers"] == "oops"
+
+
+def test_legacy_watch_path_and_timeout_seconds(api: APIServer) -> None:
+    api.apply(pod("a", ns="shop"))
+    api.apply(pod("b", ns="default"))
+
+    async def body(ac: client.ApiClient) -> list[dict[str, Any]]:
+        resp = await ac.call_api(
+            "/api/v1/watch/namespaces/shop/pods", "GET",
+            query_params=[("timeoutSeconds", "1")], auth_settings=["BearerToken"],
+            _preload_content=False)
+        text = await asyncio.wait_for(resp.read(), 10)  # the server ends it after 1 s
+        return [json.loads(line) for line in text.splitlines()]
+
+    events = run(api, body)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a")]
+    assert api.requests(verb="watch")[-1].path == "/api/v1/watch/namespaces/shop/pods"
