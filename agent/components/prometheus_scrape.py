@@ -9,8 +9,12 @@ to one :class:`Fanout` whose receivers are swapped in place when
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from agent import labels as lbl
 from agent.components._common import (
@@ -22,9 +26,11 @@ from agent.components._common import (
     http_client,
     targets_to_labels,
 )
+from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig
+from agent.scrape.ownership import Ownership
 from agent.scrape.pool import ScrapePool
 from agent.storage import Appendable, Fanout
 from agent.syntax.decode import attr, block
@@ -33,7 +39,11 @@ from agent.syntax.value import Duration, Secret
 
 @dataclass
 class ClusteringBlock:
-    """Accepted so Alloy configurations load; targets are not distributed yet."""
+    """With ``enabled`` and the agent in a cluster, scrape only the targets this agent owns.
+
+    Without ``--cluster.enabled`` the block changes nothing and every agent
+    scrapes every target, as in Alloy.
+    """
 
     enabled: bool = attr(default=False)
 
@@ -127,31 +137,61 @@ class Arguments:
         )
 
 
+class ClusterService(Ownership, Protocol):
+    """What ``prometheus.scrape`` needs of the cluster service (``services.CLUSTER``)."""
+
+    name: str  # this agent's name in the cluster
+    seed: int  # the same on every agent, so a moved target keeps its phase
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` on the event loop after ownership changed; returns an unsubscribe."""
+        ...
+
+
 @register("prometheus.scrape", Arguments, None)
 class PrometheusScrape(Component):
     def __init__(self, opts: Options, args: Arguments) -> None:
         super().__init__(opts, args)
         self.fanout = Fanout(list(args.forward_to))
-        self.pool = ScrapePool(args.to_config(opts.id), self.fanout)
+        try:
+            self.cluster: ClusterService | None = opts.get_service(services.CLUSTER)
+        except services.ServiceNotFound:
+            self.cluster = None
+        self.pool = self._new_pool(args)
         self._running = False
+        opts.registry.register(_MovedCollector(self))
+
+    def _new_pool(self, args: Arguments) -> ScrapePool:
+        if self.cluster is None:
+            return ScrapePool(args.to_config(self.opts.id), self.fanout)
+        return ScrapePool(
+            args.to_config(self.opts.id), self.fanout, seed=self.cluster.seed, ownership=self._ownership(args)
+        )
+
+    def _ownership(self, args: Arguments) -> Ownership | None:
+        return self.cluster if self.cluster is not None and args.clustering.enabled else None
 
     async def run(self) -> None:
         self._running = True
+        unsubscribe = self.cluster.subscribe(self.pool.rebalance) if self.cluster is not None else None
         try:
             self.pool.sync(targets_to_labels(self.args.targets))
             await super().run()
         finally:
             self._running = False
+            if unsubscribe is not None:
+                unsubscribe()
             await self.pool.stop()
 
     async def update(self, args: Arguments) -> None:
         self.args = args
         self.fanout.receivers = list(args.forward_to)
         if self._running:
+            self.pool.ownership = self._ownership(args)
             self.pool.update_config(args.to_config(self.opts.id))
             self.pool.sync(targets_to_labels(args.targets))
         else:
-            self.pool = ScrapePool(args.to_config(self.opts.id), self.fanout)
+            self.pool = self._new_pool(args)
 
     def debug_info(self) -> dict[str, Any]:
         out = []
@@ -168,4 +208,25 @@ class PrometheusScrape(Component):
                     "series": t.series,
                 }
             )
-        return {"targets": out}
+            if self.cluster is not None:
+                out[-1]["owner"] = self.cluster.name
+        info: dict[str, Any] = {"targets": out}
+        if self.cluster is not None:
+            info["targets_elsewhere"] = [
+                {"labels": dict(t.labels), "owner": t.owner} for t in self.pool.elsewhere_targets()
+            ]
+        return info
+
+
+class _MovedCollector(Collector):
+    """Alloy's ``prometheus_scrape_targets_moved_total``, read from the component's current pool."""
+
+    def __init__(self, component: PrometheusScrape) -> None:
+        self.component = component
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "prometheus_scrape_targets_moved",
+            "Number of targets that have moved from this instance to another one in the cluster.",
+            value=self.component.pool.moved_away,
+        )

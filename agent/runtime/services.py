@@ -21,6 +21,7 @@ from typing import Any
 HTTP = "http"
 # agent.discovery.informers.Informers: one watch per resource however many components ask.
 KUBERNETES_INFORMERS = "kubernetes.informers"
+CLUSTER = "cluster"
 
 
 class ServiceNotFound(LookupError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -97,8 +98,13 @@ class ScrapeLoop:
         appendable: Appendable,
         seed: int,
         cache: ScrapeCache | None = None,
+        owned: Callable[[], bool] | None = None,
     ) -> None:
         self.target = target
+        # Asked before every scrape when agents share targets: an agent that
+        # resumes after a stall must not scrape what moved away meanwhile.
+        self.owned = owned
+        self.skipped_not_owned = 0
         self.cfg = cfg
         self.appendable = appendable
         self.seed = seed
@@ -194,6 +200,12 @@ class ScrapeLoop:
                     aligned += self.interval
                 if scrape_time - aligned <= min(self.interval / 100, TIMESTAMP_TOLERANCE):
                     scrape_time = aligned
+                if self.owned is not None and not self.owned():
+                    self.skipped_not_owned += 1
+                    self._advance(loop.time())
+                    if await self._sleep_until(self._next):
+                        break
+                    continue
                 self._inflight = loop.create_task(self.scrape_and_report(scrape_time))
                 try:
                     await self._inflight

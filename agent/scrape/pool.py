@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 
 import structlog
 
@@ -23,6 +24,7 @@ from agent.scrape.cache import ScrapeCache
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.loop import ScrapeLoop
 from agent.scrape.offset import agent_seed
+from agent.scrape.ownership import Ownership, target_key
 from agent.scrape.target import Target, TargetStatus, populate_labels
 from agent.storage import Appendable
 
@@ -53,18 +55,36 @@ class DroppedTarget:
     reason: str  # "" when target relabeling dropped it
 
 
+@dataclasses.dataclass(slots=True)
+class ElsewhereTarget:
+    """A target this agent leaves to another one (clustering): who scrapes it."""
+
+    labels: Labels
+    owner: str
+
+
 class ScrapePool:
     def __init__(
-        self, config: ScrapeConfig, appendable: Appendable, *, seed: int | None = None
+        self,
+        config: ScrapeConfig,
+        appendable: Appendable,
+        *,
+        seed: int | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         config.validate()
         self.config = config
         self.appendable = appendable
+        # With an ownership the seed must be the same on every agent, so a target
+        # moved to another agent is scraped at the same phase of its interval.
         self.seed = agent_seed() if seed is None else seed
+        self.ownership = ownership
         self._loops: dict[Labels, ScrapeLoop] = {}
         self._retiring: set[ScrapeLoop] = set()
         self._discovered: list[Labels] = []
         self._dropped: list[DroppedTarget] = []
+        self._elsewhere: list[ElsewhereTarget] = []
+        self.moved_away = 0  # targets handed to another agent (prometheus_scrape_targets_moved_total)
         self._stopped = False
 
     # ------------------------------------------------------------ discovery
@@ -87,15 +107,39 @@ class ScrapePool:
         self._dropped = dropped
         return out
 
+    def _owned(self, wanted: dict[Labels, Target]) -> dict[Labels, Target]:
+        """The wanted targets this agent scrapes; the rest are recorded with their owner."""
+        own = self.ownership
+        if own is None:
+            self._elsewhere = []
+            return wanted
+        mine: dict[Labels, Target] = {}
+        elsewhere: list[ElsewhereTarget] = []
+        for key, target in wanted.items():
+            tkey = target_key(target.labels)
+            if own.owns(tkey):
+                mine[key] = target
+            else:
+                elsewhere.append(ElsewhereTarget(target.labels, own.owner(tkey)))
+        self._elsewhere = elsewhere
+        return mine
+
+    def _still_owned(self, target: Target) -> Callable[[], bool] | None:
+        own = self.ownership
+        if own is None:
+            return None
+        tkey = target_key(target.labels)
+        return lambda: own.owns(tkey)
+
     def sync(self, targets: list[Labels]) -> None:
         """Make the running loops match ``targets`` (discovered label sets)."""
         if self._stopped:
             raise RuntimeError("scrape pool is stopped")
         self._discovered = list(targets)
         wanted = self._targets(self._discovered)
-        for key in [k for k in self._loops if k not in wanted]:
-            self._retire(self._loops.pop(key), end_of_run_staleness=True)
-        for key, target in wanted.items():
+        mine = self._owned(wanted)
+        self._drop_unwanted(wanted, mine)
+        for key, target in mine.items():
             prev = self._loops.get(key)
             if prev is not None and prev.target.labels == target.labels:
                 continue
@@ -103,10 +147,27 @@ class ScrapePool:
             if prev is not None:
                 self._retire(prev, end_of_run_staleness=False)
                 cache = prev.cache
-            loop = ScrapeLoop(target, self.config, self.appendable, self.seed, cache)
-            self._loops[key] = loop
-            loop.start()
+            self._start(key, target, self.config, cache)
         self._apply_target_limit()
+
+    def rebalance(self) -> None:
+        """Apply a change of ownership (the cluster's membership changed) to the known targets."""
+        if not self._stopped:
+            self.sync(self._discovered)
+
+    def _drop_unwanted(self, wanted: dict[Labels, Target], mine: dict[Labels, Target]) -> None:
+        """Stop loops of targets that vanished (stale markers) or moved to another agent (none:
+        the new owner goes on writing the same series, and markers from here would race it)."""
+        for key in [k for k in self._loops if k not in mine]:
+            moved = key in wanted
+            self.moved_away += moved
+            self._retire(self._loops.pop(key), end_of_run_staleness=not moved)
+
+    def _start(self, key: Labels, target: Target, config: ScrapeConfig, cache: ScrapeCache | None) -> ScrapeLoop:
+        loop = ScrapeLoop(target, config, self.appendable, self.seed, cache, owned=self._still_owned(target))
+        self._loops[key] = loop
+        loop.start()
+        return loop
 
     def _apply_target_limit(self) -> None:
         limit = self.config.target_limit
@@ -134,21 +195,19 @@ class ScrapePool:
         old, self.config = self.config, config
         reuse = _cache_reusable(old, config)
         wanted = self._targets(self._discovered)
-        for key in [k for k in self._loops if k not in wanted]:
-            self._retire(self._loops.pop(key), end_of_run_staleness=True)
-        for key, target in wanted.items():
+        mine = self._owned(wanted)
+        self._drop_unwanted(wanted, mine)
+        for key, target in mine.items():
             prev = self._loops.get(key)
             cache = None
             if prev is not None:
                 self._retire(prev, end_of_run_staleness=False)
                 cache = prev.cache if reuse else ScrapeCache()
-            loop = ScrapeLoop(target, config, self.appendable, self.seed, cache)
+            loop = self._start(key, target, config, cache)
             if prev is not None:
                 loop.status = dataclasses.replace(
                     prev.status, interval=target.interval, timeout=target.timeout
                 )
-            self._loops[key] = loop
-            loop.start()
         self._apply_target_limit()
 
     # ------------------------------------------------------------ status + shutdown
@@ -158,6 +217,10 @@ class ScrapePool:
 
     def dropped_targets(self) -> list[DroppedTarget]:
         return list(self._dropped)
+
+    def elsewhere_targets(self) -> list[ElsewhereTarget]:
+        """Targets discovered here and scraped by another agent (empty without clustering)."""
+        return list(self._elsewhere)
 
     async def stop(self) -> None:
         """Stop every loop, without stale markers (as on shutdown), and close clients."""

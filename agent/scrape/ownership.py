@@ -1,0 +1,45 @@
+"""Which targets this agent scrapes when several agents share them.
+
+The scrape engine does not know how agents agree: it asks an :class:`Ownership`
+(the cluster engine's answer, handed in by ``prometheus.scrape`` when its
+``clustering`` block is enabled) whether a target's key is its own. The key is
+a target's stable identity, not all its labels: Alloy hashes every non-meta
+label, and its users get a target scraped twice or never when one label (a
+pod's changing annotation, a discovery quirk) differs between agents. Job,
+scheme, address, metrics path and URL parameters are what make a target the
+same endpoint everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from agent import labels as L
+from agent.labels import Labels
+
+# The labels that make a target the same endpoint on every agent.
+DEFAULT_KEY_LABELS: tuple[str, ...] = ("job", L.SCHEME, L.ADDRESS, L.METRICS_PATH)
+
+
+class Ownership(Protocol):
+    """The agent's share of the targets, as the cluster sees it now."""
+
+    def owns(self, key: bytes) -> bool:
+        """Whether this agent scrapes the target with this key."""
+        ...
+
+    def owner(self, key: bytes) -> str:
+        """The name of the agent that scrapes it (for debug info and the UI)."""
+        ...
+
+
+def target_key(labels: Labels, key_labels: tuple[str, ...] = DEFAULT_KEY_LABELS) -> bytes:
+    """A target's identity from its final labels: the key labels and every ``__param_*``.
+
+    Fields are separated by the byte 0xff, which never occurs in UTF-8, so two
+    different targets never share a key.
+    """
+    d = dict(labels)
+    parts = [d.get(n, "") for n in key_labels]
+    parts += [f"{n}={v}" for n, v in labels if n.startswith(L.PARAM_PREFIX)]
+    return b"\xff".join(p.encode() for p in parts)

@@ -1,0 +1,115 @@
+"""prometheus.scrape with ``clustering { enabled = true }`` asks the process' cluster service which
+targets are its own, follows ownership changes, and scrapes everything without the block.
+
+The cluster here is a small in-test service with the interface the cluster engine
+serves (owns, owner, name, seed, subscribe); the targets are real HTTP servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from agent.runtime.controller import Controller
+from agent.runtime.services import CLUSTER, HTTP, Services
+from agent.server.http import HTTPInfo
+from tests.components.helpers import files, make_registry, metrics_text, run
+from tests.scrape.server import Exporter
+
+CONFIG = """
+test.sink "out" { }
+prometheus.scrape "s" {
+  targets = [
+    {"__address__" = "%s"},
+    {"__address__" = "%s"},
+  ]
+  forward_to      = [test.sink.out.receiver]
+  scrape_interval = "500ms"
+  scrape_timeout  = "400ms"
+  clustering {
+    enabled = %s
+  }
+}
+"""
+
+
+class TwoAgents:
+    """This agent ("a") owns the addresses in ``mine``; "b" owns the rest."""
+
+    name = "a"
+    seed = 42
+
+    def __init__(self, mine: set[str]) -> None:
+        self.mine = mine
+        self.callbacks: list[Callable[[], None]] = []
+
+    def owns(self, key: bytes) -> bool:
+        return any(m.encode() in key.split(b"\xff") for m in self.mine)
+
+    def owner(self, key: bytes) -> str:
+        return "a" if self.owns(key) else "b"
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self.callbacks.append(callback)
+        return lambda: self.callbacks.remove(callback)
+
+    def move(self, mine: set[str]) -> None:
+        self.mine = mine
+        for cb in list(self.callbacks):
+            cb()
+
+
+def scraped(c: Controller) -> set[str]:
+    sink = c.node("test.sink.out").component.sink
+    return {s[0]["instance"] for s in sink.samples() if s[0]["__name__"] == "up"}
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_scrapes_only_owned_targets_and_follows_ownership_changes(tmp_path):
+    ex = [Exporter().start() for _ in range(2)]
+    for e in ex:
+        e.set(body="x 1\n")
+    a, b = (e.address for e in ex)
+    cluster = TwoAgents({a})
+
+    async def go():
+        svc = Services(**{HTTP: HTTPInfo("127.0.0.1:12345"), CLUSTER: cluster})
+        c = Controller(storage_path=tmp_path, registry=make_registry(), services=svc)
+        await c.load(files(CONFIG % (a, b, "true")))
+        await until(lambda: a in scraped(c))
+        assert scraped(c) == {a}
+        info = c.node("prometheus.scrape.s").debug_info()
+        assert [t["owner"] for t in info["targets"]] == ["a"]
+        assert [(t["labels"]["__address__"], t["owner"]) for t in info["targets_elsewhere"]] == [(b, "b")]
+
+        cluster.move({b})
+        sink = c.node("test.sink.out").component.sink
+
+        def ups_of(addr: str) -> int:
+            return sum(1 for s in sink.samples() if s[0]["__name__"] == "up" and s[0]["instance"] == addr)
+
+        await until(lambda: ups_of(b) >= 1)
+        before = ups_of(a)
+        await asyncio.sleep(1.5)  # three intervals: a would have been scraped, or gone stale
+        assert ups_of(a) == before
+        assert 'prometheus_scrape_targets_moved_total{component_id="prometheus.scrape.s"} 1.0' in metrics_text(c)
+
+        # Without the block (a reload), every agent scrapes every target, as in Alloy.
+        await c.load(files(CONFIG % (a, b, "false")))
+        await until(lambda: {a, b} <= scraped(c))
+        assert len(cluster.callbacks) == 1
+        await c.stop()
+        assert cluster.callbacks == []
+
+    try:
+        run(go())
+    finally:
+        for e in ex:
+            e.stop()
