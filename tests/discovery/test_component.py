@@ -273,3 +273,23 @@ def test_in_cluster_own_namespace(tmp_path: Path, api: APIServer, monkeypatch: p
             assert {r.path for r in api.requests(verb="list", resource="pods")} == {"/api/v1/namespaces/shop/pods"}
 
     run(go())
+
+
+def test_kubeconfig_file_and_reload_to_other_arguments(tmp_path: Path, api: APIServer) -> None:
+    objs = load()
+    kubeconfig = api.kubeconfig(tmp_path / "kubeconfig", TOKEN)
+
+    def src(role: str, extra: str = "") -> str:
+        return f'discovery.kubernetes "k" {{\n  role = "{role}"\n  kubeconfig_file = "{kubeconfig}"\n  {extra}\n}}\n'
+
+    async def go() -> None:
+        async with running(tmp_path, src("ingress")) as (c, informers):
+            await until(lambda: exported(c) == expected("ingress", objs))
+            # New arguments: the same component, new informers; the old ones are released.
+            await c.load(files(src("service", 'namespaces {\n    names = ["kube-system"]\n  }')))
+            kube_system = {**objs, "Service": [s for s in objs["Service"]
+                                               if s["metadata"]["namespace"] == "kube-system"]}
+            await until(lambda: exported(c) == expected("service", kube_system))
+            assert [str(i.key) for i in informers.running()] == ["services ns=kube-system"]
+
+    run(go())
