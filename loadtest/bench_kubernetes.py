@@ -112,9 +112,14 @@ class Watcher:
         self.targets = targets
         self.event.set()
 
-    async def until(self, cond: Any, timeout: float = 120.0) -> None:
+    async def until(self, cond: Any, timeout: float = 120.0, fresh: bool = False) -> None:
+        """Until a target list satisfies cond; with ``fresh``, only lists handed on from now
+        (so checking cond, a scan of every target, never runs before the list it waits for)."""
         deadline = time.monotonic() + timeout
-        while not cond(self.targets):
+        if fresh:
+            self.event.clear()
+        while fresh or not cond(self.targets):
+            fresh = False
             self.event.clear()
             await asyncio.wait_for(self.event.wait(), max(0.0, deadline - time.monotonic()))
 
@@ -143,8 +148,9 @@ async def timing(api: APIServer, args: argparse.Namespace, pods: list[dict[str, 
     async def change(apply: Any, cond: Any) -> tuple[float, float]:
         t = time.monotonic()
         cpu = time.thread_time()
+        watcher.event.clear()
         await asyncio.to_thread(apply)
-        await watcher.until(cond)
+        await watcher.until(cond, fresh=not watcher.event.is_set())
         return time.monotonic() - t, watcher.cpu_at_publish - cpu
 
     walls, cpus = [], []
