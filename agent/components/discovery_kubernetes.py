@@ -177,14 +177,13 @@ class DiscoveryKubernetes(Component):
         try:
             while True:
                 self._restart.clear()
-                task = None
+                task = restart = None
                 try:
                     self._discoverer = await self._start(self.args)
                     self._error = ""
                     task = asyncio.ensure_future(self._discoverer.run())
                     restart = asyncio.ensure_future(self._restart.wait())
                     await asyncio.wait({task, restart}, return_when=asyncio.FIRST_COMPLETED)
-                    restart.cancel()
                     if task.done():
                         task.result()  # a discoverer that failed shows on the health, below
                 except asyncio.CancelledError:
@@ -195,6 +194,8 @@ class DiscoveryKubernetes(Component):
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._restart.wait(), RETRY)
                 finally:
+                    if restart is not None:
+                        restart.cancel()
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):
