@@ -67,7 +67,12 @@ class SeenPods:
                 break
 
     def uncovered(self) -> list[dict[str, str]]:
-        """A target per container port of a seen pod that no endpoint port covered."""
+        """A target per container port of a seen pod that no endpoint port covered.
+
+        As Prometheus: init containers included, no node metadata, and the
+        group's labels (the Endpoints or EndpointSlice object's) apply; vmagent
+        1.79 differs on all three (tests/discovery/vmagent.py).
+        """
         r = self._r
         out = []
         for pod, seen in self._pods.values():

@@ -66,6 +66,7 @@ def build(eps: Obj, lookups: Lookups) -> TargetGroup:
             target.update(node_meta_labels(lookups, r, r.str(ref, "name")))
         pod = seen.resolve(ref)
         if pod is not None:
+            # The endpoint port's protocol, as Prometheus; vmagent 1.79 takes the container's.
             seen.attach(target, pod, number, lambda _cport: r.str(port, "protocol"))
         tg.targets.append(target)
 

@@ -35,7 +35,7 @@ def build(ing: Obj, lookups: Lookups | None = None) -> TargetGroup:
     ls = tg.labels
     ls[NAMESPACE] = r.str(meta, "namespace")
     cls = r.opt_str(spec, "ingressClassName")
-    if cls is not None:
+    if cls is not None:  # only when set, as Prometheus; vmagent 1.79 sets it empty
         ls[META + "ingress_class_name"] = cls
     add_meta_labels(ls, r, meta, "ingress")
 

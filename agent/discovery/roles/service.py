@@ -21,7 +21,8 @@ def source(obj: Obj) -> str:
 
 
 def service_labels(svc: Obj, r: Reader) -> dict[str, str]:
-    """The namespace and the service's meta labels; the endpoints roles attach them too."""
+    """The namespace and the service's meta labels; the endpoints roles attach them too
+    (not the cluster IP and type, which vmagent 1.79 adds there and Prometheus does not)."""
     meta = r.obj(svc, "metadata")
     ls = {NAMESPACE: r.str(meta, "namespace")}
     add_meta_labels(ls, r, meta, "service")
