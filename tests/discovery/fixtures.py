@@ -10,11 +10,13 @@ import yaml
 from agent.discovery.roles import Lookups
 
 OBJECTS = Path(__file__).with_name("objects.yaml")
+# Corner cases, for the differential test.
+EDGE_OBJECTS = Path(__file__).with_name("edge_objects.yaml")
 
 
-def load() -> dict[str, list[dict[str, Any]]]:
+def load(*paths: Path) -> dict[str, list[dict[str, Any]]]:
     by_kind: dict[str, list[dict[str, Any]]] = {}
-    for obj in yaml.safe_load(OBJECTS.read_text()):
+    for obj in (o for p in paths or (OBJECTS,) for o in yaml.safe_load(p.read_text())):
         by_kind.setdefault(obj["kind"], []).append(obj)
     return by_kind
 

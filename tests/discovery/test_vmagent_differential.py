@@ -20,7 +20,7 @@ from agent.runtime.controller import Controller
 from agent.runtime.services import HTTP, KUBERNETES_INFORMERS, Services
 from agent.server.http import HTTPInfo
 from tests.components.helpers import files, make_registry, run
-from tests.discovery.fixtures import OBJECTS, load, lookups
+from tests.discovery.fixtures import EDGE_OBJECTS, OBJECTS, load, lookups
 from tests.discovery.test_informer import until
 from tests.discovery.vmagent import discovered, to_vmagent_1_79, vmagent, vmagent_only
 from tests.kube.apiserver import APIServer
@@ -83,8 +83,9 @@ async def _component_targets(tmp_path: Path, jobs: dict, counts: dict[str, int])
 
 
 def test_every_role_matches_vmagent(tmp_path: Path) -> None:
-    objs = load()
-    with APIServer(tmp_path / "api", objects=yaml.safe_load(OBJECTS.read_text())) as api:
+    objs = load(OBJECTS, EDGE_OBJECTS)
+    served = yaml.safe_load(OBJECTS.read_text()) + yaml.safe_load(EDGE_OBJECTS.read_text())
+    with APIServer(tmp_path / "api", objects=served) as api:
         api.add_token(TOKEN)
         api.load_rbac()
         (tmp_path / "token").write_text(TOKEN)

@@ -91,12 +91,18 @@ POD_CONTAINER = (M + "pod_container_name", M + "pod_container_port_name",
 def to_vmagent_1_79(role: str, target: dict[str, str], lookups: Lookups) -> dict[str, str] | None:
     """Our target (Prometheus today) as vmagent 1.79 builds it; None where it builds none.
 
-    The differences, each seen in vmagent's output for objects.yaml:
+    The differences, each seen in vmagent's output for objects.yaml and edge_objects.yaml:
     - labels Prometheus added since (``NEWER``), and the container image on
       pod and endpoints targets (pod: ``pod_container_image``; vmagent has
       ``pod_container_init`` on pod targets but neither on endpoints targets);
     - an endpoints target's container port protocol is the container port's
       in vmagent, the endpoint port's in Prometheus;
+    - attach_metadata node on an address without nodeName: Prometheus takes the
+      node of a Node targetRef, vmagent none; and for a pod's address vmagent
+      takes the pod's node, Prometheus none;
+    - an endpointslice endpoint without ``conditions.ready``, or a port without
+      name or protocol: Prometheus sets no label (the fields are pointers),
+      vmagent sets ready "false" and the port's name and protocol empty;
     - targets for container ports no endpoint covered: vmagent skips init
       containers, leaves off the endpoints/endpointslice object's own labels,
       and attaches node metadata to them; Prometheus does the opposite.
@@ -108,6 +114,13 @@ def to_vmagent_1_79(role: str, target: dict[str, str], lookups: Lookups) -> dict
     t.pop(M + "pod_container_init", None)
     port_label = M + ("endpoint_port_name" if role == "endpoints" else "endpointslice_port")
     pod = lookups.pods.get(f"{target.get(M + 'namespace')}/{target.get(M + 'pod_name')}")
+    if port_label in target and lookups.nodes is not None:
+        # vmagent's node for an address: its nodeName, else its pod's; never a Node targetRef.
+        node = target.get(M + ("endpoint_node_name" if role == "endpoints" else "endpointslice_endpoint_node_name"))
+        if node is None and pod is not None:
+            node = pod["spec"].get("nodeName")
+        t = {k: v for k, v in t.items() if not k.startswith(M + "node_")}
+        t.update(node_meta_labels(lookups, Reader([]), node))
     if port_label not in target and pod is not None:  # a port no endpoint covered
         if target.get(M + "pod_container_init") == "true":
             return None
@@ -115,7 +128,10 @@ def to_vmagent_1_79(role: str, target: dict[str, str], lookups: Lookups) -> dict
             if k.startswith(f"{M}{role}_"):
                 del t[k]
         t.update(node_meta_labels(lookups, Reader([]), pod["spec"].get("nodeName")))
-    elif role == "endpoints" and pod is not None and M + "pod_container_name" in t:
+    elif role == "endpointslice" and port_label in target:
+        for label in ("endpoint_conditions_ready", "port_name", "port_protocol"):
+            t.setdefault(f"{M}endpointslice_{label}", "false" if label.startswith("endpoint_") else "")
+    if role == "endpoints" and port_label in target and pod is not None and M + "pod_container_name" in t:
         t[M + "pod_container_port_protocol"] = _container_protocol(pod, target)
     return t
 
