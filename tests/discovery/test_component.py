@@ -293,3 +293,25 @@ def test_kubeconfig_file_and_reload_to_other_arguments(tmp_path: Path, api: APIS
             assert [str(i.key) for i in informers.running()] == ["services ns=kube-system"]
 
     run(go())
+
+
+def test_components_share_one_informer_per_resource(tmp_path: Path, api: APIServer) -> None:
+    objs = load()
+    src = "\n".join([
+        config(api, "pod").replace('"k"', '"a"'),
+        config(api, "pod").replace('"k"', '"b"'),
+        # Endpoints reads pods and services too: the same pods informer serves it.
+        config(api, "endpoints").replace('"k"', '"c"'),
+    ])
+
+    async def go() -> None:
+        async with running(tmp_path, src) as (c, informers):
+            def targets(name: str) -> list[tuple]:
+                return sorted(_key(t) for t in c.node(f"discovery.kubernetes.{name}").exports.targets)
+            await until(lambda: targets("a") == targets("b") == expected("pod", objs)
+                        and targets("c") == expected("endpoints", objs))
+            assert sorted(str(i.key) for i in informers.running()) == [
+                "endpoints ns=*", "pods ns=*", "services ns=*"]
+            assert len(api.requests(verb="list", resource="pods")) == 1
+
+    run(go())
