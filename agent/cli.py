@@ -15,6 +15,7 @@ COMMANDS = {
     "run": ("agent.commands.run", "run the components of a configuration file or folder"),
     "fmt": ("agent.commands.fmt", "format configuration files"),
     "validate": ("agent.commands.validate", "check configuration files for errors"),
+    "convert": ("agent.commands.convert", "convert a Prometheus configuration to Alloy syntax"),
 }
 
 

@@ -67,7 +67,7 @@ def bench(n_series: int, n_batches: int, shards: int = 8) -> dict[str, float]:
     total = n_series * n_batches
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "wal"
-        wal = WAL(d, metrics_id="bench")
+        wal = WAL(d)
         wal.open()
         wal.append(
             batches[0].labels, batches[0].timestamps, batches[0].values
@@ -103,11 +103,11 @@ def bench(n_series: int, n_batches: int, shards: int = 8) -> dict[str, float]:
             # The first record resolves each series' labels for this endpoint (once per series
             # and endpoint): timed apart, as the steady state never pays it.
             t = time.process_time()
-            eq._dispatch(recs[0])
+            eq.watcher.hand_over(recs[0])
             first = time.process_time() - t
             t = time.process_time()
             for rec in recs[1:]:
-                eq._dispatch(rec)
+                eq.watcher.hand_over(rec)
             # RW 1.0 bodies are built when a batch is sent (agent/remote/fastpath.encode_part):
             # that is part of the figure too.
             bodies = [eq._encode(b)[0] for s in eq.shards for b in s.ready]
@@ -157,7 +157,7 @@ def bench_histograms(n_series: int, n_batches: int) -> dict[str, float]:
     total = n_series * n_batches
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "wal"
-        wal = WAL(d, metrics_id="bench-h")
+        wal = WAL(d)
         wal.open()
         t = time.process_time()
         for b in range(n_batches):
@@ -187,7 +187,7 @@ def bench_histograms(n_series: int, n_batches: int) -> dict[str, float]:
                 recs.extend(x for x in r.records if x.type == walrec.HISTOGRAMS)
             t = time.process_time()
             for rec in recs:
-                eq._dispatch_histograms(rec)
+                eq.watcher.hand_over(rec)
             disp = time.process_time() - t
             await eq.client.aclose()
             return disp
@@ -214,7 +214,7 @@ def bench_memory(n_series: int) -> dict[str, float]:
     batches = make_batches(n_series, 2)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "wal"
-        wal = WAL(d, metrics_id="bench-m")
+        wal = WAL(d)
         wal.open()
         gc.collect()
         tracemalloc.start()
@@ -237,7 +237,7 @@ def bench_memory(n_series: int) -> dict[str, float]:
             recs = [x for x in cur.read(1 << 26).records if x.type == walrec.SAMPLES]
             gc.collect()
             m0 = tracemalloc.get_traced_memory()[0]
-            eq._dispatch(recs[0])
+            eq.watcher.hand_over(recs[0])
             for s in eq.shards:  # sent and acknowledged: only the per-series cache stays
                 s.ready.clear()
                 s.cut((0, 0, 0))
@@ -245,7 +245,7 @@ def bench_memory(n_series: int) -> dict[str, float]:
             gc.collect()
             cache = tracemalloc.get_traced_memory()[0] - m0
             m1 = tracemalloc.get_traced_memory()[0]
-            eq._dispatch(recs[1])
+            eq.watcher.hand_over(recs[1])
             pending = tracemalloc.get_traced_memory()[0] - m1  # one scrape's samples waiting in batches
             await eq.client.aclose()
             return cache, pending

@@ -258,7 +258,8 @@ class PrometheusRemoteWrite(Component):
     def __init__(self, opts: Options, args: Arguments) -> None:
         super().__init__(opts, args)
         endpoints, external, wal = args.settings()
-        self.rw = RemoteWrite(opts.data_path / "wal", endpoints, external, wal)
+        # The engine's metrics go into the component's registry; the runtime adds component_id.
+        self.rw = RemoteWrite(opts.data_path / "wal", endpoints, external, wal, registry=opts.registry)
         opts.set_exports(Exports(receiver=self.rw))
 
     async def run(self) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import json
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -148,9 +149,9 @@ class Informer:
                  page_size: int = 500, rng: random.Random | None = None,
                  transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
                  ) -> None:
-        """transform: applied to each object before it is kept (default: drop
-        metadata.managedFields, the largest part of most objects, which no role reads)."""
-        transform = transform or drop_managed_fields
+        """transform: applied to each freshly decoded object before it is kept (default:
+        `compact`)."""
+        transform = transform or compact
         self.client = client
         self.key = key
         self.objects: dict[ObjKey, dict[str, Any]] = {}
@@ -247,7 +248,7 @@ class Informer:
             except Gone as e:
                 self._count_error("gone", str(e), ns)
                 rv = None
-                failures += 1
+                failures = 1 if self._accepted[ns] else failures + 1
                 if failures == 1:
                     continue  # relist at once; back off only if that keeps happening
             except Exception as e:  # every failure is retried; the cache stays
@@ -390,11 +391,26 @@ class Informer:
                     reason=reason, err=message)
 
 
-def drop_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+def compact(obj: dict[str, Any]) -> dict[str, Any]:
+    """Drop metadata.managedFields (often the largest part of an object; no role reads it)
+    and share repeated short strings (phases, image names, label values, timestamps): on
+    5,000 realistic pods, 48 -> 33 MiB held for ~20% more decoding CPU
+    (loadtest/bench_informers.py)."""
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
+    _intern(obj)
     return obj
+
+
+def _intern(o: dict[str, Any] | list[Any], intern: Callable[[str], str] = sys.intern) -> None:
+    items = o.items() if isinstance(o, dict) else enumerate(o)
+    for k, v in items:
+        if type(v) is str:
+            if len(v) <= 64:
+                o[k] = intern(v)  # type: ignore[index]
+        elif isinstance(v, (dict, list)):
+            _intern(v)
 
 
 def _rv(obj: Any) -> str:

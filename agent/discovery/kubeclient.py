@@ -67,8 +67,8 @@ class ClientSettings:
 
     def identity(self) -> tuple[Any, ...]:
         """What makes two settings share a connection (never logged: it holds secrets)."""
-        return (self.api_server, self.kubeconfig_file, repr(_http_identity(self.http)),
-                self.in_cluster)
+        return (self.api_server, self.kubeconfig_file, _http_identity(self.http),
+                self.in_cluster, self.token_reread)
 
 
 def _http_identity(http: HTTPClientConfig) -> tuple[Any, ...]:
@@ -79,6 +79,7 @@ def _http_identity(http: HTTPClientConfig) -> tuple[Any, ...]:
         (ba.username, ba.password, ba.password_file) if ba else None,
         (au.type, au.credentials, au.credentials_file) if au else None,
         http.bearer_token, http.bearer_token_file, http.proxy_url,
+        tuple(sorted(http.headers.items())),
         (tls.ca_pem, tls.ca_file, tls.cert_pem, tls.cert_file, tls.key_pem, tls.key_file,
          tls.server_name, tls.insecure_skip_verify) if tls else None,
     )
@@ -255,4 +256,8 @@ async def connect(settings: ClientSettings) -> KubeClient:
         if first is not None:
             conf.api_key["BearerToken"] = first
         conf.refresh_api_key_hook = credentials.hook
-    return KubeClient(kclient.ApiClient(conf), namespace, credentials)
+    api = kclient.ApiClient(conf)
+    if settings.api_server:
+        for name, value in settings.http.headers.items():
+            api.set_default_header(name, value)
+    return KubeClient(api, namespace, credentials)

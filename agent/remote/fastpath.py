@@ -12,8 +12,8 @@ prefixes, the packed values and the shared timestamp field interleaved by
 extended slice assignment), so batches waiting to be sent hold no encoded
 bytes. Everything else (stale
 timestamps, unknown or relabel-dropped series, repeats, a restart's skip
-points, 2.0) returns False and takes the general loop in ``queue.py``, which
-gives the same batches a sample at a time.
+points, 2.0) returns False and takes the general loop in ``dispatch.py``,
+which gives the same batches a sample at a time.
 
 Batches are cut exactly where the general loop would cut them: at
 ``max_samples_per_send``, and at the first series of the record already in
@@ -132,8 +132,8 @@ def dispatch_record(
         s = shards[0]
         if s.seen and _meets(s.seen, refs, t):
             return False
-        if t > s.buf_max_ts:
-            s.buf_max_ts = t
+        if t > s.max_ts:
+            s.max_ts = t
         _fill(s, seg, off, refs, tss, vals, refs, range(n), t)
         return True
     rs: Sequence[int] = get(refs)
@@ -142,8 +142,8 @@ def dispatch_record(
         if s.seen and _meets(s.seen, rs[lo:hi], t):
             return False
     for s in shards:
-        if t > s.buf_max_ts:
-            s.buf_max_ts = t
+        if t > s.max_ts:
+            s.max_ts = t
     for k, lo, hi in bounds:
         _fill(shards[k], seg, off, refs, tss, vals, rs[lo:hi], order[lo:hi], t)
     return True
@@ -186,7 +186,7 @@ def _fill(
                 j = next(j for j, r in enumerate(part) if r in seen)
                 if j == 0:
                     s.cut((seg, off, ix[a]))
-                    s.buf_max_ts = t
+                    s.max_ts = t
                     continue
                 b = a + j
                 whole = False
@@ -196,7 +196,7 @@ def _fill(
         s.count += m
         if s.count >= maxs:
             s.cut((seg, off, ix[b - 1] + 1))
-            s.buf_max_ts = t
+            s.max_ts = t
         a = b
 
 

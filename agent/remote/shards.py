@@ -1,15 +1,15 @@
 """A shard: one sender with one batch in flight, retried in place until it is done.
 
-The queue's reader appends encoded samples straight into ``buf`` (a shard
-never sees a sample object) and cuts a batch when ``max_samples_per_send`` is
-reached or a series would appear twice with two timestamps (a second sample
-of a series at the *same* timestamp is dropped by the reader, keeping the
-first); the shard cuts a partial batch itself when its oldest buffered
-sample has waited ``batch_send_deadline``. A batch is sent, and on a retryable answer
-sent again after a full-jitter backoff, until it is accepted or rejected for
-good: so one series' samples, which always land in the same shard, leave in
-the order they were written. Only then does the shard's acknowledged
-position move past it.
+The queue's dispatch (agent/remote/dispatch.py) fills a shard's open batch
+with references into the WAL records' columns (``parts``, ``hparts``,
+``eparts``; nothing is encoded yet) and cuts it when ``max_samples_per_send``
+is reached or a series would appear twice with two timestamps; the shard
+cuts a partial batch itself when its oldest sample has waited
+``batch_send_deadline``. A batch is encoded when it is sent (the queue's
+``encode``), and on a retryable answer sent again after a full-jitter
+backoff, until it is accepted or rejected for good: so one series' samples,
+which always land in the same shard, leave in the order they were written.
+Only then does the shard's acknowledged position move past it.
 """
 
 from __future__ import annotations
@@ -24,20 +24,19 @@ from typing import Any
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient
 from agent.remote.codec import compress
-from agent.remote.codec_v2 import V1
+from agent.remote.metrics import QueueMetrics
 from agent.remote.position import Point
 from agent.remote.ratecontrol import SendRate
 
 
 @dataclass(slots=True)
 class Batch:
-    body: bytes  # uncompressed 1.0 TimeSeries fields, built while dispatching (empty for a 2.0 queue)
     count: int
     end: Point  # the shard's acknowledged position once this batch is done
     max_ts: int
     # The samples themselves: (refs, timestamps, values, indexes) per WAL record, the
-    # record's columns shared, not copied. Re-encoding (2.0, a fallback to 1.0, dropping
-    # samples past sample_age_limit on a retry) starts from here.
+    # record's columns shared, not copied. Encoding (at each send: 1.0, 2.0, a fallback to
+    # 1.0, a retry after samples past sample_age_limit were dropped) starts from here.
     parts: list[Part] = field(default_factory=list)
     # Native histograms ``(ref, ts, stored message body)`` and exemplars ``(ref, ts, value, labels)``;
     # ``count`` includes them (they fill a batch as samples do, as in Prometheus).
@@ -54,22 +53,6 @@ Part = tuple[Any, Any, Any, Sequence[int]]  # a list or a range of record indexe
 Encoder = Callable[[Batch], tuple[bytes, str]]  # uncompressed body and its protocol
 
 
-class ShardMetrics:
-    """Children of the queue's metrics, resolved once per queue so sends do no label look-ups."""
-
-    def __init__(self, sent, failed, retried, highest_sent, duration, bytes_sent,  # noqa: ANN001
-                 histograms=None, exemplars=None) -> None:  # noqa: ANN001
-        self.histograms = histograms  # histograms_total / exemplars_total children, when the queue has them
-        self.exemplars = exemplars
-        self.sent = sent
-        self.failed = failed
-        self.retried = retried
-        self.highest_sent = highest_sent
-        self.duration = duration
-        self.bytes_sent = bytes_sent
-        self.busy_seconds = 0.0  # shard-seconds from taking a batch to its durable ack (shard tuning)
-
-
 class Shard:
     def __init__(
         self,
@@ -80,19 +63,18 @@ class Shard:
         backoff: Backoff,
         max_samples: int,
         deadline: float,
-        metrics: ShardMetrics,
+        metrics: QueueMetrics,
         dispatched: Callable[[], Point],
         on_done: Callable[[Shard, Batch, SendResult], None],
         durable: Callable[[int, Point], Awaitable[None]],
         rate: SendRate | None = None,
-        encode: Encoder | None = None,
+        encode: Encoder,
         expire: Callable[[Batch], Batch | None] | None = None,
     ) -> None:
         self.index = index
         self.acked: Point = start
-        self.buf = bytearray()
         self.count = 0
-        self.buf_max_ts = 0
+        self.max_ts = 0
         self.first_at = 0.0  # monotonic time the oldest buffered sample arrived
         self.ready: deque[Batch] = deque()
         self.inflight: Batch | None = None
@@ -107,12 +89,12 @@ class Shard:
         self._on_done = on_done
         self._durable = durable
         self.rate = rate or SendRate()
-        self._encode: Encoder = encode or (lambda b: (b.body, V1))
+        self._encode = encode
         self._expire = expire or (lambda b: b)
         self.parts: list[Part] = []
         self.hparts: list[tuple[int, int, Any]] = []
         self.eparts: list[tuple[int, int, float, Any]] = []
-        # ref -> timestamp of its sample in buf: a batch holds one sample per series; a repeat at
+        # ref -> timestamp of its sample in the open batch: a batch holds one sample per series; a repeat at
         # another timestamp cuts the batch, a repeat at the same timestamp is dropped by the reader.
         self.seen: dict[int, int] = {}
         self._wake = asyncio.Event()  # new data or a cut batch
@@ -122,24 +104,20 @@ class Shard:
     # Called by the reader, between dispatches (same thread, never concurrently with run()).
 
     def cut(self, end: Point) -> None:
-        self.ready.append(Batch(bytes(self.buf), self.count, end, self.buf_max_ts, self.parts, self.hparts,
-                                self.eparts))
+        self.ready.append(Batch(self.count, end, self.max_ts, self.parts, self.hparts, self.eparts))
         self.parts = []
         self.hparts = []
         self.eparts = []
-        self.buf = bytearray()
         self.seen = {}
         self.count = 0
         self.first_at = 0.0
         self._wake.set()
 
-    def touched(self, now: float, max_ts: int) -> None:
-        """After a record was dispatched: start the deadline clock, note the newest timestamp."""
+    def touched(self, now: float) -> None:
+        """After a read was dispatched: start the deadline clock if the open batch just got its first sample."""
         if self.count and not self.first_at:
             self.first_at = now
             self._wake.set()
-        if max_ts > self.buf_max_ts:
-            self.buf_max_ts = max_ts
 
     def pending(self) -> int:
         n = self.count
@@ -151,9 +129,6 @@ class Shard:
 
     def idle(self) -> bool:
         return not self.count and not self.ready and self.inflight is None
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def flush_soon(self) -> None:
         """Send the partial batch without waiting for the deadline."""
@@ -223,9 +198,9 @@ class Shard:
             if result.outcome == "ok":
                 if batch.hparts or batch.eparts:
                     self.metrics.sent.inc(batch.samples)
-                    if batch.hparts and self.metrics.histograms is not None:
+                    if batch.hparts:
                         self.metrics.histograms.inc(len(batch.hparts))
-                    if batch.eparts and self.metrics.exemplars is not None:
+                    if batch.eparts:
                         self.metrics.exemplars.inc(len(batch.eparts))
                 else:
                     self.metrics.sent.inc(batch.count)

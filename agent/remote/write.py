@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
-from agent.remote import metrics as m
 from agent.remote.config import EndpointConfig, WALOptions
+from agent.remote.dispatch import FLOATS
+from agent.remote.metrics import RemoteMetrics
 from agent.remote.position import Position, PositionStore
 from agent.remote.queue import EndpointQueue, QueueStats
 from agent.storage import SampleBatch
 from agent.wal import WAL, WALWriteError
-from agent.wal import metrics as walm
 from agent.wal import record as walrec
 from agent.wal import segment as walseg
 from agent.wal.reader import read_all
@@ -52,13 +53,16 @@ class RemoteWrite:
         endpoints: list[EndpointConfig],
         external_labels: dict[str, str],
         wal: WALOptions,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.endpoints = list(endpoints)
         self.external_labels = dict(external_labels)
         self.options = wal
-        self.component_id = self.directory.parent.name
-        self.wal = WAL(self.directory, segment_size=segment_size_for(wal), metrics_id=self.component_id)
+        # The component's registry (the runtime adds component_id); None: a private one.
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.metrics = RemoteMetrics(self.registry)
+        self.wal = WAL(self.directory, segment_size=segment_size_for(wal), registry=self.registry)
         self.store = PositionStore(self.directory / "positions")
         self.queues: dict[str, EndpointQueue] = {}
         self._prestart: list[SampleBatch] = []
@@ -69,7 +73,7 @@ class RemoteWrite:
         self._stopped = False
         self._last_truncate = time.monotonic()
         self._write_error_logged = 0.0
-        self._m_highest = m.highest_timestamp.labels(self.component_id)
+        self._m_highest = self.metrics.highest_timestamp
         self._highest_ts = 0
         self.last_truncation: dict[str, Any] = {}
         self._truncating = asyncio.Lock()  # one truncation or budget pass at a time
@@ -83,7 +87,7 @@ class RemoteWrite:
             return
         if not self._started:
             if self._prestart_n + n > PRESTART_LIMIT:
-                walm.samples_dropped.labels(self.component_id, "not_started").inc(n)
+                self.wal.metrics.samples_dropped.labels("not_started").inc(n)
                 return
             self._prestart.append(batch)
             self._prestart_n += n
@@ -135,7 +139,7 @@ class RemoteWrite:
         ]
 
     async def _start_queue(self, ep: EndpointConfig, start_at: tuple[int, int], stats: QueueStats | None = None) -> None:
-        q = EndpointQueue(ep, self.wal, self.store, self.external_labels, component_id=self.component_id,
+        q = EndpointQueue(ep, self.wal, self.store, self.external_labels, metrics=self.metrics,
                           stats=stats, on_corrupt_active=self._rotate_after_corruption)
         self.queues[q.key] = q
         await q.start(start_at)
@@ -207,7 +211,7 @@ class RemoteWrite:
             try:
                 await self.truncate()
             except Exception as exc:  # noqa: BLE001 - truncation failing must not stop the agent
-                walm.truncations_failed.labels(self.component_id).inc()
+                self.wal.metrics.truncations_failed.inc()
                 log.error("WAL truncation failed", dir=str(self.directory), error=str(exc))
             await asyncio.to_thread(self.wal.size)
 
@@ -276,8 +280,7 @@ class RemoteWrite:
             q = self.queues[key]
             lost = await asyncio.to_thread(self._count_samples, (s, o), upto)
             await q.stop(0)
-            q.stats.dropped[reason] = q.stats.dropped.get(reason, 0) + lost
-            m.samples_dropped.labels(self.component_id, q.remote_name, q.safe_url, reason).inc(lost)
+            q.dropped(FLOATS, reason, lost)
             log.warning("WAL data deleted before it was sent", reason=reason, remote_name=q.remote_name,
                         samples=lost)
             n = len(q.committed().points) if q.committed() else 1
@@ -302,7 +305,7 @@ class RemoteWrite:
             try:
                 await self.enforce_disk_budget()
             except Exception as exc:  # noqa: BLE001 - the budget failing must not stop the agent
-                walm.truncations_failed.labels(self.component_id).inc()
+                self.wal.metrics.truncations_failed.inc()
                 log.error("WAL disk budget enforcement failed", dir=str(self.directory), error=str(exc))
 
     async def enforce_disk_budget(self) -> int:
@@ -340,7 +343,7 @@ class RemoteWrite:
         if upto < 0:
             return -1
         dropped = len(sizes)
-        walm.segments_dropped.labels(self.component_id, "disk_budget").inc(dropped)
+        self.wal.metrics.segments_dropped.labels("disk_budget").inc(dropped)
         lows = {k: (q.committed() or Position([(0, 0, 0)])).low() for k, q in self.queues.items()}
         log.warning("WAL over its disk budget: dropping the oldest segments", dir=str(self.directory),
                     budget=budget, segments=dropped, upto=upto)

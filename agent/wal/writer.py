@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from agent.labels import Labels
 from agent.wal import checkpoint as ckpt
-from agent.wal import metrics as m
 from agent.wal import record
 from agent.wal import segment as seg
+from agent.wal.metrics import WALMetrics
 from agent.wal.reader import read_all
 
 log = structlog.get_logger("wal")
@@ -59,10 +60,11 @@ class WALWriteError(Exception):
 
 
 class WAL:
-    def __init__(self, directory: Path, *, segment_size: int = seg.SEGMENT_SIZE, metrics_id: str = "") -> None:
+    def __init__(self, directory: Path, *, segment_size: int = seg.SEGMENT_SIZE,
+                 registry: CollectorRegistry | None = None) -> None:
         self.directory = Path(directory)
         self.segment_size = segment_size
-        self.metrics_id = metrics_id or self.directory.parent.name
+        self.metrics = WALMetrics(registry)  # None: a private registry
         self.labels_by_ref: dict[int, Labels] = {}
         self._cur: dict[Labels, int] = {}
         self._prev: dict[Labels, int] = {}
@@ -76,9 +78,10 @@ class WAL:
         self._lock = threading.Lock()  # guards _to_close and fd hand-over between loop and sync thread
         self.opened = False
         self.last_error = ""
-        self._m_records = m.records.labels(self.metrics_id)
-        self._m_bytes = m.record_bytes.labels(self.metrics_id)
-        self._m_appended = m.samples_appended.labels(self.metrics_id)
+        m = self.metrics
+        self._m_records = m.records
+        self._m_bytes = m.record_bytes
+        self._m_appended = m.samples_appended
         self._meta_written: dict[str, tuple[str, str, str]] = {}  # family -> (type, help, unit) this process
         self._meta_last: object = None  # the last metadata dict seen: scrapes hand the same one on
 
@@ -113,16 +116,16 @@ class WAL:
                 corruptions.append(msg)
         for c in corruptions:
             log.warning("wal corruption repaired", dir=str(self.directory), detail=c)
-            m.corruptions.labels(self.metrics_id).inc()
-            m.agent_corruptions.labels(self.metrics_id).inc()
+            self.metrics.corruptions.inc()
+            self.metrics.agent_corruptions.inc()
         # Everything replayed is "previous generation": it becomes current when appended to.
         self._prev, self._cur = self._cur, {}
         last = max(segs[-1] if segs else cp, cp)
         self._open_segment(last + 1)
         seg.fsync_dir(self.directory)
         self.opened = True
-        m.replay_duration.labels(self.metrics_id).set(time.monotonic() - t0)
-        m.active_series.labels(self.metrics_id).set(len(self.labels_by_ref))
+        self.metrics.replay_duration.set(time.monotonic() - t0)
+        self.metrics.active_series.set(len(self.labels_by_ref))
         first = segs[0] if segs else self._segment
         return ReplayReport(len(self.labels_by_ref), len(segs), corruptions, first, self._segment)
 
@@ -137,7 +140,7 @@ class WAL:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._segment = index
         self._offset = os.fstat(self._fd).st_size
-        m.segment_current.labels(self.metrics_id).set(index)
+        self.metrics.segment_current.set(index)
 
     # ---------------------------------------------------------------- append
 
@@ -210,8 +213,8 @@ class WAL:
                 self.labels_by_ref.pop(ref, None)
             reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
             self.last_error = f"{reason}: {exc.strerror or exc}"
-            m.writes_failed.labels(self.metrics_id).inc()
-            m.samples_dropped.labels(self.metrics_id, reason).inc(n + len(histograms or ()))
+            self.metrics.writes_failed.inc()
+            self.metrics.samples_dropped.labels(reason).inc(n + len(histograms or ()))
             raise WALWriteError(reason, n + len(histograms or ())) from exc
         if metadata:
             self._meta_last = metadata
@@ -221,11 +224,11 @@ class WAL:
         self._m_bytes.inc(len(data))
         self._m_appended.inc(n)
         if histograms:
-            m.histograms_appended.labels(self.metrics_id).inc(len(histograms))
+            self.metrics.histograms_appended.inc(len(histograms))
         if exemplars:
-            m.exemplars_appended.labels(self.metrics_id).inc(len(exemplars))
+            self.metrics.exemplars_appended.inc(len(exemplars))
         if new:
-            m.active_series.labels(self.metrics_id).set(len(self.labels_by_ref))
+            self.metrics.active_series.set(len(self.labels_by_ref))
         return n
 
     def _ref_slow(self, lb: Labels, new: list[tuple[int, Labels]]) -> int:
@@ -295,14 +298,14 @@ class WAL:
                 # Nothing to retry: after a failed fsync the kernel may have dropped the
                 # pages. Say so loudly and count; the writes themselves already succeeded.
                 self.last_error = f"fsync: {exc.strerror or exc}"
-                m.writes_failed.labels(self.metrics_id).inc()
+                self.metrics.writes_failed.inc()
                 log.error("wal fsync failed", dir=str(self.directory), error=str(exc))
             finally:
                 os.close(f)
         if closing:
             seg.fsync_dir(self.directory)
         spent = time.monotonic() - t0
-        m.fsync_duration.labels(self.metrics_id).observe(spent)
+        self.metrics.fsync_duration.observe(spent)
         return spent
 
     @property
@@ -338,20 +341,20 @@ class WAL:
         for ref in gone:
             del self._dead[ref]
             self.labels_by_ref.pop(ref, None)
-        m.active_series.labels(self.metrics_id).set(len(self.labels_by_ref))
+        self.metrics.active_series.set(len(self.labels_by_ref))
         return list(self.labels_by_ref.items()), gone
 
     def write_checkpoint(self, upto: int, series: list[tuple[int, Labels]]) -> int:
         """Write ``checkpoint.upto`` and delete what it replaces. Blocking; returns bytes freed."""
-        m.truncations.labels(self.metrics_id).inc()
-        m.checkpoint_creations.labels(self.metrics_id).inc()
+        self.metrics.truncations.inc()
+        self.metrics.checkpoint_creations.inc()
         if upto >= self._segment:
             raise ValueError(f"cannot truncate the active segment {self._segment}")
         try:
             ckpt.write_checkpoint(self.directory, upto, series)
             return ckpt.delete_old(self.directory, upto)
         except OSError:
-            m.truncations_failed.labels(self.metrics_id).inc()
+            self.metrics.truncations_failed.inc()
             raise
 
     def segments(self) -> list[int]:
@@ -359,5 +362,5 @@ class WAL:
 
     def size(self) -> int:
         size = seg.dir_size(self.directory)
-        m.storage_size.labels(self.metrics_id).set(size)
+        self.metrics.storage_size.set(size)
         return size

@@ -12,7 +12,7 @@ from agent.server import alloyjson
 from agent.storage import SampleBatch
 from agent.syntax.diag import DiagnosticsError
 from tests import procs
-from tests.components.helpers import controller, files, run
+from tests.components.helpers import controller, files, metrics_text, run
 
 CONFIG = """
 prometheus.remote_write "default" {
@@ -67,6 +67,13 @@ def test_samples_reach_prometheus_with_external_labels_and_reload_keeps_the_wal(
             assert res["value"][1] == "42"
             wal_dir = tmp_path / "data" / "prometheus.remote_write.default" / "wal"
             assert wal_dir.is_dir() and any(wal_dir.iterdir())
+
+            # The engine's metrics live in the component's registry; the runtime adds component_id.
+            text = metrics_text(c)
+            cid = 'component_id="prometheus.remote_write.default"'
+            assert f"prometheus_agent_samples_appended_total{{{cid}}} 1.0" in text
+            assert f'prometheus_remote_storage_shards{{{cid},remote_name="prom",url="{prom.url}/api/v1/write"}} 1.0' in text
+            assert "s3cret-pw" not in text
 
             body = alloyjson.body(node.args)
             text = repr(body) + repr(alloyjson.body(node.debug_info()))

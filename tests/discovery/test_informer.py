@@ -174,7 +174,7 @@ def test_bookmarks_keep_the_resume_point_fresh(api: APIServer) -> None:
     run_informer(api, body)
 
 
-def test_managed_fields_are_not_kept(api: APIServer) -> None:
+def test_kept_objects_are_compacted(api: APIServer) -> None:
     heavy = pod("heavy")
     heavy["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
     api.apply(heavy)
@@ -184,6 +184,9 @@ def test_managed_fields_are_not_kept(api: APIServer) -> None:
         api.apply(heavy | {"status": {"phase": "Failed"}})
         await until(lambda: inf.get("default", "heavy")["status"]["phase"] == "Failed")
         assert "managedFields" not in inf.get("default", "heavy")["metadata"]
+        # Repeated short strings are one object, whether listed or watched.
+        images = [o["spec"]["containers"][0]["image"] for o in inf.list()]
+        assert len(images) == 4 and all(i is images[0] for i in images)
 
     run_informer(api, body)
 
@@ -377,6 +380,26 @@ def test_two_subscribers_share_one_watch(api: APIServer) -> None:
 
     asyncio.run(go())
     assert api.open_watches == 0 or time.sleep(0.5) or api.open_watches == 0
+
+
+def test_concurrent_acquires_make_one_informer(api: APIServer) -> None:
+    async def go() -> None:
+        shared = Informers(min_backoff=0.05, max_backoff=0.2)
+        cs = settings(api)
+        got = await asyncio.gather(*(shared.acquire(cs, PODS) for _ in range(5)))
+        assert all(inf is got[0] for inf in got)
+        await got[0].wait_synced(5)
+        for inf in got[:4]:
+            await shared.release(cs, inf)
+        assert shared.running() == [got[0]]
+        await shared.release(cs, got[4])
+        assert shared.running() == []
+        await shared.stop()
+        with pytest.raises(RuntimeError, match="stopped"):
+            await shared.acquire(cs, PODS)
+
+    asyncio.run(go())
+    assert len(api.requests(verb="list", resource="pods")) == 1
 
 
 def test_kubeconfig_and_errors(api: APIServer, tmp_path: Path) -> None:

@@ -272,6 +272,9 @@ class APIServer(Served):
                 if request.method != "GET":
                     raise ApiError(405, "MethodNotAllowed", "the server does not allow this "
                                    f"method on the requested resource ({request.method})")
+                if request.path == "/metrics":
+                    return web.Response(body=self._metrics().encode(), headers={
+                        "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
                 return _json(self._discovery(request))
             q = request.query
             res = target.resource
@@ -304,6 +307,29 @@ class APIServer(Served):
             if not logged:
                 self.log.append(Logged(request.method, request.path, dict(request.query),
                                        user.name if user else "", code, verb, resname))
+
+    def _metrics(self) -> str:
+        """The API server's own /metrics (what the ClusterRole's nonResourceURLs grant is
+        for): requests served so far, by verb, resource and code, under the real names."""
+        counts = collections.Counter(
+            (r.verb.upper(), r.resource, str(r.status)) for r in list(self.log) if r.resource)
+        lines = ["# HELP apiserver_request_total [STABLE] Counter of apiserver requests "
+                 "broken out for each verb, dry run value, group, version, resource, scope, "
+                 "component, and HTTP response code.",
+                 "# TYPE apiserver_request_total counter"]
+        for (verb, res, code), n in sorted(counts.items()):
+            lines.append(f'apiserver_request_total{{code="{code}",component="apiserver",'
+                         f'resource="{res}",verb="{verb}"}} {n}')
+        lines += ["# HELP apiserver_registered_watchers [ALPHA] Number of currently registered "
+                  "watchers for a given resources",
+                  "# TYPE apiserver_registered_watchers gauge",
+                  f"apiserver_registered_watchers {len(self._watches)}",
+                  "# HELP etcd_object_counts Number of stored objects.",
+                  "# TYPE etcd_object_counts gauge"]
+        for r in self.catalog.resources:
+            lines.append(f'etcd_object_counts{{resource="{r.plural}.{r.group}"}} '
+                         f"{self.store.count(r)}")
+        return "\n".join(lines) + "\n"
 
     def _authorize(self, user: User, req: Request) -> None:
         if not self.auth.authorize(user, req):
@@ -544,8 +570,10 @@ class APIServer(Served):
                 wake.clear()
                 try:
                     cur, events = self.store.events_after(pos)
-                except Expired:  # compacted while we lagged: the client must relist
-                    cur, events = pos, []
+                except Expired as e:  # compacted while this watch lagged: the client relists
+                    await resp.write(json.dumps({"type": "ERROR", "object": status(
+                        410, "Expired", str(e))}).encode() + b"\n")
+                    break
                 for ev in events:
                     if ev.resource == res:
                         line = self._event_line(ev, match)
@@ -610,6 +638,8 @@ def main(argv: list[str] | None = None) -> None:
                     "requests allowed)")
     ap.add_argument("--watch-timeout", type=float, default=1800.0)
     ap.add_argument("--bookmark-interval", type=float, default=60.0)
+    ap.add_argument("--compact-interval", type=float, default=300.0,
+                    help="seconds between compactions (0: never)")
     args = ap.parse_args(argv)
     # Versions start from the clock, so clients of a previous run of this process get
     # 410 and relist instead of waiting for versions this run has not reached.
@@ -626,7 +656,8 @@ def main(argv: list[str] | None = None) -> None:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait()
+    while not done.wait(args.compact_interval or None):
+        server.compact()  # as etcd does, so a long run's history does not grow without end
     server.stop()
 
 

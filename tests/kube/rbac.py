@@ -50,7 +50,7 @@ class Request(NamedTuple):
 
     def describe(self, user: User) -> str:
         if not self.is_resource:
-            return f'User "{user.name}" cannot {self.verb} path "{self.path}"'
+            return f'forbidden: User "{user.name}" cannot {self.verb} path "{self.path}"'
         res = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
         where = (f'in the namespace "{self.namespace}"' if self.namespace
                  else "at the cluster scope")

@@ -42,6 +42,7 @@ BUILTIN = [
     Resource("", "v1", "namespaces", "Namespace", False, "namespace", ("ns",), subresources=("status",)),
     Resource("", "v1", "secrets", "Secret", True, "secret"),
     Resource("", "v1", "configmaps", "ConfigMap", True, "configmap", ("cm",)),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, "serviceaccount", ("sa",)),
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, "endpointslice"),
     Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True, "ingress", ("ing",),
              subresources=("status",)),

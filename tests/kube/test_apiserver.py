@@ -143,10 +143,15 @@ def test_watch_from_compacted_version_is_410(api: APIServer) -> None:
     api.apply(pod("a"))
     old = api.resource_version
     api.apply(pod("b"))
-    api.compact()
+    kept = api.compact()
+    api.apply(pod("c"))
+    api.delete("pods", "a")
 
     async def body(ac: client.ApiClient) -> tuple[Any, Any, Any]:
         v1 = client.CoreV1Api(ac)
+        then = await v1.list_pod_for_all_namespaces(resource_version=str(kept),
+                                                    resource_version_match="Exact")
+        assert [p.metadata.name for p in then.items] == ["a", "b"]  # as at compaction
         resp = await v1.list_pod_for_all_namespaces(
             watch=True, resource_version=str(old), _preload_content=False)
         line = json.loads(await resp.content.readline())
@@ -289,6 +294,8 @@ def test_yaml_objects_and_malformed_injection(api: APIServer, tmp_path: Path) ->
         "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\n"
         "metadata: {name: web, namespace: shop}\nspec: {endpoints: [{port: web}]}\n")
     assert api.load(tmp_path / "objs.yaml") == 3
+    assert api.load(RBAC_MANIFEST) == 3  # the manifest as a whole: its ServiceAccount too
+    assert api.get("serviceaccounts", "shoal", "shoal")["metadata"]["uid"]
     api.inject_malformed("pods", {"metadata": {"name": "bad"}, "spec": {"containers": "oops"}})
 
     async def body(ac: client.ApiClient) -> tuple[Any, Any, Any]:
@@ -320,3 +327,25 @@ def test_legacy_watch_path_and_timeout_seconds(api: APIServer) -> None:
     events = run(api, body)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "a")]
     assert api.requests(verb="watch")[-1].path == "/api/v1/watch/namespaces/shop/pods"
+
+
+def test_own_metrics_need_the_nonresource_grant(api: APIServer) -> None:
+    api.apply(pod("a"))
+
+    async def body(ac: client.ApiClient) -> str:
+        await client.CoreV1Api(ac).list_pod_for_all_namespaces()
+        resp = await ac.call_api("/metrics", "GET", auth_settings=["BearerToken"],
+                                 _preload_content=False)
+        return (await resp.read()).decode()
+
+    text = run(api, body)
+    assert 'apiserver_request_total{code="200",component="apiserver",resource="pods",' \
+        'verb="LIST"} 1' in text
+    assert ("get", "", "/metrics") not in {
+        (g.verb, g.api_group, g.resource) for g in api.auth.unused_grants("shoal")}
+
+    async def other(ac: client.ApiClient) -> int:
+        with pytest.raises(client.ApiException) as e:
+            await ac.call_api("/metrics", "GET", auth_settings=["BearerToken"])
+        return e.value.status
+    assert run(api, other, token="other-token") == 403

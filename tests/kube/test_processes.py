@@ -39,7 +39,8 @@ def test_runs_as_a_process(tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs")  # the process reuses these files
     proc = spawn([sys.executable, "-m", "tests.kube.apiserver", "--objects", str(objs),
                   "--port", str(port), "--certs", str(tmp_path / "certs"),
-                  "--token-file", str(tmp_path / "tokens.csv"), "--rbac", str(RBAC_MANIFEST)],
+                  "--token-file", str(tmp_path / "tokens.csv"), "--rbac", str(RBAC_MANIFEST),
+                  "--compact-interval", "0.2"],
                  tmp_path, "apiserver", env={"PYTHONPATH": str(ROOT)})
     try:
         eventually(lambda: "stand-in on" in proc.log_text(), timeout=30)
@@ -53,8 +54,19 @@ def test_runs_as_a_process(tmp_path: Path) -> None:
         async def go() -> tuple[Any, int]:
             async with client.ApiClient(conf("admin-token")) as admin:
                 v1 = client.CoreV1Api(admin)
+                first = (await v1.list_namespaced_pod("shop")).metadata.resource_version
+                assert int(first) > 1_000_000_000_000  # versions start from the clock
                 await v1.create_namespaced_pod("shop", pod("web-2", "10.2.0.6"))
                 await v1.delete_namespaced_pod("web-1", "shop")
+                expired = 0
+                while not expired:  # the process compacts by itself: the first version goes
+                    try:
+                        await v1.list_namespaced_pod("shop", resource_version=first,
+                                                     resource_version_match="Exact")
+                        await asyncio.sleep(0.1)
+                    except client.ApiException as e:
+                        expired = e.status
+                assert expired == 410
             async with client.ApiClient(conf("proc-token")) as ac:
                 v1 = client.CoreV1Api(ac)
                 with pytest.raises(client.ApiException) as denied:

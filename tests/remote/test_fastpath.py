@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.remote import EndpointConfig, QueueConfig
-from agent.remote import queue as queue_mod
+from agent.remote import dispatch as dispatch_mod
 from agent.remote.codec import decode_write_request
 from agent.remote.position import PositionStore
 from agent.remote.queue import EndpointQueue
@@ -27,7 +27,7 @@ from tests.remote.helpers import now_ms
 
 def _records(tmp: Path, seed: int) -> tuple[WAL, list]:
     rnd = random.Random(seed)
-    wal = WAL(tmp / "wal", metrics_id=f"fp{seed}")
+    wal = WAL(tmp / "wal")
     wal.open()
     targets = [[(("__name__", f"m{j % 7}"), ("instance", f"t{t}"), ("j", str(j))) for j in range(rnd.randint(5, 60))]
                for t in range(6)]
@@ -71,7 +71,7 @@ def _state(eq: EndpointQueue) -> list:
             assert body, "a batch encodes to a body"
             batches.append((body, b.count, b.end, b.max_ts, samples, decode_write_request(body, False)))
         open_samples = [(refs[i], ts[i], vs[i]) for refs, ts, vs, ix in s.parts for i in ix]
-        out.append((batches, s.count, dict(s.seen), s.buf_max_ts, open_samples))
+        out.append((batches, s.count, dict(s.seen), s.max_ts, open_samples))
     return out
 
 
@@ -84,7 +84,7 @@ async def _dispatch(wal: WAL, recs: list, tmp: Path, shards: int, max_send: int,
         s.stopping = True
     for t in eq._tasks + eq._shard_tasks:
         t.cancel()
-    orig = queue_mod.dispatch_record
+    orig = dispatch_mod.dispatch_record
     used = 0
 
     def counting(*a):  # noqa: ANN002, ANN202
@@ -93,17 +93,17 @@ async def _dispatch(wal: WAL, recs: list, tmp: Path, shards: int, max_send: int,
         used += done
         return done
 
-    queue_mod.dispatch_record = counting if fast else (lambda *a: False)
+    dispatch_mod.dispatch_record = counting if fast else (lambda *a: False)
     try:
         for n, rec in enumerate(recs):
-            eq._dispatch(rec)
-            eq.dispatched = (rec.segment, rec.end, 0)
+            eq.watcher.hand_over(rec)
+            eq.watcher.position = (rec.segment, rec.end)
             if n % 4 == 3 and n < len(recs) - 1:  # what batch_send_deadline does between reads
                 for s in eq.shards:
                     if s.count:
                         s.cut(eq.dispatched)
     finally:
-        queue_mod.dispatch_record = orig
+        dispatch_mod.dispatch_record = orig
     await eq.client.aclose()
     return _state(eq), {"fast_records": used, **eq.stats.dropped}
 

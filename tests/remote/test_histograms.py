@@ -436,3 +436,29 @@ def test_fallback_to_v1_re_encodes_histograms_from_the_batch(tmp_path: Path):
         got += [("float", s.timestamp) for s in ts.samples] + [("hist", h.timestamp) for h in ts.histograms]
     assert sorted(got) == [("float", t), ("hist", t)]
     assert st["histograms_sent"] == 1 and st["samples_sent"] == 1
+
+
+def test_a_same_timestamp_copy_after_a_cut_in_one_record_is_dropped_as_for_floats(tmp_path: Path):
+    """Histograms share the dispatch loop with floats: relabel-made copies keep the first, even across a cut."""
+    other = (("__name__", "shoal_latency_seconds"), ("job", "u"))
+
+    async def main():
+        rx = await Receiver().start()
+        ep = endpoint(rx.url, max_samples_per_send=2)
+        ep.send_native_histograms = True
+        rw = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
+        await rw.start()
+        t0 = now_ms()
+        b = SampleBatch()
+        b.histograms += [(LAT, t0, INT_H), (other, t0, INT_H), (LAT, t0, FLOAT_H)]  # a cut after the second
+        rw.append(b)
+        assert await rw.flush()
+        st = rw.status()["endpoints"][0]
+        await rw.stop()
+        await rx.stop()
+        return rx, st
+
+    rx, st = asyncio.run(main())
+    got = [(lb, v) for lb, _k, _t, v in _decoded(rx)]
+    assert got == [(LAT, INT_H), (other, INT_H)]
+    assert st["histograms_sent"] == 2 and st["histograms_dropped"] == {"duplicate_timestamp": 1}

@@ -1,0 +1,248 @@
+"""Dispatch: the samples, histograms and exemplars of WAL records into the shards' open batches.
+
+Every sample goes to shard ``ref % shards``, so a series always goes through
+the same shard and keeps its order. What is sent, and what is dropped and
+counted, is decided here, for the three kinds of records by one loop:
+
+- after a restart, samples a shard had already acknowledged are skipped
+  (the position keeps, per shard, the record and index it reached);
+- series the WAL does not know, or that write relabeling drops, are dropped;
+- samples older than ``sample_age_limit`` are dropped (``too_old``);
+- a batch holds at most one sample per series (floats and histograms, not
+  exemplars): a repeat at a later timestamp cuts the batch, a repeat at the
+  same timestamp (relabeling made two series identical) is dropped keeping
+  the first (``duplicate_timestamp``), even when a cut came between them.
+
+That rule is what makes resending after a crash safe towards backends that
+refuse out-of-order samples (see agent/remote/queue.py). Issue 10 will let a
+batch carry several samples per series: the rule lives in ``_route`` alone.
+
+Scrape-shaped float records skip the per-sample loop (agent/remote/fastpath.py)
+and give the same batches. Nothing is encoded here: batches hold references
+into the records' columns and are encoded when sent (agent/remote/encode.py).
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent.remote.fastpath import Routes, dispatch_record
+from agent.remote.position import Point
+from agent.remote.series import SeriesTable
+from agent.remote.shards import Batch, Part, Shard
+
+FLOATS, HISTOGRAMS, EXEMPLARS = "samples", "histograms", "exemplars"
+SERIES_REASONS = ("dropped_series", "unintentionally_dropped_series", "too_old")
+EXEMPLAR_REASONS = ("dropped", "dropped", "dropped")  # exemplars are counted under one reason
+DUPLICATE = "duplicate_timestamp"
+_MISSING = object()
+
+Dropped = Callable[[str, str, int], None]  # (kind, reason, count)
+Flush = Callable[[Shard, list[int]], None]  # a shard takes these indexes of the record into its open batch
+
+
+class Dispatcher:
+    """Routes records into ``shards`` (the queue replaces the list when it reshards)."""
+
+    def __init__(self, series: SeriesTable, sample_age_limit: float, dropped: Dropped) -> None:
+        self.series = series
+        self.sample_age_limit = sample_age_limit
+        self.dropped = dropped
+        self.shards: list[Shard] = []
+        self.resume: list[Point] | None = None  # per shard, where it was acknowledged before a restart
+        self.routes = Routes()  # the fast path's routing per target's series list
+        self.fast = True  # the fast path builds 1.0-only state: off for a 2.0 queue
+
+    def reset_routes(self) -> None:
+        """Refs were forgotten or the shard count changed: routes stand for series that may be gone."""
+        self.routes.reset(len(self.shards))
+
+    def oldest_ms(self) -> int:
+        """The oldest timestamp (ms) still worth sending under ``sample_age_limit``; no limit: the minimum."""
+        age = self.sample_age_limit
+        return int((time.time() - age) * 1000) if age > 0 else -(1 << 63)
+
+    # --------------------------------------------------------- the three kinds
+
+    def samples(self, seg: int, off: int, refs: array, tss: array, vals: array) -> None:
+        low = self.oldest_ms()
+        if self.fast and self.resume is None and dispatch_record(
+            self.shards, seg, off, refs, tss, vals, self.series.prefix, low, self.routes
+        ):
+            return
+
+        def flush(s: Shard, ix: list[int]) -> None:
+            s.parts.append((refs, tss, vals, ix))
+
+        self._route(seg, off, refs, tss, low, self.series.prefix, self.series.resolve_prefix,
+                    True, FLOATS, SERIES_REASONS, flush)
+
+    def histograms(self, seg: int, off: int, refs: array, tss: array, bodies: list[Any]) -> None:
+        def flush(s: Shard, ix: list[int]) -> None:
+            s.hparts.extend([(refs[i], tss[i], bodies[i]) for i in ix])
+
+        self._route(seg, off, refs, tss, self.oldest_ms(), self.series.lbytes, self.series.resolve_bytes,
+                    True, HISTOGRAMS, SERIES_REASONS, flush)
+
+    def exemplars(self, seg: int, off: int, refs: array, tss: array, vals: array, labels: list[Any]) -> None:
+        """Exemplars go with their series' shard, after its samples."""
+
+        def flush(s: Shard, ix: list[int]) -> None:
+            s.eparts.extend([(refs[i], tss[i], vals[i], labels[i]) for i in ix])
+
+        self._route(seg, off, refs, tss, self.oldest_ms(), self.series.lbytes, self.series.resolve_bytes,
+                    False, EXEMPLARS, EXEMPLAR_REASONS, flush)
+
+    # ------------------------------------------------------------- the skeleton
+
+    def _route(  # noqa: C901 - the hot loop stays in one piece on purpose
+        self,
+        seg: int,
+        off: int,
+        refs: array,
+        tss: array,
+        low: int,
+        cache: dict[int, Any],
+        resolve: Callable[[int], bytes | None],
+        samples: bool,
+        kind: str,
+        reasons: tuple[str, str, str],
+        flush: Flush,
+    ) -> None:
+        """One record's items into the shards' open batches, in record order per shard.
+
+        ``cache`` / ``resolve``: the series table's encoded labels for the kind (truthy: send,
+        b"": unknown, None: dropped by relabeling). ``samples``: the items are samples (one
+        per series per batch, their timestamps are the batch's); exemplars are not.
+        """
+        shards = self.shards
+        n = len(refs)
+        ns = len(shards)
+        mts = max(tss) if samples else 0
+        if samples:
+            for s in shards:
+                if mts > s.max_ts:
+                    s.max_ts = mts
+        counts = [s.count for s in shards]
+        seens = [s.seen for s in shards]
+        ixs: list[list[int]] = [[] for _ in shards]
+        maxs = shards[0].max_samples
+        skip = self._skip_for(seg, off, n) if self.resume is not None else None
+        missing = _MISSING
+        dropped = unknown = too_old = dup = 0
+        # Series -> timestamp of the batches this record cut: a same-timestamp copy after a cut is dropped too.
+        carry: dict[int, int] | None = None
+        for i, r, t in zip(range(n), refs, tss, strict=True):
+            k = r % ns
+            if skip is not None and i < skip[k]:
+                continue
+            p = cache.get(r, missing)
+            if p is missing:
+                p = resolve(r)
+            if not p:
+                if p is None:
+                    dropped += 1
+                else:
+                    unknown += 1
+                continue
+            if t < low:
+                too_old += 1
+                continue
+            if samples:
+                sn = seens[k]
+                pt = sn.get(r)
+                if pt is not None:  # one sample per series per batch: see the module docstring
+                    if pt == t:  # the same series twice at one timestamp: keep the first
+                        dup += 1
+                        continue
+                    s = shards[k]
+                    s.count = counts[k]
+                    flush(s, ixs[k])
+                    ixs[k] = []
+                    if carry is None:
+                        carry = sn
+                    else:
+                        carry.update(sn)
+                    s.cut((seg, off, i))
+                    sn = seens[k] = s.seen
+                    s.max_ts = mts
+                    counts[k] = 0
+                elif carry is not None and carry.get(r) == t:  # its first copy went into a batch cut above
+                    dup += 1
+                    continue
+                sn[r] = t
+            ixs[k].append(i)
+            c = counts[k] + 1
+            if c >= maxs:
+                s = shards[k]
+                s.count = c
+                flush(s, ixs[k])
+                ixs[k] = []
+                if samples:
+                    if carry is None:
+                        carry = seens[k]
+                    else:
+                        carry.update(seens[k])
+                s.cut((seg, off, i + 1))
+                seens[k] = s.seen
+                if samples:
+                    s.max_ts = mts
+                c = 0
+            counts[k] = c
+        for k, s in enumerate(shards):
+            s.count = counts[k]
+            if ixs[k]:
+                flush(s, ixs[k])
+        for reason, c in zip((*reasons, DUPLICATE), (dropped, unknown, too_old, dup), strict=True):
+            if c:
+                self.dropped(kind, reason, c)
+
+    def _skip_for(self, seg: int, off: int, n: int) -> list[int] | None:
+        """Per shard, how many leading samples of this record were acknowledged before a restart."""
+        assert self.resume is not None
+        out = []
+        for s, o, i in self.resume:
+            if (s, o) > (seg, off):
+                out.append(n + 1)
+            elif (s, o) == (seg, off):
+                out.append(i)
+            else:
+                out.append(0)
+        if not any(out):
+            self.resume = None
+            return None
+        return out
+
+    # ------------------------------------------------------------------ retries
+
+    def expire(self, batch: Batch) -> Batch | None:
+        """Before a retry: drop the samples now older than ``sample_age_limit`` (counted as too_old).
+
+        Returns the batch unchanged, a smaller one, or None when nothing is left.
+        """
+        age = self.sample_age_limit
+        if age <= 0 or not (batch.parts or batch.hparts or batch.eparts):
+            return batch
+        cutoff = int((time.time() - age) * 1000)
+        kept: list[Part] = []
+        old = 0
+        for refs, ts, vs, ix in batch.parts:
+            keep: Sequence[int] = [i for i in ix if ts[i] >= cutoff]
+            old += len(ix) - len(keep)
+            if keep:
+                kept.append((refs, ts, vs, keep))
+        hkept = [x for x in batch.hparts if x[1] >= cutoff]
+        ekept = [x for x in batch.eparts if x[1] >= cutoff]
+        hold = len(batch.hparts) - len(hkept)
+        eold = len(batch.eparts) - len(ekept)
+        if not (old or hold or eold):
+            return batch
+        for kind, c in ((FLOATS, old), (HISTOGRAMS, hold), (EXEMPLARS, eold)):
+            if c:
+                self.dropped(kind, "too_old", c)
+        if not (kept or hkept or ekept):
+            return None
+        return Batch(batch.count - old - hold - eold, batch.end, batch.max_ts, kept, hkept, ekept)

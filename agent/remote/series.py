@@ -1,0 +1,109 @@
+"""The series table of one endpoint: a WAL ref to the labels this endpoint sends, and their encodings.
+
+The WAL knows a series by its ref and its labels as scraped. An endpoint
+sends something else: external labels added where the series lacks them,
+then write relabeling (as Prometheus does), empty values removed; a series
+relabeling drops is not sent at all. That is worked out once per ref and
+endpoint and kept, in the encoded form each protocol wants, until the WAL's
+owner says the ref is gone (``forget``). The metadata the WAL recorded per
+metric family lives here too: Remote-Write 2.0 attaches it to each series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from agent import relabel
+from agent.labels import Labels
+from agent.remote.codec import encode_labels, sample_prefix
+from agent.remote.codec_v2 import METRIC_TYPES, SeriesV2, family_of
+
+
+class SeriesTable:
+    """Per ref, cached: the 1.0 sample prefix, the encoded labels, the 2.0 series.
+
+    ``prefix`` and ``lbytes`` are read directly by the dispatch hot loops: a
+    prefix is bytes for a series to send, ``b""`` for a ref the WAL does not
+    know (yet), None for a series relabeling dropped; ``lbytes`` holds only
+    series to send.
+    """
+
+    def __init__(self, wal_labels: Mapping[int, Labels], external_labels: Mapping[str, str],
+                 rules: list[relabel.Rule] | None) -> None:
+        self._wal_labels = wal_labels  # the WAL writer's table: every ref a segment on disk can mention
+        self._ext: Labels = tuple(sorted((k, v) for k, v in external_labels.items() if v != ""))
+        self._rules = list(rules or [])
+        self.prefix: dict[int, bytes | None] = {}
+        self.lbytes: dict[int, bytes] = {}  # for histograms, exemplars and the general 1.0 encoder
+        self.v2: dict[int, SeriesV2] = {}
+        self.meta: dict[str, tuple[str, str, str]] = {}  # family -> (type, help, unit), from the WAL
+
+    def labels(self, ref: int) -> Labels | None:
+        """The series as this endpoint sends it: None if unknown, () if relabeling dropped it."""
+        labels = self._wal_labels.get(ref)
+        if labels is None:
+            return None
+        if self._ext:
+            have = {n for n, _ in labels}
+            extra = tuple(p for p in self._ext if p[0] not in have)
+            if extra:
+                labels = tuple(sorted(labels + extra))
+        if self._rules:
+            out = relabel.process(labels, self._rules)
+            if not out:
+                return ()
+            labels = out
+        return tuple(p for p in labels if p[1] != "")
+
+    def resolve_prefix(self, ref: int) -> bytes | None:
+        """Work out and keep ``prefix[ref]`` (see the class docstring for its three kinds of value)."""
+        labels = self.labels(ref)
+        if labels is None:
+            self.prefix[ref] = b""
+            return b""
+        if not labels:
+            self.prefix[ref] = None
+            return None
+        p = self.prefix[ref] = sample_prefix(encode_labels(labels))
+        return p
+
+    def resolve_bytes(self, ref: int) -> bytes | None:
+        """Encoded labels of a series to send, kept in ``lbytes``: b"" if unknown, None if dropped."""
+        labels = self.labels(ref)
+        if labels is None:
+            return b""
+        if not labels:
+            return None
+        lb = self.lbytes[ref] = encode_labels(labels)
+        return lb
+
+    def label_bytes(self, ref: int) -> bytes:
+        """Encoded labels, kept or not; empty for a series that cannot be sent."""
+        return self.lbytes.get(ref) or encode_labels(self.labels(ref) or ())
+
+    def series_v2(self, ref: int) -> SeriesV2:
+        sv = self.v2.get(ref)
+        if sv is not None:
+            return sv
+        labels = self.labels(ref) or ()
+        strings = tuple(x for pair in labels for x in pair)
+        meta = None
+        name = next((v for k, v in labels if k == "__name__"), "")
+        fam = family_of(name, self.meta) if self.meta else None
+        if fam is not None:
+            mtype, help_, unit = self.meta[fam]
+            meta = (METRIC_TYPES.get(mtype, 0), help_, unit)
+        sv = self.v2[ref] = SeriesV2(strings, meta)
+        return sv
+
+    def learn_metadata(self, items: list[tuple[str, str, str, str]]) -> None:
+        for name, mtype, help_, unit in items:
+            self.meta[name] = (mtype, help_, unit)
+        if items:
+            self.v2.clear()  # 2.0 carries metadata per series: resolve again
+
+    def forget(self, refs: Iterable[int]) -> None:
+        for r in refs:
+            self.prefix.pop(r, None)
+            self.v2.pop(r, None)
+            self.lbytes.pop(r, None)
