@@ -56,6 +56,7 @@ class SelectorBlock:
 @dataclass
 class AttachMetadataBlock:
     node: bool = attr(default=False)
+    namespace: bool = attr(default=False)
 
 
 @dataclass
@@ -144,6 +145,7 @@ class Arguments:
             namespaces=tuple(names),
             selectors={s.role: Selector(s.label, s.field) for s in self.selectors},
             attach_node=self.attach_metadata.node,
+            attach_namespace=self.attach_metadata.namespace,
         )
 
 

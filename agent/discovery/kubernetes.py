@@ -37,8 +37,13 @@ RESOURCES = {
     "endpoints": ("", "v1", "endpoints"),
     "endpointslice": ("discovery.k8s.io", "v1", "endpointslices"),
     "ingress": ("networking.k8s.io", "v1", "ingresses"),
+    "namespace": ("", "v1", "namespaces"),
 }
-ROLES = tuple(RESOURCES)
+ROLES = ("node", "pod", "service", "endpoints", "endpointslice", "ingress")
+# Roles whose targets can carry their node's and their namespace's metadata.
+NODE_METADATA = ("pod", "endpoints", "endpointslice")
+NAMESPACE_METADATA = ("pod", "service", "endpoints", "endpointslice", "ingress")
+CLUSTER_SCOPED = ("node", "namespace")
 # The other resources whose objects a role's targets carry metadata of.
 SECONDARY = {"endpoints": ("service", "pod"), "endpointslice": ("service", "pod")}
 # Which selector roles each role accepts (Prometheus' allowedSelectors).
@@ -66,12 +71,13 @@ class Config:
     namespaces: tuple[str, ...] = ()  # () for all
     selectors: Mapping[str, Selector] = field(default_factory=dict)
     attach_node: bool = False
+    attach_namespace: bool = False
 
     def key(self, resource: str) -> InformerKey:
         group, version, plural = RESOURCES[resource]
-        sel = self.selectors.get(resource, Selector())
-        # Nodes are not namespaced.
-        namespaces = () if resource == "node" else self.namespaces
+        # Namespaces are listed unfiltered, as Prometheus lists them.
+        sel = self.selectors.get(resource, Selector()) if resource != "namespace" else Selector()
+        namespaces = () if resource in CLUSTER_SCOPED else self.namespaces
         return InformerKey(group, version, plural, namespaces, sel.label, sel.field)
 
 
@@ -171,8 +177,10 @@ class Discoverer:
 
     def resources(self) -> list[str]:
         out = [self.config.role, *SECONDARY.get(self.config.role, ())]
-        if self.config.attach_node and self.config.role in ("pod", "endpoints", "endpointslice"):
+        if self.config.attach_node and self.config.role in NODE_METADATA:
             out.append("node")
+        if self.config.attach_namespace and self.config.role in NAMESPACE_METADATA:
+            out.append("namespace")
         return out
 
     async def start(self) -> None:
@@ -187,7 +195,7 @@ class Discoverer:
             raise
         for resource, inf in self.held.items():
             if resource != self.config.role:
-                self._views[resource] = _View(inf, namespaced=resource != "node")
+                self._views[resource] = _View(inf, namespaced=resource not in CLUSTER_SCOPED)
         # Subscribing replays what each informer already holds as adds.
         for resource, inf in self.held.items():
             self._subs[resource] = sub = _Subscriber(self, resource)
@@ -240,6 +248,7 @@ class Discoverer:
             view.asked = set()
         lookups = Lookups(
             nodes=self._views.get("node"),
+            namespaces=self._views.get("namespace"),
             pods=self._views.get("pod", {}),
             services=self._views.get("service", {}),
         )
@@ -272,7 +281,7 @@ class Discoverer:
         if resource == self.config.role:
             self._dirty.add(key)
         else:
-            store_key = f"{key[0]}/{key[1]}" if resource != "node" else key[1]
+            store_key = key[1] if resource in CLUSTER_SCOPED else f"{key[0]}/{key[1]}"
             self._dirty |= self._dependants.get((resource, store_key), set())
         self._wake.set()
 

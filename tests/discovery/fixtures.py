@@ -26,9 +26,11 @@ def key(obj: dict[str, Any]) -> str:
     return f"{meta['namespace']}/{meta['name']}" if "namespace" in meta else meta["name"]
 
 
-def lookups(objs: dict[str, list[dict[str, Any]]], attach_node: bool = False) -> Lookups:
+def lookups(objs: dict[str, list[dict[str, Any]]], attach_node: bool = False,
+            attach_namespace: bool = False) -> Lookups:
     return Lookups(
         nodes={key(n): n for n in objs["Node"]} if attach_node else None,
+        namespaces={key(n): n for n in objs["Namespace"]} if attach_namespace else None,
         pods={key(p): p for p in objs["Pod"]},
         services={key(s): s for s in objs["Service"]},
     )

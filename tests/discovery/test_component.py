@@ -79,8 +79,9 @@ def _key(t: dict[str, str]) -> tuple:
     return tuple(sorted(t.items()))
 
 
-def expected(role: str, objs: dict[str, list[dict[str, Any]]], attach_node: bool = False) -> list[tuple]:
-    lk = lookups(objs, attach_node)
+def expected(role: str, objs: dict[str, list[dict[str, Any]]], attach_node: bool = False,
+             attach_namespace: bool = False) -> list[tuple]:
+    lk = lookups(objs, attach_node, attach_namespace)
     return sorted(_key(t) for o in objs[KINDS[role]] for t in build(role, o, lk).flatten())
 
 
@@ -313,5 +314,22 @@ def test_components_share_one_informer_per_resource(tmp_path: Path, api: APIServ
             assert sorted(str(i.key) for i in informers.running()) == [
                 "endpoints ns=*", "pods ns=*", "services ns=*"]
             assert len(api.requests(verb="list", resource="pods")) == 1
+
+    run(go())
+
+
+def test_attach_metadata_namespace_follows_the_namespace(tmp_path: Path, api: APIServer) -> None:
+    objs = load()
+    attach = "attach_metadata {\n    namespace = true\n  }"
+
+    async def go() -> None:
+        async with running(tmp_path, config(api, "service", attach)) as (c, informers):
+            await until(lambda: exported(c) == expected("service", objs, attach_namespace=True))
+            ns = copy.deepcopy(named(objs, "Namespace", "shop"))
+            ns["metadata"]["labels"]["team"] = "checkout"
+            await asyncio.to_thread(api.apply, ns)
+            named(objs, "Namespace", "shop")["metadata"] = ns["metadata"]
+            assert await until(lambda: exported(c) == expected("service", objs, attach_namespace=True), 1.0) < 1.0
+            assert "namespaces ns=*" in {str(i.key) for i in informers.running()}
 
     run(go())

@@ -369,6 +369,29 @@ def test_ingress_per_rule_path_with_tls_scheme() -> None:
     assert tg.targets == [t("www.example.org", "http", "/")]
 
 
+@pytest.mark.parametrize("role,kind,name", [
+    ("pod", "Pod", CHECKOUT_A), ("service", "Service", "checkout"), ("endpoints", "Endpoints", "checkout"),
+    ("endpointslice", "EndpointSlice", "checkout-r5t6y"), ("ingress", "Ingress", "storefront"),
+])
+def test_attach_metadata_namespace(role: str, kind: str, name: str) -> None:
+    """The namespace's labels and annotations on the group; its name is already there."""
+    without = build(role, named(OBJS, kind, name), lookups(OBJS))
+    tg = build(role, named(OBJS, kind, name), lookups(OBJS, attach_namespace=True))
+    assert tg.labels == {
+        **without.labels,
+        M + "namespace_label_kubernetes_io_metadata_name": "shop",
+        M + "namespace_labelpresent_kubernetes_io_metadata_name": "true",
+        M + "namespace_label_team": "payments",
+        M + "namespace_labelpresent_team": "true",
+    }
+    assert tg.targets == without.targets
+    # Nodes are not namespaced; an unknown namespace adds nothing.
+    node = named(OBJS, "Node", "worker-a")
+    assert build("node", node, lookups(OBJS, attach_namespace=True)) == build("node", node, lookups(OBJS))
+    objs = {**OBJS, "Namespace": []}
+    assert build(role, named(OBJS, kind, name), lookups(objs, attach_namespace=True)).labels == without.labels
+
+
 def test_flatten_target_labels_win_over_group_labels() -> None:
     tg = build("service", named(OBJS, "Service", "checkout"))
     tg.labels["__address__"] = "group"
@@ -439,5 +462,5 @@ def test_any_field_replaced_by_any_json_never_raises(role_kind: tuple[str, str],
     for p in path[:-1]:
         parent = parent[p]
     parent[path[-1]] = value
-    tg = build(role, obj, lookups(OBJS, attach_node=True))
+    tg = build(role, obj, lookups(OBJS, attach_node=True, attach_namespace=True))
     assert all(isinstance(v, str) for t in tg.flatten() for v in t.values())

@@ -50,11 +50,13 @@ class TargetGroup:
 class Lookups:
     """The other objects a builder may consult, keyed as client-go's stores key them.
 
-    ``nodes`` is None unless ``attach_metadata { node = true }``; pods and
-    services are keyed ``namespace/name``, nodes by name.
+    ``nodes`` is None unless ``attach_metadata { node = true }``, ``namespaces``
+    unless ``attach_metadata { namespace = true }``; pods and services are keyed
+    ``namespace/name``, nodes and namespaces by name.
     """
 
     nodes: Mapping[str, Obj] | None = None
+    namespaces: Mapping[str, Obj] | None = None
     pods: Mapping[str, Obj] = field(default_factory=dict)
     services: Mapping[str, Obj] = field(default_factory=dict)
 
@@ -160,12 +162,17 @@ class Reader:
 
 
 def add_meta_labels(ls: dict[str, str], r: Reader, meta: Obj, kind: str) -> None:
-    """``__meta_kubernetes_<kind>_name`` and every label and annotation, with their ``present`` twins.
+    """``__meta_kubernetes_<kind>_name`` and every label and annotation, with their ``present`` twins."""
+    ls[intern(f"{META}{kind}_name")] = r.str(meta, "name")
+    add_labels_and_annotations(ls, r, meta, kind)
+
+
+def add_labels_and_annotations(ls: dict[str, str], r: Reader, meta: Obj, kind: str) -> None:
+    """The object's labels and annotations as ``__meta_kubernetes_<kind>_label_*`` and the rest.
 
     The names are interned: the same few hundred recur on every object, and
     thousands of targets then share one string each instead of holding copies.
     """
-    ls[intern(f"{META}{kind}_name")] = r.str(meta, "name")
     for k, v in r.str_map(meta, "labels").items():
         ln = sanitize(k)
         ls[intern(f"{META}{kind}_label_{ln}")] = v
@@ -178,13 +185,26 @@ def add_meta_labels(ls: dict[str, str], r: Reader, meta: Obj, kind: str) -> None
 
 def node_meta_labels(lookups: Lookups, r: Reader, node_name: str | None) -> dict[str, str]:
     """attach_metadata node: the node's name, labels and annotations, if the node is known."""
-    if lookups.nodes is None or node_name is None:
-        return {}
-    node = lookups.nodes.get(node_name)
-    if node is None:
+    return _attached(lookups.nodes, node_name, r, "node", with_name=True)
+
+
+def namespace_meta_labels(lookups: Lookups, r: Reader, namespace: str) -> dict[str, str]:
+    """attach_metadata namespace: the namespace's labels and annotations (its name is already
+    ``__meta_kubernetes_namespace``), if the namespace is known."""
+    return _attached(lookups.namespaces, namespace, r, "namespace", with_name=False)
+
+
+def _attached(store: Mapping[str, Obj] | None, key: str | None, r: Reader, kind: str,
+              with_name: bool) -> dict[str, str]:
+    obj = None if store is None or key is None else store.get(key)
+    if obj is None:
         return {}
     ls: dict[str, str] = {}
-    add_meta_labels(ls, r, r.obj(node, "metadata"), "node")
+    meta = r.obj(obj, "metadata")
+    if with_name:
+        add_meta_labels(ls, r, meta, kind)
+    else:
+        add_labels_and_annotations(ls, r, meta, kind)
     return ls
 
 

@@ -19,6 +19,7 @@ from agent.discovery.roles._meta import (
     add_meta_labels,
     go_uint,
     join_host_port,
+    namespace_meta_labels,
     namespaced,
     node_meta_labels,
     source_of,
@@ -40,6 +41,7 @@ def build(eps: Obj, lookups: Lookups) -> TargetGroup:
     if svc is not None:
         tg.labels.update(svcrole.service_labels(svc, r))
     add_meta_labels(tg.labels, r, meta, "endpoints")
+    tg.labels.update(namespace_meta_labels(lookups, r, ns))
     seen = SeenPods(lookups, r)
 
     def add(addr: Obj, port: Obj, ready: str) -> None:

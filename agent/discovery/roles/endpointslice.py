@@ -23,6 +23,7 @@ from agent.discovery.roles._meta import (
     go_bool,
     go_uint,
     join_host_port,
+    namespace_meta_labels,
     namespaced,
     node_meta_labels,
     sanitize,
@@ -53,6 +54,7 @@ def build(eps: Obj, lookups: Lookups) -> TargetGroup:
         svc = lookups.services.get(namespaced(ns, labels[SERVICE_NAME_LABEL]))
         if svc is not None:
             tg.labels.update(svcrole.service_labels(svc, r))
+    tg.labels.update(namespace_meta_labels(lookups, r, ns))
     if svc is not None and _non_primary_family(svc, address_type, r):
         # A dual-stack service's slice of its second family would repeat every target.
         return tg

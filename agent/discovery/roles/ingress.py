@@ -11,6 +11,7 @@ from agent.discovery.roles._meta import (
     Reader,
     TargetGroup,
     add_meta_labels,
+    namespace_meta_labels,
     source_of,
 )
 
@@ -27,7 +28,7 @@ def matches_host(pattern: str, host: str) -> bool:
     return pp[0] == "*" and len(pp) == len(hp) and pp[1:] == hp[1:]
 
 
-def build(ing: Obj, lookups: Lookups | None = None) -> TargetGroup:
+def build(ing: Obj, lookups: Lookups) -> TargetGroup:
     tg = TargetGroup(source(ing))
     r = Reader(tg.problems)
     meta = r.obj(ing, "metadata")
@@ -38,6 +39,7 @@ def build(ing: Obj, lookups: Lookups | None = None) -> TargetGroup:
     if cls is not None:  # only when set, as Prometheus; vmagent 1.79 sets it empty
         ls[META + "ingress_class_name"] = cls
     add_meta_labels(ls, r, meta, "ingress")
+    ls.update(namespace_meta_labels(lookups, r, ls[NAMESPACE]))
 
     tls_hosts = [h for t in r.objs(spec, "tls") for h in r.strs(t, "hosts")]
     for rule in r.objs(spec, "rules"):

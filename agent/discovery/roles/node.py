@@ -27,7 +27,7 @@ def source(obj: Obj) -> str:
     return "node/" + (name if isinstance(name, str) else "")
 
 
-def build(node: Obj, lookups: Lookups | None = None) -> TargetGroup:
+def build(node: Obj, lookups: Lookups) -> TargetGroup:
     """The node's group; not to be sent when the node has no address.
 
     Prometheus sends nothing then, so a node that loses its addresses keeps

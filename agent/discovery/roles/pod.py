@@ -18,6 +18,7 @@ from agent.discovery.roles._meta import (
     go_bool,
     go_uint,
     join_host_port,
+    namespace_meta_labels,
     node_meta_labels,
     source_of,
 )
@@ -100,6 +101,7 @@ def build(pod: Obj, lookups: Lookups) -> TargetGroup:
     ls.update(pod_labels(pod, r))
     ls[NAMESPACE] = r.str(r.obj(pod, "metadata"), "namespace")
     ls.update(node_meta_labels(lookups, r, node_name))
+    ls.update(namespace_meta_labels(lookups, r, ls[NAMESPACE]))
 
     statuses = r.objs(status, "containerStatuses")
     init_statuses = r.objs(status, "initContainerStatuses")

@@ -12,6 +12,7 @@ from agent.discovery.roles._meta import (
     TargetGroup,
     add_meta_labels,
     join_host_port,
+    namespace_meta_labels,
     source_of,
 )
 
@@ -29,10 +30,11 @@ def service_labels(svc: Obj, r: Reader) -> dict[str, str]:
     return ls
 
 
-def build(svc: Obj, lookups: Lookups | None = None) -> TargetGroup:
+def build(svc: Obj, lookups: Lookups) -> TargetGroup:
     tg = TargetGroup(source(svc))
     r = Reader(tg.problems)
     tg.labels = service_labels(svc, r)
+    tg.labels.update(namespace_meta_labels(lookups, r, tg.labels[NAMESPACE]))
     meta = r.obj(svc, "metadata")
     spec = r.obj(svc, "spec")
     host = f"{r.str(meta, 'name')}.{r.str(meta, 'namespace')}.svc"
