@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from agent.components.discovery_kubernetes import DiscoveryKubernetes
+from agent.convert.prometheus import convert
 from agent.discovery.informers import Informers
 from agent.discovery.kubeclient import InCluster
 from agent.discovery.roles import build
@@ -333,3 +334,34 @@ def test_attach_metadata_namespace_follows_the_namespace(tmp_path: Path, api: AP
             assert "namespaces ns=*" in {str(i.key) for i in informers.running()}
 
     run(go())
+
+
+def test_shoal_convert_output_for_kubernetes_sd_configs_loads(tmp_path: Path) -> None:
+    """What `shoal convert` writes for kubernetes_sd_configs is what discovery.kubernetes takes."""
+    prom = """
+scrape_configs:
+  - job_name: pods
+    kubernetes_sd_configs:
+      - role: endpointslice
+        api_server: https://kubernetes.example:6443
+        bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token
+        tls_config:
+          ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+        namespaces:
+          names: [shop, kube-system]
+        selectors:
+          - role: pod
+            label: app.kubernetes.io/name=checkout
+          - role: service
+            field: metadata.name=checkout
+        attach_metadata:
+          node: true
+          namespace: true
+remote_write:
+  - url: http://127.0.0.1:9/api/v1/write
+"""
+    alloy, _diags = convert(prom)
+    assert 'discovery.kubernetes "pods"' in alloy, alloy
+    assert "attach_metadata {" in alloy and "namespace = true" in alloy
+    c = controller(tmp_path, Informers())
+    c.check(files(alloy))  # raises with every error if any
