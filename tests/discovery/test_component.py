@@ -365,3 +365,29 @@ remote_write:
     assert "attach_metadata {" in alloy and "namespace = true" in alloy
     c = controller(tmp_path, Informers())
     c.check(files(alloy))  # raises with every error if any
+
+
+def test_pods_of_one_node_by_field_selector(tmp_path: Path, api: APIServer) -> None:
+    """The DaemonSet's shape: only the pods on its own node, selected by the API server."""
+    objs = load()
+    selector = 'selectors {\n    role  = "pod"\n    field = "spec.nodeName=worker-b"\n  }'
+
+    async def go() -> None:
+        async with running(tmp_path, config(api, "pod", selector)) as (c, _):
+            on_b = {**objs, "Pod": [p for p in objs["Pod"] if p["spec"]["nodeName"] == "worker-b"]}
+            await until(lambda: exported(c) == expected("pod", on_b))
+            assert {r.query.get("fieldSelector") for r in api.requests(resource="pods")} == {"spec.nodeName=worker-b"}
+            # A pod that comes to worker-b appears; one deleted there leaves.
+            moved = copy.deepcopy(named(objs, "Pod", "static-web-worker-a"))
+            moved["spec"]["nodeName"] = "worker-b"
+            await asyncio.to_thread(api.apply, moved)
+            await until(lambda: any(t[M + "pod_name"] == "static-web-worker-a"
+                                    for t in c.node("discovery.kubernetes.k").exports.targets), 1.0)
+            await asyncio.to_thread(api.delete, "pods", CHECKOUT_A_NAME, "shop")
+            await until(lambda: not any(t[M + "pod_name"] == CHECKOUT_A_NAME
+                                        for t in c.node("discovery.kubernetes.k").exports.targets), 1.0)
+
+    run(go())
+
+
+CHECKOUT_A_NAME = "checkout-5d8f7b9c6-abcde"
