@@ -29,6 +29,11 @@ from agent.discovery.kubernetes import (
     Metrics,
     Selector,
 )
+from agent.discovery.selectors import (
+    SelectorSyntaxError,
+    check_field_selector,
+    check_label_selector,
+)
 from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.health import Health, State
@@ -111,6 +116,14 @@ class Arguments:
             seen.add(s.role)
             if s.role not in allowed:
                 raise ValueError(f"{self.role} role supports only {', '.join(allowed)} selectors")
+            try:
+                check_label_selector(s.label)
+            except SelectorSyntaxError as exc:
+                raise ValueError(f'invalid label selector "{s.label}": {exc}') from None
+            try:
+                check_field_selector(s.field)
+            except SelectorSyntaxError as exc:
+                raise ValueError(f'invalid field selector "{s.field}": {exc}') from None
 
     def _custom_http(self) -> bool:
         return bool(

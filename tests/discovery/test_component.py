@@ -218,6 +218,8 @@ def test_validation_messages(tmp_path: Path, api: APIServer) -> None:
         'role = "service"\n  selectors {\n    role = "pod"\n  }': "service role supports only service selectors",
         'role = "pod"\n  selectors {\n    role = "pod"\n  }\n  selectors {\n    role = "pod"\n  }': "duplicated selector role: pod",
         'role = "pod"\n  api_server = "https://x"\n  namespaces {\n    own_namespace = true\n  }': "cannot use 'api_server' and 'namespaces.own_namespace' simultaneously",
+        'role = "pod"\n  selectors {\n    role = "pod"\n    label = "app in (web"\n  }': 'invalid label selector "app in (web": unbalanced',
+        'role = "pod"\n  selectors {\n    role = "pod"\n    field = "spec.nodeName"\n  }': 'invalid field selector "spec.nodeName": cannot understand',
     }
     for body, message in cases.items():
         with pytest.raises(Exception) as exc:
