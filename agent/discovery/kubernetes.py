@@ -1,8 +1,8 @@
 """Kubernetes discovery: shared informers in, Prometheus' target groups out, kept current.
 
 A :class:`Discoverer` takes the informers a role needs from the process'
-shared :class:`Informers` (the primary resource, and the pods, services and
-nodes whose metadata its targets carry), rebuilds a primary object's group
+shared :class:`Informers` (the primary resource, and the pods, services,
+nodes and namespaces whose metadata its targets carry), rebuilds a primary object's group
 when it or anything its build looked up changes, and hands the whole target
 list to a callback, coalescing a burst of changes into one call. Errors of the
 informers never empty the targets: the informers keep their last objects, and
