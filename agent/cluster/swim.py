@@ -186,14 +186,16 @@ class Membership:
     def _refute(self, accused_incarnation: int) -> None:
         me = self.members[self.name]
         me.incarnation = max(me.incarnation, accused_incarnation)
-        self.awareness.apply(1)
+        self._aware(1)
         self.metrics.events.labels("refute").inc()
         self._publish_self()
 
     # -- state changes (memberlist's aliveNode, suspectNode, deadNode) -----
 
+    def _aware(self, delta: int) -> None:
+        self.metrics.health_score.set(self.awareness.apply(delta))
+
     def _changed(self) -> None:
-        self.metrics.health_score.set(self.awareness.score)
         self.metrics.incarnation.set(self.members[self.name].incarnation)
         self._on_change()
 
@@ -389,7 +391,7 @@ class Membership:
                 async with asyncio.timeout(self.awareness.scale(self.settings.probe_timeout)):
                     await asyncio.shield(w.future)
                 self.metrics.ack_latency.observe(loop.time() - w.sent)
-                self.awareness.apply(-1)
+                self._aware(-1)
                 return
             except TimeoutError:
                 pass
@@ -405,13 +407,12 @@ class Membership:
             try:
                 async with asyncio.timeout(max(started + interval - loop.time(), 0.0)):
                     await asyncio.shield(w.future)
-                self.awareness.apply(-1)
+                self._aware(-1)
                 return
             except TimeoutError:
                 pass
             missed = len(helpers) - w.nacks if helpers else 1
-            self.awareness.apply(max(missed, 0))
-            self.metrics.health_score.set(self.awareness.score)
+            self._aware(max(missed, 0))
             if target.liveness in _LIVE and not self.leaving:
                 self.on_suspect(Suspect(target.name, target.incarnation, self.name))
         finally:

@@ -55,7 +55,9 @@ class Nodes:
         self.registries: dict[str, CollectorRegistry] = {}
 
     def make(self, name: str, join: list[str] | None = None, **settings: object) -> Node:
-        s = Settings(name=name, bind_host=next_host(), cluster_name="test", **{**FAST, **settings})
+        s = Settings(
+            name=name, bind_host=next_host(), **{"cluster_name": "test", **FAST, **settings}
+        )
         reg = CollectorRegistry()
         node = Node(s, registry=reg)
         node.start()
