@@ -191,6 +191,13 @@ class Node:
         """Publishes at most once per ``metadata_min_interval``; the latest value wins."""
         self._post(lambda m: m.set_progress(progress))
 
+    def set_transport_filter(self, allow: Callable[[str], bool] | None) -> None:
+        """Fault injection: drop all traffic with peers (host:port) for which ``allow`` is False.
+
+        For tests and drills that make a partition; None lets everything through.
+        """
+        self._post(lambda m: setattr(m.transport, "allow", allow))
+
     # -- internals --
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:

@@ -10,7 +10,7 @@ stretch to 12 s while no other member confirms it. Alloy's library probes every
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ class Settings:
     bind_port: int = 0  # UDP and TCP use the same number; 0 picks a free one
     advertise_host: str = ""  # default: bind_host
     cluster_name: str = ""  # two clusters with different names never merge
-    keys: tuple[bytes, ...] = ()  # AES-GCM keys (16, 24 or 32 bytes); the first encrypts
+    # AES-GCM keys (16, 24 or 32 bytes); the first seals. Left out of repr so they never reach a log.
+    keys: tuple[bytes, ...] = field(default=(), repr=False)
     probe_interval: float = 1.0
     probe_timeout: float = 0.5
     indirect_checks: int = 3

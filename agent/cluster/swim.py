@@ -336,6 +336,9 @@ class Membership:
         self._send(peer, first)
 
     def _on_indirect(self, m: IndirectPing) -> None:
+        known = self.members.get(m.target)
+        if known is None or known.addr != m.target_addr:
+            return  # only ping members we know where they are: no reflection to arbitrary addresses
         seq = next(self._seq) & 0xFFFFFFFF
         loop = asyncio.get_running_loop()
         w = _AckWait(loop.create_future(), loop.time())

@@ -54,7 +54,7 @@ def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
 
 class _RateLimitedLog:
     def __init__(self, log: Any) -> None:
-        self._log = log
+        self.log = log
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
@@ -64,7 +64,7 @@ class _RateLimitedLog:
             self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
             return
         self._last[reason] = now
-        self._log.warning(
+        self.log.warning(
             "dropped gossip",
             reason=reason,
             detail=detail,
@@ -145,7 +145,10 @@ class Transport(asyncio.DatagramProtocol):
             self._m.rx_failed.inc()
             self.drop("malformed", f"{type(e).__name__}: {e}", peer)
             return
-        self._on_packet(messages, peer)
+        try:
+            self._on_packet(messages, peer)
+        except Exception:  # a protocol bug must not stop the receiving side
+            self.drop_log.log.exception("cluster protocol error", peer=peer)
 
     def error_received(self, exc: Exception) -> None:
         self._m.tx_failed.inc()  # ICMP unreachable from an earlier send

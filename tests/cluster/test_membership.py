@@ -8,11 +8,14 @@ suspicion 4-12 s), so "within the documented bound" means within 30 s.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 
+import pytest
+
 from agent.cluster import Liveness, Node, Progress, Role, View, asyncio_observer
-from agent.cluster.messages import Dead, State, Suspect
+from agent.cluster.messages import Dead, IndirectPing, State, Suspect
 from tests.cluster.helpers import Nodes, RawPeer, all_alive, liveness, wait_until
 
 DEAD_BOUND = 30.0
@@ -152,9 +155,9 @@ def test_a_partition_heals_through_push_pull(nodes: Nodes) -> None:
     hosts = [n.address.rsplit(":", 1)[0] for n in cluster]
     side = {hosts[0]: 0, hosts[1]: 0, hosts[2]: 1, hosts[3]: 1}
     for n, h in zip(cluster, hosts, strict=True):
-        n._membership.transport.allow = lambda peer, mine=side[h]: (
-            side.get(peer.rsplit(":", 1)[0], mine) == mine
-        )  # type: ignore[union-attr]
+        n.set_transport_filter(
+            lambda peer, mine=side[h]: side.get(peer.rsplit(":", 1)[0], mine) == mine
+        )
     names = [n.settings.name for n in cluster]
     wait_until(
         lambda: (
@@ -166,7 +169,7 @@ def test_a_partition_heals_through_push_pull(nodes: Nodes) -> None:
     )
     assert cluster[0].owner("some-target").name in names[:2]  # type: ignore[union-attr]
     for n in cluster:
-        n._membership.transport.allow = None  # type: ignore[union-attr]
+        n.set_transport_filter(None)
     wait_until(lambda: all_alive(cluster), 30, "views converge after healing")
     keys = [f"t{i}" for i in range(100)]
     wait_until(
@@ -203,6 +206,25 @@ def test_bad_packets_are_counted_by_reason_and_dropped(nodes: Nodes) -> None:
             "every kind counted",
         )
         assert nodes.metric(a, "cluster_transport_rx_packets_failed_total") >= 5
+        # push-pull streams: an absurd length, then a frame that is not ours
+        host, port = a.address.rsplit(":", 1)
+        for payload in (b"\xff\xff\xff\xff", b"\x00\x00\x00\x05\x01\x00\xde\xad\x00"):
+            with socket.create_connection((host, int(port)), timeout=5) as conn:
+                conn.sendall(payload)
+                assert conn.recv(16) == b""  # closed without an answer
+        wait_until(
+            lambda: nodes.metric(a, "cluster_transport_stream_rx_packets_failed_total") >= 2,
+            10,
+            "bad streams counted",
+        )
+        # an indirect ping may not make a node probe an address that is not a member's
+        bystander = RawPeer()
+        host, port = bystander.sock.getsockname()
+        peer.send(a, [IndirectPing(7, "nobody", f"{host}:{port}", "x", "127.0.0.1:1")])
+        bystander.sock.settimeout(1.5)
+        with pytest.raises(TimeoutError):
+            bystander.sock.recv(2048)
+        bystander.close()
         assert {m.name for m in a.members()} == {"n0", "n1"}
         assert a.view.get("n1").addr == b.address  # type: ignore[union-attr]
         time.sleep(2)
