@@ -138,6 +138,35 @@ def test_lifeguard_a_slow_node_does_not_get_healthy_nodes_declared_dead(nodes: N
     wait_until(lambda: all_alive(cluster), 30, "everyone alive again after the slowness ends")
 
 
+def test_indirect_probes_route_around_a_broken_link(nodes: Nodes) -> None:
+    a, b, c, d = nodes.cluster(4)
+    seen = [record_liveness(n, "n1") for n in (a, c, d)] + [record_liveness(b, "n0")]
+    b_host = b.address.rsplit(":", 1)[0]
+    a_host = a.address.rsplit(":", 1)[0]
+    a.set_transport_filter(lambda peer: not peer.startswith(b_host + ":"))
+    b.set_transport_filter(lambda peer: not peer.startswith(a_host + ":"))
+    time.sleep(10)  # ten probe rounds: a and b probe each other directly and fail
+    assert all(Liveness.SUSPECT not in s and Liveness.DEAD not in s for s in seen)
+    assert (
+        nodes.metric(a, "cluster_node_gossip_received_events_total", {"event": "node_suspect"}) == 0
+    )
+
+
+def test_an_isolated_node_blames_itself_through_missed_nacks(nodes: Nodes) -> None:
+    a, b, c = nodes.cluster(3)
+    a.set_transport_filter(lambda peer: False)
+    # every probe fails and no helper's nack arrives: a's own score rises and stays up
+    wait_until(
+        lambda: nodes.metric(a, "cluster_node_gossip_health_score") >= 2, 30, "a's score rises"
+    )
+    assert nodes.metric(b, "cluster_node_gossip_health_score") <= 1
+    a.set_transport_filter(None)
+    wait_until(lambda: all_alive([a, b, c]), 40, "a rejoins once the network is back")
+    wait_until(
+        lambda: nodes.metric(a, "cluster_node_gossip_health_score") == 0, 30, "a's score recovers"
+    )
+
+
 def test_graceful_leave_is_seen_as_left_without_suspicion(nodes: Nodes) -> None:
     a, b, c = nodes.cluster(3)
     seen = record_liveness(a, "n2")
