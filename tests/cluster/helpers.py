@@ -56,7 +56,7 @@ class Nodes:
 
     def make(self, name: str, join: list[str] | None = None, **settings: object) -> Node:
         s = Settings(
-            name=name, bind_host=next_host(), **{"cluster_name": "test", **FAST, **settings}
+            name=name, **{"bind_host": next_host(), "cluster_name": "test", **FAST, **settings}
         )
         reg = CollectorRegistry()
         node = Node(s, registry=reg)

@@ -16,7 +16,7 @@ import pytest
 
 from agent.cluster import Liveness, Node, Progress, Role, View, asyncio_observer
 from agent.cluster.messages import Dead, IndirectPing, State, Suspect
-from tests.cluster.helpers import Nodes, RawPeer, all_alive, liveness, wait_until
+from tests.cluster.helpers import Nodes, RawPeer, all_alive, liveness, next_host, wait_until
 
 DEAD_BOUND = 30.0
 
@@ -306,3 +306,49 @@ def test_observers_run_on_the_asyncio_loop_they_are_given(nodes: Nodes) -> None:
     names, on_loop = asyncio.run(run())
     assert names == {"o0", "o1"} and on_loop
     assert nodes.metric(a, "cluster_node_update_observers") == 0
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def test_a_node_that_joined_too_early_finds_the_cluster_by_rejoining(nodes: Nodes) -> None:
+    host = next_host()
+    port = free_port(host)
+    early = nodes.make("early", [f"{host}:{port}"])  # nobody there yet: alone, seeds kept
+    assert {m.name for m in early.members()} == {"early"}
+    seed = nodes.make("seed", bind_host=host, bind_port=port)
+    wait_until(lambda: all_alive([early, seed]), 20, "the rejoin interval merges them")
+
+
+def test_a_restarted_member_takes_over_its_name(nodes: Nodes) -> None:
+    a, b, c = nodes.cluster(3)
+    c.set_role(Role.DRAINING)
+    wait_until(lambda: a.view.get("n2").role is Role.DRAINING, 10, "draining seen")  # type: ignore[union-attr]
+    old_incarnation = a.view.get("n2").incarnation  # type: ignore[union-attr]
+    c.stop(leave=False)  # crash
+    # same name and address, a participant again, incarnation starting from 0: the cluster
+    # still holds the old instance's higher incarnation, so the new one must refute it
+    port = int(c.address.rsplit(":", 1)[1])
+    again = nodes.make("n2", [a.address], bind_host=c.settings.bind_host, bind_port=port)
+
+    def taken_over() -> bool:
+        views = [n.view.get("n2") for n in (a, b)]
+        return all(
+            m is not None and m.incarnation > old_incarnation and m.role is Role.PARTICIPANT
+            for m in views
+        ) and all_alive([a, b, again])
+
+    wait_until(taken_over, 30, "the new instance refuted the old one's state")
+    again.stop(leave=False)
+    # same name at a new address: refused while the old address is alive, taken once it is dead
+    moved = nodes.make("n2", [a.address])
+    wait_until(
+        lambda: (
+            all(n.view.get("n2").addr == moved.address for n in (a, b)) and all_alive([a, b, moved])
+        ),  # type: ignore[union-attr]
+        60,
+        "the name moved to the new address",
+    )
