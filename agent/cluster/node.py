@@ -132,7 +132,10 @@ class Node:
         self.log.info("cluster node started", address=self.address)
 
     def stop(self, leave: bool = True) -> None:
-        """Leave gracefully (tell the others) unless ``leave`` is False, then close the sockets."""
+        """Leave gracefully (tell the others) unless ``leave`` is False, then close the sockets.
+
+        Blocks until the protocol thread has ended; never call it from an observer.
+        """
         if self._loop is None or self._membership is None or not self._loop.is_running():
             return
         membership = self._membership
@@ -148,7 +151,12 @@ class Node:
             self._thread.join()
 
     def join(self, addresses: Iterable[str], timeout: float | None = None) -> int:
-        """Join through these host:port addresses; how many answered (0: we are alone)."""
+        """Join through these host:port addresses; how many answered (0: we are alone).
+
+        Blocks for up to ``tcp_timeout``: from an event loop, call it with
+        ``asyncio.to_thread``. Addresses that did not answer are retried every
+        ``rejoin_interval``, so a node started before its peers finds them later.
+        """
         coro = self._call(lambda m: m.join(list(addresses)))
         return asyncio.run_coroutine_threadsafe(coro, self._running_loop()).result(timeout)
 
