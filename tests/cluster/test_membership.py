@@ -8,6 +8,7 @@ suspicion 4-12 s), so "within the documented bound" means within 30 s.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
@@ -60,6 +61,19 @@ def test_state_and_progress_propagate_and_change_ownership(nodes: Nodes) -> None
     assert nodes.metric(a, "cluster_node_peers", {"state": "draining"}) == 1
     c.set_role(Role.PARTICIPANT)
     wait_until(lambda: a.view.get("n2").role is Role.PARTICIPANT, 10, "back to participant")  # type: ignore[union-attr]
+
+
+def test_progress_updates_are_coalesced_and_the_latest_wins(nodes: Nodes) -> None:
+    a, b = nodes.cluster(2)
+    before = a.view.get("n1").incarnation  # type: ignore[union-attr]
+    for i in range(1, 201):
+        b.set_progress(Progress(scrapes_on_time=i, scrapes_due=200, timestamp=float(i)))
+    wait_until(
+        lambda: a.view.get("n1").progress.scrapes_on_time == 200,  # type: ignore[union-attr]
+        10,
+        "the last progress reached a",
+    )
+    assert a.view.get("n1").incarnation - before < 20  # type: ignore[union-attr]
 
 
 def test_a_stopped_node_is_suspected_then_dead_within_the_bound(nodes: Nodes) -> None:
@@ -235,6 +249,9 @@ def test_bad_packets_are_counted_by_reason_and_dropped(nodes: Nodes) -> None:
             "every kind counted",
         )
         assert nodes.metric(a, "cluster_transport_rx_packets_failed_total") >= 5
+        rng = random.Random(13)
+        for _ in range(300):
+            peer.send_raw(a, bytes([1, rng.choice((0, 1))]) + rng.randbytes(rng.randrange(200)))
         # push-pull streams: an absurd length, then a frame that is not ours
         host, port = a.address.rsplit(":", 1)
         for payload in (b"\xff\xff\xff\xff", b"\x00\x00\x00\x05\x01\x00\xde\xad\x00"):
