@@ -6,11 +6,15 @@ modules behind it.
 """
 
 from agent.cluster.member import Liveness, Member, Progress, Role
+from agent.cluster.messages import BadMessage
 from agent.cluster.node import Node, Observer, View, asyncio_observer
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
+from agent.cluster.transport import Dialer
 
 __all__ = [
+    "BadMessage",
+    "Dialer",
     "Liveness",
     "Member",
     "Node",

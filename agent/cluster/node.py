@@ -26,7 +26,7 @@ from agent.cluster.metrics import ClusterMetrics
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
 from agent.cluster.swim import Membership
-from agent.cluster.transport import Transport, bind_pair
+from agent.cluster.transport import Dialer, Transport, bind_pair
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,12 @@ class Node:
         settings: Settings,
         registry: CollectorRegistry | None = None,
         logger: Any = None,
+        dialer: Dialer | None = None,
     ) -> None:
+        """``dialer``: carry push-pull through another server instead of our TCP listener
+        (no TCP socket is bound then); the receiving side calls ``serve_push_pull``."""
         self.settings = settings
+        self._dialer = dialer
         self.metrics = ClusterMetrics(registry)
         self.log = logger or structlog.get_logger("cluster").bind(node=settings.name)
         self._keyring = Keyring(settings.keys, settings.cluster_name)
@@ -78,7 +82,9 @@ class Node:
 
     def start(self) -> None:
         """Bind the sockets (errors raise here) and start the protocol thread."""
-        udp, tcp = bind_pair(self.settings.bind_host, self.settings.bind_port)
+        udp, tcp = bind_pair(
+            self.settings.bind_host, self.settings.bind_port, with_tcp=self._dialer is None
+        )
         host = self.settings.advertise_host or self.settings.bind_host
         self.address = join_addr(host, udp.getsockname()[1])
         self._loop = asyncio.new_event_loop()
@@ -95,6 +101,7 @@ class Node:
                     self.log,
                     m.on_packet,
                     m.on_push_pull,
+                    self._dialer,
                 )
 
             self._membership = Membership(
@@ -159,6 +166,19 @@ class Node:
         """
         coro = self._call(lambda m: m.join(list(addresses)))
         return asyncio.run_coroutine_threadsafe(coro, self._running_loop()).result(timeout)
+
+    async def serve_push_pull(self, frame: bytes, peer: str = "") -> bytes:
+        """Answer a push-pull frame that another server received (the ``dialer`` seam's far end).
+
+        Awaitable from any event loop; the work runs on the protocol thread. Raises
+        ``BadMessage`` (already counted and logged) for a frame to refuse.
+        """
+        assert self._membership is not None
+        transport = self._membership.transport
+        future = asyncio.run_coroutine_threadsafe(
+            transport.serve_frame(frame, peer), self._running_loop()
+        )
+        return await asyncio.wrap_future(future)
 
     # -- reading --
 
