@@ -173,10 +173,10 @@ class Node:
         Awaitable from any event loop; the work runs on the protocol thread. Raises
         ``BadMessage`` (already counted and logged) for a frame to refuse.
         """
+        loop = self._running_loop()  # raises if the node is not running
         assert self._membership is not None
-        transport = self._membership.transport
         future = asyncio.run_coroutine_threadsafe(
-            transport.serve_frame(frame, peer), self._running_loop()
+            self._membership.transport.serve_frame(frame, peer), loop
         )
         return await asyncio.wrap_future(future)
 
