@@ -5,7 +5,7 @@ All nodes run in this one process on 127.0.0.x loopback addresses, each in its o
 thread, as in tests/cluster; the figures for real agents under load come from the
 cluster harness (issue 13).
 
-    python loadtest/bench_cluster.py [--runs 3] [--spin 20]
+    python loadtest/bench_cluster.py [--runs 3] [--spin 20] [--switch-interval 0.001]
 """
 
 from __future__ import annotations
@@ -142,7 +142,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--spin", type=float, default=20.0, help="seconds of each ack-latency run")
+    parser.add_argument(
+        "--switch-interval", type=float, help="sys.setswitchinterval for the run (default 5 ms)"
+    )
     args = parser.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     ring_figures()
     detection(args.runs)
