@@ -252,10 +252,10 @@ class Node:
         self._notify_scheduled = False
         assert self._membership is not None
         members = self._membership.snapshot()
+        self._update_gauges(members)  # first, so whoever sees the new view sees its gauges
         self._view = View(
             members, Ring((m.name for m in members if m.owns_targets), self.settings.seed)
         )
-        self._update_gauges(members)
         with self._observers_lock:
             observers = list(self._observers)
         for cb in observers:
