@@ -126,6 +126,12 @@ class Agent:
         except (OSError, ValueError) as exc:
             print(f"cannot listen on {self.listen_addr}: {exc}", file=sys.stderr)
             return 1
+        # Signals are ours from here on: a SIGTERM while components start (a slow
+        # start on a busy node) still ends in an orderly stop, not the default kill.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         REGISTRY.register(RuntimeCollector(self.controller))
         REGISTRY.register(self.controller.metrics)
         self.lag = looplag.lag_histogram(REGISTRY)
@@ -145,10 +151,6 @@ class Agent:
         app.state.shoal.ready = True
         self.log.info("now listening", addr=server.address, config=str(self.path))
 
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         watcher = asyncio.create_task(self._watch(), name="config-watcher")
         lag = asyncio.create_task(looplag.monitor(self.lag), name="loop-lag")
 
