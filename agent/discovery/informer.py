@@ -23,11 +23,10 @@ from typing import Any, Protocol
 
 import aiohttp
 import structlog
-from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from agent.discovery.kubeclient import KubeClient, KubeConfigError
+from agent.discovery.kubeclient import APIError, KubeClient, KubeConfigError
 from agent.remote.backoff import Backoff
 
 log = structlog.get_logger("discovery.informer")
@@ -106,7 +105,7 @@ def _too_large(status: dict[str, Any]) -> bool:
 
 def _reason(e: BaseException) -> str:
     status = getattr(e, "status", 0)
-    if isinstance(e, (ApiException, _WatchError)) and status:
+    if isinstance(e, (APIError, _WatchError)) and status:
         return {401: "unauthorized", 403: "forbidden", 404: "not_found", 410: "gone",
                 429: "throttled"}.get(status, f"http_{status}")
     if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
@@ -123,7 +122,7 @@ def _reason(e: BaseException) -> str:
 
 
 def _message(e: BaseException) -> str:
-    if isinstance(e, ApiException):
+    if isinstance(e, APIError):
         try:
             return str(json.loads(e.body or "{}").get("message") or e.reason)
         except (ValueError, AttributeError):
