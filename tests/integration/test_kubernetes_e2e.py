@@ -150,6 +150,25 @@ def series(prom: Proc, expr: str) -> list[dict[str, str]]:
     return [r["metric"] for r in query(prom.url, expr)]
 
 
+def shoal_run(tmp: Path, cluster: Cluster, remote_write_url: str) -> Proc:
+    """`shoal run config/kubernetes.alloy` with the environment a DaemonSet pod has,
+    pointed at the stand-ins; ready to serve when returned."""
+    sa = service_account(tmp, cluster.certs.ca)
+    port = free_port()
+    agent = spawn([sys.executable, "-m", "agent", "run",
+                   f"--server.http.listen-addr=127.0.0.1:{port}",
+                   f"--storage.path={tmp / 'data'}", str(CONFIG)],
+                  tmp, "agent", env={
+                      "NODE_NAME": THIS,
+                      "SHOAL_KUBERNETES_API_SERVER": cluster.api_url,
+                      "SHOAL_SERVICE_ACCOUNT_DIR": str(sa),
+                      "SHOAL_SCRAPE_INTERVAL": "1s",
+                      "SHOAL_REMOTE_WRITE_URL": remote_write_url})
+    agent.url = f"http://127.0.0.1:{port}"
+    wait_http(agent.url + "/-/ready", proc=agent.popen)
+    return agent
+
+
 def test_shipped_config_scrapes_this_node_as_kube_prometheus_stack(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     with targets(3) as (mine, theirs, added), prometheus(tmp_path / "prom") as prom:
@@ -165,19 +184,8 @@ def test_shipped_config_scrapes_this_node_as_kube_prometheus_stack(tmp_path: Pat
                 scraped(theirs.port), app="shop-web"),
             pod("coredns-1", "kube-system", OTHER, [container("coredns", 9153)]),
         ])
-        sa = service_account(tmp_path, cluster.certs.ca)
-        agent_port = free_port()
-        agent = spawn([sys.executable, "-m", "agent", "run",
-                       f"--server.http.listen-addr=127.0.0.1:{agent_port}",
-                       f"--storage.path={tmp_path / 'data'}", str(CONFIG)],
-                      tmp_path, "agent", env={
-                          "NODE_NAME": THIS,
-                          "SHOAL_KUBERNETES_API_SERVER": cluster.api_url,
-                          "SHOAL_SERVICE_ACCOUNT_DIR": str(sa),
-                          "SHOAL_SCRAPE_INTERVAL": "1s",
-                          "SHOAL_REMOTE_WRITE_URL": prom.url + "/api/v1/write"})
+        agent = shoal_run(tmp_path, cluster, prom.url + "/api/v1/write")
         try:
-            wait_http(f"http://127.0.0.1:{agent_port}/-/ready", proc=agent.popen)
 
             def kubelet_up() -> list[dict[str, str]]:
                 got = series(prom, 'up{job="kubelet"} == 1')
@@ -261,3 +269,24 @@ def rbac_report(cluster: Cluster) -> dict[str, Any]:
     return {"refused": refused, "used": used,
             "unused": [(g.verb, g.api_group, g.resource)
                        for g in cluster.auth.unused_grants("shoal")]}
+
+
+def test_an_unset_remote_write_url_fails_loudly(tmp_path: Path) -> None:
+    """Without SHOAL_REMOTE_WRITE_URL the samples go nowhere, and the log and the metrics
+    say which variable to set (a .invalid host never resolves, RFC 6761)."""
+    cluster = Cluster(tmp_path)
+    cluster.start([])
+    agent = shoal_run(tmp_path, cluster, "")
+    try:
+        def retried() -> float:
+            text = httpx.get(agent.url + "/metrics", timeout=5).text
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("prometheus_remote_storage_samples_retried_total{")
+                       and "shoal-remote-write-url-is-unset.invalid" in line)
+        eventually(lambda: retried() > 0, timeout=30)
+        warnings = [line for line in agent.log_text().splitlines()
+                    if "level=warn" in line and "shoal-remote-write-url-is-unset" in line]
+        assert warnings and "Cannot connect to host" in warnings[0], warnings
+    finally:
+        assert agent.stop() == 0, agent.log_text()[-3000:]
+        cluster.stop()
