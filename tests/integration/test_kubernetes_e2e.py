@@ -172,13 +172,21 @@ def shoal_run(tmp: Path, cluster: Cluster, remote_write_url: str) -> Proc:
 def test_shipped_config_scrapes_this_node_as_kube_prometheus_stack(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     with targets(3) as (mine, theirs, added), prometheus(tmp_path / "prom") as prom:
+        web = pod("shop-web-1", "shop", THIS,
+                  [container("web", mine.port), container("istio-proxy", 15090)],
+                  scraped(mine.port), app="shop-web")
+        # An init container on the annotated port: never a second target.
+        web["spec"]["initContainers"] = [container("migrate", mine.port)]
+        # Annotated but not running yet: not scraped.
+        pending = pod("shop-web-3", "shop", THIS, [container("web", theirs.port)],
+                      scraped(theirs.port), app="shop-web")
+        pending["status"] = {"phase": "Pending", "podIP": "127.0.0.1"}
         cluster.start([
             # This node: an annotated pod with a sidecar (scraped once, for its app
-            # container), a pod that does not opt in.
-            pod("shop-web-1", "shop", THIS,
-                [container("web", mine.port), container("istio-proxy", 15090)],
-                scraped(mine.port), app="shop-web"),
+            # container), a pod that does not opt in, a pending one.
+            web,
             pod("db-0", "shop", THIS, [container("postgres", 5432)]),
+            pending,
             # The other node: annotated too, but not ours to scrape.
             pod("shop-web-2", "shop", OTHER, [container("web", theirs.port)],
                 scraped(theirs.port), app="shop-web"),
@@ -201,7 +209,7 @@ def test_shipped_config_scrapes_this_node_as_kube_prometheus_stack(tmp_path: Pat
                 prom, 'container_cpu_usage_seconds_total{metrics_path="/metrics/cadvisor"}'))
             assert {(s["namespace"], s["pod"], s["container"]) for s in cpu} == {
                 ("shop", "shop-web-1", "web"), ("shop", "shop-web-1", "istio-proxy"),
-                ("shop", "db-0", "postgres")}
+                ("shop", "db-0", "postgres"), ("shop", "shop-web-3", "web")}
             assert all(s["job"] == "kubelet" and s["node"] == THIS for s in cpu)
             for path, metric in (("/metrics", "kubelet_running_pods"),
                                  ("/metrics/probes", "prober_probe_total"),
@@ -229,7 +237,7 @@ def test_shipped_config_scrapes_this_node_as_kube_prometheus_stack(tmp_path: Pat
             assert series(prom, f'{{node="{OTHER}"}}') == []
             assert series(prom, '{pod=~"shop-web-2|coredns-1"}') == []
             assert list(cluster.kubelets[OTHER].hits) == []
-            assert list(theirs.requests) == []
+            assert list(theirs.requests) == []  # node-2's pod and the pending one
 
             # The kubelet's token check passed: every scrape by the service account.
             hits = list(cluster.kubelets[THIS].hits)
