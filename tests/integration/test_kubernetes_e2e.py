@@ -3,7 +3,9 @@ against a cluster made of stand-ins: the API server as a process with the manife
 one kubelet per node checking the service account's token, annotated pods serving
 metrics, and a real Prometheus receiving the remote write. This is the proof that the
 file a user deploys scrapes its own node, labelled as kube-prometheus-stack does, and
-nothing of the other node, with no more rights than manifests/base/rbac.yaml grants."""
+nothing of the other node, with no more rights than manifests/base/rbac.yaml grants.
+The same file's relabelling is also run in this process over pod variants (annotations,
+phases, ports) that would each need a server of their own as processes."""
 
 from __future__ import annotations
 
@@ -18,7 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.kube import RBAC_MANIFEST
+from agent.discovery.informers import Informers
+from tests.components.helpers import files, run
+from tests.discovery.test_component import controller
+from tests.discovery.test_informer import until
+from tests.kube import RBAC_MANIFEST, APIServer
 from tests.kube.certs import SERVER_NAMES, make_certs
 from tests.kube.kubelet import Kubelet
 from tests.kube.rbac import Auth, Request
@@ -298,3 +304,71 @@ def test_an_unset_remote_write_url_fails_loudly(tmp_path: Path) -> None:
     finally:
         assert agent.stop() == 0, agent.log_text()[-3000:]
         cluster.stop()
+
+
+def test_shipped_relabelling_of_pod_and_node_variants(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped file's discovery and relabelling in this process, over pods a process
+    test would need a server each for: what each annotation does to the targets."""
+    def web(name: str, ip: str, annotations: dict[str, str], on: str = THIS,
+            ports: tuple[int, ...] = (8080,), labels: dict[str, str] | None = None,
+            phase: str = "Running") -> dict[str, Any]:
+        p = pod(name, "apps", on, [container(f"c{port}", port) for port in ports],
+                annotations)
+        p["metadata"]["labels"] = labels or {}
+        p["status"].update(podIP=ip, phase=phase)
+        return p
+
+    opt_in = {"prometheus.io/scrape": "true"}
+    objects = [
+        node(THIS, 10250), node(OTHER, 10250),
+        web("tls", "10.0.0.1", {**opt_in, "prometheus.io/port": "9443",
+                                "prometheus.io/scheme": "https",
+                                "prometheus.io/path": "/stats/prometheus"},
+            ports=(8080, 9443), labels={"app": "envoy"}),
+        web("every-port", "10.0.0.2", opt_in, ports=(8080, 9090),
+            labels={"app": "legacy", "app.kubernetes.io/name": "shop"}),
+        web("opted-out", "10.0.0.3", {"prometheus.io/scrape": "false"}),
+        web("undeclared", "10.0.0.4", {**opt_in, "prometheus.io/port": "7777"}),
+        web("failed", "10.0.0.5", opt_in, phase="Failed"),
+        web("elsewhere", "10.0.0.6", opt_in, on=OTHER),
+    ]
+    with APIServer(tmp_path / "api", objects=objects, rbac_files=[RBAC_MANIFEST]) as api:
+        api.add_token(SA_TOKEN, "shoal/shoal")
+        sa = service_account(tmp_path, api.certs.ca)
+        for k, v in {"NODE_NAME": THIS, "SHOAL_KUBERNETES_API_SERVER": api.url,
+                     "SHOAL_SERVICE_ACCOUNT_DIR": str(sa), "SHOAL_SCRAPE_INTERVAL": "1h",
+                     "SHOAL_REMOTE_WRITE_URL": "http://127.0.0.1:1/api/v1/write"}.items():
+            monkeypatch.setenv(k, v)
+
+        async def go() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+            informers = Informers(min_backoff=0.05, max_backoff=0.2)
+            c = controller(tmp_path, informers)
+            await c.load(files(CONFIG.read_text()))
+            try:
+                pods = c.node("discovery.relabel.pods")
+                cadvisor = c.node("discovery.relabel.cadvisor")
+                await until(lambda: len(pods.exports.output) >= 3
+                            and len(cadvisor.exports.output) == 1, 10.0)
+                return pods.exports.output, cadvisor.exports.output
+            finally:
+                await c.stop()
+                await informers.stop()
+        pods, cadvisor = run(go())
+
+    def public(t: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in t.items() if not k.startswith("__meta_")}
+    got = sorted((public(t) for t in pods), key=lambda t: t["__address__"])
+    base = {"namespace": "apps", "node": THIS, "__tmp_port": ""}
+    assert got == [
+        {**base, "__address__": "10.0.0.1:9443", "__scheme__": "https",
+         "__metrics_path__": "/stats/prometheus", "pod": "tls", "container": "c9443",
+         "job": "envoy", "__tmp_port": "9443"},
+        {**base, "__address__": "10.0.0.2:8080", "pod": "every-port", "container": "c8080",
+         "job": "shop", "__tmp_port": "8080"},
+        {**base, "__address__": "10.0.0.2:9090", "pod": "every-port", "container": "c9090",
+         "job": "shop", "__tmp_port": "9090"},
+    ]
+    assert [public(t) for t in cadvisor] == [{
+        "__address__": "127.0.0.1:10250", "instance": THIS, "node": THIS,
+        "__metrics_path__": "/metrics/cadvisor", "metrics_path": "/metrics/cadvisor"}]
