@@ -24,7 +24,6 @@ from tests.integration.test_run_command import relabel_output
 pytestmark = pytest.mark.integration
 
 
-
 class ConfigMapVolume:
     """A folder laid out as the kubelet lays out a mounted ConfigMap."""
 
@@ -72,7 +71,8 @@ def test_a_configmap_swap_is_applied_and_a_broken_one_refused(tmp_path):
         volume.write(
             {
                 "main.alloy": CONFIG.replace('"ENV"', '"swapped"').split("discovery")[0],
-                "relabel.alloy": "discovery" + CONFIG.replace('"ENV"', '"swapped"').split("discovery")[1],
+                "relabel.alloy": "discovery"
+                + CONFIG.replace('"ENV"', '"swapped"').split("discovery")[1],
             }
         )
         procs.eventually(lambda: relabel_env(agent.url) == "swapped", timeout=20)
