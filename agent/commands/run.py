@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from agent import logs
 from agent.components import registry as component_registry
+from agent.discovery.informers import Informers
 from agent.runtime import looplag, services, sources
 from agent.runtime.controller import Controller
 from agent.runtime.metrics import RuntimeCollector
@@ -83,7 +84,11 @@ class Agent:
         self.listen_addr: str = args.listen_addr
         self.watch_interval: float = args.watch_interval
         # The process' services, started before the first component and stopped after the last.
-        self.services = services.Services(**{services.HTTP: HTTPInfo(args.listen_addr)})
+        self.services = services.Services(**{
+            services.HTTP: HTTPInfo(args.listen_addr),
+            # Informers connect only when a discovery.kubernetes component asks for one.
+            services.KUBERNETES_INFORMERS: Informers(registry=REGISTRY),
+        })
         self.controller = Controller(
             storage_path=Path(args.storage_path), registry=component_registry(), services=self.services
         )

@@ -13,11 +13,14 @@ engines behind it still know nothing of the runtime.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
 # The names services are registered under; a component asks for one of these.
 HTTP = "http"
+# agent.discovery.informers.Informers: one watch per resource however many components ask.
+KUBERNETES_INFORMERS = "kubernetes.informers"
 CLUSTER = "cluster"
 
 
@@ -53,11 +56,13 @@ class Services:
         return iter(self._by_name.items())
 
     async def start(self) -> None:
-        """Start the services that have a ``start`` coroutine, in the order they were added."""
+        """Start the services that have a ``start`` method (a coroutine or not), in the order they were added."""
         for service in self._by_name.values():
             start = getattr(service, "start", None)
             if start is not None:
-                await start()
+                started = start()
+                if inspect.isawaitable(started):
+                    await started
             self._started.append(service)
 
     async def stop(self) -> None:

@@ -364,15 +364,20 @@ def test_two_subscribers_share_one_watch(api: APIServer) -> None:
         await a.wait_synced(5)
         api.apply(pod("new", ns="a"))
         await until(lambda: ("add", "new") in rec_a.seen and ("add", "new") in rec_b.seen)
-        watches = api.requests(verb="watch", resource="pods")
-        assert len([w for w in watches if w.path.endswith("/namespaces/a/pods")]) == 1
-        assert len([w for w in watches if w.path == "/api/v1/pods"]) == 1
+        def watches(pred: Callable[[str], bool]) -> int:
+            return len([w for w in api.requests(verb="watch", resource="pods") if pred(w.path)])
+
+        # A synced informer has listed; its watch opens a moment later.
+        await until(lambda: watches(lambda p: p == "/api/v1/pods") >= 1)
+        assert watches(lambda p: p.endswith("/namespaces/a/pods")) == 1
+        assert watches(lambda p: p == "/api/v1/pods") == 1
         await shared.release(cs, a)
         assert a.synced.is_set() and len(shared.running()) == 2  # b still holds it
         await shared.release(cs, b)
         assert len(shared.running()) == 1
-        assert registry.get_sample_value("shoal_kubernetes_informer_objects",
-                                         {"resource": str(c.key)}) == 4
+        # c watches every namespace on its own connection: it sees "new" in its own time.
+        await until(lambda: registry.get_sample_value("shoal_kubernetes_informer_objects",
+                                                      {"resource": str(c.key)}) == 4)
         await shared.stop()
         assert shared.running() == []
         assert registry.get_sample_value("shoal_kubernetes_informer_objects",
