@@ -78,13 +78,28 @@ def test_the_validator_rejects_a_misspelt_field():
         kubernetes_validate.validate(ds, VERSIONS[0], strict=True)
 
 
-def test_the_configmap_is_config_folder_exactly():
+# config/ files that are not for a cluster (the one-machine example of scripts/run-local).
+NOT_IN_CONFIGMAP = {"local.alloy"}
+
+
+def test_the_configmap_is_the_config_folder_and_loads_as_one(tmp_path):
     cm = one(render("base"), "ConfigMap")
     assert cm["metadata"]["name"] == "shoal-config"
     on_disk = {p.name: p.read_text() for p in sorted(CONFIG.glob("*.alloy"))}
-    missing = sorted(set(on_disk) - set(cm["data"]))
+    wanted = set(on_disk) - NOT_IN_CONFIGMAP
+    missing = sorted(wanted - set(cm["data"]))
     assert not missing, f"add {missing} to config/kustomization.yaml's configMapGenerator files"
-    assert cm["data"] == on_disk
+    assert cm["data"] == {name: on_disk[name] for name in wanted}
+    # The agent reads the mounted ConfigMap as one folder: its files must load together.
+    for name, text in cm["data"].items():
+        (tmp_path / name).write_text(text)
+    res = subprocess.run(
+        [sys.executable, "-m", "agent", "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
 
 
 def test_the_rendered_rbac_is_the_file_the_api_stand_in_enforces():
@@ -124,8 +139,13 @@ def test_the_daemonset_wires_together():
     assert join in args
     assert "--cluster.node-name=$(NODE_NAME)" in args
     assert "--cluster.advertise-address=$(POD_IP):12345" in args
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
     assert env == {"NODE_NAME": "spec.nodeName", "POD_IP": "status.podIP"}
+    # Every variable the shipped configuration reads and the DaemonSet must set is set.
+    names = {e["name"] for e in c["env"]}
+    config = "".join(one(objs, "ConfigMap")["data"].values())
+    for var in ("NODE_NAME", "SHOAL_REMOTE_WRITE_URL"):
+        assert f'sys.env("{var}")' in config and var in names
 
     assert c["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
@@ -172,6 +192,8 @@ def test_the_lab_overlay_runs_one_agent_without_clustering():
 def test_the_operator_overlay_selects_shoal_and_its_rules_load(tmp_path):
     objs = render("overlays/prometheus-operator")
     pm = one(objs, "PodMonitor")
+    (url,) = [e["value"] for e in container(objs)["env"] if e["name"] == "SHOAL_REMOTE_WRITE_URL"]
+    assert url.startswith("http://prometheus-operated.monitoring.svc:9090/")
     labels = one(objs, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in pm["spec"]["selector"]["matchLabels"].items())
     ports = {p["name"] for p in container(objs)["ports"]}
