@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from agent import __version__
+
 COMMANDS = {
     "run": ("agent.commands.run", "run the components of a configuration file or folder"),
     "fmt": ("agent.commands.fmt", "format configuration files"),
@@ -23,6 +25,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="shoal", description="A clustered Prometheus scrape agent.")
+    parser.add_argument("--version", action="version", version=f"shoal, version {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     modules = {}

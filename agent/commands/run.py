@@ -145,7 +145,7 @@ class Agent:
             self.controller.record_load(False)
             for d in exc.diagnostics:
                 self.log.error("component failed to start", err=str(d))
-        app = build_app(self.controller, self.reload, REGISTRY, self.render)
+        self._app = app = build_app(self.controller, self.reload, REGISTRY, self.render)
         server = HTTPServer(app, sock)
         await server.start()
         app.state.shoal.ready = True
@@ -190,10 +190,12 @@ class Agent:
                 await self.controller.apply(graph)
             except DiagnosticsError as exc:
                 self.controller.record_load(False)
+                self._app.state.shoal.config_error = self.render(exc)
                 for d in exc.diagnostics:
                     self.log.error("failed to reload config", err=str(d))
                 raise
             self.controller.record_load(True)
+            self._app.state.shoal.config_error = ""
             self._apply_logging()
             self.log.info("config reloaded", config=str(self.path))
 

@@ -24,6 +24,8 @@ class ServerState:
 
     def __init__(self) -> None:
         self.ready = False
+        # Set while the configuration on disk is refused and the last good one keeps running.
+        self.config_error = ""
 
 
 def build_app(
@@ -38,6 +40,11 @@ def build_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def ready(_: Request) -> Response:
+        if state.ready and state.config_error:
+            return PlainTextResponse(
+                "Alloy is ready.\nThe configuration on disk was refused; running the last good "
+                "configuration:\n" + state.config_error + "\n"
+            )
         if state.ready:
             return PlainTextResponse("Alloy is ready.\n")
         return PlainTextResponse("Alloy is not ready.\n", status_code=503)

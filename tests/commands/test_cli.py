@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from agent import __version__
 from tests.conftest import ROOT
 
 PROBE = """
@@ -38,3 +39,9 @@ def test_the_help_lists_every_command():
                          timeout=120, text=True).stdout
     for name in ("run", "fmt", "validate", "convert", "check"):
         assert f"    {name} " in out
+
+
+def test_version_prints_the_package_version_and_loads_no_command():
+    p = subprocess.run([sys.executable, "-m", "agent", "--version"], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (0, f"shoal, version {__version__}\n")
+    assert loaded(["--version"]) == "[]"
