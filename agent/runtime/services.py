@@ -19,6 +19,7 @@ from typing import Any
 # The names services are registered under; a component asks for one of these.
 HTTP = "http"
 CLUSTER = "cluster"
+LIVE_DEBUGGING = "livedebugging"
 
 
 class ServiceNotFound(LookupError):

@@ -1,0 +1,309 @@
+"""The answers behind the debug pages: targets, why a target is not scraped, remote write, relabel traces.
+
+The runtime knows components only as nodes with arguments, exports and debug
+info; this module joins them into the questions an operator asks at 3 a.m.
+Targets are assembled from every ``prometheus.scrape``'s debug info and from
+re-running each upstream ``discovery.relabel``'s rules one rule at a time, so
+a dropped target names the rule that dropped it. Everything here only reads;
+user input is bounded before it is used, and results are paged so a list of
+10,000 targets is never sent or rendered whole.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from agent import labels as lbl
+from agent import relabel
+from agent.components._common import rules as rule_list
+from agent.components._common import targets_to_labels
+from agent.runtime.controller import Controller, Node
+
+MAX_QUERY = 1_000  # characters of a search or why-not question
+MAX_PLAYGROUND = 16_384  # characters of pasted labels
+MAX_LABELS = 200  # label pairs in a pasted set
+MAX_PAGE = 500  # targets in one page
+RELABEL_COMPONENTS = ("discovery.relabel", "prometheus.relabel")
+
+
+class BadInput(ValueError):
+    """A question the API refuses, with the reason shown to the user."""
+
+
+# ------------------------------------------------------------------ relabel trace
+
+
+def trace(labels: lbl.Labels, rules: list[relabel.Rule]) -> list[dict[str, Any]]:
+    """The label set after each rule; stops at the rule that drops it.
+
+    Runs the engine one rule at a time, so the trace is exactly what
+    ``relabel.process`` does over the whole list.
+    """
+    steps: list[dict[str, Any]] = []
+    cur: lbl.Labels | None = labels
+    for i, rule in enumerate(rules, 1):
+        cur = relabel.process(cur, [rule]) if cur is not None else None
+        steps.append({"rule": i, "action": rule.action, "rule_text": rule_text(rule),
+                      "labels": dict(cur) if cur is not None else None, "dropped": cur is None})
+        if cur is None:
+            break
+    return steps
+
+
+def rule_text(rule: relabel.Rule) -> str:
+    parts = [f"action={rule.action}"]
+    if rule.source_labels:
+        parts.append("source_labels=[" + ", ".join(rule.source_labels) + "]")
+    if rule.regex != relabel.DEFAULT_REGEX:
+        parts.append(f"regex={rule.regex!r}")
+    if rule.target_label:
+        parts.append(f"target_label={rule.target_label}")
+    if rule.action == "replace" and rule.replacement != relabel.DEFAULT_REPLACEMENT:
+        parts.append(f"replacement={rule.replacement!r}")
+    if rule.modulus:
+        parts.append(f"modulus={rule.modulus}")
+    return " ".join(parts)
+
+
+_PAIR = re.compile(r'([^\s{},=:"]+)\s*[=:]\s*"((?:[^"\\]|\\.)*)"')
+
+
+def parse_labels(text: str) -> lbl.Labels:
+    """``{a="b", c="d"}``, one ``a="b"`` per line, or JSON ``{"a": "b"}``: all the same pairs."""
+    if len(text) > MAX_PLAYGROUND:
+        raise BadInput(f"label set too long: {len(text)} characters, at most {MAX_PLAYGROUND}")
+    pairs = [(n.strip('"'), bytes(v, "utf-8").decode("unicode_escape")) for n, v in _PAIR.findall(text)]
+    if not pairs:
+        raise BadInput('no labels found: write them as {name="value", ...}')
+    if len(pairs) > MAX_LABELS:
+        raise BadInput(f"too many labels: {len(pairs)}, at most {MAX_LABELS}")
+    return lbl.from_pairs(pairs)
+
+
+def relabel_components(controller: Controller) -> list[Node]:
+    return [n for n in controller.nodes() if n.name in RELABEL_COMPONENTS and n.args is not None]
+
+
+def playground(controller: Controller, component: str, text: str) -> dict[str, Any]:
+    node = controller.node(component)
+    if node is None or node.name not in RELABEL_COMPONENTS or node.args is None:
+        raise BadInput(f"{component[:100]!r} is not a running discovery.relabel or prometheus.relabel")
+    labels = parse_labels(text)
+    rs = rule_list(node.args.rule)
+    steps = trace(labels, rs)
+    final = steps[-1]["labels"] if steps else dict(labels)
+    return {"component": node.id, "input": dict(labels), "steps": steps, "output": final}
+
+
+# ------------------------------------------------------------------ targets
+
+
+@dataclass(slots=True)
+class _Upstream:
+    """What one discovery.relabel did to each of its input targets."""
+
+    component: str
+    by_output: dict[lbl.Labels, lbl.Labels]  # output -> the input it came from
+    dropped: list[dict[str, Any]]
+
+
+def _upstream(node: Node) -> _Upstream:
+    rs = rule_list(node.args.rule)
+    by_output: dict[lbl.Labels, lbl.Labels] = {}
+    dropped: list[dict[str, Any]] = []
+    for labels in targets_to_labels(node.args.targets):
+        out = relabel.process(labels, rs)
+        if out is not None:
+            by_output.setdefault(out, labels)
+            continue
+        steps = trace(labels, rs)
+        last = steps[-1]
+        dropped.append({"labels": dict(labels), "rule": last["rule"], "action": last["action"],
+                        "rule_text": last["rule_text"]})
+    return _Upstream(node.id, by_output, dropped)
+
+
+def _scrapes(controller: Controller) -> list[Node]:
+    return [n for n in controller.nodes() if n.name == "prometheus.scrape" and n.component is not None]
+
+
+def all_targets(controller: Controller) -> list[dict[str, Any]]:
+    """Every target any prometheus.scrape knows, and every target an upstream rule dropped."""
+    rows: list[dict[str, Any]] = []
+    seen_upstream: set[str] = set()
+    for node in _scrapes(controller):
+        ups = []
+        for dep in sorted(node.decl.deps):
+            dn = controller.node(dep)
+            if dn is not None and dn.name == "discovery.relabel" and dn.args is not None:
+                ups.append(_upstream(dn))
+        info = node.debug_info() or {}
+        for t in info.get("targets", []):
+            discovered = t.get("discovered_labels", {})
+            before = _before(ups, discovered)
+            rows.append({
+                "component": node.id, "state": t["health"], "url": t["url"],
+                "labels": {k: v for k, v in t["labels"].items() if not k.startswith("__")},
+                "discovered": before or discovered, "relabeled_by": before and _by(ups, discovered),
+                "owner": t.get("owner", ""), "last_scrape": t["last_scrape"],
+                "duration": t["last_scrape_duration"], "series": t["series"],
+                "last_error": t["last_error"],
+            })
+        for t in info.get("targets_elsewhere", []):
+            rows.append({
+                "component": node.id, "state": "elsewhere", "url": "",
+                "labels": {k: v for k, v in t["labels"].items() if not k.startswith("__")},
+                "discovered": t.get("discovered_labels", t["labels"]), "owner": t["owner"],
+                "last_scrape": "", "duration": "", "series": 0, "last_error": "",
+            })
+        for t in info.get("targets_dropped", []):
+            rows.append({
+                "component": node.id, "state": "dropped", "url": "", "labels": {},
+                "discovered": t["labels"], "owner": "", "last_scrape": "", "duration": "",
+                "series": 0, "last_error": t["reason"] or "dropped by the scrape's own checks",
+            })
+        for up in ups:
+            if up.component in seen_upstream:
+                continue
+            seen_upstream.add(up.component)
+            for d in up.dropped:
+                rows.append({
+                    "component": node.id, "state": "dropped", "url": "", "labels": {},
+                    "discovered": d["labels"], "owner": "", "last_scrape": "", "duration": "",
+                    "series": 0, "last_error": "",
+                    "dropped_by": {"component": up.component, "rule": d["rule"],
+                                   "action": d["action"], "rule_text": d["rule_text"]},
+                })
+    return rows
+
+
+def _before(ups: list[_Upstream], discovered: dict[str, str]) -> dict[str, str]:
+    key = lbl.from_dict(discovered)
+    for up in ups:
+        src = up.by_output.get(key)
+        if src is not None:
+            return dict(src)
+    return {}
+
+
+def _by(ups: list[_Upstream], discovered: dict[str, str]) -> str:
+    key = lbl.from_dict(discovered)
+    return next((up.component for up in ups if key in up.by_output), "")
+
+
+def _terms(q: str) -> list[tuple[str | None, str]]:
+    """``name=value`` terms match that label exactly; a bare word matches any label value or name."""
+    if len(q) > MAX_QUERY:
+        raise BadInput(f"search too long: {len(q)} characters, at most {MAX_QUERY}")
+    out: list[tuple[str | None, str]] = []
+    for word in q.split():
+        name, sep, value = word.partition("=")
+        out.append((name, value.strip('"')) if sep and name else (None, word.lower()))
+    return out
+
+
+def _matches(row: dict[str, Any], terms: list[tuple[str | None, str]]) -> bool:
+    sets = (row["labels"], row["discovered"])
+    for name, value in terms:
+        if name is not None:
+            if not any(s.get(name) == value for s in sets):
+                return False
+        elif not (any(value in k.lower() or value in v.lower() for s in sets for k, v in s.items())
+                  or value in row["url"].lower() or value in row["state"]):
+            return False
+    return True
+
+
+def targets_page(controller: Controller, q: str = "", state: str = "", offset: int = 0,
+                 limit: int = 100) -> dict[str, Any]:
+    terms = _terms(q)
+    limit = max(1, min(limit, MAX_PAGE))
+    offset = max(0, offset)
+    rows = all_targets(controller)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    hits = [r for r in rows if (not state or r["state"] == state) and (not terms or _matches(r, terms))]
+    return {"total": len(rows), "matched": len(hits), "offset": offset, "limit": limit,
+            "states": counts, "targets": hits[offset:offset + limit]}
+
+
+# ------------------------------------------------------------------ why not scraped
+
+
+def why_not(controller: Controller, q: str) -> dict[str, Any]:
+    """What happened to the targets a pod, service or address names, stage by stage."""
+    q = q.strip()
+    if not q:
+        raise BadInput("ask about a pod, a service or an address")
+    terms = _terms(q)
+    hits = [r for r in all_targets(controller) if _matches(r, terms)]
+    rejected = _backend_errors(controller)
+    answers = []
+    for r in hits[:50]:
+        answers.append({**r, "verdict": _verdict(r, rejected)})
+    if not hits:
+        discovery = [n.id for n in controller.nodes() if n.name.startswith("discovery.")]
+        answers.append({"verdict": "not discovered: no component's targets have a label matching "
+                        f"{q!r} (discovery components: {', '.join(discovery) or 'none'})",
+                        "state": "undiscovered"})
+    return {"query": q, "matched": len(hits), "answers": answers}
+
+
+def _verdict(r: dict[str, Any], rejected: list[str]) -> str:
+    st = r["state"]
+    if st == "dropped":
+        d = r.get("dropped_by")
+        if d:
+            return f"dropped by rule {d['rule']} ({d['action']}) of {d['component']}: {d['rule_text']}"
+        return f"dropped by {r['component']}: {r['last_error']}"
+    if st == "elsewhere":
+        return f"owned by peer {r['owner']}: {r['component']} on that agent scrapes it"
+    if st == "down":
+        return f"scraped by {r['component']} but failing with error: {r['last_error']}"
+    if st == "unknown":
+        return f"scraped by {r['component']}, waiting for its first scrape"
+    if rejected:
+        return f"scraped by {r['component']}, but the backend rejects samples: " + "; ".join(rejected)
+    return f"scraped by {r['component']}: up, {r['series']} series on the last scrape"
+
+
+def _backend_errors(controller: Controller) -> list[str]:
+    out = []
+    for ep in remote_write(controller):
+        if ep["last_error"] and ep["samples_failed"]:
+            out.append(f"{ep['component']} {ep['url']}: {ep['last_error']}")
+    return out
+
+
+# ------------------------------------------------------------------ remote write
+
+
+def remote_write(controller: Controller) -> list[dict[str, Any]]:
+    """One row per endpoint of every prometheus.remote_write, with the WAL it reads."""
+    out = []
+    for node in controller.nodes():
+        if node.name != "prometheus.remote_write" or node.component is None:
+            continue
+        st = node.debug_info() or {}
+        wal = st.get("wal", {})
+        for ep in st.get("endpoints", []):
+            per_sec = float(ep.get("shard_tuning", {}).get("rate_out", 0.0))
+            pending = ep.get("pending_samples", 0)
+            out.append({
+                "component": node.id, "name": ep.get("name", ""), "url": ep.get("url", ""),
+                "wal_size_bytes": wal.get("size_bytes", 0), "wal_segments": wal.get("segments", 0),
+                "wal_error": wal.get("last_error", ""), "backlog_samples": pending,
+                "backlog_seconds": round(pending / per_sec, 1) if per_sec > 0 else None,
+                "shards": ep.get("shards", 0), "send_rate": per_sec,
+                "samples_sent": ep.get("samples_sent", 0), "samples_failed": ep.get("samples_failed", 0),
+                "samples_retried": ep.get("samples_retried", 0),
+                "dropped": ep.get("samples_dropped", {}),
+                "failed_by_reason": ep.get("samples_failed_by_reason", {}),
+                "last_error": ep.get("last_error", ""), "last_error_time": ep.get("last_error_time", 0),
+                "detail": ep,
+            })
+    return out
+

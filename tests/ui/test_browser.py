@@ -1,0 +1,209 @@
+"""The debug UI in headless Chromium against a running ``shoal run`` scraping real targets.
+
+Selenium drives Debian's chromium through Debian's chromium-driver (no browser
+download). The agent scrapes two real targets and one address nobody listens
+on, behind a discovery.relabel that drops a pod by rule, and writes to a real
+VictoriaMetrics; the UI is served under a path prefix, as behind a proxy.
+Screenshots of each page land in ``<tmp>/screenshots`` (and in ``docs/ui/``
+when ``SHOAL_UI_SCREENSHOTS=docs`` is set, which is how the docs' images are made).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests import procs
+from tests.targets import Target
+
+PASSWORD = "PASS-s3cr3t-abc"
+TOKEN = "TOKEN-s3cr3t-xyz"
+PAYLOAD = "# TYPE requests_total counter\nrequests_total{code=\"200\"} 7\nup_since 3\n"
+PREFIX = "/shoal"
+
+pytestmark = pytest.mark.integration
+
+
+def config(web: Target, api: Target, dead_port: int, vm_url: str) -> str:
+    return f"""
+discovery.relabel "pods" {{
+  targets = [
+    {{"__address__" = "{web.address}", "pod" = "web-1", "service" = "web"}},
+    {{"__address__" = "{api.address}", "pod" = "api-1", "service" = "api"}},
+    {{"__address__" = "127.0.0.1:{dead_port}", "pod" = "db-1", "service" = "db"}},
+    {{"__address__" = "127.0.0.1:1", "pod" = "ghost-1", "service" = "ghost"}},
+  ]
+  rule {{
+    source_labels = ["service"]
+    target_label  = "app"
+  }}
+  rule {{
+    source_labels = ["pod"]
+    regex         = "ghost-.*"
+    action        = "drop"
+  }}
+}}
+
+prometheus.scrape "pods" {{
+  targets         = discovery.relabel.pods.output
+  forward_to      = [prometheus.remote_write.vm.receiver]
+  scrape_interval = "1s"
+  bearer_token    = "{TOKEN}"
+}}
+
+prometheus.remote_write "vm" {{
+  endpoint {{
+    url = "{vm_url}/api/v1/write"
+    basic_auth {{
+      username = "shoal"
+      password = "{PASSWORD}"
+    }}
+  }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):  # noqa: ANN201
+    tmp = tmp_path_factory.mktemp("ui")
+    with Target(PAYLOAD) as web, Target(PAYLOAD) as api, procs.victoria_metrics(tmp / "vm") as vm:
+        cfg = tmp / "main.alloy"
+        cfg.write_text(config(web, api, procs.free_port(), vm.url))
+        p = procs.agent(tmp, cfg, f"--server.http.ui-path-prefix={PREFIX}")
+        try:
+            procs.wait_http(p.url + "/-/ready", proc=p.popen)
+            base = p.url + PREFIX
+            procs.eventually(lambda: httpx.get(base + "/api/v0/web/targets?state=up").json()["matched"] == 2)
+            yield base, web, tmp
+        finally:
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    chromium = shutil.which("chromium")
+    driver_bin = shutil.which("chromedriver")
+    assert chromium and driver_bin, "scripts/setup installs chromium and chromium-driver"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(options=opts, service=Service(driver_bin))
+    try:
+        yield d
+    finally:
+        d.quit()
+
+
+def shoot(d: webdriver.Chrome, tmp: Path, name: str) -> None:
+    out = tmp / "screenshots"
+    out.mkdir(exist_ok=True)
+    d.save_screenshot(str(out / f"{name}.png"))
+    if os.environ.get("SHOAL_UI_SCREENSHOTS") == "docs":
+        docs = Path(__file__).parents[2] / "docs" / "ui"
+        docs.mkdir(exist_ok=True)
+        shutil.copy(out / f"{name}.png", docs / f"{name}.png")
+
+
+def text_appears(d: webdriver.Chrome, needle: str) -> None:
+    try:
+        WebDriverWait(d, 15).until(lambda d: needle in d.find_element(By.ID, "data").text)
+    except TimeoutException:
+        raise AssertionError(f"{needle!r} not in {d.find_element(By.ID, 'data').text!r}") from None
+
+
+def search(d: webdriver.Chrome, query: str) -> None:
+    box = d.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys(query, Keys.ENTER)  # the keyboard alone submits the form
+
+
+def test_pages(agent, browser):
+    base, web, tmp = agent
+    d = browser
+
+    d.get(base + "/")
+    text_appears(d, "prometheus.scrape.pods")
+    assert "healthy" in d.find_element(By.ID, "data").text
+    shoot(d, tmp, "components")
+
+    d.get(base + "/component/prometheus.scrape.pods")
+    text_appears(d, "(secret)")
+    shoot(d, tmp, "component")
+
+    d.get(base + "/graph")
+    WebDriverWait(d, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#data svg rect"))
+    assert len(d.find_elements(By.CSS_SELECTOR, "#data svg rect")) == 3
+    shoot(d, tmp, "graph")
+
+    d.get(base + "/targets")
+    text_appears(d, "targets match")
+    search(d, "pod=web-1")
+    text_appears(d, "1 of 4 targets match")
+    rows = d.find_elements(By.CSS_SELECTOR, "#data tbody tr")
+    assert len(rows) == 1 and web.address in rows[0].text and "up" in rows[0].text
+    search(d, "")
+    text_appears(d, "4 of 4 targets match")
+    assert "connection refused" in d.find_element(By.ID, "data").text.lower()
+    shoot(d, tmp, "targets")
+
+    d.get(base + "/whynot")
+    search(d, "ghost-1")
+    text_appears(d, "dropped by rule 2 (drop) of discovery.relabel.pods")
+    shoot(d, tmp, "whynot")
+    search(d, "db-1")
+    text_appears(d, "failing with error")
+
+    d.get(base + "/clustering")
+    text_appears(d, "Clustering disabled")
+    shoot(d, tmp, "clustering")
+
+    d.get(base + "/remote-write")
+    text_appears(d, "prometheus.remote_write.vm")
+    shoot(d, tmp, "remote-write")
+
+    d.get(base + "/live")
+    search(d, web.address)
+    text_appears(d, 'requests_total{app="web"')
+    assert "up_since" in d.find_element(By.ID, "data").text
+    shoot(d, tmp, "live")
+
+    d.get(base + "/playground")
+    d.find_element(By.ID, "q").send_keys('{__address__="10.0.0.7:9100", pod="ghost-7", service="cache"}')
+    d.find_element(By.CSS_SELECTOR, "form button").click()
+    text_appears(d, "Result: dropped.")
+    text = d.find_element(By.ID, "data").text
+    assert 'app="cache"' in text and "rule 1" in text and "rule 2" in text
+    shoot(d, tmp, "playground")
+
+    d.set_window_size(420, 900)  # a narrow window still shows the data
+    d.get(base + "/targets")
+    text_appears(d, "targets match")
+    shoot(d, tmp, "targets-narrow")
+
+
+def test_no_secret_in_any_page_or_answer(agent):
+    base, web, _ = agent
+    paths = ["/", "/graph", "/targets", "/whynot", "/clustering", "/remote-write", "/live", "/playground",
+             "/component/prometheus.scrape.pods", "/component/prometheus.remote_write.vm",
+             "/component/discovery.relabel.pods", "/api/v0/web/components",
+             "/api/v0/web/components/prometheus.scrape.pods", "/api/v0/web/components/prometheus.remote_write.vm",
+             "/api/v0/web/components/discovery.relabel.pods", "/api/v0/web/targets", "/api/v0/web/whynot?q=web",
+             "/api/v0/web/remote_write", "/api/v0/web/graph.svg", "/api/v0/web/relabel",
+             f"/api/v0/web/live?component=prometheus.scrape.pods&instance={web.address}"]
+    for path in paths:
+        r = httpx.get(base + path)
+        assert r.status_code == 200, path
+        assert PASSWORD not in r.text and TOKEN not in r.text, path
+    r = httpx.get(base.removesuffix(PREFIX) + "/metrics")
+    assert PASSWORD not in r.text and TOKEN not in r.text
