@@ -12,6 +12,8 @@ user input is bounded before it is used, and results are paged so a list of
 from __future__ import annotations
 
 import re
+import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,9 @@ MAX_PLAYGROUND = 16_384  # characters of pasted labels
 MAX_LABELS = 200  # label pairs in a pasted set
 MAX_PAGE = 500  # targets in one page
 RELABEL_COMPONENTS = ("discovery.relabel", "prometheus.relabel")
+# How long one assembled target list answers every page and tab: polling clients
+# then cost one assembly per second at most, however many there are.
+SNAPSHOT_SECONDS = 1.0
 
 
 class BadInput(ValueError):
@@ -67,14 +72,16 @@ def rule_text(rule: relabel.Rule) -> str:
     return " ".join(parts)
 
 
-_PAIR = re.compile(r'([^\s{},=:"]+)\s*[=:]\s*"((?:[^"\\]|\\.)*)"')
+_PAIR = re.compile(r'"?([^\s{},=:"]+)"?\s*[=:]\s*"((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(.)")
+_ESCAPES = {"n": "\n", "t": "\t"}
 
 
 def parse_labels(text: str) -> lbl.Labels:
     """``{a="b", c="d"}``, one ``a="b"`` per line, or JSON ``{"a": "b"}``: all the same pairs."""
     if len(text) > MAX_PLAYGROUND:
         raise BadInput(f"label set too long: {len(text)} characters, at most {MAX_PLAYGROUND}")
-    pairs = [(n.strip('"'), bytes(v, "utf-8").decode("unicode_escape")) for n, v in _PAIR.findall(text)]
+    pairs = [(n, _ESCAPE.sub(lambda m: _ESCAPES.get(m[1], m[1]), v)) for n, v in _PAIR.findall(text)]
     if not pairs:
         raise BadInput('no labels found: write them as {name="value", ...}')
     if len(pairs) > MAX_LABELS:
@@ -109,7 +116,21 @@ class _Upstream:
     dropped: list[dict[str, Any]]
 
 
+_UPSTREAM: weakref.WeakKeyDictionary[Node, tuple[Any, _Upstream]] = weakref.WeakKeyDictionary()
+_SNAPSHOT: weakref.WeakKeyDictionary[Controller, tuple[float, list[dict[str, Any]]]] = weakref.WeakKeyDictionary()
+
+
 def _upstream(node: Node) -> _Upstream:
+    """Re-run once per set of arguments: the rules and input only change when the arguments do."""
+    cached = _UPSTREAM.get(node)
+    if cached is not None and cached[0] is node.args:
+        return cached[1]
+    up = _relabel_all(node)
+    _UPSTREAM[node] = (node.args, up)
+    return up
+
+
+def _relabel_all(node: Node) -> _Upstream:
     rs = rule_list(node.args.rule)
     by_output: dict[lbl.Labels, lbl.Labels] = {}
     dropped: list[dict[str, Any]] = []
@@ -131,6 +152,16 @@ def _scrapes(controller: Controller) -> list[Node]:
 
 def all_targets(controller: Controller) -> list[dict[str, Any]]:
     """Every target any prometheus.scrape knows, and every target an upstream rule dropped."""
+    now = time.monotonic()
+    snap = _SNAPSHOT.get(controller)
+    if snap is not None and now - snap[0] < SNAPSHOT_SECONDS:
+        return snap[1]
+    rows = _assemble(controller)
+    _SNAPSHOT[controller] = (now, rows)
+    return rows
+
+
+def _assemble(controller: Controller) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen_upstream: set[str] = set()
     for node in _scrapes(controller):
@@ -142,11 +173,11 @@ def all_targets(controller: Controller) -> list[dict[str, Any]]:
         info = node.debug_info() or {}
         for t in info.get("targets", []):
             discovered = t.get("discovered_labels", {})
-            before = _before(ups, discovered)
+            before, by = _source(ups, discovered)
             rows.append({
                 "component": node.id, "state": t["health"], "url": t["url"],
                 "labels": {k: v for k, v in t["labels"].items() if not k.startswith("__")},
-                "discovered": before or discovered, "relabeled_by": before and _by(ups, discovered),
+                "discovered": before or discovered, "relabeled_by": by,
                 "owner": t.get("owner", ""), "last_scrape": t["last_scrape"],
                 "duration": t["last_scrape_duration"], "series": t["series"],
                 "last_error": t["last_error"],
@@ -179,18 +210,16 @@ def all_targets(controller: Controller) -> list[dict[str, Any]]:
     return rows
 
 
-def _before(ups: list[_Upstream], discovered: dict[str, str]) -> dict[str, str]:
-    key = lbl.from_dict(discovered)
+def _source(ups: list[_Upstream], discovered: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The labels a target had before the upstream discovery.relabel, and which one it was."""
+    if not ups:
+        return {}, ""
+    key = tuple(sorted(discovered.items()))
     for up in ups:
         src = up.by_output.get(key)
         if src is not None:
-            return dict(src)
-    return {}
-
-
-def _by(ups: list[_Upstream], discovered: dict[str, str]) -> str:
-    key = lbl.from_dict(discovered)
-    return next((up.component for up in ups if key in up.by_output), "")
+            return dict(src), up.component
+    return {}, ""
 
 
 def _terms(q: str) -> list[tuple[str | None, str]]:
