@@ -44,6 +44,7 @@
     if (!r.ok) { const e = new Error(typeof body === "string" ? body : body.error || r.statusText); e.status = r.status; throw e; }
     return body;
   }
+  const size = (b) => b < 1048576 ? (b / 1024).toFixed(1) + " KiB" : (b / 1048576).toFixed(1) + " MiB";
   const q = () => (document.getElementById("q") || {}).value || "";
   const enc = encodeURIComponent;
 
@@ -116,7 +117,7 @@
       const kv = (o) => Object.entries(o || {}).map(([k, v]) => k + ": " + v).join(", ") || "none";
       show(table(["Endpoint", "WAL", "Backlog", "Shards", "Send rate", "Sent / failed / retried", "Dropped", "Failed by reason", "Last error"],
         eps.map((e) => [[e.component, h("br"), h("code", {}, e.url)],
-          `${(e.wal_size_bytes / 1048576).toFixed(1)} MiB, ${e.wal_segments} segments`,
+          `${size(e.wal_size_bytes)}, ${e.wal_segments} segments`,
           `${e.backlog_samples} samples` + (e.backlog_seconds === null ? "" : `, ${e.backlog_seconds} s`),
           e.shards, e.send_rate.toFixed(1) + " samples/s", `${e.samples_sent} / ${e.samples_failed} / ${e.samples_retried}`,
           kv(e.dropped), kv(e.failed_by_reason),
