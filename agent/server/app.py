@@ -105,8 +105,10 @@ def build_app(
     async def targets(request: Request) -> Response:
         try:
             q = request.query_params
-            return JSONResponse(debug.targets_page(controller, q.get("q", ""), q.get("state", ""),
-                                                   number(request, "offset", 0), number(request, "limit", 100)))
+            limit = number(request, "limit", 0) if q.get("limit") else None
+            return JSONResponse(debug.targets_page(
+                controller, q.get("q", ""), q.get("health", ""), number(request, "offset", 0), limit,
+                job=q.get("job", ""), component=q.get("component", "")))
         except debug.BadInput as exc:
             return refuse("targets", exc)
 

@@ -161,6 +161,17 @@ def all_targets(controller: Controller) -> list[dict[str, Any]]:
     return rows
 
 
+def _row(component: str, health: str, labels: dict[str, str], discovered: dict[str, str],
+         **extra: Any) -> dict[str, Any]:
+    """One target in the shape of Alloy's ``/api/v0/web/targets`` entries, plus Shoal's fields."""
+    row = {"component_id": component, "job": labels.get("job", ""), "url": "", "health": health,
+           "labels": {k: v for k, v in labels.items() if not k.startswith("__")},
+           "discovered_labels": discovered, "last_scrape": "", "last_scrape_duration": "",
+           "last_error": "", "owner": "", "series": 0}
+    row.update(extra)
+    return row
+
+
 def _assemble(controller: Controller) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen_upstream: set[str] = set()
@@ -174,39 +185,24 @@ def _assemble(controller: Controller) -> list[dict[str, Any]]:
         for t in info.get("targets", []):
             discovered = t.get("discovered_labels", {})
             before, by = _source(ups, discovered)
-            rows.append({
-                "component": node.id, "state": t["health"], "url": t["url"],
-                "labels": {k: v for k, v in t["labels"].items() if not k.startswith("__")},
-                "discovered": before or discovered, "relabeled_by": by,
-                "owner": t.get("owner", ""), "last_scrape": t["last_scrape"],
-                "duration": t["last_scrape_duration"], "series": t["series"],
-                "last_error": t["last_error"],
-            })
+            rows.append(_row(node.id, t["health"], t["labels"], before or discovered, url=t["url"],
+                             relabeled_by=by, owner=t.get("owner", ""), last_scrape=t["last_scrape"],
+                             last_scrape_duration=t["last_scrape_duration"], series=t["series"],
+                             last_error=t["last_error"]))
         for t in info.get("targets_elsewhere", []):
-            rows.append({
-                "component": node.id, "state": "elsewhere", "url": "",
-                "labels": {k: v for k, v in t["labels"].items() if not k.startswith("__")},
-                "discovered": t.get("discovered_labels", t["labels"]), "owner": t["owner"],
-                "last_scrape": "", "duration": "", "series": 0, "last_error": "",
-            })
+            rows.append(_row(node.id, "elsewhere", t["labels"], t.get("discovered_labels", t["labels"]),
+                             owner=t["owner"]))
         for t in info.get("targets_dropped", []):
-            rows.append({
-                "component": node.id, "state": "dropped", "url": "", "labels": {},
-                "discovered": t["labels"], "owner": "", "last_scrape": "", "duration": "",
-                "series": 0, "last_error": t["reason"] or "dropped by the scrape's own checks",
-            })
+            rows.append(_row(node.id, "dropped", {}, t["labels"],
+                             last_error=t["reason"] or "dropped by the scrape's own checks"))
         for up in ups:
             if up.component in seen_upstream:
                 continue
             seen_upstream.add(up.component)
             for d in up.dropped:
-                rows.append({
-                    "component": node.id, "state": "dropped", "url": "", "labels": {},
-                    "discovered": d["labels"], "owner": "", "last_scrape": "", "duration": "",
-                    "series": 0, "last_error": "",
-                    "dropped_by": {"component": up.component, "rule": d["rule"],
-                                   "action": d["action"], "rule_text": d["rule_text"]},
-                })
+                rows.append(_row(node.id, "dropped", {}, d["labels"], dropped_by={
+                    "component": up.component, "rule": d["rule"], "action": d["action"],
+                    "rule_text": d["rule_text"]}))
     return rows
 
 
@@ -234,29 +230,32 @@ def _terms(q: str) -> list[tuple[str | None, str]]:
 
 
 def _matches(row: dict[str, Any], terms: list[tuple[str | None, str]]) -> bool:
-    sets = (row["labels"], row["discovered"])
+    sets = (row["labels"], row["discovered_labels"])
     for name, value in terms:
         if name is not None:
             if not any(s.get(name) == value for s in sets):
                 return False
         elif not (any(value in k.lower() or value in v.lower() for s in sets for k, v in s.items())
-                  or value in row["url"].lower() or value in row["state"]):
+                  or value in row["url"].lower() or value in row["health"]):
             return False
     return True
 
 
-def targets_page(controller: Controller, q: str = "", state: str = "", offset: int = 0,
-                 limit: int = 100) -> dict[str, Any]:
+def targets_page(controller: Controller, q: str = "", health: str = "", offset: int = 0,
+                 limit: int | None = None, job: str = "", component: str = "") -> dict[str, Any]:
+    """Alloy's answer (``status``, ``data``; filters ``job``, ``health``, ``component``) plus a
+    search and paging: without ``limit`` every match is returned, as Alloy does."""
     terms = _terms(q)
-    limit = max(1, min(limit, MAX_PAGE))
     offset = max(0, offset)
     rows = all_targets(controller)
     counts: dict[str, int] = {}
     for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    hits = [r for r in rows if (not state or r["state"] == state) and (not terms or _matches(r, terms))]
-    return {"total": len(rows), "matched": len(hits), "offset": offset, "limit": limit,
-            "states": counts, "targets": hits[offset:offset + limit]}
+        counts[r["health"]] = counts.get(r["health"], 0) + 1
+    hits = [r for r in rows if (not health or r["health"] == health) and (not job or r["job"] == job)
+            and (not component or r["component_id"] == component) and (not terms or _matches(r, terms))]
+    end = len(hits) if limit is None else offset + max(1, min(limit, MAX_PAGE))
+    return {"status": "success", "data": hits[offset:end], "total": len(rows), "matched": len(hits),
+            "offset": offset, "limit": end - offset, "states": counts}
 
 
 # ------------------------------------------------------------------ why not scraped
@@ -277,26 +276,26 @@ def why_not(controller: Controller, q: str) -> dict[str, Any]:
         discovery = [n.id for n in controller.nodes() if n.name.startswith("discovery.")]
         answers.append({"verdict": "not discovered: no component's targets have a label matching "
                         f"{q!r} (discovery components: {', '.join(discovery) or 'none'})",
-                        "state": "undiscovered"})
+                        "health": "undiscovered"})
     return {"query": q, "matched": len(hits), "answers": answers}
 
 
 def _verdict(r: dict[str, Any], rejected: list[str]) -> str:
-    st = r["state"]
+    st, comp = r["health"], r["component_id"]
     if st == "dropped":
         d = r.get("dropped_by")
         if d:
             return f"dropped by rule {d['rule']} ({d['action']}) of {d['component']}: {d['rule_text']}"
-        return f"dropped by {r['component']}: {r['last_error']}"
+        return f"dropped by {comp}: {r['last_error']}"
     if st == "elsewhere":
-        return f"owned by peer {r['owner']}: {r['component']} on that agent scrapes it"
+        return f"owned by peer {r['owner']}: {comp} on that agent scrapes it"
     if st == "down":
-        return f"scraped by {r['component']} but failing with error: {r['last_error']}"
+        return f"scraped by {comp} but failing with error: {r['last_error']}"
     if st == "unknown":
-        return f"scraped by {r['component']}, waiting for its first scrape"
+        return f"scraped by {comp}, waiting for its first scrape"
     if rejected:
-        return f"scraped by {r['component']}, but the backend rejects samples: " + "; ".join(rejected)
-    return f"scraped by {r['component']}: up, {r['series']} series on the last scrape"
+        return f"scraped by {comp}, but the backend rejects samples: " + "; ".join(rejected)
+    return f"scraped by {comp}: up, {r['series']} series on the last scrape"
 
 
 def _backend_errors(controller: Controller) -> list[str]:

@@ -76,23 +76,29 @@ def test_targets_are_filtered_and_paged_on_the_server(tmp_path):
                 t0 = time.perf_counter()
                 r = (await http.get("/api/v0/web/targets", params={"limit": 50})).json()
                 first = time.perf_counter() - t0
-                assert r["total"] == N and r["matched"] == N and len(r["targets"]) == 50
+                assert r["total"] == N and r["matched"] == N and len(r["data"]) == 50
                 assert r["states"]["dropped"] == 1_000
                 assert sum(r["states"].get(s, 0) for s in ("unknown", "up", "down")) == 9_000
 
                 t0 = time.perf_counter()
                 r = (await http.get("/api/v0/web/targets", params={"q": "team=team-3 10.1.4."})).json()
                 search = time.perf_counter() - t0
-                assert r["matched"] == 25 and all(t["discovered"]["team"] == "team-3" for t in r["targets"])
-                kept = next(t for t in r["targets"] if t["state"] != "dropped")
+                assert r["matched"] == 25 and all(t["discovered_labels"]["team"] == "team-3" for t in r["data"])
+                kept = next(t for t in r["data"] if t["health"] != "dropped")
                 assert kept["labels"]["owner_team"] == "team-3"  # after relabeling
-                assert "owner_team" not in kept["discovered"]  # before relabeling
+                assert "owner_team" not in kept["discovered_labels"]  # before relabeling
 
-                r = (await http.get("/api/v0/web/targets", params={"state": "dropped", "offset": 990})).json()
-                assert r["matched"] == 1_000 and len(r["targets"]) == 10
-                assert r["targets"][0]["dropped_by"] == {
+                r = (await http.get("/api/v0/web/targets", params={"health": "dropped", "offset": 990, "limit": 100})).json()
+                assert r["matched"] == 1_000 and len(r["data"]) == 10
+                assert r["data"][0]["dropped_by"] == {
                     "component": "discovery.relabel.r", "rule": 2, "action": "drop",
                     "rule_text": "action=drop source_labels=[pod] regex='pod-\\\\d*7'"}
+                # Alloy's filters; without a limit every match comes back, as from Alloy.
+                r = (await http.get("/api/v0/web/targets", params={"component": "prometheus.scrape.s",
+                                                                    "health": "dropped"})).json()
+                assert r["status"] == "success" and len(r["data"]) == 1_000
+                r = (await http.get("/api/v0/web/targets", params={"job": "nope"})).json()
+                assert r["data"] == []
                 print(f"targets API over {N} targets: first page {first * 1000:.0f} ms, search {search * 1000:.0f} ms")
 
                 r = (await http.get("/api/v0/web/whynot", params={"q": "pod=pod-17"})).json()

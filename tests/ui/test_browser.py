@@ -10,6 +10,9 @@ when ``SHOAL_UI_SCREENSHOTS=docs`` is set, which is how the docs' images are mad
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
@@ -76,7 +79,7 @@ def agent(tmp_path_factory):  # noqa: ANN201
         try:
             procs.wait_http(p.url + "/-/ready", proc=p.popen)
             base = p.url + PREFIX
-            procs.eventually(lambda: httpx.get(base + "/api/v0/web/targets?state=up").json()["matched"] == 2)
+            procs.eventually(lambda: httpx.get(base + "/api/v0/web/targets?health=up").json()["matched"] == 2)
             yield base, web, tmp
         finally:
             p.stop()
@@ -144,6 +147,53 @@ def test_pages(agent, browser):
     d.get(base + "/targets")
     text_appears(d, "targets match")
     shoot(d, tmp, "targets-narrow")
+
+
+NGINX = """\
+{user}worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location {prefix}/ {{ proxy_pass http://{upstream}; }}
+    location / {{ return 404; }}
+  }}
+}}
+"""
+
+
+def test_pages_through_a_reverse_proxy(agent, browser, tmp_path):
+    """nginx serves the agent under the prefix and nothing else: every request the pages make must carry it."""
+    base, web, _ = agent
+    port = procs.free_port()
+    # As root, nginx would run its worker as "nobody", which cannot read the pytest tmp dir.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    upstream = base.removeprefix("http://").removesuffix(PREFIX)
+    (tmp_path / "nginx.conf").write_text(NGINX.format(user=user, tmp=tmp_path, port=port, prefix=PREFIX,
+                                                      upstream=upstream))
+    nginx = procs.spawn([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(tmp_path / "nginx.conf"),
+                         "-p", str(tmp_path), "-g", "daemon off;"], tmp_path, "nginx")
+    try:
+        proxied = f"http://127.0.0.1:{port}{PREFIX}"
+        procs.wait_http(proxied + "/api/v0/web/components", proc=nginx.popen)
+        browser.get(proxied + "/targets")
+        search(browser, "pod=web-1")
+        text_appears(browser, "1 of 4 targets match")
+        browser.find_element(By.LINK_TEXT, "Graph").click()
+        WebDriverWait(browser, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#data svg rect"))
+        browser.find_element(By.CSS_SELECTOR, "#data svg a").click()  # a box links to its component
+        text_appears(browser, "Arguments")
+        assert browser.current_url.startswith(proxied + "/component/")
+    finally:
+        nginx.stop()
 
 
 def test_no_secret_in_any_page_or_answer(agent):

@@ -83,15 +83,15 @@
     },
     async targets() {
       const st = document.getElementById("state").value;
-      const r = await get(`api/v0/web/targets?q=${enc(q())}&state=${enc(st)}&offset=${offset}&limit=100`);
+      const r = await get(`api/v0/web/targets?q=${enc(q())}&health=${enc(st)}&offset=${offset}&limit=100`);
       const counts = Object.entries(r.states).map(([k, v]) => k + ": " + v).join(", ");
       const prev = h("button", { type: "button", disabled: offset === 0 || null, onclick: () => { offset = Math.max(0, offset - r.limit); refresh(); } }, "Previous");
       const next = h("button", { type: "button", disabled: offset + r.limit >= r.matched || null, onclick: () => { offset += r.limit; refresh(); } }, "Next");
       show(h("p", {}, `${r.matched} of ${r.total} targets match (${counts || "none"}).`),
         table(["State", "Labels after relabeling", "Discovered labels", "Scraped by", "Owner", "Last scrape", "Duration", "Series", "Last error / dropped by"],
-          r.targets.map((t) => [state(t.state), labels(t.labels),
-            h("details", {}, h("summary", {}, "before relabeling"), labels(t.discovered)),
-            t.url ? [t.component, h("br"), h("code", {}, t.url)] : t.component, t.owner, t.last_scrape, t.duration, t.series,
+          r.data.map((t) => [state(t.health), labels(t.labels),
+            h("details", {}, h("summary", {}, "before relabeling"), labels(t.discovered_labels)),
+            t.url ? [t.component_id, h("br"), h("code", {}, t.url)] : t.component_id, t.owner, t.last_scrape, t.last_scrape_duration, t.series,
             t.dropped_by ? `rule ${t.dropped_by.rule} (${t.dropped_by.action}) of ${t.dropped_by.component}: ${t.dropped_by.rule_text}` : h("pre", {}, t.last_error)])),
         h("div", { class: "pager" }, prev, `${r.matched ? offset + 1 : 0}–${Math.min(offset + r.limit, r.matched)}`, next));
     },
@@ -99,7 +99,7 @@
       if (!q()) { show(h("p", {}, "Type a pod name, a service, an address, or label=value.")); return; }
       const r = await get("api/v0/web/whynot?q=" + enc(q()));
       show(h("p", {}, `${r.matched} target(s) match ${JSON.stringify(r.query)}.`), r.answers.map((a) => h("div", { class: "verdict" },
-        h("p", {}, state(a.state), " ", a.verdict), a.discovered ? labels(a.discovered) : null)));
+        h("p", {}, state(a.health), " ", a.verdict), a.discovered_labels ? labels(a.discovered_labels) : null)));
     },
     async clustering() {
       let peers;
