@@ -23,6 +23,8 @@ from agent.server import debug
 from agent.server.app import build_app, normalize_prefix
 from agent.server.http import HTTPServer, bind
 from tests.components.helpers import files, make_registry
+from tests.remote.receiver import Answer, Receiver, Request
+from tests.scrape.server import Exporter
 
 N = 10_000
 
@@ -196,3 +198,56 @@ def test_parse_labels_accepts_the_usual_spellings():
     assert debug.parse_labels('a="1"\nb="x\\"y"') == want
     assert debug.parse_labels('{"a": "1", "b": "x\\"y"}') == want
     assert debug.parse_labels('{a="é\\n"}') == (("a", "é\n"),)
+
+
+REJECTING = """
+prometheus.scrape "s" {
+  targets         = [{"__address__" = "%s", "pod" = "web-1"}]
+  forward_to      = [prometheus.remote_write.db.receiver]
+  scrape_interval = "200ms"
+}
+prometheus.remote_write "db" {
+  endpoint {
+    url = "%s"
+  }
+}
+"""
+
+
+def test_why_not_and_remote_write_show_a_backend_that_rejects_samples(tmp_path):
+    def reject(_req: Request) -> Answer:
+        return 400, {}, b"out of order sample"
+
+    async def go():
+        ex = Exporter().start()
+        ex.set(body="x 1\n")
+        rx = await Receiver(responder=reject).start()
+        c = Controller(storage_path=tmp_path, registry=make_registry())
+        await c.load(files(REJECTING % (ex.address, rx.url)))
+
+        async def reload() -> None:
+            pass
+
+        server = HTTPServer(build_app(c, reload, CollectorRegistry()), bind("127.0.0.1:0"))
+        await server.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://{server.address}") as http:
+                for _ in range(200):
+                    eps = (await http.get("/api/v0/web/remote_write")).json()
+                    if eps and eps[0]["samples_failed"]:
+                        break
+                    await asyncio.sleep(0.05)
+                ep = eps[0]
+                assert ep["component"] == "prometheus.remote_write.db" and ep["url"] == rx.url
+                assert "400" in ep["last_error"] and "out of order sample" in ep["last_error"]
+                assert ep["wal_segments"] >= 1 and ep["shards"] >= 1
+                r = (await http.get("/api/v0/web/whynot", params={"q": "pod=web-1"})).json()
+                assert "the backend rejects samples" in r["answers"][0]["verdict"]
+                assert "400" in r["answers"][0]["verdict"]
+        finally:
+            await c.stop()
+            await server.stop()
+            await rx.stop()
+            ex.stop()
+
+    asyncio.run(asyncio.wait_for(go(), 60))
