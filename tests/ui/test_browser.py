@@ -129,9 +129,11 @@ def test_pages(agent, browser):
     text_appears(d, "prometheus.remote_write.vm")
     shoot(d, tmp, "remote-write")
 
-    d.get(base + "/live")
-    search(d, web.address)
+    d.get(base + "/targets?q=pod=web-1")
+    text_appears(d, "1 of 4 targets match")
+    d.find_element(By.LINK_TEXT, "live samples").click()  # from a target to what it produced
     text_appears(d, 'requests_total{app="web"')
+    assert d.find_element(By.ID, "q").get_attribute("value") == web.address
     assert "up_since" in d.find_element(By.ID, "data").text
     shoot(d, tmp, "live")
 
