@@ -155,7 +155,7 @@ class LiveFeed(Protocol):
         """The ``instance`` labels of this component's targets someone is watching."""
         ...
 
-    def publish(self, component: str, instance: str, samples: list[tuple[str, int, float]]) -> None: ...
+    def publish(self, component: str, instance: str, samples: list[tuple[lbl.Labels, int, float]]) -> None: ...
 
 
 class _LiveTap:
@@ -177,8 +177,7 @@ class _LiveTap:
         if watched and batch.labels:
             instance = lbl.get(batch.labels[0], "instance")
             if instance in watched:
-                rows = [(lbl.to_string(ls), ts, v)
-                        for ls, ts, v in zip(batch.labels, batch.timestamps, batch.values, strict=True)]
+                rows = list(zip(batch.labels, batch.timestamps, batch.values, strict=True))
                 self.feed.publish(self.component, instance, rows)
         self.fanout.append(batch)
 

@@ -154,8 +154,8 @@ def build_app(
         cap = live.watch(comp, inst)
         if cap is None:
             return JSONResponse({"component": comp, "instance": inst, "samples": None})
-        return JSONResponse({"component": comp, "instance": inst, "time": cap.time,
-                             "truncated": cap.truncated, "samples": cap.samples})
+        return JSONResponse({"component": comp, "instance": inst, "time": cap.time, "truncated": cap.truncated,
+                             **debug.live_samples(controller, node, cap.samples)})
 
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def serve(request: Request) -> Response:

@@ -11,6 +11,7 @@ user input is bounded before it is used, and results are paged so a list of
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import weakref
@@ -22,6 +23,7 @@ from agent import relabel
 from agent.components._common import rules as rule_list
 from agent.components._common import targets_to_labels
 from agent.runtime.controller import Controller, Node
+from agent.storage import is_stale_nan
 
 MAX_QUERY = 1_000  # characters of a search or why-not question
 MAX_PLAYGROUND = 16_384  # characters of pasted labels
@@ -335,3 +337,43 @@ def remote_write(controller: Controller) -> list[dict[str, Any]]:
             })
     return out
 
+
+
+# ------------------------------------------------------------------ live samples
+
+
+def _paths(controller: Controller, node: Node, seen: tuple[str, ...] = ()) -> list[list[Node]]:
+    """Every chain of prometheus.relabel from ``node`` to a component that is not one (a sink)."""
+    out: list[list[Node]] = []
+    for dep in sorted(node.decl.deps):
+        dn = controller.node(dep)
+        if dn is None or dn.id in seen or dn.name.startswith("discovery."):
+            continue
+        if dn.name == "prometheus.relabel" and dn.args is not None:
+            out += [[dn, *rest] for rest in _paths(controller, dn, (*seen, dn.id))] or [[dn]]
+        else:
+            out.append([dn])
+    return out
+
+
+def live_samples(controller: Controller, scrape: Node, samples: list[tuple[lbl.Labels, int, float]]
+                 ) -> dict[str, Any]:
+    """A captured scrape, and each series as it reaches each sink after the metric relabeling on the way.
+
+    The capture is what prometheus.scrape forwards; the rules of every
+    prometheus.relabel between it and a sink are applied here with the same
+    engine, so the page shows what the WAL receives (or which series a rule drops).
+    """
+    paths = _paths(controller, scrape)
+    chains = [[rule_list(n.args.rule) for n in p if n.name == "prometheus.relabel"] for p in paths]
+    rows = []
+    for labels, ts, value in samples:
+        after = []
+        for chain in chains:
+            cur: lbl.Labels | None = labels
+            for rs in chain:
+                cur = relabel.process(cur, rs) if cur is not None else None
+            after.append(lbl.to_string(cur) if cur is not None else None)
+        shown: float | str = value if math.isfinite(value) else ("stale" if is_stale_nan(value) else str(value))
+        rows.append({"series": lbl.to_string(labels), "timestamp": ts, "value": shown, "after": after})
+    return {"paths": [" → ".join(n.id for n in p) for p in paths], "samples": rows}

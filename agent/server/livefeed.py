@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.labels import Labels
+
 WATCH_SECONDS = 20.0
 MAX_SAMPLES = 2_000
 
@@ -20,7 +22,7 @@ MAX_SAMPLES = 2_000
 @dataclass(slots=True)
 class Capture:
     time: float = 0.0
-    samples: list[tuple[str, int, float]] = field(default_factory=list)  # (series, ts ms, value)
+    samples: list[tuple[Labels, int, float]] = field(default_factory=list)  # (series, ts ms, value)
     truncated: bool = False
 
 
@@ -45,7 +47,7 @@ class LiveFeed:
             self._captures.pop(key, None)
         return {inst for comp, inst in self._watches if comp == component}
 
-    def publish(self, component: str, instance: str, samples: list[tuple[str, int, float]]) -> None:
+    def publish(self, component: str, instance: str, samples: list[tuple[Labels, int, float]]) -> None:
         key = (component, instance)
         if key not in self._watches:
             return

@@ -52,9 +52,18 @@ discovery.relabel "pods" {{
 
 prometheus.scrape "pods" {{
   targets         = discovery.relabel.pods.output
-  forward_to      = [prometheus.remote_write.vm.receiver]
+  forward_to      = [prometheus.relabel.metrics.receiver]
   scrape_interval = "1s"
   bearer_token    = "{TOKEN}"
+}}
+
+prometheus.relabel "metrics" {{
+  forward_to = [prometheus.remote_write.vm.receiver]
+  rule {{
+    source_labels = ["__name__"]
+    regex         = "up_since"
+    action        = "drop"
+  }}
 }}
 
 prometheus.remote_write "vm" {{
@@ -100,7 +109,7 @@ def test_pages(agent, browser):
 
     d.get(base + "/graph")
     WebDriverWait(d, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#data svg rect"))
-    assert len(d.find_elements(By.CSS_SELECTOR, "#data svg rect")) == 3
+    assert len(d.find_elements(By.CSS_SELECTOR, "#data svg rect")) == 4
     shoot(d, tmp, "graph")
 
     d.get(base + "/targets")
@@ -134,6 +143,10 @@ def test_pages(agent, browser):
     d.find_element(By.LINK_TEXT, "live samples").click()  # from a target to what it produced
     text_appears(d, 'requests_total{app="web"')
     assert d.find_element(By.ID, "q").get_attribute("value") == web.address
+    text_appears(d, "after prometheus.relabel.metrics → prometheus.remote_write.vm")
+    rows = {r.text.split()[0]: r.text for r in d.find_elements(By.CSS_SELECTOR, "#data tbody tr")}
+    assert rows["up_since{app=\"web\","].endswith("dropped")  # metric relabeling dropped it
+    assert "dropped" not in rows["requests_total{app=\"web\","]
     assert "up_since" in d.find_element(By.ID, "data").text
     shoot(d, tmp, "live")
 

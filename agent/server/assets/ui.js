@@ -6,7 +6,7 @@
   const arg = document.body.dataset.arg;
   const data = document.getElementById("data");
   const form = document.querySelector("form.query");
-  const REFRESH_MS = 5000;
+  const REFRESH_MS = page === "live" ? 2000 : 5000;
   let offset = 0;
 
   function h(tag, attrs, ...kids) {
@@ -131,7 +131,9 @@
       const r = await get(`api/v0/web/live?component=${enc(comp)}&instance=${enc(q())}`);
       if (!r.samples) { show(h("p", {}, "Watching: samples appear after the target's next scrape.")); return; }
       show(h("p", {}, `${r.samples.length} samples from the scrape at ${new Date(r.time * 1000).toLocaleTimeString()}` + (r.truncated ? " (truncated)" : "") + "."),
-        table(["Series", "Timestamp (ms)", "Value"], r.samples.map((s) => [h("code", {}, s[0]), s[1], String(s[2])])));
+        table(["Series as scraped", "Timestamp (ms)", "Value", ...r.paths.map((p) => "after " + p)],
+          r.samples.map((s) => [h("code", {}, s.series), s.timestamp, String(s.value),
+            ...s.after.map((a) => a === null ? h("strong", { class: "error" }, "dropped") : h("code", {}, a))])));
     },
     async playground() {
       if (!q()) { show(h("p", {}, "Paste a label set and run the rules.")); return; }
@@ -172,7 +174,7 @@
       refresh();
     });
     await refresh();
-    if (page !== "playground") setInterval(() => { if (!document.hidden) refresh(); }, page === "live" ? 2000 : REFRESH_MS);
+    if (page !== "playground") setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
   }
   start();
 })();
