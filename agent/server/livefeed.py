@@ -27,14 +27,15 @@ class Capture:
 
 
 class LiveFeed:
-    def __init__(self) -> None:
+    def __init__(self, watch_seconds: float = WATCH_SECONDS) -> None:
+        self.watch_seconds = watch_seconds
         self._watches: dict[tuple[str, str], float] = {}  # (component, instance) -> expiry
         self._captures: dict[tuple[str, str], Capture] = {}
 
     def watch(self, component: str, instance: str) -> Capture | None:
         """Ask ``component`` to capture ``instance``'s scrapes from now on; the last capture so far."""
         key = (component, instance)
-        self._watches[key] = time.monotonic() + WATCH_SECONDS
+        self._watches[key] = time.monotonic() + self.watch_seconds
         return self._captures.get(key)
 
     def watched(self, component: str) -> set[str]:
