@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -38,7 +38,8 @@ def shoot(d: webdriver.Chrome, tmp: Path, name: str) -> None:
 
 def text_appears(d: webdriver.Chrome, needle: str) -> None:
     try:
-        WebDriverWait(d, 15).until(lambda d: needle in d.find_element(By.ID, "data").text)
+        wait = WebDriverWait(d, 15, ignored_exceptions=(StaleElementReferenceException,))
+        wait.until(lambda d: needle in d.find_element(By.ID, "data").text)
     except TimeoutException:
         raise AssertionError(f"{needle!r} not in {d.find_element(By.ID, 'data').text!r}") from None
 

@@ -15,7 +15,9 @@ import shutil
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests import procs
@@ -122,6 +124,16 @@ def test_pages(agent, browser):
     text_appears(d, "4 of 4 targets match")
     assert "connection refused" in d.find_element(By.ID, "data").text.lower()
     shoot(d, tmp, "targets")
+
+    # Paging with the keyboard: Enter on Next, and focus stays on Next for the next press.
+    d.get(base + "/targets?limit=1")
+    text_appears(d, "4 of 4 targets match")
+    d.find_element(By.XPATH, "//button[text()='Next']").send_keys(Keys.ENTER)
+    pager = WebDriverWait(d, 15, ignored_exceptions=(StaleElementReferenceException,))
+    pager.until(lambda d: "2–2" in d.find_element(By.CSS_SELECTOR, ".pager").text)
+    assert d.switch_to.active_element.text == "Next"
+    d.switch_to.active_element.send_keys(Keys.ENTER)
+    pager.until(lambda d: "3–3" in d.find_element(By.CSS_SELECTOR, ".pager").text)
 
     d.get(base + "/whynot")
     search(d, "ghost-1")

@@ -7,7 +7,9 @@
   const data = document.getElementById("data");
   const form = document.querySelector("form.query");
   const REFRESH_MS = page === "live" ? 2000 : 5000;
+  const MAX_ITEMS = 100; // array entries drawn on a component's page
   let offset = 0;
+  const pageSize = Math.min(500, Math.max(1, parseInt(new URLSearchParams(location.search).get("limit"), 10) || 100));
 
   function h(tag, attrs, ...kids) {
     const el = document.createElement(tag);
@@ -53,7 +55,8 @@
     if (!v) return "";
     switch (v.type) {
       case "null": return h("code", {}, "null");
-      case "array": return h("ol", {}, v.value.map((x) => h("li", {}, value(x))));
+      case "array": return h("ol", {}, v.value.slice(0, MAX_ITEMS).map((x) => h("li", {}, value(x))),
+        v.value.length > MAX_ITEMS ? h("li", {}, `… ${v.value.length - MAX_ITEMS} more (the Targets page pages through them)`) : null);
       case "object": return h("dl", {}, v.value.map((e) => [h("dt", {}, e.key), h("dd", {}, value(e.value))]));
       default: return h("code", {}, typeof v.value === "string" && v.type === "string" ? JSON.stringify(v.value) : String(v.value));
     }
@@ -83,10 +86,16 @@
     },
     async targets() {
       const st = document.getElementById("state").value;
-      const r = await get(`api/v0/web/targets?q=${enc(q())}&health=${enc(st)}&offset=${offset}&limit=100`);
+      const r = await get(`api/v0/web/targets?q=${enc(q())}&health=${enc(st)}&offset=${offset}&limit=${pageSize}`);
       const counts = Object.entries(r.states).map(([k, v]) => k + ": " + v).join(", ");
-      const prev = h("button", { type: "button", disabled: offset === 0 || null, onclick: () => { offset = Math.max(0, offset - r.limit); refresh(); } }, "Previous");
-      const next = h("button", { type: "button", disabled: offset + r.limit >= r.matched || null, onclick: () => { offset += r.limit; refresh(); } }, "Next");
+      // Paging redraws the table; focus goes back to the same button, so the keyboard can page on.
+      const turn = (label, to) => async () => {
+        offset = Math.max(0, to); await refresh();
+        const b = [...data.querySelectorAll("button")].find((x) => x.textContent === label && !x.disabled);
+        if (b) b.focus();
+      };
+      const prev = h("button", { type: "button", disabled: offset === 0 || null, onclick: turn("Previous", offset - r.limit) }, "Previous");
+      const next = h("button", { type: "button", disabled: offset + r.limit >= r.matched || null, onclick: turn("Next", offset + r.limit) }, "Next");
       show(h("p", {}, `${r.matched} of ${r.total} targets match (${counts || "none"}).`),
         table(["State", "Labels after relabeling", "Discovered labels", "Scraped by", "Owner", "Last scrape", "Duration", "Series", "Last error / dropped by"],
           r.data.map((t) => [state(t.health), labels(t.labels),
@@ -174,7 +183,9 @@
       refresh();
     });
     await refresh();
-    if (page !== "playground") setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
+    // A refresh redraws the data: not while the reader is in it (keyboard focus, an open details).
+    const busy = () => document.hidden || data.contains(document.activeElement) || data.querySelector("details[open]");
+    if (page !== "playground") setInterval(() => { if (!busy()) refresh(); }, REFRESH_MS);
   }
   start();
 })();
