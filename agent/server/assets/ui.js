@@ -35,7 +35,7 @@
   }
   function table(head, rows) {
     return h("div", { class: "table" }, h("table", {}, h("thead", {}, h("tr", {}, head.map((x) => h("th", { scope: "col" }, x)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))))));
+      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) => h("td", { "data-label": head[i] }, c)))))));
   }
   function show(...nodes) { data.replaceChildren(...nodes.flat(Infinity)); }
   function stamp() { document.getElementById("refresh").textContent = "updated " + new Date().toLocaleTimeString() + "; refreshes every " + REFRESH_MS / 1000 + " s"; }
