@@ -33,6 +33,8 @@ RELABEL_COMPONENTS = ("discovery.relabel", "prometheus.relabel")
 # How long one assembled target list answers every page and tab: polling clients
 # then cost one assembly per second at most, however many there are.
 SNAPSHOT_SECONDS = 1.0
+# A remote-write rejection older than this no longer explains a missing series.
+REJECTION_SECONDS = 300.0
 
 
 class BadInput(ValueError):
@@ -301,9 +303,11 @@ def _verdict(r: dict[str, Any], rejected: list[str]) -> str:
 
 
 def _backend_errors(controller: Controller) -> list[str]:
+    """Endpoints that rejected samples lately; an old rejection is history, not the answer."""
     out = []
+    recent = time.time() - REJECTION_SECONDS
     for ep in remote_write(controller):
-        if ep["last_error"] and ep["samples_failed"]:
+        if ep["last_error"] and ep["samples_failed"] and ep["last_error_time"] >= recent:
             out.append(f"{ep['component']} {ep['url']}: {ep['last_error']}")
     return out
 
