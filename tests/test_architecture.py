@@ -39,7 +39,7 @@ def test_the_tree_keeps_every_contract():
         ("Engines import nothing from the runtime", "agent/scrape/offset.py", "agent.runtime.health"),
         ("The WAL imports nothing from remote write", "agent/wal/segment.py", "agent.remote.backoff"),
         ("The configuration language imports nothing outside itself", "agent/syntax/token.py", "agent.labels"),
-        ("The runtime imports no component", "agent/runtime/health.py", "agent.server.html"),
+        ("The runtime imports no component", "agent/runtime/health.py", "agent.server.pages"),
     ],
 )
 def test_each_contract_fails_on_the_import_it_forbids(tmp_path, contract, module, target):

@@ -27,6 +27,7 @@ from agent.runtime.controller import Controller
 from agent.runtime.metrics import RuntimeCollector
 from agent.server.app import build_app
 from agent.server.http import HTTPInfo, HTTPServer, bind
+from agent.server.livefeed import LiveFeed
 from agent.syntax.diag import DiagnosticsError
 
 CLUSTER_FLAGS = [
@@ -48,8 +49,10 @@ def add_parser(sub: Any) -> None:
     for flag in CLUSTER_FLAGS:
         p.add_argument(f"--cluster.{flag}", dest=f"cluster_{flag.replace('-', '_')}", nargs="?", const="true",
                        default=None, help=argparse.SUPPRESS)
+    p.add_argument("--server.http.ui-path-prefix", dest="ui_path_prefix", default="/",
+                   help="path the UI and /api/v0/web are served under, e.g. behind a reverse proxy (default %(default)s)")
     for flag in ("stability.level", "disable-reporting", "config.format", "config.bypass-conversion-errors",
-                 "server.http.ui-path-prefix", "feature.community-components.enabled"):
+                 "feature.community-components.enabled"):
         p.add_argument(f"--{flag}", dest="ignored_" + flag.replace(".", "_").replace("-", "_"), nargs="?",
                        const="true", default=None, help=argparse.SUPPRESS)
 
@@ -84,8 +87,11 @@ class Agent:
         self.listen_addr: str = args.listen_addr
         self.watch_interval: float = args.watch_interval
         # The process' services, started before the first component and stopped after the last.
+        self.ui_path_prefix: str = args.ui_path_prefix
+        self.live = LiveFeed()
         self.services = services.Services(**{
             services.HTTP: HTTPInfo(args.listen_addr),
+            services.LIVE_DEBUGGING: self.live,
             # Informers connect only when a discovery.kubernetes component asks for one.
             services.KUBERNETES_INFORMERS: Informers(registry=REGISTRY),
         })
@@ -145,7 +151,7 @@ class Agent:
             self.controller.record_load(False)
             for d in exc.diagnostics:
                 self.log.error("component failed to start", err=str(d))
-        self._app = app = build_app(self.controller, self.reload, REGISTRY, self.render)
+        self._app = app = build_app(self.controller, self.reload, REGISTRY, self.render, self.ui_path_prefix, self.live)
         server = HTTPServer(app, sock)
         await server.start()
         app.state.shoal.ready = True

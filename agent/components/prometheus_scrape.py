@@ -32,7 +32,7 @@ from agent.runtime.registry import register
 from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig
 from agent.scrape.ownership import Ownership
 from agent.scrape.pool import ScrapePool
-from agent.storage import Appendable, Fanout
+from agent.storage import Appendable, Fanout, SampleBatch
 from agent.syntax.decode import attr, block
 from agent.syntax.value import Duration, Secret
 
@@ -148,6 +148,40 @@ class ClusterService(Ownership, Protocol):
         ...
 
 
+class LiveFeed(Protocol):
+    """What ``prometheus.scrape`` needs of the live-debugging feed (``services.LIVE_DEBUGGING``)."""
+
+    def watched(self, component: str) -> set[str]:
+        """The ``instance`` labels of this component's targets someone is watching."""
+        ...
+
+    def publish(self, component: str, instance: str, samples: list[tuple[lbl.Labels, int, float]]) -> None: ...
+
+
+class _LiveTap:
+    """Forwards every batch; copies a watched target's batch to the live feed.
+
+    One batch is one scrape of one target, so a glance at the first series'
+    ``instance`` tells whose it is; nobody watching costs one empty-set check.
+    """
+
+    __slots__ = ("component", "fanout", "feed")
+
+    def __init__(self, component: str, fanout: Fanout, feed: LiveFeed) -> None:
+        self.component = component
+        self.fanout = fanout
+        self.feed = feed
+
+    def append(self, batch: SampleBatch) -> None:
+        watched = self.feed.watched(self.component)
+        if watched and batch.labels:
+            instance = lbl.get(batch.labels[0], "instance")
+            if instance in watched:
+                rows = list(zip(batch.labels, batch.timestamps, batch.values, strict=True))
+                self.feed.publish(self.component, instance, rows)
+        self.fanout.append(batch)
+
+
 @register("prometheus.scrape", Arguments, None)
 class PrometheusScrape(Component):
     def __init__(self, opts: Options, args: Arguments) -> None:
@@ -157,15 +191,20 @@ class PrometheusScrape(Component):
             self.cluster: ClusterService | None = opts.get_service(services.CLUSTER)
         except services.ServiceNotFound:
             self.cluster = None
+        try:
+            feed: LiveFeed = opts.get_service(services.LIVE_DEBUGGING)
+            self.sink: Appendable = _LiveTap(opts.id, self.fanout, feed)
+        except services.ServiceNotFound:
+            self.sink = self.fanout
         self.pool = self._new_pool(args)
         self._running = False
         opts.registry.register(_MovedCollector(self))
 
     def _new_pool(self, args: Arguments) -> ScrapePool:
         if self.cluster is None:
-            return ScrapePool(args.to_config(self.opts.id), self.fanout)
+            return ScrapePool(args.to_config(self.opts.id), self.sink)
         return ScrapePool(
-            args.to_config(self.opts.id), self.fanout, seed=self.cluster.seed, ownership=self._ownership(args)
+            args.to_config(self.opts.id), self.sink, seed=self.cluster.seed, ownership=self._ownership(args)
         )
 
     def _ownership(self, args: Arguments) -> Ownership | None:
@@ -202,6 +241,7 @@ class PrometheusScrape(Component):
                     "url": t.scrape_url,
                     "health": t.health,
                     "labels": dict(t.labels),
+                    "discovered_labels": dict(t.discovered_labels),
                     "last_error": t.last_error,
                     "last_scrape": dt.datetime.fromtimestamp(t.last_scrape, dt.UTC).isoformat() if t.last_scrape else "",
                     "last_scrape_duration": f"{t.last_scrape_duration:.3f}s",
@@ -211,6 +251,9 @@ class PrometheusScrape(Component):
             if self.cluster is not None:
                 out[-1]["owner"] = self.cluster.name
         info: dict[str, Any] = {"targets": out}
+        dropped = self.pool.dropped_targets()
+        if dropped:
+            info["targets_dropped"] = [{"labels": dict(t.discovered_labels), "reason": t.reason} for t in dropped]
         if self.cluster is not None:
             info["targets_elsewhere"] = [
                 {"labels": dict(t.labels), "owner": t.owner} for t in self.pool.elsewhere_targets()

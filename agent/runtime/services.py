@@ -22,6 +22,7 @@ HTTP = "http"
 # agent.discovery.informers.Informers: one watch per resource however many components ask.
 KUBERNETES_INFORMERS = "kubernetes.informers"
 CLUSTER = "cluster"
+LIVE_DEBUGGING = "livedebugging"
 
 
 class ServiceNotFound(LookupError):

@@ -84,7 +84,8 @@ def test_endpoints(tmp_path):
                 assert 'alloy_component_controller_running_components{health_type="healthy"} 2.0' in r.text
 
                 r = await http.get("/")
-                assert r.status_code == 200 and "test.pass.b" in r.text and "disk full" in r.text
+                assert r.status_code == 200 and 'data-page="components"' in r.text
+                assert (await http.get("/assets/ui.js")).status_code == 200
         finally:
             await controller.stop()
             await server.stop()
