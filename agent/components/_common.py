@@ -7,6 +7,7 @@ revealed only when handed to the engine's :class:`HTTPClientConfig`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from agent import labels as lbl
@@ -160,6 +161,22 @@ def http_client(
         follow_redirects=follow_redirects,
         enable_http2=enable_http2,
         headers={k: reveal(v) for k, v in (headers or {}).items()},
+    )
+
+
+def client_options(args: Any) -> HTTPClientConfig:
+    """The client settings from the HTTP options every Alloy component spells the same way
+    (bearer_token, bearer_token_file, basic_auth, authorization, tls_config, proxy_url,
+    follow_redirects, enable_http2), read from a component's decoded arguments."""
+    return http_client(
+        bearer_token=args.bearer_token,
+        bearer_token_file=args.bearer_token_file,
+        basic_auth=args.basic_auth,
+        authorization=args.authorization,
+        tls_config=args.tls_config,
+        proxy_url=args.proxy_url,
+        follow_redirects=args.follow_redirects,
+        enable_http2=args.enable_http2,
     )
 
 

@@ -18,7 +18,7 @@ from agent.components._common import (
     TLSBlock,
     check_auth,
     check_url,
-    http_client,
+    client_options,
 )
 from agent.discovery.kubeclient import ClientSettings, InCluster
 from agent.discovery.kubernetes import (
@@ -136,16 +136,7 @@ class Arguments:
         return ClientSettings(
             api_server=self.api_server,
             kubeconfig_file=self.kubeconfig_file,
-            http=http_client(
-                bearer_token=self.bearer_token,
-                bearer_token_file=self.bearer_token_file,
-                basic_auth=self.basic_auth,
-                authorization=self.authorization,
-                tls_config=self.tls_config,
-                proxy_url=self.proxy_url,
-                follow_redirects=self.follow_redirects,
-                enable_http2=self.enable_http2,
-            ),
+            http=client_options(self),
             in_cluster=in_cluster,
         )
 

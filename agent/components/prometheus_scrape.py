@@ -23,7 +23,7 @@ from agent.components._common import (
     TLSBlock,
     check_auth,
     check_url,
-    http_client,
+    client_options,
     targets_to_labels,
 )
 from agent.runtime import services
@@ -124,16 +124,7 @@ class Arguments:
             native_histogram_bucket_limit=self.native_histogram_bucket_limit,
             native_histogram_min_bucket_factor=self.native_histogram_min_bucket_factor,
             scrape_fallback_protocol=self.scrape_fallback_protocol,
-            http=http_client(
-                bearer_token=self.bearer_token,
-                bearer_token_file=self.bearer_token_file,
-                basic_auth=self.basic_auth,
-                authorization=self.authorization,
-                tls_config=self.tls_config,
-                proxy_url=self.proxy_url,
-                follow_redirects=self.follow_redirects,
-                enable_http2=self.enable_http2,
-            ),
+            http=client_options(self),
         )
 
 
