@@ -190,6 +190,8 @@ class EndpointQueue:
                                exemplars=self.cfg.send_exemplars, on_corrupt_active=self._on_corrupt_active,
                                logger=log.bind(remote_name=self.remote_name))
         self._make_shards(pos.points)
+        if self.dispatch.layered is not None:  # kept until passed, so a second crash re-sends it alike
+            self._intents = list(self.dispatch.layered)
         if fresh:
             await asyncio.to_thread(self.store.save, self.key, pos)
         self._tasks = [

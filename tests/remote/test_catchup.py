@@ -17,6 +17,9 @@ from agent.remote import RemoteWrite, WALOptions
 from agent.remote.dispatch import Dispatcher
 from agent.remote.series import SeriesTable
 from agent.remote.shards import PROBE, Shard
+from agent.wal import record
+from agent.wal.reader import read_all
+from agent.wal.segment import list_segments, segment_path
 from tests.protobuf.prompb import decode_write_request
 from tests.remote.helpers import batch, endpoint, now_ms, series
 from tests.remote.receiver import Receiver
@@ -102,3 +105,50 @@ def test_after_a_crash_the_announced_range_is_resent_one_sample_per_series_and_c
     assert [b.count for b in cut[:3]] == [4, 4, 2] and not any(b.repeats for b in cut[:3])
     assert d.layered is None  # past it: catch-up batches again
     assert s.count == 6 and s.repeats  # the rest of record 20 and record 30, series repeated
+
+
+def test_a_restart_with_an_announced_batch_resends_it_one_sample_per_series(tmp_path: Path):
+    """The position file says a catch-up batch up to the third scrape may have been sent."""
+    wal_dir = tmp_path / "wal"
+
+    async def append_unsent():
+        rx = await Receiver(lambda _r: (503, {}, b"down")).start()
+        rw = RemoteWrite(wal_dir, [endpoint(rx.url)], {}, WALOptions())
+        await rw.start()
+        t0 = now_ms()
+        for i in range(4):
+            rw.append(batch(SERIES, t0 + 1000 * i, float(i)))
+        await asyncio.sleep(0.3)
+        await rw.stop(grace=0.1)
+        await rx.stop()
+        return t0
+
+    t0 = asyncio.run(append_unsent())
+    seg = min(list_segments(wal_dir))
+    scrapes = [r.offset for r in read_all(segment_path(wal_dir, seg)).records if r.type == record.SAMPLES]
+    assert len(scrapes) == 4
+    pos_file = next((wal_dir / "positions").glob("*.json"))
+    doc = json.loads(pos_file.read_text())
+    doc["intents"] = [[seg, scrapes[3], 0]]  # the crashed batch held scrapes 0-2
+    pos_file.write_text(json.dumps(doc))
+
+    async def restart(up: bool):
+        rx = await (Receiver() if up else Receiver(lambda _r: (503, {}, b"down"))).start()
+        rw = RemoteWrite(wal_dir, [endpoint(rx.url, max_samples_per_send=100)], {}, WALOptions())
+        await rw.start()
+        if up:
+            assert await rw.flush(10)
+        else:
+            await asyncio.sleep(0.5)
+        await rw.stop(grace=0.1)
+        await rx.stop()
+        return rx
+
+    asyncio.run(restart(up=False))  # crashed again before the range went out: the intent is kept
+    assert json.loads(pos_file.read_text())["intents"] == [[seg, scrapes[3], 0]]
+    rx = asyncio.run(restart(up=True))
+    data = [decode_write_request(r.body) for r in rx.requests if r.body != PROBE]
+    # Scrapes 0, 1, 2 one request each (one sample per series), then scrape 3 after the cut.
+    assert [sorted({ts for _lb, ss in d for ts, _v in ss}) for d in data] == [[t0 + 1000 * i] for i in range(4)]
+    assert all(len(d) == SERIES for d in data)
+    assert "intents" not in json.loads(pos_file.read_text())  # passed: gone
