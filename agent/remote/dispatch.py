@@ -12,7 +12,7 @@ counted, is decided here, for the three kinds of records by one loop:
   exemplars): a repeat at a later timestamp cuts the batch, a repeat at the
   same timestamp (relabeling made two series identical) is dropped keeping
   the first (``duplicate_timestamp``), even when a cut came between them;
-- except while catching up after a failure (``multi``, set by the queue):
+- except while catching up after a failure or a stall (``multi``, set by the queue):
   then a repeat at a later timestamp joins the batch (several samples per
   series, in timestamp order, which Remote-Write 1.0 and 2.0 allow) and the
   shard marks the batch (``repeats``), so its send is announced durably first;

@@ -380,8 +380,9 @@ class EndpointQueue:
             now = time.monotonic()
             self.rate.tick(now - last, self._caught_up)
             last = now
-            if self.rate.limited != self.dispatch.multi:
-                self._catchup(self.rate.limited)
+            behind = self.rate.limited or self.rate.stalled
+            if behind != self.dispatch.multi:
+                self._catchup(behind)
 
     def _caught_up(self) -> bool:
         """No backlog: the watcher is at the WAL's head and no shard has a full batch waiting."""

@@ -3,9 +3,7 @@
 While sends succeed nothing is limited: the queue keeps up with appends and
 its request rate is whatever the scrapes produce (the *steady* rate, an EWMA
 kept here). The first failure (5xx, 429, timeout, refused connection) starts
-*recovery* (so does an answer more than ``SLOW`` seconds and ``LATENCY_FACTOR``
-times slower than the healthy baseline: a stalled backend leaves a backlog
-as an outage does): requests to the endpoint then pass a token gate whose rate starts
+*recovery*: requests to the endpoint then pass a token gate whose rate starts
 at half the steady rate, never below the floor (``FLOOR``, or one request
 per ``max_backoff`` if that is more: the queue's choice), and is
 
@@ -25,6 +23,13 @@ rate (above), and a ``Retry-After`` holds every request of the endpoint until
 it has passed. While the last answer was a failure the endpoint is *probing*:
 one shard at a time sends an empty write request before any batch, so a
 backend that is still down costs a few bytes per attempt, not a full batch.
+
+An answer more than ``SLOW`` seconds and ``LATENCY_FACTOR`` times slower than
+the healthy baseline marks the endpoint *stalled* until the queue has caught
+up: a stalled backend leaves a backlog as an outage does, and the queue
+drains it in catch-up batches. It does not gate requests: an agent short of
+CPU sees slow answers too (its event loop is late), and pacing it then would
+only make it fall further behind.
 
 The gaps between requests are drawn with full jitter (uniform between 0 and
 twice the mean), so agents that see the backend return at the same moment
@@ -60,6 +65,7 @@ class SendRate:
         self.samples = max(1.0, samples)
         self.limited = False
         self.probing = False  # the last answer was a failure: probe before sending a batch
+        self.stalled = False  # a very slow answer while healthy, until caught up: catch-up batches
         self.probes = 0
         self._probe_busy = False
         self.rate = 0.0  # requests/s while limited
@@ -142,8 +148,7 @@ class SendRate:
         self._samples += count
         if not self.limited:
             if self.baseline and latency > max(self.baseline * LATENCY_FACTOR, self.baseline + SLOW):
-                self._start(now)  # a stalled backend leaves a backlog as an outage does
-                self._last_cut = now
+                self.stalled = True  # not learnt as the baseline
                 return
             self.baseline = latency if self.baseline == 0 else self.baseline + 0.1 * (latency - self.baseline)
             return
@@ -160,13 +165,17 @@ class SendRate:
         self.rate = max(self.floor, 0.5 * self.steady.rate)
         self._next = now
         self._calm = 0
+        self.stalled = False
 
     def tick(self, elapsed: float, caught_up: Callable[[], bool]) -> None:
         """Once a second: learn the steady rate, or grow the recovery rate, or end recovery."""
         ok, failed, slow, samples = self._ok, self._failed, self._slow, self._samples
         self._ok = self._failed = self._slow = self._samples = 0
         if not self.limited:
-            if not failed and (ok or not self._inflight):  # a second of waiting on answers is no steady rate
+            if self.stalled and not failed and caught_up():
+                self.stalled = False
+            # A second of waiting on answers, or of draining a stall's backlog, is no steady rate.
+            if not failed and not self.stalled and (ok or not self._inflight):
                 self.steady.incr(ok)
                 self.steady.tick(elapsed)
                 self.steady_samples.incr(samples)
@@ -185,5 +194,5 @@ class SendRate:
     def status(self) -> dict[str, float | bool]:
         return {"limited": self.limited, "rate": round(self.rate, 3) if self.limited else 0.0,
                 "steady_rate": round(self.steady.rate, 3), "latency_baseline": round(self.baseline, 4),
-                "steady_samples_rate": round(self.steady_samples.rate, 1), "probing": self.probing,
+                "steady_samples_rate": round(self.steady_samples.rate, 1), "probing": self.probing, "stalled": self.stalled,
                 "probes": self.probes, "recoveries": self.recoveries}

@@ -104,5 +104,9 @@ def test_retry_after_holds_every_request_and_a_stall_starts_recovery():
     for _ in range(3):
         r.observe("ok", 0.02)
         r.tick(1.0, lambda: True)
-    r.observe("ok", 5.0)  # a 5 s answer where 20 ms is usual
-    assert r.limited and not r.probing
+    r.observe("ok", 5.0)  # a 5 s answer where 20 ms is usual: catch-up batches, no gate
+    assert r.stalled and not r.limited and not r.probing
+    r.tick(1.0, lambda: False)
+    assert r.stalled
+    r.tick(1.0, lambda: True)
+    assert not r.stalled
