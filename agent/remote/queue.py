@@ -501,15 +501,24 @@ class EndpointQueue:
                    for e, p in zip(self._intents or [None] * len(points), points, strict=True)]
         return Position(points, intents if any(e is not None for e in intents) else None)
 
-    async def _announce(self, index: int, end: Point) -> None:
-        """Before shard ``index`` sends a catch-up batch ending at ``end``: commit that end durably."""
+    async def _announce(self, index: int, end: Point) -> bool:
+        """Before shard ``index`` sends a catch-up batch ending at ``end``: commit that end durably.
+
+        False when the queue stopped first: the batch must not be sent.
+        """
         self._intents[index] = end
         while not self._stopping:
-            await self._commit()
+            try:
+                await self._commit()
+            except OSError as exc:  # the batch waits: unannounced, it must not be sent
+                self._error(f"saving the send position: {exc}")
+                await asyncio.sleep(1.0)
+                continue
             c = self._committed
             if c is not None and c.intents is not None and index < len(c.intents) and c.intents[index] == end:
-                return
+                return True
             await asyncio.sleep(0.01)
+        return False
 
     def committed(self) -> Position | None:
         return self._committed

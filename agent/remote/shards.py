@@ -74,7 +74,7 @@ class Shard:
         rate: SendRate | None = None,
         encode: Encoder,
         expire: Callable[[Batch], Batch | None] | None = None,
-        intent: Callable[[int, Point], Awaitable[None]] | None = None,
+        intent: Callable[[int, Point], Awaitable[bool]] | None = None,
     ) -> None:
         self.index = index
         self.acked: Point = start
@@ -196,8 +196,8 @@ class Shard:
         raw, proto = self._encode(batch)
         body = compress(raw)
         self.attempt = 0
-        if batch.repeats and self._intent is not None:
-            await self._intent(self.index, batch.end)
+        if batch.repeats and self._intent is not None and not await self._intent(self.index, batch.end):
+            return None  # stopping before it was announced: it stays in flight, unsent
         while True:
             gate = time.monotonic()
             if self.rate.probing and not self.rate.claim_probe():
