@@ -40,6 +40,7 @@ otherwise, 2 on a setup failure.
 from __future__ import annotations
 
 import argparse
+import base64
 import bisect
 import contextlib
 import json
@@ -61,6 +62,8 @@ WRITE = "/api/v1/write"
 METRIC = "shoal_outage_total"
 HEADER = "X-Outage-Agent"
 COMPONENT = "prometheus.remote_write.out"
+KINDS = ("shoal", "prometheus", "vmagent")
+NAMES = {"shoal": "Shoal", "prometheus": "Prometheus 2.42 agent", "vmagent": "vmagent"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,6 +89,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--queue", action="append", default=[], metavar="KEY=VALUE",
                     help="a queue_config argument for every agent, e.g. max_samples_per_send=500 or "
                     "max_backoff=\"5s\" (repeatable; values are Alloy syntax; default: Alloy's defaults)")
+    ap.add_argument("--kinds", default="shoal,prometheus,vmagent",
+                    help="agents to run the same scenario with, one after the other in this run: shoal, "
+                    "prometheus (2.42 agent mode), vmagent (default: all three)")
+    ap.add_argument("--fault", choices=("503", "refuse"), default="503",
+                    help="the outage: the proxy answers 503 to every write (default), or refuses connections")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="folder for configs, WALs and logs (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -100,6 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("warmup", "after", "max_drain"):
         if getattr(args, name) < 0:
             ap.error(f"--{name.replace('_', '-')} must not be negative")
+    args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if not args.kinds or any(k not in KINDS for k in args.kinds):
+        ap.error(f"--kinds takes a comma-separated subset of {', '.join(KINDS)}")
     for q in args.queue:
         if not re.fullmatch(r"[a-z_0-9]+=\S.*", q):
             ap.error(f"--queue takes KEY=VALUE, got {q!r}")
@@ -158,6 +169,61 @@ prometheus.remote_write "out" {{
   }}
 }}
 """
+
+
+def prometheus_config(i: int, targets: list[Any], url: str, interval: float) -> str:
+    """The same scrape and remote write for `prometheus --enable-feature=agent` (its defaults)."""
+    addrs = ", ".join(f'"{t.address}"' for t in targets)
+    return f"""global:
+  scrape_interval: {interval * 1000:.0f}ms
+  scrape_timeout: {interval * 800:.0f}ms
+  external_labels: {{agent: a{i}}}
+scrape_configs:
+  - job_name: outage
+    static_configs: [{{targets: [{addrs}]}}]
+remote_write:
+  - url: {url}
+    basic_auth: {{username: a{i}, password: outage}}
+"""
+
+
+def agent_of(r: Any) -> str | None:
+    """Which agent sent a request: Shoal's header, or the peers' basic-auth user name.
+
+    Prometheus 2.42 (Debian) does not send remote_write ``headers``, so the peers say
+    who they are as a basic-auth user, which the proxy forwards and Prometheus ignores.
+    """
+    h = r.header(HEADER)
+    if h:
+        return h
+    auth = r.header("Authorization") or ""
+    if auth.startswith("Basic "):
+        try:
+            return base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
+
+
+def start_peer(kind: str, i: int, d: Path, targets: list[Any], url: str, interval: float, procs: Any) -> Any:
+    """One Prometheus agent or vmagent process (the caller stops it), with its defaults."""
+    port = procs.free_port()
+    cfg = d / "scrape.yml"
+    cfg.write_text(prometheus_config(i, targets, url, interval))
+    if kind == "prometheus":
+        args = ["prometheus", "--enable-feature=agent", f"--config.file={cfg}",
+                f"--storage.agent.path={d / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]
+        ready = "/-/ready"
+    else:
+        args = ["vmagent", f"-promscrape.config={cfg}", "-promscrape.config.strictParse=false", f"-remoteWrite.url={url}",
+                f"-remoteWrite.tmpDataPath={d / 'data'}", f"-httpListenAddr=127.0.0.1:{port}",
+                f"-remoteWrite.label=agent=a{i}", f"-remoteWrite.basicAuth.username=a{i}",
+                "-remoteWrite.basicAuth.password=outage"]
+        ready = "/health"
+    p = procs.spawn(args, d, kind)
+    p.url = f"http://127.0.0.1:{port}"
+    procs.wait_http(p.url + ready, timeout=60, proc=p.popen)
+    return p
 
 
 # ---------------------------------------------------------------- watching the agents
@@ -264,7 +330,7 @@ def rate_control_ended(polls: list[Poll], since: float) -> float | None:
 # ---------------------------------------------------------------- the run
 
 
-def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run(args: argparse.Namespace, work: Path, kind: str = "shoal") -> dict[str, Any]:
     import httpx
 
     from tests import faultproxy, procs
@@ -275,7 +341,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # timing out a scrape, or stopping); here that is expected noise, so it is dropped.
     target_mod._Server.handle_error = lambda self, request, client_address: None  # type: ignore[method-assign]
 
-    out: dict[str, Any] = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    out: dict[str, Any] = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                           "kind": kind}
     prefixes = [f'{METRIC}{{series="{k}"}}' for k in range(args.series)]
     with contextlib.ExitStack() as stack:
         prom = stack.enter_context(procs.prometheus(work / "prom"))
@@ -292,34 +359,44 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for i in range(args.agents):
             d = work / f"a{i}"
             d.mkdir(parents=True, exist_ok=True)
-            cfg = d / "agent.alloy"
-            cfg.write_text(agent_config(i, targets[i], proxy.url + WRITE, args.interval, args.queue))
-            a = procs.agent(d, cfg, "--config.watch-interval=0")
+            if kind == "shoal":
+                cfg = d / "agent.alloy"
+                cfg.write_text(agent_config(i, targets[i], proxy.url + WRITE, args.interval, args.queue))
+                a = procs.agent(d, cfg, "--config.watch-interval=0")
+            else:
+                a = start_peer(kind, i, d, targets[i], proxy.url + WRITE, args.interval, procs)
             stack.callback(a.stop)
             agents.append(a)
         for a in agents:
-            procs.wait_http(a.url + "/-/ready", timeout=60, proc=a.popen)
+            if kind == "shoal":
+                procs.wait_http(a.url + "/-/ready", timeout=60, proc=a.popen)
         t_start_wall = time.time()
         # Every agent delivers before anything is measured.
         deadline = time.monotonic() + 120
         for i in range(args.agents):
-            while not [r for r in ctl.requests(path=WRITE) if r.header(HEADER) == f"a{i}" and r.status == 204]:
+            while not [r for r in ctl.requests(path=WRITE) if agent_of(r) == f"a{i}" and r.status == 204]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"agent a{i} delivered nothing within 120 s; see {work}")
                 time.sleep(0.2)
-        watcher = Watcher([a.url for a in agents])
+        watcher = Watcher([a.url for a in agents] if kind == "shoal" else [])  # peers: no status API
         watcher.start()
         stack.callback(watcher.stop)
-        say(f"all {args.agents} agents deliver; warm-up {args.warmup:.0f} s, steady {args.steady:.0f} s")
+        say(f"{kind}: all {args.agents} agents deliver; warm-up {args.warmup:.0f} s, steady {args.steady:.0f} s")
         time.sleep(args.warmup)
         t_steady = time.monotonic()
         time.sleep(args.steady)
 
         t_down = time.monotonic()
-        ctl.refuse()
-        say(f"backend refused for {args.outage:.0f} s")
+        if args.fault == "refuse":
+            ctl.refuse()
+        else:
+            fid = ctl.fail(503, path=WRITE, body="outage")
+        say(f"backend {'refused' if args.fault == 'refuse' else 'answering 503'} for {args.outage:.0f} s")
         time.sleep(args.outage)
-        ctl.accept()
+        if args.fault == "refuse":
+            ctl.accept()
+        else:
+            ctl.clear(fid)
         t_up = time.monotonic()
         say("backend back; watching the drain")
 
@@ -352,7 +429,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 break
             time.sleep(0.5)
         time.sleep(2 * args.interval)
-        statuses = [watcher.status(a.url) for a in agents]
+        statuses = [watcher.status(a.url) for a in agents] if kind == "shoal" else []
 
         # ---- request rates from the proxy's log
         recs = ctl.requests(path=WRITE)
@@ -396,6 +473,8 @@ def rates(recs: list[Any], polls: list[list[Poll]], args: argparse.Namespace, t_
         return sum(1 for r in recs if a <= r.t < b)
 
     def delivered(a: float, b: float) -> int | None:
+        if not polls:  # peers: not watched
+            return None
         n = 0
         for ps in polls:
             x, y = sent_at(ps, a), sent_at(ps, b)
@@ -419,14 +498,18 @@ def rates(recs: list[Any], polls: list[list[Poll]], args: argparse.Namespace, t_
             "s": s, "phase": phase, "requests": len(rs),
             "retries": sum(1 for r in rs if r.header("Retry-Attempt") is not None),
             "kib": round(sum(r.body_size for r in rs) / 1024, 1),
-            "agents": {f"a{i}": sum(1 for r in rs if r.header(HEADER) == f"a{i}") for i in range(args.agents)},
+            "agents": {f"a{i}": sum(1 for r in rs if agent_of(r) == f"a{i}") for i in range(args.agents)},
             "not_2xx": sum(1 for r in rs if not 200 <= r.status < 300),
             "samples": delivered(a, b),
         })
     w5, w30 = min(5.0, t_end - t_up), min(30.0, t_end - t_up)  # a watch shorter than 30 s: what there is
     first5, first30 = count(t_up, t_up + w5) / w5, count(t_up, t_up + w30) / w30
     peak = max((b for b in buckets if b["phase"] == "after"), key=lambda b: b["requests"], default=None)
+    after = [b["requests"] for b in buckets if b["phase"] == "after"]
+    peak10 = max((sum(after[i:i + 10]) / 10 for i in range(max(1, len(after) - 9))), default=0.0)
     return {
+        "peak10_rate": round(peak10, 3), "peak10_ratio": round(peak10 / steady, 2) if steady else None,
+        "during_rate": round(count(t_down, t_up) / (t_up - t_down), 3),
         "steady_requests": steady_n, "steady_rate": round(steady, 3),
         "steady_samples_per_s": round((delivered(t_steady, t_down) or 0) / (t_down - t_steady)),
         "drain_samples_per_s": round((delivered(t_up, t_end) or 0) / (t_end - t_up)),
@@ -517,9 +600,9 @@ def report(out: dict[str, Any]) -> str:
     a, r, d, c = out["args"], out["rates"], out["drain"], out["check"]
     sps = a["agents"] * a["targets"] * (a["series"] + 5) / a["interval"]
     lines = [
-        f"## Outage: {a['agents']} agents x {a['targets']} targets x {a['series']} series every "
-        f"{a['interval']:g} s (~{sps:,.0f} samples/s with the scrape series); backend refused "
-        f"{a['outage']:g} s",
+        f"## Outage ({NAMES[out['kind']]}): {a['agents']} agents x {a['targets']} targets x {a['series']} series every "
+        f"{a['interval']:g} s (~{sps:,.0f} samples/s with the scrape series); backend "
+        f"{'refused' if a['fault'] == 'refuse' else 'answering 503'} {a['outage']:g} s",
         "",
         f"queue_config: {', '.join(a['queue']) or 'Alloy defaults'}",
         "",
@@ -528,7 +611,10 @@ def report(out: dict[str, Any]) -> str:
         f"| steady request rate ({a['steady']:g} s window) | {r['steady_rate']:.2f}/s, "
         f"{r['steady_kib_per_s']:.0f} KiB/s, {r['steady_samples_per_s']:,} samples/s delivered |",
         f"| samples/s delivered from recovery to the end of the watch | {r['drain_samples_per_s']:,} |",
-        f"| requests seen during the outage | {r['during_requests']} (connections refused before HTTP) |",
+        f"| requests seen during the outage | {r['during_requests']}"
+        f"{' (connections refused before HTTP)' if a['fault'] == 'refuse' else ''} |",
+        f"| peak 10 s window after recovery | {r['peak10_rate']:.2f}/s = **{r['peak10_ratio']}x** steady |",
+        f"| requests per second during the outage | {r['during_rate']:.2f} |",
         f"| first 5 s after recovery | {r['first5_rate']:.2f}/s = **{r['first5_ratio']}x** steady |",
         f"| first 30 s after recovery | {r['first30_rate']:.2f}/s = **{r['first30_ratio']}x** steady |",
         f"| peak second after recovery | {r['peak_after']['requests'] if r['peak_after'] else '-'} requests "
@@ -573,6 +659,34 @@ def report(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary(outs: list[dict[str, Any]]) -> str:
+    """Issue 10's table: the same scenario for each kind of agent, side by side."""
+    a = outs[0]["args"]
+    head = "| | " + " | ".join(NAMES[o["kind"]] for o in outs) + " |"
+    rows = [
+        f"### {a['agents']} agents, backend {'refused' if a['fault'] == 'refuse' else 'answering 503'} "
+        f"{a['outage']:g} s, {a['targets']} targets x {a['series']} series every {a['interval']:g} s",
+        "", head, "|---|" + "---|" * len(outs),
+        "| steady requests per second | " + " | ".join(f"{o['rates']['steady_rate']:.2f}" for o in outs) + " |",
+        "| peak request rate in a 10 s window after recovery / steady | "
+        + " | ".join(f"{o['rates']['peak10_ratio']}x" for o in outs) + " |",
+        "| peak second after recovery / steady | " + " | ".join(
+            f"{o['rates']['peak_after']['requests'] / o['rates']['steady_rate']:.1f}x"
+            if o["rates"]["peak_after"] and o["rates"]["steady_rate"] else "-" for o in outs) + " |",
+        f"| requests per second during the outage ({a['agents']} agents) | "
+        + " | ".join(f"{o['rates']['during_rate']:.2f}" for o in outs) + " |",
+        "| samples lost / out-of-order rejections | " + " | ".join(
+            f"{max(0, o['check']['expected'] - o['check']['samples']):,} / "
+            f"{o['prometheus'].get('out_of_order_samples', 0):g}" for o in outs) + " |",
+        "| series with a gap, a wrong value or out of order | "
+        + " | ".join(str(o["check"]["problem_count"]) for o in outs) + " |",
+        "| caught up after recovery, per agent (Shoal's lag; peers not watched) | " + " | ".join(
+            ", ".join("-" if x is None else f"{x:g} s" for x in o["drain"]["caught_up_s"]) or "-" for o in outs)
+        + " |",
+    ]
+    return "\n".join(rows)
+
+
 def fmt_errors(errs: dict[str, float]) -> str:
     bad = {k: v for k, v in errs.items() if not k.startswith("http_2") and v}
     return "none" if not bad else ", ".join(f"{k} {v:g}" for k, v in sorted(bad.items()))
@@ -595,8 +709,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="shoal-outage-"))
     work.mkdir(parents=True, exist_ok=True)
+    outs = []
     try:
-        out = run(args, work)
+        for kind in args.kinds:
+            (work / kind).mkdir(parents=True, exist_ok=True)
+            outs.append(run(args, work / kind, kind))
+            print(report(outs[-1]), "\n", flush=True)
     except KeyboardInterrupt:
         say("interrupted; everything started was stopped")
         return 130
@@ -605,13 +723,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.keep and args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
-    print(report(out))
+    print(summary(outs))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1, default=str))
-    c, errs = out["check"], out["prometheus"]
-    ok = (c["problem_count"] == 0 and c["samples"] == c["expected"] and fmt_errors(errs) == "none"
-          and out["drain"]["flushed"])
-    say("every sample arrived, in order, nothing rejected" if ok else "FAILED: see the table")
+        args.json.write_text(json.dumps(outs, indent=1, default=str))
+    shoal = [o for o in outs if o["kind"] == "shoal"]  # the promise is Shoal's; peers are measured
+    ok = all(o["check"]["problem_count"] == 0 and o["check"]["samples"] == o["check"]["expected"]
+             and fmt_errors(o["prometheus"]) == "none" and o["drain"]["flushed"] for o in shoal)
+    say("Shoal: every sample arrived, in order, nothing rejected" if ok else "FAILED: see the tables")
     return 0 if ok else 1
 
 

@@ -47,8 +47,17 @@ class QueueBlock:
     max_backoff: Duration = attr(default=Duration("5s"))
     retry_on_http_429: bool = attr(default=True)
     sample_age_limit: Duration = attr(default=Duration("0s"))
+    # Shoal's own, not Alloy's (docs/wal.md, "Catch-up after an outage"): the pace of the
+    # drain after a failure, as multiples of the steady request and sample rates, and how many
+    # times max_samples_per_send a catch-up batch may hold.
+    catchup_request_factor: float = attr(default=1.5)
+    catchup_sample_factor: float = attr(default=3.0)
+    catchup_batch_factor: int = attr(default=4)
 
     def validate(self) -> None:
+        if self.catchup_request_factor < 1 or self.catchup_sample_factor < 1 or self.catchup_batch_factor < 1:
+            raise ValueError("catchup_request_factor, catchup_sample_factor and catchup_batch_factor must be "
+                             "at least 1 (1: no faster than steady)")
         for name in ("capacity", "min_shards", "max_shards", "max_samples_per_send"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be greater than 0")
@@ -72,6 +81,9 @@ class QueueBlock:
             max_backoff=float(self.max_backoff),
             retry_on_http_429=self.retry_on_http_429,
             sample_age_limit=float(self.sample_age_limit),
+            catchup_requests=float(self.catchup_request_factor),
+            catchup_samples=float(self.catchup_sample_factor),
+            catchup_batch=self.catchup_batch_factor,
         )
 
 

@@ -29,6 +29,13 @@ class QueueConfig:
     sample_age_limit: float = 0.0  # 0: no limit
     # Not an Alloy argument: how often the shard count is reconsidered (Prometheus: 10 s).
     shard_update_interval: float = 10.0
+    # Shoal's own (issue 10), for the catch-up after a failure: requests per second at
+    # most this multiple of the steady rate, samples per second at most ``catchup_samples``
+    # times the steady rate, and batches up to ``catchup_batch`` times max_samples_per_send
+    # (several samples per series, in timestamp order).
+    catchup_requests: float = 1.5
+    catchup_samples: float = 3.0
+    catchup_batch: int = 4
 
 
 @dataclass(slots=True)

@@ -11,11 +11,18 @@ counted, is decided here, for the three kinds of records by one loop:
 - a batch holds at most one sample per series (floats and histograms, not
   exemplars): a repeat at a later timestamp cuts the batch, a repeat at the
   same timestamp (relabeling made two series identical) is dropped keeping
-  the first (``duplicate_timestamp``), even when a cut came between them.
+  the first (``duplicate_timestamp``), even when a cut came between them;
+- except while catching up after a failure or a stall (``multi``, set by the queue):
+  then a repeat at a later timestamp joins the batch (several samples per
+  series, in timestamp order, which Remote-Write 1.0 and 2.0 allow) and the
+  shard marks the batch (``repeats``), so its send is announced durably first;
+- after a restart whose position holds such an announcement (``layered``),
+  each shard sends up to the announced end with the one-sample rule and cuts
+  exactly there, so the re-sent range is split into requests that each hold
+  one sample per series and nothing else.
 
-That rule is what makes resending after a crash safe towards backends that
-refuse out-of-order samples (see agent/remote/queue.py). Issue 10 will let a
-batch carry several samples per series: the rule lives in ``_route`` alone.
+Those rules are what make resending after a crash safe towards backends that
+refuse out-of-order samples (see agent/remote/queue.py).
 
 Scrape-shaped float records skip the per-sample loop (agent/remote/fastpath.py)
 and give the same batches. Nothing is encoded here: batches hold references
@@ -55,6 +62,8 @@ class Dispatcher:
         self.resume: list[Point] | None = None  # per shard, where it was acknowledged before a restart
         self.routes = Routes()  # the fast path's routing per target's series list
         self.fast = True  # the fast path builds 1.0-only state: off for a 2.0 queue
+        self.multi = False  # catching up: a batch may hold several samples per series
+        self.layered: list[Point | None] | None = None  # per shard, an announced end to resend up to
 
     def reset_routes(self) -> None:
         """Refs were forgotten or the shard count changed: routes stand for series that may be gone."""
@@ -69,8 +78,8 @@ class Dispatcher:
 
     def samples(self, seg: int, off: int, refs: array, tss: array, vals: array) -> None:
         low = self.oldest_ms()
-        if self.fast and self.resume is None and dispatch_record(
-            self.shards, seg, off, refs, tss, vals, self.series.prefix, low, self.routes
+        if self.fast and self.resume is None and self.layered is None and dispatch_record(
+            self.shards, seg, off, refs, tss, vals, self.series.prefix, low, self.routes, self.multi
         ):
             return
 
@@ -132,6 +141,8 @@ class Dispatcher:
         maxs = shards[0].max_samples
         skip = self._skip_for(seg, off, n) if self.resume is not None else None
         missing = _MISSING
+        lay = self.layered if samples else None
+        multi = self.multi and samples and lay is None
         dropped = unknown = too_old = dup = 0
         # Series -> timestamp of the batches this record cut: a same-timestamp copy after a cut is dropped too.
         carry: dict[int, int] | None = None
@@ -139,6 +150,19 @@ class Dispatcher:
             k = r % ns
             if skip is not None and i < skip[k]:
                 continue
+            if lay is not None and lay[k] is not None and (seg, off, i) >= lay[k]:  # type: ignore[operator]
+                lay[k] = None  # the announced end: cut here, what follows is new
+                s = shards[k]
+                if counts[k]:
+                    s.count = counts[k]
+                    flush(s, ixs[k])
+                    ixs[k] = []
+                    s.cut((seg, off, i))
+                    seens[k] = s.seen
+                    s.max_ts = mts
+                    counts[k] = 0
+                if not any(e is not None for e in lay):
+                    self.layered = None
             p = cache.get(r, missing)
             if p is missing:
                 p = resolve(r)
@@ -158,18 +182,21 @@ class Dispatcher:
                     if pt == t:  # the same series twice at one timestamp: keep the first
                         dup += 1
                         continue
-                    s = shards[k]
-                    s.count = counts[k]
-                    flush(s, ixs[k])
-                    ixs[k] = []
-                    if carry is None:
-                        carry = sn
+                    if multi and t > pt:  # catching up: a later sample joins the batch, in order
+                        shards[k].repeats = True
                     else:
-                        carry.update(sn)
-                    s.cut((seg, off, i))
-                    sn = seens[k] = s.seen
-                    s.max_ts = mts
-                    counts[k] = 0
+                        s = shards[k]
+                        s.count = counts[k]
+                        flush(s, ixs[k])
+                        ixs[k] = []
+                        if carry is None:
+                            carry = sn
+                        else:
+                            carry.update(sn)
+                        s.cut((seg, off, i))
+                        sn = seens[k] = s.seen
+                        s.max_ts = mts
+                        counts[k] = 0
                 elif carry is not None and carry.get(r) == t:  # its first copy went into a batch cut above
                     dup += 1
                     continue

@@ -115,8 +115,13 @@ def dispatch_record(
     prefixes: dict[int, bytes | None],
     low: int,
     routes: Routes,
+    multi: bool = False,
 ) -> bool:
-    """Route and encode one samples record if it is scrape-shaped; False (nothing done) if not."""
+    """Route and encode one samples record if it is scrape-shaped; False (nothing done) if not.
+
+    ``multi``: catching up, a series already in a shard's open batch at an older timestamp
+    joins it (``t`` not below the shard's ``max_ts`` says every sample there is older).
+    """
     n = len(vals)
     t = tss[0]
     if n < 2 or t < low or tss.count(t) != n:
@@ -132,20 +137,22 @@ def dispatch_record(
         s = shards[0]
         if s.seen and _meets(s.seen, refs, t):
             return False
+        m = multi and t >= s.max_ts
         if t > s.max_ts:
             s.max_ts = t
-        _fill(s, seg, off, refs, tss, vals, refs, range(n), t)
+        _fill(s, seg, off, refs, tss, vals, refs, range(n), t, m)
         return True
     rs: Sequence[int] = get(refs)
     for k, lo, hi in bounds:
         s = shards[k]
         if s.seen and _meets(s.seen, rs[lo:hi], t):
             return False
+    ms = [multi and t >= s.max_ts for s in shards]
     for s in shards:
         if t > s.max_ts:
             s.max_ts = t
     for k, lo, hi in bounds:
-        _fill(shards[k], seg, off, refs, tss, vals, rs[lo:hi], order[lo:hi], t)
+        _fill(shards[k], seg, off, refs, tss, vals, rs[lo:hi], order[lo:hi], t, ms[k])
     return True
 
 
@@ -167,6 +174,7 @@ def _fill(
     rs: Sequence[int],
     ix: Sequence[int],
     t: int,
+    multi: bool = False,
 ) -> None:
     """Append one shard's samples of a record (``ix`` their record indexes, increasing) to its batches.
 
@@ -182,7 +190,10 @@ def _fill(
         seen = s.seen
         if seen:
             part = rs if whole else rs[a:b]
-            if not seen.keys().isdisjoint(part):
+            if multi:
+                if not seen.keys().isdisjoint(part):
+                    s.repeats = True
+            elif not seen.keys().isdisjoint(part):
                 j = next(j for j, r in enumerate(part) if r in seen)
                 if j == 0:
                     s.cut((seg, off, ix[a]))

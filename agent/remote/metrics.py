@@ -92,6 +92,12 @@ class RemoteMetrics:
             [*_Q, "reason"], registry=r,
         )
 
+        self.probes = Counter(  # Shoal's own
+            "shoal_remote_storage_probes_total",
+            "Empty write requests sent after a failure, before a batch, to learn whether the backend is back.",
+            _Q, registry=r,
+        )
+
     def queue(self, remote_name: str, url: str) -> QueueMetrics:
         return QueueMetrics(self, remote_name, url)
 
@@ -117,6 +123,7 @@ class QueueMetrics:
         self.shards_max = fams.shards_max.labels(*lv)
         self.shards_min = fams.shards_min.labels(*lv)
         self.shard_capacity = fams.shard_capacity.labels(*lv)
+        self.probes = fams.probes.labels(*lv)
         self.busy_seconds = 0.0  # shard-seconds from taking a batch to its durable ack (shard tuning)
 
     def samples_dropped(self, reason: str, n: int) -> None:

@@ -9,6 +9,12 @@ the crash), never a faster shard's acknowledged batches: a backend like
 Prometheus rejects an old sample of a series that already has a newer one
 as out of order, and throws the whole request away with it.
 
+A shard about to send a batch with several samples of one series (a
+catch-up batch, agent/remote/dispatch.py) first commits that batch's end as
+its *intent*: after a crash the range up to it may or may not have been
+accepted, and is re-sent as requests of one sample per series each, cut
+exactly at the intent (see agent/remote/queue.py).
+
 The file is replaced atomically (write a temporary, fsync, rename, fsync the
 folder), so it is always one complete committed state.
 """
@@ -32,6 +38,7 @@ Point = tuple[int, int, int]
 @dataclass(slots=True)
 class Position:
     points: list[Point]  # one per shard; len(points) is the shard count they were made with
+    intents: list[Point | None] | None = None  # per shard, the end of a catch-up batch maybe sent
 
     def low(self) -> tuple[int, int]:
         """The earliest record any shard still needs: where reading resumes."""
@@ -58,7 +65,11 @@ class PositionStore:
             points = [(int(s), int(o), int(i)) for s, o, i in data["points"]]
             if not points or any(v < 0 for p in points for v in p):
                 raise ValueError("empty or negative position")
-            return Position(points)
+            raw = data.get("intents")
+            intents: list[Point | None] | None = None
+            if isinstance(raw, list) and len(raw) == len(points):
+                intents = [None if e is None else (int(e[0]), int(e[1]), int(e[2])) for e in raw]
+            return Position(points, intents)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -72,7 +83,10 @@ class PositionStore:
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, json.dumps({"version": 1, "points": pos.points}).encode())
+            doc: dict[str, object] = {"version": 1, "points": pos.points}
+            if pos.intents and any(e is not None for e in pos.intents):
+                doc["intents"] = pos.intents
+            os.write(fd, json.dumps(doc).encode())
             os.fsync(fd)
         finally:
             os.close(fd)

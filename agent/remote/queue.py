@@ -29,8 +29,20 @@ drops the whole request) rests on two rules:
 After a crash, then, at most one batch per shard is re-sent, and for every
 series in it the re-sent sample is the newest the backend can have: an exact
 duplicate (same timestamp, same value), which Prometheus, Mimir and
-VictoriaMetrics accept silently. The price is smaller requests when a backlog
-is drained for few series; with many series batches fill up as usual.
+VictoriaMetrics accept silently.
+
+While catching up after a failure (issue 10) the first rule is relaxed: a
+batch may carry several samples per series, in timestamp order, up to
+``catchup_batch`` times ``max_samples_per_send``, so a backlog drains in
+requests whose count follows its bytes, not its length in scrape intervals.
+Such a batch is announced first: its end is committed as the shard's
+*intent* before it is sent. After a crash with an intent outstanding, the
+range up to it is re-sent in requests of one sample per series each, cut
+exactly at the intent, so every re-sent request holds only samples of that
+range: if the backend had accepted the batch, the requests holding an older
+sample of a series are refused whole (Prometheus: 400, out of order) and
+lose nothing, the last one is exact duplicates; if not, they are accepted in
+order. A SIGKILL outside a catch-up batch's send is exactly as before.
 """
 
 from __future__ import annotations
@@ -135,7 +147,9 @@ class EndpointQueue:
         self._reader_waited = False  # since the tuner's last tick (shards, not the CPU, limit sending)
         self.proto = cfg.protobuf_message if cfg.protobuf_message in (V1, V2) else V1
         # Recovery never goes below one request per max_backoff (the slowest a lone shard retries).
-        self.rate = SendRate(floor=max(FLOOR, 1.0 / max(q.max_backoff, 1e-3)))
+        self.rate = SendRate(floor=max(FLOOR, 1.0 / max(q.max_backoff, 1e-3)), requests=q.catchup_requests,
+                             samples=q.catchup_samples)
+        self._intents: list[Point | None] = []  # per shard, the end of the catch-up batch in flight
 
     @property
     def shards(self) -> list[Shard]:
@@ -169,10 +183,15 @@ class EndpointQueue:
         low = pos.low()
         if any(p > (*low, 0) for p in pos.points):
             self.dispatch.resume = list(pos.points)
+        if pos.intents and any(e is not None and e > p for e, p in zip(pos.intents, pos.points, strict=True)):
+            self.dispatch.layered = [e if e is not None and e > p else None
+                                     for e, p in zip(pos.intents, pos.points, strict=True)]
         self.watcher = Watcher(self.wal, *low, self, histograms=self.cfg.send_native_histograms,
                                exemplars=self.cfg.send_exemplars, on_corrupt_active=self._on_corrupt_active,
                                logger=log.bind(remote_name=self.remote_name))
         self._make_shards(pos.points)
+        if self.dispatch.layered is not None:  # kept until passed, so a second crash re-sends it alike
+            self._intents = list(self.dispatch.layered)
         if fresh:
             await asyncio.to_thread(self.store.save, self.key, pos)
         self._tasks = [
@@ -202,9 +221,12 @@ class EndpointQueue:
                 rate=self.rate,
                 encode=self._encode,
                 expire=self.dispatch.expire,
+                intent=self._announce,
             )
             for i in range(len(points))
         ]
+        self._intents = [None] * len(points)
+        self._catchup(self.dispatch.multi)
         self._m.shards.set(len(self.shards))
         self._shard_tasks = [asyncio.create_task(s.run(), name=f"shard-{self.key}-{s.index}") for s in self.shards]
 
@@ -269,8 +291,16 @@ class EndpointQueue:
         return True
 
     def _full(self) -> bool:
-        cap = self.cfg.queue.capacity
+        cap = max(self.cfg.queue.capacity, 2 * self.shards[0].max_samples) if self.shards else 0
         return any(s.pending() >= cap for s in self.shards)
+
+    def _catchup(self, on: bool) -> None:
+        """Catching up after a failure (or not): batches of several samples per series, larger."""
+        q = self.cfg.queue
+        self.dispatch.multi = on
+        size = max(1, q.max_samples_per_send) * (max(1, q.catchup_batch) if on else 1)
+        for s in self.shards:
+            s.max_samples = size
 
     def append_samples(self, seg: int, off: int, refs: array, tss: array, vals: array) -> None:
         self.dispatch.samples(seg, off, refs, tss, vals)
@@ -350,6 +380,9 @@ class EndpointQueue:
             now = time.monotonic()
             self.rate.tick(now - last, self._caught_up)
             last = now
+            behind = self.rate.limited or self.rate.stalled
+            if behind != self.dispatch.multi:
+                self._catchup(behind)
 
     def _caught_up(self) -> bool:
         """No backlog: the watcher is at the WAL's head and no shard has a full batch waiting."""
@@ -367,7 +400,7 @@ class EndpointQueue:
         count. A drain that stalls (the backend started failing) is abandoned
         and the old shards simply go on.
         """
-        if self.dispatch.resume is not None or self._stopping:
+        if self.dispatch.resume is not None or self.dispatch.layered is not None or self._stopping:
             return False
         d = self.dispatched
         for s in self.shards:
@@ -463,7 +496,29 @@ class EndpointQueue:
     def position(self) -> Position:
         """What is acknowledged now: per shard, its last acked batch, or everything read if it is idle."""
         d = self.dispatched
-        return Position([max(s.acked, d) if s.idle() else s.acked for s in self.shards])
+        points = [max(s.acked, d) if s.idle() else s.acked for s in self.shards]
+        intents = [e if e is not None and e > p else None
+                   for e, p in zip(self._intents or [None] * len(points), points, strict=True)]
+        return Position(points, intents if any(e is not None for e in intents) else None)
+
+    async def _announce(self, index: int, end: Point) -> bool:
+        """Before shard ``index`` sends a catch-up batch ending at ``end``: commit that end durably.
+
+        False when the queue stopped first: the batch must not be sent.
+        """
+        self._intents[index] = end
+        while not self._stopping:
+            try:
+                await self._commit()
+            except OSError as exc:  # the batch waits: unannounced, it must not be sent
+                self._error(f"saving the send position: {exc}")
+                await asyncio.sleep(1.0)
+                continue
+            c = self._committed
+            if c is not None and c.intents is not None and index < len(c.intents) and c.intents[index] == end:
+                return True
+            await asyncio.sleep(0.01)
+        return False
 
     def committed(self) -> Position | None:
         return self._committed
@@ -486,7 +541,7 @@ class EndpointQueue:
             if not self.shards:
                 return
             pos = self.position()
-            if self._committed is not None and pos.points == self._committed.points:
+            if self._committed is not None and pos == self._committed:
                 return
             await asyncio.to_thread(self.store.save, self.key, pos)
             self._committed = pos
@@ -510,7 +565,7 @@ class EndpointQueue:
     def settled(self) -> bool:
         """Every acknowledgement so far is durably committed."""
         c = self._committed
-        return c is not None and c.points == self.position().points
+        return c is not None and c == self.position()
 
     def status(self) -> dict[str, Any]:
         st = self.stats

@@ -42,6 +42,9 @@ class Batch:
     # ``count`` includes them (they fill a batch as samples do, as in Prometheus).
     hparts: list[tuple[int, int, Any]] = field(default_factory=list)
     eparts: list[tuple[int, int, float, Any]] = field(default_factory=list)
+    # Some series has several samples in it (a catch-up batch): its send is announced
+    # durably first (the queue's ``intent``), see agent/remote/queue.py.
+    repeats: bool = False
 
     @property
     def samples(self) -> int:
@@ -51,6 +54,7 @@ class Batch:
 
 Part = tuple[Any, Any, Any, Sequence[int]]  # a list or a range of record indexes
 Encoder = Callable[[Batch], tuple[bytes, str]]  # uncompressed body and its protocol
+PROBE = compress(b"")  # an empty write request (1.0 and 2.0 alike): is the backend back?
 
 
 class Shard:
@@ -70,6 +74,7 @@ class Shard:
         rate: SendRate | None = None,
         encode: Encoder,
         expire: Callable[[Batch], Batch | None] | None = None,
+        intent: Callable[[int, Point], Awaitable[bool]] | None = None,
     ) -> None:
         self.index = index
         self.acked: Point = start
@@ -91,6 +96,8 @@ class Shard:
         self.rate = rate or SendRate()
         self._encode = encode
         self._expire = expire or (lambda b: b)
+        self._intent = intent
+        self.repeats = False  # the open batch holds a series twice (set by the dispatch)
         self.parts: list[Part] = []
         self.hparts: list[tuple[int, int, Any]] = []
         self.eparts: list[tuple[int, int, float, Any]] = []
@@ -104,7 +111,9 @@ class Shard:
     # Called by the reader, between dispatches (same thread, never concurrently with run()).
 
     def cut(self, end: Point) -> None:
-        self.ready.append(Batch(self.count, end, self.max_ts, self.parts, self.hparts, self.eparts))
+        self.ready.append(Batch(self.count, end, self.max_ts, self.parts, self.hparts, self.eparts,
+                                self.repeats))
+        self.repeats = False
         self.parts = []
         self.hparts = []
         self.eparts = []
@@ -187,13 +196,37 @@ class Shard:
         raw, proto = self._encode(batch)
         body = compress(raw)
         self.attempt = 0
+        if batch.repeats and self._intent is not None and not await self._intent(self.index, batch.end):
+            return None  # stopping before it was announced: it stays in flight, unsent
         while True:
             gate = time.monotonic()
-            if not await self.rate.acquire(self._stop):
+            if self.rate.probing and not self.rate.claim_probe():
+                # Another shard is probing the backend: wait for its answer, not send a batch.
+                try:
+                    await asyncio.wait_for(self._stop.wait(), 0.05)
+                except TimeoutError:
+                    pass
+                if self.stopping:
+                    return None
+                self.gated += time.monotonic() - gate
+                continue
+            probe = self.rate.probing  # claimed: this request is the empty probe
+            if not await self.rate.acquire(self._stop, 0 if probe else batch.count):
+                if probe:
+                    self.rate.probe_done()
                 return None
             self.gated += time.monotonic() - gate
-            result = await self.client.send(body, self.attempt, proto)
-            self.rate.observe(result.outcome, result.duration)
+            if probe:
+                result = await self.client.send(PROBE, self.attempt, proto)
+                self.rate.probe_done()
+                self.metrics.probes.inc()
+                if result.outcome in ("ok", "drop", "fallback"):  # the backend answers: send the batch
+                    self.rate.observe("ok", result.duration)
+                    continue
+                self.rate.observe(result.outcome, result.duration)
+            else:
+                result = await self.client.send(body, self.attempt, proto)
+                self.rate.observe(result.outcome, result.duration, batch.count)
             self.metrics.duration.observe(result.duration)
             if result.outcome == "ok":
                 if batch.hparts or batch.eparts:
@@ -222,6 +255,7 @@ class Shard:
             delay = self.backoff.delay(self.attempt)
             if result.retry_after is not None:
                 delay = max(delay, result.retry_after)
+                self.rate.hold(result.retry_after)  # every shard of the endpoint waits
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
             except TimeoutError:

@@ -142,6 +142,9 @@ prometheus.remote_write "full" {
       max_backoff = "9s"
       retry_on_http_429 = false
       sample_age_limit = "90s"
+      catchup_request_factor = 1.2
+      catchup_sample_factor = 2.5
+      catchup_batch_factor = 8
     }
     metadata_config {
       send = false
@@ -191,6 +194,7 @@ def test_every_argument_reaches_the_engine(tmp_path):
         assert (q.capacity, q.min_shards, q.max_shards, q.max_samples_per_send) == (1234, 2, 7, 321)
         assert (q.batch_send_deadline, q.min_backoff, q.max_backoff) == (0.25, 0.05, 9.0)
         assert (q.retry_on_http_429, q.sample_age_limit) == (False, 90.0)
+        assert (q.catchup_requests, q.catchup_samples, q.catchup_batch) == (1.2, 2.5, 8)  # Shoal's own
         assert (a.metadata.send, a.metadata.send_interval, a.metadata.max_samples_per_send) == (False, 120.0, 77)
         assert len(a.write_relabel_rules) == 1 and a.write_relabel_rules[0].action == "drop"
         # Defaults, as Alloy's.
@@ -199,6 +203,7 @@ def test_every_argument_reaches_the_engine(tmp_path):
         assert (b.http.enable_http2, b.http.follow_redirects) == (True, True)
         assert (b.metadata.send, b.metadata.send_interval, b.metadata.max_samples_per_send) == (True, 60.0, 2000)
         assert (b.queue.capacity, b.queue.max_shards, b.queue.min_backoff) == (10000, 50, 0.03)
+        assert (b.queue.catchup_requests, b.queue.catchup_samples, b.queue.catchup_batch) == (1.5, 3.0, 4)
         o2 = b.oauth2
         assert (o2.client_id, o2.client_secret, o2.token_url) == ("cid", "oauth-secret", "http://127.0.0.1:9/token")
         assert (o2.scopes, o2.endpoint_params) == (["metrics:write", "x"], {"audience": "mimir"})
@@ -273,6 +278,10 @@ def test_bad_arguments_are_positioned(tmp_path):
                for m in msgs), msgs
     assert any(m.startswith("main.alloy:19:3: ") and "min_keepalive_time must be smaller" in m for m in msgs), msgs
     assert not any("oauth-secret" in m for m in msgs)
+
+    msgs = _errors(tmp_path, 'prometheus.remote_write "x" {\n  endpoint {\n    url = "http://h/w"\n'
+                   '    queue_config {\n      catchup_request_factor = 0.5\n    }\n  }\n}\n')
+    assert len(msgs) == 1 and msgs[0].startswith("main.alloy:4:5: ") and "at least 1" in msgs[0], msgs
 
     for budget, why in (('"lots"', '"lots" is not a size'), ('"1KiB"', "at least 4MiB"), ("-5", "non-negative"),
                         ("true", "expected")):

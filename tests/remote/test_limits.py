@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agent.remote import RemoteWrite, WALOptions
 from agent.remote.client import is_series_limit
+from agent.remote.shards import PROBE
 from tests.remote.helpers import batch, endpoint, now_ms, series
 from tests.remote.receiver import Receiver
 
@@ -54,7 +55,9 @@ def test_429_series_limit_is_dropped_but_a_rate_limit_is_retried(tmp_path: Path)
         (429, {}, b"per-user series limit of 5 exceeded"),  # dropped: waiting will not help
     ]
 
-    def backend(_req):
+    def backend(req):
+        if req.body == PROBE:  # the empty request sent after a failure: the backend is up
+            return 204, {}, b""
         return script.pop(0) if script else (204, {}, b"")
 
     async def main():
@@ -71,7 +74,9 @@ def test_429_series_limit_is_dropped_but_a_rate_limit_is_retried(tmp_path: Path)
         return rx, st, t0
 
     rx, st, t0 = asyncio.run(main())
-    assert len(rx.requests) == 3
+    probes = [r for r in rx.requests if r.body == PROBE]
+    assert len(rx.requests) - len(probes) == 3  # the batch, its retry, the next batch
+    assert len(probes) == 1 and st["send_rate"]["probes"] == 1  # after the 429, before the retry
     assert st["samples_retried"] == 10 and st["samples_failed"] == 10 and st["samples_sent"] == 10
     assert st["samples_failed_by_reason"] == {"http_429_series_limit": 10}
     assert [ts for lb, ts, _v in rx.accepted if lb == series(0)] == [t0 + 1000]

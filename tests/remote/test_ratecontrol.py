@@ -68,3 +68,45 @@ def test_gaps_are_jittered_around_the_rate():
 
     gaps = asyncio.run(main())
     assert max(gaps[1:]) > 1.5 * min(gaps[1:]) + 0.002  # not a fixed step
+
+
+def test_catchup_is_capped_at_the_steady_multiples_and_probes_one_at_a_time():
+    r = SendRate(random.Random(2), floor=0.5, requests=1.5, samples=3.0)
+    for _ in range(5):  # healthy: 10 requests/s of 100 samples
+        for _ in range(10):
+            r.observe("ok", 0.02, 100)
+        r.tick(1.0, lambda: True)
+    r.observe("retry", 0.0)
+    assert r.limited and r.probing
+    assert r.claim_probe() and not r.claim_probe()  # one probe at a time
+    r.probe_done()
+    r.observe("ok", 0.02)
+    assert not r.probing
+    for _ in range(30):  # a long good catch-up: the additive step stops at 1.5x steady
+        r.observe("ok", 0.02, 400)
+        r.tick(1.0, lambda: False)
+    assert abs(r.rate - 1.5 * r.steady.rate) < 1e-9
+    assert abs(r.sample_rate() - 3.0 * r.steady_samples.rate) < 1e-9 and 900 < r.sample_rate() <= 3000
+
+
+def test_retry_after_holds_every_request_and_a_stall_starts_recovery():
+    async def main() -> bool:
+        r = SendRate(random.Random(4), floor=50.0)  # 50 requests/s: without the hold, no wait at all
+        r.observe("retry", 0.0)
+        r.hold(60.0)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.2, stop.set)
+        return await r.acquire(stop)
+
+    assert asyncio.run(main()) is False  # still held when stopped: no request went out
+
+    r = SendRate(random.Random(5))
+    for _ in range(3):
+        r.observe("ok", 0.02)
+        r.tick(1.0, lambda: True)
+    r.observe("ok", 5.0)  # a 5 s answer where 20 ms is usual: catch-up batches, no gate
+    assert r.stalled and not r.limited and not r.probing
+    r.tick(1.0, lambda: False)
+    assert r.stalled
+    r.tick(1.0, lambda: True)
+    assert not r.stalled
