@@ -13,7 +13,8 @@ The relabel rules are the ones people copy from Prometheus' example
 configuration and Helm charts: keep on the prometheus.io/scrape annotation,
 metrics path and port from annotations, labelmap of pod, service or node labels,
 namespace/pod/service/node labels, drop on phase, a blackbox-style probe of
-services. None of them copies a meta label on vmagent 1.79's list of differences
+services, EndpointSlices with attach_metadata and the node's zone, namespaces and
+label/field selectors (checked to reach the API server). None of them copies a meta label on vmagent 1.79's list of differences
 into the final labels, so the kept targets compare label for label. What vmagent 1.79 reports
 differently from Prometheus 3 (which Shoal follows) is mapped, each where it is done:
 an address without a port gets 80 or 443 in vmagent (``_with_default_port``); a
@@ -59,6 +60,10 @@ SERVICE_LABELS = """      - action: labelmap
         target_label: namespace
       - source_labels: [__meta_kubernetes_service_name]
         target_label: service"""
+
+REMOTE_WRITE = """remote_write:
+  # Nothing listens there: only the targets are compared.
+  - url: http://127.0.0.1:9/api/v1/write"""
 
 CONFIGS = {
     # Pods by annotation, and the nodes' kubelets through the API server proxy.
@@ -115,9 +120,7 @@ scrape_configs:
         target_label: __metrics_path__
         replacement: /api/v1/nodes/$1/proxy/metrics/cadvisor
 
-remote_write:
-  # Nothing listens there: only the targets are compared.
-  - url: http://127.0.0.1:9/api/v1/write
+{REMOTE_WRITE}
 """,
     # Service endpoints by annotation or port name, and services probed through blackbox.
     "services": f"""
@@ -182,9 +185,54 @@ scrape_configs:
         target_label: instance
 {SERVICE_LABELS}
 
-remote_write:
-  # Nothing listens there: only the targets are compared.
-  - url: http://127.0.0.1:9/api/v1/write
+{REMOTE_WRITE}
+""",
+    # EndpointSlices with their nodes' zones, and one app's pods picked by selectors.
+    "slices_selectors": f"""
+global:
+  scrape_interval: 1h
+  scrape_timeout: 2s
+
+scrape_configs:
+  - job_name: kubernetes-endpointslices
+    kubernetes_sd_configs:
+      - role: endpointslice{SD}
+        attach_metadata:
+          node: true
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_endpointslice_endpoint_conditions_ready]
+        regex: "true"
+        action: keep
+      - source_labels: [__meta_kubernetes_endpointslice_port_name]
+        regex: dns-tcp
+        action: drop
+{SERVICE_LABELS}
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+      - source_labels: [__meta_kubernetes_node_label_topology_kubernetes_io_zone]
+        target_label: zone
+
+  - job_name: checkout-pods
+    metrics_path: /internal/metrics
+    kubernetes_sd_configs:
+      - role: pod{SD}
+        namespaces:
+          names: [shop]
+        selectors:
+          - role: pod
+            label: app.kubernetes.io/name=checkout
+            field: status.phase=Running
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_container_port_name]
+        regex: metrics
+        action: keep
+      - source_labels: [__meta_kubernetes_pod_ready]
+        target_label: ready
+      - source_labels: [__meta_kubernetes_pod_node_name]
+        target_label: node
+      - target_label: app
+        replacement: checkout
+{REMOTE_WRITE}
 """,
 }
 
@@ -310,15 +358,24 @@ def test_converted_kubernetes_jobs_find_what_vmagent_finds(tmp_path: Path, case:
         finally:
             vm.stop()
             assert shoal.stop() == 0, shoal.log_text()[-3000:]
+        if case == "slices_selectors":
+            # The converted selectors reach the API server as the original's do: every list of
+            # shop's pods (one at least from each agent) carries both.
+            lists = [r for r in api.requests(verb="list", resource="pods")
+                     if r.path == "/api/v1/namespaces/shop/pods"]
+            assert len(lists) >= 2
+            assert all(r.query.get("labelSelector") == "app.kubernetes.io/name=checkout"
+                       and r.query.get("fieldSelector") == "status.phase=Running" for r in lists)
     # Not a vacuous comparison: every job kept some targets.
     assert all(kept[job] for job in jobs)
     # The targets the rules dropped, by their discovered labels: ours mapped to what vmagent
     # 1.79 discovers (tests/discovery/vmagent.py), vmagent's without what Prometheus never sets.
     objs = load(OBJECTS)
     for sc in scrape_configs:
-        job, role = sc["job_name"], sc["kubernetes_sd_configs"][0]["role"]
+        job, sd = sc["job_name"], sc["kubernetes_sd_configs"][0]
+        role, attach = sd["role"], sd.get("attach_metadata", {}).get("node", False)
         rules = [promyaml.relabel_rule(r, job) for r in sc["relabel_configs"]]
-        lk = lookups(objs)
+        lk = lookups(objs, attach_node=attach)
         mapped = (to_vmagent_1_79(role, t, lk) for t in ours_dropped.get(SCRAPE + sanitize(job), []))
         want = collections.Counter(_key(t) for t in mapped if t is not None)
         # vmagent also lists as dropped a target whose labels after relabeling duplicate another
