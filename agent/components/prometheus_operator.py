@@ -106,7 +106,7 @@ class MatchExpressionBlock:
 @dataclass
 class SelectorBlock:
     match_labels: dict[str, str] = attr(default={})
-    match_expression: list[MatchExpressionBlock] = block()
+    match_expression: list[MatchExpressionBlock] = block(default_factory=list)
 
     def label_selector(self) -> str:
         terms = [f"{k}={v}" for k, v in sorted(self.match_labels.items())]
@@ -130,10 +130,16 @@ class Arguments:
     client: ClientBlock = block()
     selector: SelectorBlock = block()
     clustering: ClusteringBlock = block()
-    rule: list[RuleBlock] = block()
+    rule: list[RuleBlock] = block(default_factory=list)
     scrape: ScrapeBlock = block()
+    # servicemonitors only: the role of a monitor without serviceDiscoveryRole.
+    kubernetes_role: str = attr(default="endpoints")
 
     def validate(self) -> None:
+        if self.kubernetes_role not in ("endpoints", "endpointslice"):
+            raise ValueError(
+                f'kubernetes_role "{self.kubernetes_role}" must be "endpoints" or "endpointslice"'
+            )
         try:
             check_label_selector(self.selector.label_selector())
         except SelectorSyntaxError as exc:
@@ -141,7 +147,7 @@ class Arguments:
 
     def defaults(self) -> Defaults:
         return Defaults(float(self.scrape.default_scrape_interval),
-                        float(self.scrape.default_scrape_timeout))
+                        float(self.scrape.default_scrape_timeout), self.kubernetes_role)
 
     def watch(self) -> tuple[Any, ...]:
         """What the monitors' informer depends on: a change here restarts the manager."""

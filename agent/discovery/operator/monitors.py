@@ -86,6 +86,8 @@ class Defaults:
 
     scrape_interval: float = 60.0
     scrape_timeout: float = 10.0
+    # The role of a ServiceMonitor that names none (Alloy's kubernetes_role).
+    service_role: str = "endpoints"
 
 
 DEFAULTS = Defaults()
@@ -398,7 +400,7 @@ def _label_copies(names: Any, kind: str, what: str) -> list[Rule]:
 def _service_monitor(obj: dict[str, Any], lookup: Lookup, defaults: Defaults) -> list[Job]:
     ns, name = meta(obj)
     spec = _map(obj.get("spec"), "spec")
-    role = str(spec.get("serviceDiscoveryRole") or "Endpoints").lower()
+    role = str(spec.get("serviceDiscoveryRole") or defaults.service_role).lower()
     if role not in ("endpoints", "endpointslice"):
         raise Rejected(f'serviceDiscoveryRole: "{role}" is not Endpoints or EndpointSlice')
     p = f"{M}endpoint_" if role == "endpoints" else f"{M}endpointslice_"
