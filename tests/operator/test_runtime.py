@@ -244,5 +244,7 @@ def test_rbac_grants_what_the_components_read(tmp_path: Path, api: APIServer) ->
         used = {(r.resource, r.verb) for r in api.requests()}
         for res in ("servicemonitors", "podmonitors", "probes", "secrets", "configmaps"):
             assert (res, "list") in used and (res, "watch") in used, res
+        ours = {"servicemonitors", "podmonitors", "probes", "secrets", "configmaps"}
+        assert [g for g in api.auth.unused_grants("shoal") if g.resource in ours] == []
         secret_lists = [r for r in api.requests(resource="secrets", verb="list")]
         assert all(r.query.get("fieldSelector") == "metadata.name=tok" for r in secret_lists)
