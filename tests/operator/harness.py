@@ -35,7 +35,7 @@ def secret(name: str, data: dict[str, str], namespace: str = "default") -> dict[
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
-def config(api: APIServer, kind: str, extra: str = "", label: str = "m") -> str:
+def config(api: APIServer, kind: str, extra: str = "", label: str = "m", token: str = TOKEN) -> str:
     return f'''
 test.sink "s" {{ }}
 
@@ -43,7 +43,7 @@ prometheus.operator.{COMPONENTS[kind]} "{label}" {{
   forward_to = [test.sink.s.receiver]
   client {{
     api_server   = "{api.url}"
-    bearer_token = "{TOKEN}"
+    bearer_token = "{token}"
     tls_config {{
       ca_file = "{api.certs.ca}"
     }}

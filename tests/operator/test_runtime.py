@@ -183,6 +183,39 @@ def test_bad_monitors_rejected_with_the_reason_others_scraped(tmp_path: Path, ap
         run(go())
 
 
+def test_monitor_reaching_into_a_namespace_the_agent_may_not_read(tmp_path: Path, api: APIServer) -> None:
+    """An agent bound to the ClusterRole in "default" only: a monitor there that selects
+    kube-system is rejected with the API server's reason; the others are scraped."""
+    api.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "limited", "namespace": "default"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "shoal"},
+               "subjects": [{"kind": "ServiceAccount", "name": "limited", "namespace": "shoal"}]})
+    api.add_token("limited-token", "shoal/limited")
+    with api, TokenTarget("127.0.0.8") as t:
+        for o in app("mine", "127.0.0.8", t.port, {"app": "mine"}):
+            api.apply(o)
+        api.apply(service_monitor("mine", {"app": "mine"}))
+        elsewhere = service_monitor("elsewhere", {"app": "mine"})
+        elsewhere["spec"]["namespaceSelector"] = {"matchNames": ["kube-system"]}
+        api.apply(elsewhere)
+        src = config(api, "ServiceMonitor", 'namespaces = ["default"]', token="limited-token")
+
+        async def go() -> None:
+            async with running(tmp_path, src) as c:
+                comp = component(c, "ServiceMonitor")
+
+                def state(name: str) -> dict[str, Any]:
+                    info = comp.debug_info() or {"monitors": []}
+                    return next((m for m in info["monitors"] if m["name"] == name), {})
+
+                await until(lambda: state("elsewhere").get("state") == "rejected")
+                assert "ns=kube-system cannot be read: forbidden" in state("elsewhere")["reason"]
+                await until(lambda: "mine" in sink_jobs(c))
+                assert state("mine")["state"] == "accepted"
+
+        run(go())
+
+
 def test_pod_monitors_and_probes_scrape_real_targets(tmp_path: Path, api: APIServer) -> None:
     with api, TokenTarget("127.0.0.5") as t, TokenTarget("127.0.0.6") as prober:
         for o in app("worker", "127.0.0.5", t.port, {"app": "worker"}):
