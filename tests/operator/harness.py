@@ -14,7 +14,7 @@ import yaml
 from agent.components.prometheus_operator import _Operator
 from agent.discovery.informers import Informers
 from agent.runtime.controller import Controller
-from agent.runtime.services import HTTP, KUBERNETES_INFORMERS, Services
+from agent.runtime.services import CLUSTER, HTTP, KUBERNETES_INFORMERS, Services
 from agent.server.http import HTTPInfo
 from tests.components.helpers import files, make_registry
 from tests.conftest import CONFORMANCE
@@ -54,9 +54,10 @@ prometheus.operator.{COMPONENTS[kind]} "{label}" {{
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, src: str) -> AsyncIterator[Controller]:
+async def running(tmp_path: Path, src: str, cluster: Any = None) -> AsyncIterator[Controller]:
     informers = Informers(min_backoff=0.05, max_backoff=0.2)
-    services = Services(**{HTTP: HTTPInfo("127.0.0.1:12345"), KUBERNETES_INFORMERS: informers})
+    extra = {CLUSTER: cluster} if cluster is not None else {}
+    services = Services(**{HTTP: HTTPInfo("127.0.0.1:12345"), KUBERNETES_INFORMERS: informers}, **extra)
     c = Controller(storage_path=tmp_path / "data", registry=make_registry(), services=services)
     await c.load(files(src))
     try:

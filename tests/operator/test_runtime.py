@@ -17,6 +17,7 @@ import pytest
 from agent.runtime.controller import Controller
 from agent.runtime.health import State
 from tests.components.helpers import metrics_text, run
+from tests.components.test_scrape_clustering import TwoAgents
 from tests.discovery.test_informer import until
 from tests.kube import RBAC_MANIFEST, APIServer
 from tests.operator.harness import TOKEN, component, config, running, scraped, secret
@@ -281,3 +282,26 @@ def test_rbac_grants_what_the_components_read(tmp_path: Path, api: APIServer) ->
         assert [g for g in api.auth.unused_grants("shoal") if g.resource in ours] == []
         secret_lists = [r for r in api.requests(resource="secrets", verb="list")]
         assert all(r.query.get("fieldSelector") == "metadata.name=tok" for r in secret_lists)
+
+
+def test_clustering_scrapes_only_owned_targets(tmp_path: Path, api: APIServer) -> None:
+    with api, TokenTarget("127.0.0.9") as t1, TokenTarget("127.0.0.10") as t2:
+        for o in app("one", "127.0.0.9", t1.port, {"tier": "web"}) + app("two", "127.0.0.10", t2.port, {"tier": "web"}):
+            api.apply(o)
+        api.apply(service_monitor("web", {"tier": "web"}))
+        a, b = f"127.0.0.9:{t1.port}", f"127.0.0.10:{t2.port}"
+        cluster = TwoAgents({a})
+        src = config(api, "ServiceMonitor", "clustering {\n    enabled = true\n  }")
+
+        def instances(c: Controller) -> set[str]:
+            return {x["instance"] for ts in scraped(c, "ServiceMonitor").values() for x in ts}
+
+        async def go() -> None:
+            async with running(tmp_path, src, cluster) as c:
+                await until(lambda: instances(c) == {a})
+                info = component(c, "ServiceMonitor").debug_info()
+                assert [x["labels"]["instance"] for x in info["monitors"][0]["targets"]] == [a]
+                cluster.move({b})
+                await until(lambda: instances(c) == {b})
+
+        run(go())
