@@ -117,10 +117,14 @@ class SelectorBlock:
 class ScrapeBlock:
     default_scrape_interval: Duration = attr(default=Duration("1m"))
     default_scrape_timeout: Duration = attr(default=Duration("10s"))
+    default_sample_limit: int = attr(default=0)
+    scrape_native_histograms: bool = attr(default=False)
 
     def validate(self) -> None:
         if float(self.default_scrape_interval) <= 0 or float(self.default_scrape_timeout) <= 0:
             raise ValueError("default_scrape_interval and default_scrape_timeout must be positive")
+        if self.default_sample_limit < 0:
+            raise ValueError("default_sample_limit cannot be negative")
 
 
 @dataclass
@@ -134,20 +138,29 @@ class Arguments:
     scrape: ScrapeBlock = block()
     # servicemonitors only: the role of a monitor without serviceDiscoveryRole.
     kubernetes_role: str = attr(default="endpoints")
+    # How long a Secret or ConfigMap a monitor names may take to list before the monitor
+    # is reported as unable to read it.
+    informer_sync_timeout: Duration = attr(default=Duration("1m"))
+    # servicemonitors only in Alloy: refuse bearerTokenFile (files of the agent's host).
+    disallow_arbitrary_file_access: bool = attr(default=True)
 
     def validate(self) -> None:
         if self.kubernetes_role not in ("endpoints", "endpointslice"):
-            raise ValueError(
-                f'kubernetes_role "{self.kubernetes_role}" must be "endpoints" or "endpointslice"'
-            )
+            raise ValueError("only endpoints and endpointslice are supported")
         try:
             check_label_selector(self.selector.label_selector())
         except SelectorSyntaxError as exc:
             raise ValueError(f"invalid selector: {exc}") from None
 
     def defaults(self) -> Defaults:
-        return Defaults(float(self.scrape.default_scrape_interval),
-                        float(self.scrape.default_scrape_timeout), self.kubernetes_role)
+        return Defaults(
+            scrape_interval=float(self.scrape.default_scrape_interval),
+            scrape_timeout=float(self.scrape.default_scrape_timeout),
+            service_role=self.kubernetes_role,
+            sample_limit=self.scrape.default_sample_limit,
+            native_histograms=self.scrape.scrape_native_histograms,
+            allow_files=not self.disallow_arbitrary_file_access,
+        )
 
     def watch(self) -> tuple[Any, ...]:
         """What the monitors' informer depends on: a change here restarts the manager."""
@@ -220,6 +233,7 @@ class _Operator(Component):
             ownership=self._ownership(args),
             seed=self.cluster.seed if self.cluster is not None else None,
             discovery_metrics=self._dmetrics,
+            sync_timeout=float(args.informer_sync_timeout),
         )
         await m.start()
         return m

@@ -143,3 +143,17 @@ def test_probe_static_and_ingress() -> None:
     got = targets(job, ing)
     assert [(t["__param_target"], t["instance"], t["ingress"], t["__address__"]) for t in got] == [
         ("http://shop.example/x", "http://shop.example/x", "shop", "bb:9115")]
+
+
+def test_component_defaults_sample_limit_histograms_and_files() -> None:
+    d = Defaults(sample_limit=100, native_histograms=True, allow_files=True)
+    (job,) = translate(sm({}, bearerTokenFile="/var/run/token"), lookup, d)
+    assert (job.config.sample_limit, job.config.scrape_native_histograms) == (100, True)
+    assert job.config.http.bearer_token_file == "/var/run/token"
+    (own,) = translate(sm({"sampleLimit": 0, "scrapeNativeHistograms": False,
+                           "scrapeProtocols": ["PrometheusText0.0.4"]}), lookup, d)
+    assert (own.config.sample_limit, own.config.scrape_native_histograms) == (0, False)
+    assert own.config.scrape_protocols == ["PrometheusText0.0.4"]
+    with pytest.raises(Rejected, match="not in scrape_protocols"):
+        translate(sm({"scrapeNativeHistograms": True, "scrapeProtocols": ["PrometheusText0.0.4"]}),
+                  lookup)

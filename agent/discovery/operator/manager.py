@@ -47,8 +47,6 @@ log = structlog.get_logger("operator")
 
 PLURALS = {"ServiceMonitor": "servicemonitors", "PodMonitor": "podmonitors", "Probe": "probes"}
 GROUP, VERSION = "monitoring.coreos.com", "v1"
-# How long a Secret or ConfigMap informer may take to list before the monitor says why.
-SECRET_SYNC = 5.0
 MonKey = tuple[str, str]
 
 
@@ -131,6 +129,7 @@ class Manager:
         ownership: Ownership | None = None,
         seed: int | None = None,
         discovery_metrics: DiscoveryMetrics | None = None,
+        sync_timeout: float = 60.0,
     ) -> None:
         self._informers = informers
         self._settings = settings
@@ -142,6 +141,9 @@ class Manager:
         self.ownership = ownership
         self._seed = seed
         self._dmetrics = discovery_metrics or DiscoveryMetrics()
+        # How long a Secret or ConfigMap informer may take to list before the monitor says why.
+        self._sync_timeout = sync_timeout
+        self._late: set[Ref] = set()  # not listed within the sync timeout
         self._monitors: Informer | None = None
         self._sub = _Sub(self._monitor_changed)
         self._refs: dict[Ref, tuple[Informer, _Sub]] = {}
@@ -151,7 +153,7 @@ class Manager:
         self.rejections: dict[str, int] = {}
         self._dirty: set[MonKey] = set()
         self._wake = asyncio.Event()
-        self._waiters: set[asyncio.Task[None]] = set()
+        self._waiters: dict[Ref, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -169,7 +171,7 @@ class Manager:
             self._wake.clear()
 
     async def stop(self) -> None:
-        for t in list(self._waiters):
+        for t in self._waiters.values():
             t.cancel()
         if self._monitors is not None:
             self._monitors.unsubscribe(self._sub)
@@ -306,16 +308,29 @@ class Manager:
         sub = _Sub(lambda _obj, r=ref: self._ref_changed(r))
         self._refs[ref] = (inf, sub)
         inf.subscribe(sub)
-        waiter = asyncio.ensure_future(self._await_sync(ref, inf))
-        self._waiters.add(waiter)
-        waiter.add_done_callback(self._waiters.discard)
+        self._waiters[ref] = asyncio.ensure_future(self._await_sync(ref, inf))
 
     async def _await_sync(self, ref: Ref, inf: Informer) -> None:
-        await inf.wait_synced(SECRET_SYNC)
-        self._ref_changed(ref)  # listed (perhaps empty), or given up on: say so either way
+        """Re-translate the monitors reading ``ref`` when it is refused or the sync timeout
+        passes (each says why), and again once it has listed (perhaps empty)."""
+        deadline = asyncio.get_running_loop().time() + self._sync_timeout
+        told = False
+        while not await inf.wait_synced(0.2):
+            late = asyncio.get_running_loop().time() > deadline
+            if not told and (inf.health.healthy is False or late):
+                if late:
+                    self._late.add(ref)
+                told = True
+                self._ref_changed(ref)
+        self._late.discard(ref)
+        self._ref_changed(ref)
 
     async def _release_ref(self, ref: Ref) -> None:
         held = self._refs.pop(ref, None)
+        self._late.discard(ref)
+        waiter = self._waiters.pop(ref, None)
+        if waiter is not None:
+            waiter.cancel()
         if held is not None:
             held[0].unsubscribe(held[1])
             await self._informers.release(self._settings, held[0])
@@ -330,6 +345,8 @@ class Manager:
             h = inf.health
             if h.healthy is False:
                 raise Rejected(f"{what} cannot be read: {h.reason}: {h.message}", "forbidden")
+            if (plural, ns, name) in self._late:
+                raise Rejected(f"{what} not listed within {self._sync_timeout:g}s", "timeout")
             raise Rejected(f"waiting for {what}", "pending")
         obj = inf.get(ns, name)
         if obj is None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.httpconfig import Authorization, BasicAuth, HTTPClientConfig, TLSConfig
 from agent.relabel import Rule, validate_all
-from agent.scrape.config import ScrapeConfig, parse_duration
+from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig, parse_duration
 
 KINDS = ("ServiceMonitor", "PodMonitor", "Probe")
 # (kind, namespace, name): a Secret or ConfigMap a monitor reads.
@@ -88,6 +88,10 @@ class Defaults:
     scrape_timeout: float = 10.0
     # The role of a ServiceMonitor that names none (Alloy's kubernetes_role).
     service_role: str = "endpoints"
+    sample_limit: int = 0  # for monitors without sampleLimit
+    native_histograms: bool = False  # for monitors without scrapeNativeHistograms
+    # Alloy's disallow_arbitrary_file_access = false: bearerTokenFile read from the agent's host.
+    allow_files: bool = False
 
 
 DEFAULTS = Defaults()
@@ -294,7 +298,7 @@ def references(obj: dict[str, Any]) -> set[Ref]:
         return set()  # the translation reports it
 
 
-def _http(e: dict[str, Any], ns: str, lookup: Lookup, what: str) -> HTTPClientConfig:
+def _http(e: dict[str, Any], ns: str, lookup: Lookup, what: str, allow_files: bool) -> HTTPClientConfig:
     def read(kind: str, v: Any, field_: str) -> str:
         ref = _selector_ref(v, f"{what}.{field_}")
         assert ref is not None
@@ -302,16 +306,17 @@ def _http(e: dict[str, Any], ns: str, lookup: Lookup, what: str) -> HTTPClientCo
 
     if e.get("oauth2") is not None:
         raise Rejected(f"{what}.oauth2: not supported by Shoal's scrape engine", "unsupported")
-    if e.get("bearerTokenFile"):
+    if e.get("bearerTokenFile") and not allow_files:
         raise Rejected(f"{what}.bearerTokenFile: reading files of the agent's host is refused "
-                       "(prometheus-operator forbids it too); use bearerTokenSecret",
-                       "unsupported")
+                       "(disallow_arbitrary_file_access); use bearerTokenSecret", "unsupported")
     cfg = HTTPClientConfig(
         follow_redirects=bool(e.get("followRedirects", True)),
         enable_http2=bool(e.get("enableHttp2", True)),
         proxy_url=str(e.get("proxyUrl") or ""),
     )
-    used = [f for f in ("bearerTokenSecret", "basicAuth", "authorization", "oauth2") if e.get(f)]
+    cfg.bearer_token_file = str(e.get("bearerTokenFile") or "")
+    used = [f for f in ("bearerTokenSecret", "bearerTokenFile", "basicAuth", "authorization",
+                        "oauth2") if e.get(f)]
     if len(used) > 1:
         raise Rejected(f"{what}: at most one of {', '.join(used)} may be set")
     if e.get("bearerTokenSecret"):
@@ -377,13 +382,21 @@ def _scrape_config(name: str, e: dict[str, Any], spec: dict[str, Any], ns: str, 
         honor_labels=bool(e.get("honorLabels", False)),
         honor_timestamps=bool(e.get("honorTimestamps", True)),
         track_timestamps_staleness=bool(e.get("trackTimestampsStaleness", False)),
-        sample_limit=_int(spec.get("sampleLimit"), "sampleLimit"),
+        sample_limit=_int(spec["sampleLimit"], "sampleLimit") if spec.get("sampleLimit") is not None
+        else defaults.sample_limit,
         target_limit=_int(spec.get("targetLimit"), "targetLimit"),
         label_limit=_int(spec.get("labelLimit"), "labelLimit"),
         label_name_length_limit=_int(spec.get("labelNameLengthLimit"), "labelNameLengthLimit"),
         label_value_length_limit=_int(spec.get("labelValueLengthLimit"), "labelValueLengthLimit"),
         body_size_limit=_size(spec.get("bodySizeLimit"), "bodySizeLimit"),
-        http=_http(e, ns, lookup, what),
+        http=_http(e, ns, lookup, what, defaults.allow_files),
+        scrape_native_histograms=bool(spec.get("scrapeNativeHistograms", defaults.native_histograms)),
+        scrape_classic_histograms=bool(spec.get("scrapeClassicHistograms", False)),
+        native_histogram_bucket_limit=_int(spec.get("nativeHistogramBucketLimit"),
+                                           "nativeHistogramBucketLimit"),
+        scrape_protocols=[str(p) for p in _list(spec.get("scrapeProtocols"), "scrapeProtocols")]
+        or list(DEFAULT_PROTOCOLS),
+        scrape_fallback_protocol=str(spec.get("fallbackScrapeProtocol") or "PrometheusText0.0.4"),
         metric_relabel_rules=_rules(e.get("metricRelabelings"), f"{what}.metricRelabelings"),
     )
 
