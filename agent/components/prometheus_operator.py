@@ -33,6 +33,7 @@ from agent.components.prometheus_scrape import ClusteringBlock, ClusterService
 from agent.discovery.kubeclient import ClientSettings, InCluster
 from agent.discovery.kubernetes import Metrics as DiscoveryMetrics
 from agent.discovery.operator import Defaults, Manager
+from agent.discovery.operator.monitors import ScrapeClass
 from agent.discovery.selectors import SelectorSyntaxError, check_label_selector
 from agent.runtime import services
 from agent.runtime.component import Component, Options
@@ -128,6 +129,34 @@ class ScrapeBlock:
 
 
 @dataclass
+class AttachMetadataBlock:
+    node: bool = attr(default=False)
+
+
+@dataclass
+class ScrapeClassBlock:
+    name: str = attr(required=True)
+    default: bool = attr(default=False)
+    tls_config: TLSBlock | None = block()
+    authorization: AuthorizationBlock | None = block()
+    relabel_rule: list[RuleBlock] = block(default_factory=list)
+    metric_relabel_rule: list[RuleBlock] = block(default_factory=list)
+    attach_metadata: AttachMetadataBlock | None = block()
+
+    def to_class(self) -> ScrapeClass:
+        http = http_client(tls_config=self.tls_config, authorization=self.authorization)
+        return ScrapeClass(
+            name=self.name,
+            default=self.default,
+            tls_config=http.tls_config,
+            authorization=http.authorization,
+            relabel_rules=tuple(rules(self.relabel_rule)),
+            metric_relabel_rules=tuple(rules(self.metric_relabel_rule)),
+            attach_node=None if self.attach_metadata is None else self.attach_metadata.node,
+        )
+
+
+@dataclass
 class Arguments:
     forward_to: list[Appendable] = attr(required=True)
     namespaces: list[str] = attr(default=[])
@@ -143,10 +172,22 @@ class Arguments:
     informer_sync_timeout: Duration = attr(default=Duration("1m"))
     # servicemonitors only in Alloy: refuse bearerTokenFile (files of the agent's host).
     disallow_arbitrary_file_access: bool = attr(default=True)
+    scrape_class: list[ScrapeClassBlock] = block(default_factory=list)
 
     def validate(self) -> None:
         if self.kubernetes_role not in ("endpoints", "endpointslice"):
             raise ValueError("only endpoints and endpointslice are supported")
+        seen: set[str] = set()
+        defaults = 0
+        for sc in self.scrape_class:
+            if not sc.name:
+                raise ValueError("scrape_class name must not be empty")
+            if sc.name in seen:
+                raise ValueError(f'found multiple scrape_class blocks with name "{sc.name}"')
+            seen.add(sc.name)
+            defaults += sc.default
+            if defaults > 1:
+                raise ValueError("only one scrape_class may be marked as default")
         try:
             check_label_selector(self.selector.label_selector())
         except SelectorSyntaxError as exc:
@@ -160,6 +201,7 @@ class Arguments:
             sample_limit=self.scrape.default_sample_limit,
             native_histograms=self.scrape.scrape_native_histograms,
             allow_files=not self.disallow_arbitrary_file_access,
+            scrape_classes=tuple(sc.to_class() for sc in self.scrape_class),
         )
 
     def watch(self) -> tuple[Any, ...]:

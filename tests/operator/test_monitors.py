@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from agent import labels as L
-from agent.discovery.operator.monitors import Defaults, Job, Rejected, translate
+from agent.discovery.operator.monitors import Defaults, Job, Rejected, ScrapeClass, translate
 from agent.discovery.roles import Lookups, build
-from agent.relabel import Rule
+from agent.httpconfig import Authorization, TLSConfig
+from agent.relabel import Rule, process
 from agent.scrape.target import populate_labels
 from tests.operator.harness import objects
 
@@ -157,3 +158,31 @@ def test_component_defaults_sample_limit_histograms_and_files() -> None:
     with pytest.raises(Rejected, match="not in scrape_protocols"):
         translate(sm({"scrapeNativeHistograms": True, "scrapeProtocols": ["PrometheusText0.0.4"]}),
                   lookup)
+
+
+def test_scrape_classes() -> None:
+    tls = TLSConfig(ca_pem="class-ca")
+    auth = Authorization("Bearer", "class-token", "")
+    classes = (
+        ScrapeClass("plain", relabel_rules=(Rule(target_label="team", replacement="class"),),
+                    metric_relabel_rules=(Rule(target_label="cls", replacement="yes"),)),
+        ScrapeClass("secure", default=True, tls_config=tls, authorization=auth, attach_node=True),
+    )
+    d = Defaults(scrape_classes=classes)
+    # The default class where the monitor names none; its TLS and authorization fill in.
+    (job,) = translate(sm({}), lookup, d)
+    assert (job.config.http.tls_config, job.config.http.authorization, job.attach_node) == (tls, auth, True)
+    # The endpoint's own settings win; attachMetadata on the monitor wins.
+    (own,) = translate(sm({"attachMetadata": {"node": False}},
+                          basicAuth={"username": {"name": "auth", "key": "user"},
+                                     "password": {"name": "auth", "key": "pass"}}), lookup, d)
+    assert (own.config.http.authorization, own.attach_node) == (None, False)
+    # A named class: its relabelings first (the monitor's may override), metric ones last.
+    mon = sm({"scrapeClass": "plain"}, relabelings=[{"sourceLabels": ["team"], "targetLabel": "was"}])
+    (named,) = translate(mon, lookup, d)
+    t = targets(named)[0]
+    assert (t["team"], t["was"]) == ("class", "class")
+    assert L.get(process(L.from_dict({"__name__": "x"}), named.config.metric_relabel_rules) or (),
+                 "cls") == "yes"
+    with pytest.raises(Rejected, match='scrapeClass "gold" is not one of'):
+        translate(sm({"scrapeClass": "gold"}), lookup, d)

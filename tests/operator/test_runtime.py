@@ -16,6 +16,7 @@ import pytest
 
 from agent.runtime.controller import Controller
 from agent.runtime.health import State
+from agent.syntax.diag import DiagnosticsError
 from tests.components.helpers import metrics_text, run
 from tests.components.test_scrape_clustering import TwoAgents
 from tests.discovery.test_informer import until
@@ -305,3 +306,21 @@ def test_clustering_scrapes_only_owned_targets(tmp_path: Path, api: APIServer) -
                 await until(lambda: instances(c) == {b})
 
         run(go())
+
+
+@pytest.mark.parametrize("extra,message", [
+    ('kubernetes_role = "pod"', "only endpoints and endpointslice are supported"),
+    ('scrape_class {\n    name = "a"\n    default = true\n  }\n  scrape_class {\n    name = "b"\n'
+     '    default = true\n  }', "only one scrape_class may be marked as default"),
+    ('scrape_class {\n    name = "a"\n  }\n  scrape_class {\n    name = "a"\n  }',
+     'found multiple scrape_class blocks with name "a"'),
+    ('selector {\n    match_expression {\n      key = "a"\n      operator = "Near"\n    }\n  }',
+     'operator "Near" is not one of'),
+])
+def test_argument_checks(tmp_path: Path, api: APIServer, extra: str, message: str) -> None:
+    async def go() -> None:
+        with pytest.raises(DiagnosticsError, match=message):
+            async with running(tmp_path, config(api, "ServiceMonitor", extra)):
+                pass
+
+    run(go())

@@ -81,6 +81,20 @@ class Rejected(ValueError):
 
 
 @dataclass(frozen=True)
+class ScrapeClass:
+    """Alloy's ``scrape_class``: settings a monitor takes by naming the class in
+    ``scrapeClass`` (or from the default class), unless the endpoint sets its own."""
+
+    name: str
+    default: bool = False
+    tls_config: TLSConfig | None = None
+    authorization: Authorization | None = None
+    relabel_rules: tuple[Rule, ...] = ()  # before the monitor's generated rules
+    metric_relabel_rules: tuple[Rule, ...] = ()  # after the monitor's metricRelabelings
+    attach_node: bool | None = None
+
+
+@dataclass(frozen=True)
 class Defaults:
     """The component's ``scrape`` block: what a monitor that says nothing gets."""
 
@@ -92,6 +106,7 @@ class Defaults:
     native_histograms: bool = False  # for monitors without scrapeNativeHistograms
     # Alloy's disallow_arbitrary_file_access = false: bearerTokenFile read from the agent's host.
     allow_files: bool = False
+    scrape_classes: tuple[ScrapeClass, ...] = ()
 
 
 DEFAULTS = Defaults()
@@ -571,7 +586,10 @@ def translate(obj: dict[str, Any], lookup: Lookup, defaults: Defaults = DEFAULTS
     _check_fields(spec, FIELDS[kind]["spec"], "spec")
     build = {"ServiceMonitor": _service_monitor, "PodMonitor": _pod_monitor, "Probe": _probe}[kind]
     jobs = build(obj, lookup, defaults)
+    cls = _scrape_class(spec, defaults.scrape_classes)
     for job in jobs:
+        if cls is not None:
+            _apply_class(job, cls, spec)
         job.config.relabel_rules += list(extra_rules or [])
         try:
             job.config.validate()
@@ -579,3 +597,32 @@ def translate(obj: dict[str, Any], lookup: Lookup, defaults: Defaults = DEFAULTS
         except ValueError as exc:
             raise Rejected(f"{job.name}: {exc}") from None
     return jobs
+
+
+def _scrape_class(spec: dict[str, Any], classes: tuple[ScrapeClass, ...]) -> ScrapeClass | None:
+    name = spec.get("scrapeClass")
+    if not name:
+        return next((c for c in classes if c.default), None)
+    for c in classes:
+        if c.name == name:
+            return c
+    raise Rejected(f'scrapeClass "{name}" is not one of the component\'s scrape_class blocks',
+                   "unknown_scrape_class")
+
+
+def _apply_class(job: Job, cls: ScrapeClass, spec: dict[str, Any]) -> None:
+    """The class' relabelings right after the job-name rule, its metric relabelings after
+    the monitor's, its TLS and authorization where the endpoint has none of its own."""
+    c = job.config
+    c.relabel_rules[1:1] = list(cls.relabel_rules)
+    job.selector_end += len(cls.relabel_rules)
+    job.port_end += len(cls.relabel_rules)
+    c.metric_relabel_rules += list(cls.metric_relabel_rules)
+    h = c.http
+    if h.tls_config is None and cls.tls_config is not None:
+        h.tls_config = cls.tls_config
+    own_auth = h.authorization or h.basic_auth or h.bearer_token or h.bearer_token_file
+    if not own_auth and cls.authorization is not None:
+        h.authorization = cls.authorization
+    if spec.get("attachMetadata") is None and cls.attach_node is not None:
+        job.attach_node = cls.attach_node
