@@ -7,9 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import labels as L
-from agent.discovery.operator.monitors import Defaults, Job, Rejected, ScrapeClass, translate
+from agent.discovery.operator.monitors import (
+    Defaults,
+    Job,
+    Rejected,
+    ScrapeClass,
+    references,
+    translate,
+)
 from agent.discovery.roles import Lookups, build
 from agent.httpconfig import Authorization, TLSConfig
 from agent.relabel import Rule, process
@@ -186,3 +195,27 @@ def test_scrape_classes() -> None:
                  "cls") == "yes"
     with pytest.raises(Rejected, match='scrapeClass "gold" is not one of'):
         translate(sm({"scrapeClass": "gold"}), lookup, d)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 70000) | st.sampled_from(["", "web", "30s", "(", "In"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["port", "interval", "selector", "matchLabels", "matchExpressions", "key",
+                         "operator", "values", "endpoints", "relabelings", "sourceLabels",
+                         "bearerTokenSecret", "name", "tlsConfig", "ca", "secret", "targets",
+                         "staticConfig", "static", "prober", "url", "namespaceSelector"]),
+        inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["ServiceMonitor", "PodMonitor", "Probe"]), spec=_JSON)
+def test_malformed_monitors_are_rejected_never_raised(kind: str, spec: Any) -> None:
+    """Whatever a monitor holds, translating it gives jobs or a Rejected, nothing else."""
+    mon = {"kind": kind, "metadata": {"name": "x", "namespace": "default"}, "spec": spec}
+    references(mon)
+    try:
+        translate(mon, lookup)
+    except Rejected as exc:
+        assert str(exc) and exc.reason

@@ -134,7 +134,9 @@ def sanitize(name: str) -> str:
 
 
 def meta(obj: dict[str, Any]) -> tuple[str, str]:
-    md = obj.get("metadata") or {}
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        return "", ""
     return str(md.get("namespace") or ""), str(md.get("name") or "")
 
 
@@ -309,7 +311,7 @@ def references(obj: dict[str, Any]) -> set[Ref]:
     ns, _ = meta(obj)
     try:
         return {(kind, ns, name) for e in _endpoints(obj) for kind, name, _ in _cred_refs(e)}
-    except Rejected:
+    except (Rejected, TypeError, AttributeError, ValueError):
         return set()  # the translation reports it
 
 
@@ -579,6 +581,17 @@ def translate(obj: dict[str, Any], lookup: Lookup, defaults: Defaults = DEFAULTS
               extra_rules: list[Rule] | None = None) -> list[Job]:
     """A monitor's scrape jobs, ``extra_rules`` (the component's ``rule`` blocks) applied
     after the monitor's own relabelings; raises :class:`Rejected` with the reason."""
+    try:
+        return _translate(obj, lookup, defaults, extra_rules)
+    except Rejected:
+        raise
+    except (TypeError, AttributeError, ValueError) as exc:
+        # A field of a type no check above foresaw: the monitor is malformed, the agent fine.
+        raise Rejected(f"malformed monitor: {type(exc).__name__}: {exc}", "malformed") from None
+
+
+def _translate(obj: dict[str, Any], lookup: Lookup, defaults: Defaults,
+               extra_rules: list[Rule] | None) -> list[Job]:
     kind = obj.get("kind")
     if kind not in KINDS:
         raise Rejected(f"kind {kind!r} is not one of {', '.join(KINDS)}")
