@@ -8,7 +8,8 @@ builders) produces for the same objects; metric relabelings must rewrite samples
 golden's metric_relabel_configs do.
 
 Prometheus-CR settings that Alloy spells differently are given as Alloy would:
-``serviceDiscoveryRole: EndpointSlice`` is ``kubernetes_role``; ``enforcedNamespaceLabel`` and
+``serviceDiscoveryRole: EndpointSlice`` is ``kubernetes_role``; ``scrapeClasses`` are
+``scrape_class`` blocks (the endpoint's own TLS and authorization win over the class'); ``enforcedNamespaceLabel`` and
 global ``podTargetLabels`` are ``rule`` blocks; ``overrideHonorLabels`` has no Alloy
 equivalent (its golden is compared on labels only).
 """
@@ -98,6 +99,15 @@ def alloy_arguments(case: dict[str, Any]) -> str:
         ns = next(m["metadata"]["namespace"] for m in monitors(case))
         extra.append(f'rule {{\n    target_label = "{spec["enforcedNamespaceLabel"]}"\n'
                      f'    replacement  = "{ns}"\n  }}')
+    for sc in spec.get("scrapeClasses") or []:
+        body = [f'name = "{sc["name"]}"']
+        if sc.get("tlsConfig"):
+            t = sc["tlsConfig"]
+            body.append(f'tls_config {{\n      ca_file = "{t["caFile"]}"\n      cert_file = "{t["certFile"]}"\n'
+                        f'      key_file = "{t["keyFile"]}"\n    }}')
+        if sc.get("authorization"):
+            body.append(f'authorization {{\n      credentials_file = "{sc["authorization"]["credentialsFile"]}"\n    }}')
+        extra.append("scrape_class {\n    " + "\n    ".join(body) + "\n  }")
     for name in spec.get("podTargetLabels") or []:
         extra.append(f'rule {{\n    source_labels = ["__meta_kubernetes_pod_label_{name}"]\n'
                      f'    target_label  = "{name}"\n    regex = "(.+)"\n  }}')
