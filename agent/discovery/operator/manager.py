@@ -3,9 +3,10 @@
 A :class:`Manager` watches ServiceMonitors, PodMonitors or Probes through the shared
 informers, translates each (agent/discovery/operator/monitors.py) into scrape jobs, and runs
 one :class:`ScrapePool` per job fed by a :class:`Discoverer` over the same shared
-informers. The Secrets and ConfigMaps monitors reference are watched one by one (a field
-selector on the name, so the agent holds nothing it was not asked to read); a change to
-one re-translates the monitors that read it, so a rotated token is used from the next
+informers. Secrets and ConfigMaps are watched only in the namespaces whose monitors
+reference some (one watch per namespace, not per object: a watch per Secret exhausted the
+client's connections at 100 monitors); a change to one re-translates the monitors that
+read it, so a rotated token is used from the next
 scrape. A monitor that cannot be translated is rejected with the reason and its jobs
 stopped; the others are untouched. Imports nothing from the runtime.
 """
@@ -48,6 +49,7 @@ log = structlog.get_logger("operator")
 PLURALS = {"ServiceMonitor": "servicemonitors", "PodMonitor": "podmonitors", "Probe": "probes"}
 GROUP, VERSION = "monitoring.coreos.com", "v1"
 MonKey = tuple[str, str]
+Src = tuple[str, str]  # ("secrets" or "configmaps", namespace)
 
 
 @dataclass
@@ -143,17 +145,17 @@ class Manager:
         self._dmetrics = discovery_metrics or DiscoveryMetrics()
         # How long a Secret or ConfigMap informer may take to list before the monitor says why.
         self._sync_timeout = sync_timeout
-        self._late: set[Ref] = set()  # not listed within the sync timeout
+        self._late: set[Src] = set()  # not listed within the sync timeout
         self._monitors: Informer | None = None
         self._sub = _Sub(self._monitor_changed)
-        self._refs: dict[Ref, tuple[Informer, _Sub]] = {}
+        self._refs: dict[Src, tuple[Informer, _Sub]] = {}
         self._uses: dict[MonKey, set[Ref]] = {}
         self._runners: dict[MonKey, dict[str, _JobRunner]] = {}
         self.states: dict[MonKey, MonitorState] = {}
         self.rejections: dict[str, int] = {}
         self._dirty: set[MonKey] = set()
         self._wake = asyncio.Event()
-        self._waiters: dict[Ref, asyncio.Task[None]] = {}
+        self._waiters: dict[Src, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -205,8 +207,15 @@ class Manager:
             self._dirty.add(key)
             self._wake.set()
 
-    def _ref_changed(self, ref: Ref) -> None:
-        self._dirty |= {k for k, refs in self._uses.items() if ref in refs}
+    def _ref_changed(self, plural: str, obj: dict[str, Any]) -> None:
+        key = object_key(obj)
+        if key is not None:
+            ref = (plural, key[0], key[1])
+            self._dirty |= {k for k, refs in self._uses.items() if ref in refs}
+            self._wake.set()
+
+    def _src_changed(self, src: Src) -> None:
+        self._dirty |= {k for k, refs in self._uses.items() if any(r[:2] == src for r in refs)}
         self._wake.set()
 
     # ------------------------------------------------------------ reconciling
@@ -288,47 +297,45 @@ class Manager:
     # ------------------------------------------------------------ secrets and configmaps
 
     async def _set_refs(self, key: MonKey, refs: set[Ref]) -> None:
-        old = self._uses.get(key, set())
+        """One informer per (Secrets or ConfigMaps, namespace) that some monitor reads from:
+        one watch per namespace, not one per object, however many monitors there are."""
         if refs:
             self._uses[key] = refs
         else:
             self._uses.pop(key, None)
-        for ref in refs - old:
-            if ref not in self._refs:
-                await self._acquire_ref(ref)
-        in_use = set().union(*self._uses.values()) if self._uses else set()
-        for ref in old - refs:
-            if ref not in in_use:
-                await self._release_ref(ref)
+        wanted = {(plural, ns) for refs_ in self._uses.values() for plural, ns, _ in refs_}
+        for src in sorted(wanted - set(self._refs)):
+            await self._acquire_ref(src)
+        for src in set(self._refs) - wanted:
+            await self._release_ref(src)
 
-    async def _acquire_ref(self, ref: Ref) -> None:
-        plural, ns, name = ref
-        inf = await self._informers.acquire(
-            self._settings, InformerKey("", "v1", plural, (ns,), "", f"metadata.name={name}"))
-        sub = _Sub(lambda _obj, r=ref: self._ref_changed(r))
-        self._refs[ref] = (inf, sub)
+    async def _acquire_ref(self, src: Src) -> None:
+        plural, ns = src
+        inf = await self._informers.acquire(self._settings, InformerKey("", "v1", plural, (ns,)))
+        sub = _Sub(lambda obj, p=plural: self._ref_changed(p, obj))
+        self._refs[src] = (inf, sub)
         inf.subscribe(sub)
-        self._waiters[ref] = asyncio.ensure_future(self._await_sync(ref, inf))
+        self._waiters[src] = asyncio.ensure_future(self._await_sync(src, inf))
 
-    async def _await_sync(self, ref: Ref, inf: Informer) -> None:
-        """Re-translate the monitors reading ``ref`` when it is refused or the sync timeout
-        passes (each says why), and again once it has listed (perhaps empty)."""
+    async def _await_sync(self, src: Src, inf: Informer) -> None:
+        """Re-translate the monitors reading from ``src`` when it is refused or the sync
+        timeout passes (each says why), and again once it has listed."""
         deadline = asyncio.get_running_loop().time() + self._sync_timeout
         told = False
         while not await inf.wait_synced(0.2):
             late = asyncio.get_running_loop().time() > deadline
             if not told and (inf.health.healthy is False or late):
                 if late:
-                    self._late.add(ref)
+                    self._late.add(src)
                 told = True
-                self._ref_changed(ref)
-        self._late.discard(ref)
-        self._ref_changed(ref)
+                self._src_changed(src)
+        self._late.discard(src)
+        self._src_changed(src)
 
-    async def _release_ref(self, ref: Ref) -> None:
-        held = self._refs.pop(ref, None)
-        self._late.discard(ref)
-        waiter = self._waiters.pop(ref, None)
+    async def _release_ref(self, src: Src) -> None:
+        held = self._refs.pop(src, None)
+        self._late.discard(src)
+        waiter = self._waiters.pop(src, None)
         if waiter is not None:
             waiter.cancel()
         if held is not None:
@@ -337,7 +344,7 @@ class Manager:
 
     def _lookup(self, plural: str, ns: str, name: str, key: str) -> str:
         what = f"{'Secret' if plural == 'secrets' else 'ConfigMap'} {ns}/{name}"
-        held = self._refs.get((plural, ns, name))
+        held = self._refs.get((plural, ns))
         if held is None:
             raise Rejected(f"waiting for {what}", "pending")
         inf = held[0]
@@ -345,7 +352,7 @@ class Manager:
             h = inf.health
             if h.healthy is False:
                 raise Rejected(f"{what} cannot be read: {h.reason}: {h.message}", "forbidden")
-            if (plural, ns, name) in self._late:
+            if (plural, ns) in self._late:
                 raise Rejected(f"{what} not listed within {self._sync_timeout:g}s", "timeout")
             raise Rejected(f"waiting for {what}", "pending")
         obj = inf.get(ns, name)
