@@ -17,7 +17,7 @@ import pytest
 from agent.runtime.controller import Controller
 from agent.runtime.health import State
 from agent.syntax.diag import DiagnosticsError
-from tests.components.helpers import metrics_text, run
+from tests.components.helpers import files, metrics_text, run
 from tests.components.test_scrape_clustering import TwoAgents
 from tests.discovery.test_informer import until
 from tests.kube import RBAC_MANIFEST, APIServer
@@ -323,3 +323,27 @@ def test_argument_checks(tmp_path: Path, api: APIServer, extra: str, message: st
                 pass
 
     run(go())
+
+
+def test_reload_applies_rules_and_clustering_without_restarting(tmp_path: Path, api: APIServer) -> None:
+    with api, TokenTarget("127.0.0.12") as t1, TokenTarget("127.0.0.13") as t2:
+        for o in app("one", "127.0.0.12", t1.port, {"tier": "db"}) + app("two", "127.0.0.13", t2.port, {"tier": "db"}):
+            api.apply(o)
+        api.apply(service_monitor("db", {"tier": "db"}))
+        a = f"127.0.0.12:{t1.port}"
+        cluster = TwoAgents({a})
+
+        def targets(c: Controller) -> list[dict[str, str]]:
+            return [x for ts in scraped(c, "ServiceMonitor").values() for x in ts]
+
+        async def go() -> None:
+            async with running(tmp_path, config(api, "ServiceMonitor"), cluster) as c:
+                await until(lambda: len(targets(c)) == 2)
+                manager = component(c, "ServiceMonitor").manager
+                extra = 'rule {\n    target_label = "site"\n    replacement = "eu"\n  }\n' \
+                        '  clustering {\n    enabled = true\n  }'
+                await c.load(files(config(api, "ServiceMonitor", extra)))
+                await until(lambda: [(x["instance"], x.get("site")) for x in targets(c)] == [(a, "eu")])
+                assert component(c, "ServiceMonitor").manager is manager
+
+        run(go())

@@ -190,7 +190,9 @@ class Manager:
         self.defaults, self.extra_rules, self.ownership = defaults, list(extra_rules), ownership
         for runners in self._runners.values():
             for r in runners.values():
-                r.pool.ownership = ownership
+                if r.pool.ownership is not ownership:
+                    r.pool.ownership = ownership
+                    r.pool.rebalance()
         self._dirty |= set(self.states)
         self._wake.set()
 
