@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from agent.runtime.controller import Controller
 from agent.runtime.health import State
-from agent.server import api, html
+from agent.server import api, html, peers
 from agent.syntax.diag import DiagnosticsError
 
 # Reloads the configuration from disk; raises DiagnosticsError, already rendered with sources, to refuse.
@@ -76,6 +76,8 @@ def build_app(
             Route("/-/reload", do_reload, methods=["POST", "GET"]),
             Route("/api/v0/web/components", components),
             Route("/api/v0/web/components/{id:path}", component),
+            Route("/api/v0/web/peers", peers.peers(controller)),
+            Route(peers.PUSH_PULL_PATH, peers.push_pull(controller), methods=["POST"]),
             Route("/", index),
         ]
     )
