@@ -126,15 +126,15 @@ def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
     settings_over, options_over = _tuning(args.cluster_tuning)
     rejoin = _seconds("rejoin-interval", args.cluster_rejoin_interval)
     try:
-        settings = Settings(
-            name=args.cluster_node_name or socket.gethostname(),
-            bind_host=listen_host if listen_host not in ("", "::") else "0.0.0.0",
-            bind_port=listen_port,
-            advertise_host=_advertise_host(args, listen_host),
-            cluster_name=args.cluster_name,
-            rejoin_interval=rejoin if rejoin > 0 else 1e9,  # 0: never
+        settings = Settings(**{
+            "name": args.cluster_node_name or socket.gethostname(),
+            "bind_host": listen_host if listen_host not in ("", "::") else "0.0.0.0",
+            "bind_port": listen_port,
+            "advertise_host": _advertise_host(args, listen_host),
+            "cluster_name": args.cluster_name,
+            "rejoin_interval": rejoin if rejoin > 0 else 1e9,  # 0: never
             **settings_over,
-        )
+        })
     except ValueError as exc:
         raise FlagError(str(exc)) from None
     join, errors = resolve(args.cluster_join_addresses, listen_port)
