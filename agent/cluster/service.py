@@ -9,6 +9,17 @@ agent owns nothing until the protocol thread has had time to hear the news and
 refute a death, instead of scraping targets the others took over meanwhile.
 It also joins through HTTP push-pull (the dialer) and holds components back
 until the cluster reaches ``wait_for_size`` members, as Alloy's flag does.
+
+Progress-based demotion: the failure detector only proves that a member's
+protocol thread answers; its scrape loop may be stuck behind a blocked event
+loop. Each agent publishes a ``Progress`` every second from its own event loop
+(loop lag, the share of its targets scraped on time), and every agent applies
+one local rule: a member whose progress has not changed for
+``progress_timeout`` (by the observer's own monotonic clock: clocks are never
+compared across members) owns no targets in its ring. An agent that sees itself
+falling behind (loop lag over ``lag_limit`` or fewer than ``on_time_min`` of its
+scrapes on time) announces itself draining, and returns as a participant only
+after ``healthy_hold`` seconds of healthy progress, so it does not flap.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +37,9 @@ import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
-from agent.cluster.member import Member, Role
+from agent.cluster.member import Member, Progress, Role
 from agent.cluster.node import Node, View, asyncio_observer
+from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
 
 # The route of the agent's HTTP server that carries push-pull frames (agent/server/peers.py).
@@ -72,6 +85,17 @@ class Options:
     stall_hold: float = 2.5
     tick: float = 0.25  # how often the agent's loop proves it is running
     leave_grace: float = 0.5  # role terminating gossiped this long before leaving
+    progress_interval: float = 1.0  # how often this agent publishes its progress
+    progress_timeout: float = 5.0  # a member whose progress is this old owns nothing
+    lag_limit: float = 1.0  # this agent's loop lag (s) above which it is falling behind
+    on_time_min: float = 0.5  # share of scrapes on time below which it is falling behind
+    behind_checks: int = 3  # consecutive behind measurements before draining
+    healthy_hold: float = 30.0  # healthy this long before draining ends
+
+
+# (scrapes on time, scrapes due) from the agent's scrape pools; the argument is the unix time
+# the last stall's hold-down ended: a scrape missed before then is the stall's, not lateness.
+ScrapeProgress = Callable[[float], tuple[int, int]]
 
 
 class ClusterService:
@@ -83,6 +107,7 @@ class ClusterService:
         options: Options = Options(),
         registry: CollectorRegistry | None = None,
         dialer: Any = http_dialer,
+        scrape_progress: ScrapeProgress | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
@@ -98,6 +123,16 @@ class ClusterService:
         self._size_reached = options.wait_for_size <= 0
         self.started_at = 0.0
         self.stalls = 0  # stalls of the agent's loop detected (each one held ownership back)
+        self.scrape_progress = scrape_progress
+        # name -> (last progress seen, monotonic time it changed), kept by the protocol thread.
+        self._seen: dict[str, tuple[Progress, float]] = {}
+        self._seen_lock = threading.Lock()
+        self._ring = Ring((), settings.seed)
+        self.demoted: frozenset[str] = frozenset()  # members owning nothing for stale progress
+        self.loop_lag = 0.0
+        self._behind = 0
+        self._healthy_since: float | None = None
+        self.draining = False
 
     # -- lifecycle (the runtime's Services call these) --
 
@@ -106,7 +141,15 @@ class ClusterService:
         await asyncio.to_thread(self.node.start)
         self.started_at = time.monotonic()
         self._last_tick = self.started_at
-        self._remove_observer = self.node.add_observer(asyncio_observer(loop, self._on_view))
+        remove_seen = self.node.add_observer(self._record_progress)
+        remove_view = self.node.add_observer(asyncio_observer(loop, self._on_view))
+
+        def remove() -> None:
+            remove_seen()
+            remove_view()
+
+        self._remove_observer = remove
+        self._tasks.append(loop.create_task(self._publish_progress(), name="cluster-progress"))
         self._tasks.append(loop.create_task(self._ticker(), name="cluster-ticker"))
         if not self._size_reached:
             self._tasks.append(loop.create_task(self._wait_for_size(), name="cluster-wait"))
@@ -132,10 +175,10 @@ class ClusterService:
     def owns(self, key: bytes) -> bool:
         if not self._can_own():
             return False
-        return self.node.view.ring.owner(key) == self.name
+        return self._ring.owner(key) == self.name
 
     def owner(self, key: bytes) -> str:
-        return self.node.view.ring.owner(key) or ""
+        return self._ring.owner(key) or ""
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -152,8 +195,9 @@ class ClusterService:
         return self.node.members()
 
     @property
-    def view(self) -> View:
-        return self.node.view
+    def ring(self) -> Ring:
+        """Who owns what here: the node's participants less those demoted for stale progress."""
+        return self._ring
 
     def holding_back(self) -> str:
         """Why this agent owns nothing right now, or "" when it may own its share."""
@@ -194,6 +238,74 @@ class ClusterService:
                 self.log.info("stall hold-down over; owning targets again")
                 self._notify()
             held = holding
+            self._update_ring()
+
+    async def _publish_progress(self) -> None:
+        """Every ``progress_interval``: measure, publish, and drain or return by the local rule."""
+        loop = asyncio.get_running_loop()
+        period = self.options.progress_interval
+        while True:
+            before = loop.time()
+            await asyncio.sleep(period)
+            self.loop_lag = max(0.0, loop.time() - before - period)
+            since = time.time() - max(0.0, time.monotonic() - self._stalled_until)
+            on_time, due = self.scrape_progress(since) if self.scrape_progress is not None else (0, 0)
+            self.node.set_progress(Progress(
+                scrapes_on_time=on_time, scrapes_due=due, loop_lag=self.loop_lag, timestamp=time.time()
+            ))
+            self._judge_self(on_time, due, loop.time())
+
+    def _judge_self(self, on_time: int, due: int, now: float) -> None:
+        if time.monotonic() < self._stalled_until + self.options.progress_interval:
+            self._behind = 0  # a stall is handled by holding back, not by draining
+            return
+        behind = self.loop_lag > self.options.lag_limit or (
+            due > 0 and on_time / due < self.options.on_time_min
+        )
+        self._behind = self._behind + 1 if behind else 0
+        if behind:
+            self._healthy_since = None
+        elif self._healthy_since is None:
+            self._healthy_since = now
+        if not self.draining and self._behind >= self.options.behind_checks:
+            self.draining = True
+            self.log.warning("falling behind; draining", loop_lag=round(self.loop_lag, 3),
+                             on_time=on_time, due=due)
+            self.node.set_role(Role.DRAINING)
+        elif (self.draining and self._healthy_since is not None
+              and now - self._healthy_since >= self.options.healthy_hold):
+            self.draining = False
+            self.log.info("healthy again; participating", healthy_for=self.options.healthy_hold)
+            self.node.set_role(Role.PARTICIPANT)
+
+    def _record_progress(self, view: View) -> None:
+        """On the protocol thread: when each member's progress last changed, by our clock."""
+        now = time.monotonic()
+        with self._seen_lock:
+            for m in view.members:
+                seen = self._seen.get(m.name)
+                if seen is None or seen[0] != m.progress:
+                    self._seen[m.name] = (m.progress, now)
+
+    def _update_ring(self) -> None:
+        """Rebuild the ring from the view and the progress rule; notify only if owners changed."""
+        now = time.monotonic()
+        timeout = self.options.progress_timeout
+        with self._seen_lock:
+            stale = frozenset(
+                name for name, (_, changed) in self._seen.items()
+                if now - changed > timeout and name != self.name
+            )
+        owners = [m.name for m in self.node.members() if m.owns_targets and m.name not in stale]
+        demoted = frozenset(
+            m.name for m in self.node.members() if m.owns_targets and m.name in stale
+        )
+        if demoted != self.demoted:
+            self.log.warning("members demoted for stale progress", demoted=sorted(demoted))
+            self.demoted = demoted
+        if set(owners) != set(self._ring.names):
+            self._ring = Ring(owners, self.settings.seed)
+            self._notify()
 
     async def _wait_for_size(self) -> None:
         deadline = self.options.wait_timeout
@@ -209,7 +321,7 @@ class ClusterService:
                 break
             await asyncio.sleep(0.2)
         self._size_reached = True
-        self._notify()
+        self._notify()  # the ring may not change, but what we may own did
 
     async def _join(self) -> None:
         """Join through the peers given; those that did not answer are retried by the node."""
@@ -229,7 +341,7 @@ class ClusterService:
             await asyncio.sleep(min(2.0, self.settings.rejoin_interval))
 
     def _on_view(self, _view: View) -> None:
-        self._notify()
+        self._update_ring()
 
     def _notify(self) -> None:
         for cb in list(self._subscribers):

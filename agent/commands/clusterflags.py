@@ -9,8 +9,13 @@ through the agent's own HTTP server, so clustering needs no extra port.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import os
+import signal
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -19,6 +24,8 @@ from agent.cluster import Settings
 from agent.cluster.joinaddrs import resolve
 from agent.cluster.member import split_addr
 from agent.cluster.service import ClusterService, Options
+from agent.components.prometheus_scrape import PrometheusScrape
+from agent.runtime.controller import Controller
 from agent.server.http import parse_listen_addr
 from agent.syntax.value import Duration
 
@@ -116,6 +123,45 @@ def _advertise_host(args: argparse.Namespace, listen_host: str) -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError as exc:
         raise FlagError(f"cannot find an address to advertise ({exc}); set --cluster.advertise-address") from None
+
+
+def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]]:
+    """(on time, due) over every prometheus.scrape's targets, for the progress the agent gossips.
+
+    A target is due once it has been scraped; it is late when its last scrape (or the end
+    of the last stall, ``since``) is more than two intervals and a timeout ago.
+    """
+    def measure(since: float) -> tuple[int, int]:
+        now = time.time()
+        on_time = due = 0
+        for node in controller.nodes():
+            component = node.component
+            if not isinstance(component, PrometheusScrape):
+                continue
+            for t in component.pool.targets():
+                if t.last_scrape <= 0:
+                    continue
+                due += 1
+                on_time += now - max(t.last_scrape, since) <= 2 * t.interval + t.timeout
+        return on_time, due
+
+    return measure
+
+
+def install_debug_stall(log: Any) -> None:
+    """Test-only: with SHOAL_DEBUG_STALL_SIGNAL set, SIGUSR1 blocks the agent's event loop for
+    SHOAL_DEBUG_STALL_SECONDS (default 8) while the cluster's protocol thread keeps answering:
+    the case progress-based demotion exists for. Without the variable nothing is installed.
+    """
+    if not os.environ.get("SHOAL_DEBUG_STALL_SIGNAL"):
+        return
+    seconds = float(os.environ.get("SHOAL_DEBUG_STALL_SECONDS", "8"))
+
+    def block() -> None:
+        log.warning("debug: blocking the event loop", seconds=seconds)
+        time.sleep(seconds)  # deliberately on the event loop: that is the fault injected
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, block)
 
 
 def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:

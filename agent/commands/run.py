@@ -74,6 +74,7 @@ def tune_gc() -> None:
 
 class Agent:
     def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
         self.path = Path(args.path)
         self.listen_addr: str = args.listen_addr
         self.watch_interval: float = args.watch_interval
@@ -131,6 +132,9 @@ class Agent:
         REGISTRY.register(RuntimeCollector(self.controller))
         REGISTRY.register(self.controller.metrics)
         self.lag = looplag.lag_histogram(REGISTRY)
+        if clusterflags.enabled(self.args):  # the cluster's progress reads the scrape pools
+            self.services.get(services.CLUSTER).scrape_progress = clusterflags.scrape_progress(self.controller)
+            clusterflags.install_debug_stall(self.log)
         self.controller.settings = graph.settings
         self._apply_logging()
         await self.services.start()

@@ -41,7 +41,7 @@ def _cluster(controller: Controller) -> Any:
 
 
 def _shares(cluster: Any) -> dict[str, float]:
-    ring = cluster.view.ring
+    ring = cluster.ring
     counts: dict[str, int] = {}
     for key in _SHARE_SAMPLE:
         owner = ring.owner(key)
@@ -50,7 +50,7 @@ def _shares(cluster: Any) -> dict[str, float]:
     return {name: round(n / len(_SHARE_SAMPLE), 4) for name, n in counts.items()}
 
 
-def _member(m: Member, share: float, holding_back: str) -> dict[str, Any]:
+def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...], demoted: frozenset[str]) -> dict[str, Any]:
     p = m.progress
     return {
         "name": m.name,
@@ -60,7 +60,9 @@ def _member(m: Member, share: float, holding_back: str) -> dict[str, Any]:
         "role": m.role.name.lower(),
         "liveness": m.liveness.name.lower(),
         "incarnation": m.incarnation,
-        "ownsTargets": m.owns_targets and not (m.is_self and holding_back),
+        # By this agent's rule: participating, live, progressing (and, for itself, not held back).
+        "ownsTargets": m.name in owners and not (m.is_self and holding_back),
+        "demotedForProgress": m.name in demoted,
         "share": share,
         "progress": {
             "scrapesOnTime": p.scrapes_on_time,
@@ -90,7 +92,8 @@ def peers(controller: Controller) -> Handler:
         shares = _shares(cluster)
         held = cluster.holding_back()
         members = sorted(cluster.members(), key=lambda m: (not m.is_self, m.name))
-        return JSONResponse([_member(m, shares.get(m.name, 0.0), held) for m in members],
+        owners, demoted = cluster.ring.names, cluster.demoted
+        return JSONResponse([_member(m, shares.get(m.name, 0.0), held, owners, demoted) for m in members],
                             headers={"X-Shoal-Generated": f"{time.time():.3f}"})
 
     return handler

@@ -30,8 +30,9 @@ TARGETS = 18
 HOSTS = ["127.0.9.2", "127.0.9.3", "127.0.9.4"]
 TUNING = (
     "probe_interval=0.4,probe_timeout=0.2,suspicion_mult=3,push_pull_interval=2,"
-    "rejoin_interval=2,gossip_to_the_dead=10"
+    "rejoin_interval=2,gossip_to_the_dead=10,progress_timeout=2.5,healthy_hold=3"
 )
+BLOCK = 6.0  # seconds SIGUSR1 blocks an agent's event loop (SHOAL_DEBUG_STALL_SIGNAL)
 SCRAPE = "prometheus.scrape.t"
 
 
@@ -129,7 +130,12 @@ class Agents:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[Agents, list[Target], procs.Proc]]:
+def cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Agents, list[Target], procs.Proc]]:
+    # The agents install the test-only SIGUSR1 handler that blocks their event loop.
+    monkeypatch.setenv("SHOAL_DEBUG_STALL_SIGNAL", "1")
+    monkeypatch.setenv("SHOAL_DEBUG_STALL_SECONDS", str(BLOCK))
     targets = [Target(f"cluster_test_metric{{i=\"{i}\"}} {i}\n").start() for i in range(TARGETS)]
     with procs.prometheus(tmp_path / "prom") as prom:
         cfg = tmp_path / "shoal.alloy"
@@ -153,9 +159,9 @@ def min_gap(ts: list[float]) -> float:
     return min((b - a for a, b in zip(ts, ts[1:], strict=False)), default=float("inf"))
 
 
-def settled(agents: Agents, names: set[str]) -> bool:
-    """Every running agent sees exactly ``names`` as participants, and they split all targets."""
-    live = [i for i in range(len(HOSTS)) if f"agent{i}" in names]
+def settled(agents: Agents, names: set[str], watchers: list[int] | None = None) -> bool:
+    """Every agent in ``names`` (or ``watchers``) sees exactly ``names`` as owning targets."""
+    live = watchers or [i for i in range(len(HOSTS)) if f"agent{i}" in names]
     return all(agents.participants(i) == names for i in live)
 
 
@@ -168,10 +174,12 @@ def check_exactly_once(targets: list[Target], start: float, end: float) -> None:
         assert min_gap(ts) > 0.5 * INTERVAL, (t.address, ts)
 
 
-def taken_over(agents: Agents, survivors: set[str], victim: list[Target]) -> float:
+def taken_over(
+    agents: Agents, survivors: set[str], victim: list[Target], watchers: list[int] | None = None
+) -> float:
     """Wait until the survivors alone own the targets; each of the victim's targets is then
     scraped by one of them within two intervals. Returns when the survivors settled."""
-    procs.eventually(lambda: settled(agents, survivors), timeout=20, interval=0.1)
+    procs.eventually(lambda: settled(agents, survivors, watchers), timeout=20, interval=0.1)
     detected = time.time()
     time.sleep(2 * INTERVAL + 0.5)
     for t in victim:
@@ -226,6 +234,24 @@ def test_three_agents_share_targets_and_survive_stop_kill_restart(
         assert min_gap(times(t, resumed - INTERVAL)) > 0.5 * INTERVAL, (t.address, times(t, resumed))
     print(f"SIGCONT: share back after {back - resumed:.1f} s")
     time.sleep(1.0)  # the last samples reach Prometheus (batch deadline 200 ms)
+    assert rejected_writes(prom.url) == 0
+
+    # agent0's event loop blocked (its protocol thread still answers probes): the others see it
+    # alive but demote it for stale progress and take its targets; unblocked, it comes back.
+    victim = [t for t in targets if t.address in agents.owned(0)]
+    blocked = time.time()
+    agents.signal(0, signal.SIGUSR1)
+    detected = taken_over(agents, everyone - {"agent0"}, victim, watchers=[1, 2])
+    seen = {p["name"]: p for p in agents.peers(1)}["agent0"]
+    assert (seen["liveness"], seen["demotedForProgress"]) == ("alive", True), seen
+    print(f"blocked loop: demoted after {detected - blocked:.1f} s, failure detector: alive")
+    procs.eventually(lambda: settled(agents, everyone), timeout=20, interval=0.1)
+    procs.eventually(lambda: agents.owned(0), timeout=10)
+    print(f"blocked loop: share back {time.time() - blocked - BLOCK:.1f} s after it ended")
+    time.sleep(2 * INTERVAL)
+    for t in targets:
+        assert min_gap(times(t, blocked - INTERVAL)) > 0.5 * INTERVAL, (t.address, times(t, blocked))
+    time.sleep(1.0)
     assert rejected_writes(prom.url) == 0
 
     # SIGKILL agent2: its targets move; restarted under the same name, it rejoins.
