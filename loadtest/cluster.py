@@ -162,8 +162,10 @@ def scenario_rolling(c: Cluster, targets: list[Target], log: list[str]) -> None:
                f"{time.time() - start:.0f}s; {scrape_stats(targets, start, time.time(), c.interval)}")
 
 
-def scenario_starve(c: Cluster, targets: list[Target], log: list[str], quota: float = 0.02) -> None:
-    """One agent's whole process in a cgroup at ``quota`` of one CPU for 60 s."""
+def scenario_starve(
+    c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0, quota: float = 0.02
+) -> None:
+    """One agent's whole process in a cgroup at ``quota`` of one CPU for ``pause`` seconds."""
     victim = c.n - 1
     group = CGROUP / f"shoal-load-{os.getpid()}"
     group.mkdir()
@@ -177,14 +179,14 @@ def scenario_starve(c: Cluster, targets: list[Target], log: list[str], quota: fl
         demoted = ""
         with contextlib.suppress(Exception):
             demoted = f"{c.wait_owners(c.names(victim), [0], timeout=60):.1f}s"
-        time.sleep(max(0.0, 60 - (time.time() - start)))
+        time.sleep(max(0.0, pause - (time.time() - start)))
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 (CGROUP / "tasks").write_text(task.name)
         ended = time.time()
         back = c.wait_owners(c.names(), list(range(c.n)), timeout=180)
         time.sleep(2 * c.interval)
-        log.append(f"CPU quota {quota:.0%} for 60s: out of the others' rings after {demoted or 'never'}; "
+        log.append(f"CPU quota {quota:.0%} for {pause:.0f}s: out of the others' rings after {demoted or 'never'}; "
                    f"share back {back:.1f}s after; {scrape_stats(targets, start, time.time(), c.interval)}; "
                    f"after {scrape_stats(targets, ended, time.time(), c.interval)}")
     finally:
@@ -192,6 +194,7 @@ def scenario_starve(c: Cluster, targets: list[Target], log: list[str], quota: fl
             group.rmdir()
 
 
+PAUSED = ("stop", "starve")
 SCENARIOS = {"steady": scenario_steady, "stop": scenario_stop, "kill": scenario_kill,
              "rolling": scenario_rolling, "starve": scenario_starve}
 
@@ -202,20 +205,23 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=60)
     ap.add_argument("--interval", type=float, default=15.0)
     ap.add_argument("--scenarios", default="steady,stop,kill,rolling,starve")
+    ap.add_argument("--pause", type=float, default=60.0, help="SIGSTOP and starvation length (s)")
+    ap.add_argument("--workdir", default="", help="keep agents' logs here instead of a temporary folder")
     a = ap.parse_args()
     targets = [Target(f'load_metric{{i="{i}"}} {i}\n').start() for i in range(a.targets)]
     log: list[str] = []
-    with tempfile.TemporaryDirectory() as d, procs.prometheus(Path(d) / "prom") as prom:
+    keep = contextlib.nullcontext(a.workdir) if a.workdir else tempfile.TemporaryDirectory()
+    with keep as d, procs.prometheus(Path(d) / "prom") as prom:
         cfg = Path(d) / "shoal.alloy"
         cfg.write_text(config(targets, prom.url).replace('"1s"', f'"{a.interval:g}s"')
-                       .replace('"800ms"', '"10s"'))
+                       .replace('"800ms"', f'"{min(10.0, 0.8 * a.interval):g}s"'))
         c = Cluster(a.agents, Path(d), cfg, a.interval)
         try:
             for i in range(a.agents):
                 c.start(i)
             c.wait_owners(c.names(), list(range(a.agents)))
             for name in a.scenarios.split(","):
-                SCENARIOS[name](c, targets, log)
+                SCENARIOS[name](c, targets, log, **({"pause": a.pause} if name in PAUSED else {}))
                 print(log[-1], flush=True)
             log.append("gossip ack latency (bucket bounds, s): " + "; ".join(c.ack_latency()))
             time.sleep(1)

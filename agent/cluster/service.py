@@ -211,18 +211,22 @@ class ClusterService:
 
     def _can_own(self) -> bool:
         now = time.monotonic()
-        if now - self._last_tick > self.options.stall_threshold:
-            self._stalled(now)
-        self._last_tick = now
+        self._check_stall(now)
         return self._size_reached and now >= self._stalled_until
 
-    def _stalled(self, now: float) -> None:
-        """The agent's loop did not run for a while: its view may be stale; own nothing for a bit."""
+    def _check_stall(self, now: float) -> None:
+        """The agent's loop did not run for a while: its view may be stale; own nothing for a bit.
+
+        Subscribers hear of it on the next loop turn, not from inside ``owns`` (they call it).
+        """
+        silent, self._last_tick = now - self._last_tick, now
+        if silent <= self.options.stall_threshold:
+            return
         self.stalls += 1
         self._stalled_until = now + self.options.stall_hold
         self.log.warning("event loop stalled; owning no targets until the view is fresh",
-                         silent=round(now - self._last_tick, 3), hold=self.options.stall_hold)
-        self._notify()
+                         silent=round(silent, 3), hold=self.options.stall_hold)
+        asyncio.get_running_loop().call_soon(self._notify)
 
     async def _ticker(self) -> None:
         """Prove the loop runs; end a stall's hold-down with a notification so loops restart."""
@@ -230,9 +234,7 @@ class ClusterService:
         while True:
             await asyncio.sleep(self.options.tick)
             now = time.monotonic()
-            if now - self._last_tick > self.options.stall_threshold:
-                self._stalled(now)
-            self._last_tick = now
+            self._check_stall(now)
             holding = now < self._stalled_until
             if held and not holding:
                 self.log.info("stall hold-down over; owning targets again")
@@ -301,7 +303,8 @@ class ClusterService:
             m.name for m in self.node.members() if m.owns_targets and m.name in stale
         )
         if demoted != self.demoted:
-            self.log.warning("members demoted for stale progress", demoted=sorted(demoted))
+            log = self.log.warning if demoted else self.log.info
+            log("members demoted for stale progress", demoted=sorted(demoted))
             self.demoted = demoted
         if set(owners) != set(self._ring.names):
             self._ring = Ring(owners, self.settings.seed)
