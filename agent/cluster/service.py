@@ -121,6 +121,9 @@ class ClusterService:
         self._last_tick = time.monotonic()
         self._stalled_until = 0.0
         self._size_reached = options.wait_for_size <= 0
+        # Until the first join attempt ends the ring holds only us: owning by it would scrape
+        # every target once at start (seen as a duplicate in a rolling restart).
+        self._joining = bool(options.join)
         self.started_at = 0.0
         self.stalls = 0  # stalls of the agent's loop detected (each one held ownership back)
         self.scrape_progress = scrape_progress
@@ -201,6 +204,8 @@ class ClusterService:
 
     def holding_back(self) -> str:
         """Why this agent owns nothing right now, or "" when it may own its share."""
+        if self._joining:
+            return "joining"
         if not self._size_reached:
             return f"waiting for {self.options.wait_for_size} members"
         if time.monotonic() < self._stalled_until:
@@ -212,7 +217,7 @@ class ClusterService:
     def _can_own(self) -> bool:
         now = time.monotonic()
         self._check_stall(now)
-        return self._size_reached and now >= self._stalled_until
+        return self._size_reached and not self._joining and now >= self._stalled_until
 
     def _check_stall(self, now: float) -> None:
         """The agent's loop did not run for a while: its view may be stale; own nothing for a bit.
@@ -337,6 +342,9 @@ class ClusterService:
             except Exception as exc:  # a bad peer must not stop the agent
                 self.log.warning("cluster join failed", err=str(exc))
                 joined = 0
+            if self._joining:
+                self._joining = False  # answered or not, the first attempt is over: own by the view
+                self._notify()
             if joined or not peers:
                 self.log.info("joined the cluster", answered=joined, tried=len(peers))
                 return
