@@ -209,7 +209,7 @@ class ClusterService:
         if not self._size_reached:
             return f"waiting for {self.options.wait_for_size} members"
         if time.monotonic() < self._stalled_until:
-            return "resuming after a stall"
+            return "resuming after a stall, or just joined"
         return ""
 
     # -- internals --
@@ -344,6 +344,10 @@ class ClusterService:
                 joined = 0
             if self._joining:
                 self._joining = False  # answered or not, the first attempt is over: own by the view
+                if joined:
+                    # The peers may still hold an earlier instance of us as left or dead and scrape
+                    # our share: hold back as after a stall while our alive news spreads.
+                    self._stalled_until = time.monotonic() + self.options.stall_hold
                 self._notify()
             if joined or not peers:
                 self.log.info("joined the cluster", answered=joined, tried=len(peers))
