@@ -20,6 +20,7 @@ import structlog
 from prometheus_client import REGISTRY
 
 from agent import logs
+from agent.commands import clusterflags
 from agent.components import registry as component_registry
 from agent.discovery.informers import Informers
 from agent.runtime import looplag, services, sources
@@ -29,12 +30,6 @@ from agent.server.app import build_app
 from agent.server.http import HTTPInfo, HTTPServer, bind
 from agent.server.livefeed import LiveFeed
 from agent.syntax.diag import DiagnosticsError
-
-CLUSTER_FLAGS = [
-    "enabled", "node-name", "advertise-address", "advertise-interfaces", "join-addresses",
-    "discover-peers", "rejoin-interval", "max-join-peers", "name", "enable-tls", "tls-ca-path",
-    "tls-cert-path", "tls-key-path", "tls-server-name",
-]
 
 
 def add_parser(sub: Any) -> None:
@@ -46,9 +41,7 @@ def add_parser(sub: Any) -> None:
                    help="folder for component state such as the WAL (default %(default)s)")
     p.add_argument("--config.watch-interval", dest="watch_interval", type=float, default=3.0,
                    help="seconds between checks of the configuration files for changes; 0 disables (default %(default)s)")
-    for flag in CLUSTER_FLAGS:
-        p.add_argument(f"--cluster.{flag}", dest=f"cluster_{flag.replace('-', '_')}", nargs="?", const="true",
-                       default=None, help=argparse.SUPPRESS)
+    clusterflags.add_flags(p)
     p.add_argument("--server.http.ui-path-prefix", dest="ui_path_prefix", default="/",
                    help="path the UI and /api/v0/web are served under, e.g. behind a reverse proxy (default %(default)s)")
     for flag in ("stability.level", "disable-reporting", "config.format", "config.bypass-conversion-errors",
@@ -59,12 +52,13 @@ def add_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logs.setup()
-    log = structlog.get_logger("run")
-    for flag in CLUSTER_FLAGS:
-        if getattr(args, f"cluster_{flag.replace('-', '_')}") is not None:
-            log.warn("clustering is not supported yet; flag ignored", flag=f"--cluster.{flag}")
     tune_gc()
-    return asyncio.run(Agent(args).run())
+    try:
+        agent = Agent(args)
+    except clusterflags.FlagError as exc:
+        print(f"cluster: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(agent.run())
 
 
 def tune_gc() -> None:
@@ -83,6 +77,7 @@ def tune_gc() -> None:
 
 class Agent:
     def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
         self.path = Path(args.path)
         self.listen_addr: str = args.listen_addr
         self.watch_interval: float = args.watch_interval
@@ -95,6 +90,14 @@ class Agent:
             # Informers connect only when a discovery.kubernetes component asks for one.
             services.KUBERNETES_INFORMERS: Informers(registry=REGISTRY),
         })
+        # Clustering: the service starts before the first component and leaves after the last.
+        if clusterflags.enabled(args):
+            cluster, problems = clusterflags.build(args)
+            self.services.add(services.CLUSTER, cluster)
+            for problem in problems:
+                structlog.get_logger("run").warning("cluster join address skipped", reason=problem)
+        for flag, why in clusterflags.ignored(args):
+            structlog.get_logger("run").warning("cluster flag ignored", flag=flag, reason=why)
         self.controller = Controller(
             storage_path=Path(args.storage_path), registry=component_registry(), services=self.services
         )
@@ -141,6 +144,9 @@ class Agent:
         REGISTRY.register(RuntimeCollector(self.controller))
         REGISTRY.register(self.controller.metrics)
         self.lag = looplag.lag_histogram(REGISTRY)
+        if clusterflags.enabled(self.args):  # the cluster's progress reads the scrape pools
+            self.services.get(services.CLUSTER).scrape_progress = clusterflags.scrape_progress(self.controller)
+            clusterflags.install_debug_stall(self.log)
         self.controller.settings = graph.settings
         self._apply_logging()
         await self.services.start()

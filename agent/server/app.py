@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from agent.runtime.controller import Controller
 from agent.runtime.health import State
-from agent.server import api, debug, graphsvg, pages
+from agent.server import api, debug, graphsvg, pages, peers
 from agent.server.livefeed import LiveFeed
 from agent.syntax.diag import DiagnosticsError
 
@@ -182,6 +182,7 @@ def build_app(
         Route("/api/v0/web/relabel", relabel_list, methods=["GET"]),
         Route("/api/v0/web/relabel", relabel_run, methods=["POST"]),
         Route("/api/v0/web/live", live_samples),
+        Route("/api/v0/web/peers", peers.peers(controller)),
         Mount("/assets", StaticFiles(directory=ASSETS), name="assets"),
         Route("/component/{id:path}", page("component")),
         *(Route("/" + p.path, page(name)) for name, p in pages.PAGES.items() if name != "component"),
@@ -191,6 +192,8 @@ def build_app(
         Route("/-/ready", ready),
         Route("/-/healthy", healthy),
         Route("/-/reload", do_reload, methods=["POST", "GET"]),
+        # Cluster traffic goes to the agent itself, never through the UI's reverse proxy.
+        Route(peers.PUSH_PULL_PATH, peers.push_pull(controller), methods=["POST"]),
     ]
     if prefix:
         routes += [Mount(prefix, routes=ui), Route("/", lambda _: RedirectResponse(prefix + "/"))]

@@ -94,6 +94,9 @@ def test_folder_config_file_watcher_and_sigint(tmp_path):
     try:
         procs.wait_http(agent.url + "/-/ready", proc=agent.popen)
         assert relabel_output(agent.url)[0]["env"] == "ENV"
+        # --cluster.enabled with no peers: a cluster of one, this agent a participant.
+        peers = httpx.get(agent.url + "/api/v0/web/peers", timeout=5).json()
+        assert [(p["isSelf"], p["state"], p["liveness"]) for p in peers] == [(True, "participant", "alive")]
         # Changing one file on disk is picked up without being asked.
         (folder / "b.alloy").write_text(SELF.replace('prometheus.exporter.self "a" { }', "").replace("ENV", "changed"))
         procs.eventually(lambda: relabel_output(agent.url)[0]["env"] == "changed", timeout=20)
@@ -104,7 +107,7 @@ def test_folder_config_file_watcher_and_sigint(tmp_path):
         assert agent.stop(signal.SIGINT, timeout=10) == 0
         log = agent.log_text()
         assert '"msg": "config reloaded"' in log  # the logging block switched the format to JSON
-        assert "clustering is not supported yet" in log
+        assert "cluster node started" in log and "clustering is not supported yet" not in log
     finally:
         agent.stop()
 

@@ -2,9 +2,10 @@
 
 The cluster is the in-test service prometheus.scrape's clustering tests use
 (owns, owner, name, seed, subscribe): this agent "a" owns one real target,
-peer "b" the other. ``/api/v0/web/peers`` belongs to the cluster wiring, so
-here a stand-in route answers it in Alloy's shape for a three-agent cluster,
-with one extra field, to show the page renders what the endpoint gives.
+peer "b" the other. That service has no members, so a stand-in route answers
+``/api/v0/web/peers`` in Alloy's shape for a three-agent cluster, with one
+extra field, to show the page renders what the endpoint gives; the page over
+three real clustered agents is tested in tests/ui/test_cluster_agents.py.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def clustered(tmp_path_factory) -> Iterator[tuple[str, str, str, Path]]:
             pass
 
         app = build_app(c, reload, CollectorRegistry(), live=svc.get(LIVE_DEBUGGING))
-        app.router.routes.append(Route("/api/v0/web/peers", peers))
+        # Ahead of the real route: the in-test cluster has owners, not members.
+        app.router.routes.insert(0, Route("/api/v0/web/peers", peers))
         server = HTTPServer(app, bind("127.0.0.1:0"))
         await server.start()
         box["url"] = f"http://{server.address}"

@@ -118,7 +118,12 @@
       if (!Array.isArray(peers) || !peers.length) { show(h("p", { class: "disabled" }, "Clustering disabled: this agent scrapes every target itself.")); return; }
       const base = ["name", "addr", "state", "isSelf"];
       const extra = [...new Set(peers.flatMap((p) => Object.keys(p)))].filter((k) => !base.includes(k));
-      show(h("p", {}, peers.length + " peers."), table(["Name", "Address", "State", "This agent", ...extra], peers.map((p) => [
+      // Without --cluster.enabled the endpoint answers as Alloy does, a cluster of one
+      // (this agent, with none of the members' fields the cluster adds).
+      const alone = peers.length === 1 && peers[0].isSelf && !("role" in peers[0]);
+      show(h("p", { class: alone ? "disabled" : null }, alone
+        ? "Clustering disabled: this agent is a cluster of one and scrapes every target itself."
+        : peers.length + " peers."), table(["Name", "Address", "State", "This agent", ...extra], peers.map((p) => [
         p.name, p.addr, state(p.state), p.isSelf ? "yes" : "",
         ...extra.map((k) => typeof p[k] === "object" ? h("pre", {}, JSON.stringify(p[k], null, 1)) : p[k])])));
     },

@@ -1,0 +1,196 @@
+"""``shoal run``'s ``--cluster.*`` flags, with Alloy's names and meanings, to a cluster service.
+
+Kept apart from run.py so the composition root holds one line per concern: the
+flags are declared here and turned into an ``agent.cluster.ClusterService``
+that gossips over UDP on the HTTP listen port's number and carries push-pull
+through the agent's own HTTP server, so clustering needs no extra port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from agent.cluster import Settings
+from agent.cluster.joinaddrs import resolve
+from agent.cluster.member import split_addr
+from agent.cluster.service import ClusterService, Options
+from agent.components.prometheus_scrape import PrometheusScrape
+from agent.runtime.controller import Controller
+from agent.server.http import parse_listen_addr
+from agent.syntax.value import Duration
+
+# Accepted for compatibility with Alloy's command lines; a warning says what is ignored.
+UNSUPPORTED = {
+    "advertise-interfaces": "set --cluster.advertise-address instead",
+    "discover-peers": "go-discover providers are not supported; use --cluster.join-addresses "
+    "(DNS names resolve to every A record, names without a port as SRV records)",
+    "enable-tls": "TLS between peers is not supported yet",
+    "tls-ca-path": "TLS between peers is not supported yet",
+    "tls-cert-path": "TLS between peers is not supported yet",
+    "tls-key-path": "TLS between peers is not supported yet",
+    "tls-server-name": "TLS between peers is not supported yet",
+}
+
+
+class FlagError(ValueError):
+    """A cluster flag with a value that cannot work, with the reason."""
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("clustering (Alloy's flags)")
+    g.add_argument("--cluster.enabled", dest="cluster_enabled", nargs="?", const="true", default="false",
+                   help="join a cluster and share the targets of components with clustering enabled")
+    g.add_argument("--cluster.node-name", dest="cluster_node_name", default="",
+                   help="this agent's unique name in the cluster (default: the hostname)")
+    g.add_argument("--cluster.advertise-address", dest="cluster_advertise_address", default="",
+                   help="address peers reach this agent at (default: the listen host, or the "
+                        "hostname's address when listening on every address)")
+    g.add_argument("--cluster.join-addresses", dest="cluster_join_addresses", default="",
+                   help="comma-separated peers: IP[:port], DNS name:port (every A record), "
+                        "or a DNS name without port (SRV record)")
+    g.add_argument("--cluster.rejoin-interval", dest="cluster_rejoin_interval", default="60s",
+                   help="how often to rejoin the join addresses, healing partitions; 0 disables")
+    g.add_argument("--cluster.max-join-peers", dest="cluster_max_join_peers", type=int, default=5,
+                   help="how many of the join addresses to join at start; 0: all")
+    g.add_argument("--cluster.name", dest="cluster_name", default="",
+                   help="agents only form a cluster with agents of the same name")
+    g.add_argument("--cluster.wait-for-size", dest="cluster_wait_for_size", type=int, default=0,
+                   help="components own no targets until this many agents are in the cluster; 0 disables")
+    g.add_argument("--cluster.wait-timeout", dest="cluster_wait_timeout", default="0s",
+                   help="stop waiting for --cluster.wait-for-size after this long; 0 waits forever")
+    # Failure-detector and stall settings as name=value,... for tests and drills (docs/clustering.md).
+    g.add_argument("--cluster.tuning", dest="cluster_tuning", default="", help=argparse.SUPPRESS)
+    for flag in UNSUPPORTED:
+        g.add_argument(f"--cluster.{flag}", dest=_dest(flag), nargs="?", const="true", default=None,
+                       help=argparse.SUPPRESS)
+
+
+def _dest(flag: str) -> str:
+    return "cluster_" + flag.replace("-", "_")
+
+
+def enabled(args: argparse.Namespace) -> bool:
+    return str(args.cluster_enabled).lower() in ("true", "1", "yes")
+
+
+def ignored(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, why) for each unsupported flag given."""
+    return [(f"--cluster.{f}", why) for f, why in UNSUPPORTED.items() if getattr(args, _dest(f)) is not None]
+
+
+def _tuning(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    settings_fields = {f.name: f for f in dataclasses.fields(Settings)}
+    option_fields = {f.name: f for f in dataclasses.fields(Options)}
+    to_settings: dict[str, Any] = {}
+    to_options: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, sep, value = item.partition("=")
+        target = to_settings if name in settings_fields else to_options if name in option_fields else None
+        if not sep or target is None or name in ("name", "keys", "seed", "cluster_name"):
+            raise FlagError(f"--cluster.tuning: {item!r} is not name=value of a tunable setting")
+        kind = (settings_fields.get(name) or option_fields[name]).type
+        try:
+            target[name] = int(value) if kind == "int" else float(Duration(value) if value[-1:].isalpha() else value)
+        except ValueError as exc:
+            raise FlagError(f"--cluster.tuning: {item!r}: {exc}") from None
+    return to_settings, to_options
+
+
+def _seconds(flag: str, value: str) -> float:
+    try:
+        return float(Duration(value))
+    except ValueError as exc:
+        raise FlagError(f"--cluster.{flag}: {exc}") from None
+
+
+def _advertise_host(args: argparse.Namespace, listen_host: str) -> str:
+    if args.cluster_advertise_address:
+        addr = args.cluster_advertise_address
+        return split_addr(addr)[0] if ":" in addr else addr
+    if listen_host not in ("", "0.0.0.0", "::"):
+        return listen_host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError as exc:
+        raise FlagError(f"cannot find an address to advertise ({exc}); set --cluster.advertise-address") from None
+
+
+def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]]:
+    """(on time, due) over every prometheus.scrape's targets, for the progress the agent gossips.
+
+    A target is due once it has been scraped; it is late when its last scrape (or the end
+    of the last stall, ``since``) is more than two intervals and a timeout ago.
+    """
+    def measure(since: float) -> tuple[int, int]:
+        now = time.time()
+        on_time = due = 0
+        for node in controller.nodes():
+            component = node.component
+            if not isinstance(component, PrometheusScrape):
+                continue
+            for t in component.pool.targets():
+                if t.last_scrape <= 0:
+                    continue
+                due += 1
+                on_time += now - max(t.last_scrape, since) <= 2 * t.interval + t.timeout
+        return on_time, due
+
+    return measure
+
+
+def install_debug_stall(log: Any) -> None:
+    """Test-only: with SHOAL_DEBUG_STALL_SIGNAL set, SIGUSR1 blocks the agent's event loop for
+    SHOAL_DEBUG_STALL_SECONDS (default 8) while the cluster's protocol thread keeps answering:
+    the case progress-based demotion exists for. Without the variable nothing is installed.
+    """
+    if not os.environ.get("SHOAL_DEBUG_STALL_SIGNAL"):
+        return
+    seconds = float(os.environ.get("SHOAL_DEBUG_STALL_SECONDS", "8"))
+
+    def block() -> None:
+        log.warning("debug: blocking the event loop", seconds=seconds)
+        time.sleep(seconds)  # deliberately on the event loop: that is the fault injected
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, block)
+
+
+def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
+    """The service the flags describe, and warnings (join addresses that did not resolve)."""
+    listen_host, listen_port = parse_listen_addr(args.listen_addr)
+    if listen_port == 0:
+        raise FlagError("--cluster.enabled needs a fixed --server.http.listen-addr port: gossip uses its number")
+    settings_over, options_over = _tuning(args.cluster_tuning)
+    rejoin = _seconds("rejoin-interval", args.cluster_rejoin_interval)
+    try:
+        settings = Settings(**{
+            "name": args.cluster_node_name or socket.gethostname(),
+            "bind_host": listen_host if listen_host not in ("", "::") else "0.0.0.0",
+            "bind_port": listen_port,
+            "advertise_host": _advertise_host(args, listen_host),
+            "cluster_name": args.cluster_name,
+            "rejoin_interval": rejoin if rejoin > 0 else 1e9,  # 0: never
+            **settings_over,
+        })
+    except ValueError as exc:
+        raise FlagError(str(exc)) from None
+    join, errors = resolve(args.cluster_join_addresses, listen_port)
+    if args.cluster_max_join_peers < 0 or args.cluster_wait_for_size < 0:
+        raise FlagError("--cluster.max-join-peers and --cluster.wait-for-size must not be negative")
+    options = Options(
+        join=tuple(join),
+        max_join_peers=args.cluster_max_join_peers,
+        wait_for_size=args.cluster_wait_for_size,
+        wait_timeout=_seconds("wait-timeout", args.cluster_wait_timeout),
+        **options_over,
+    )
+    return ClusterService(settings, options, registry=REGISTRY), errors

@@ -1,0 +1,79 @@
+"""The cluster service's local rules on a real node: draining when behind, a hold-down to return,
+a stall of the agent's loop holding ownership back, progress-stale members owning nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agent.cluster import Role, Settings
+from agent.cluster.service import ClusterService, Options
+from tests.cluster.helpers import next_host
+
+FAST = Options(
+    progress_interval=0.1, behind_checks=2, healthy_hold=1.0, tick=0.05,
+    stall_threshold=0.5, stall_hold=0.5, leave_grace=0.0,
+)
+
+
+def service(progress: list[tuple[int, int]]) -> ClusterService:
+    """A one-member cluster whose scrape progress is whatever ``progress[0]`` holds."""
+    return ClusterService(
+        Settings(name="solo", bind_host=next_host(), cluster_name="svc"),
+        FAST,
+        scrape_progress=lambda _since: progress[0],
+    )
+
+
+def test_falling_behind_drains_and_returns_only_after_a_healthy_hold() -> None:
+    async def run() -> list[Role]:
+        progress = [(10, 10)]
+        svc = service(progress)
+        roles: list[Role] = []
+        await svc.start()
+        try:
+            key = b"some-target"
+
+            async def watch(until: float) -> None:
+                while time.monotonic() < until:
+                    me = svc.node.local()
+                    if me is not None and (not roles or roles[-1] is not me.role):
+                        roles.append(me.role)
+                    await asyncio.sleep(0.02)
+
+            await watch(time.monotonic() + 0.5)
+            assert svc.owns(key)
+            progress[0] = (1, 10)  # most scrapes late: behind
+            await watch(time.monotonic() + 0.8)
+            assert svc.draining and not svc.owns(key)
+            # Flapping input: healthy for less than the hold, then behind again, then healthy.
+            for state in [(10, 10), (1, 10), (10, 10), (1, 10)]:
+                progress[0] = state
+                await watch(time.monotonic() + 0.3)
+            assert svc.draining
+            progress[0] = (10, 10)
+            await watch(time.monotonic() + 1.8)
+            assert not svc.draining and svc.owns(key)
+        finally:
+            await svc.stop()
+        return roles
+
+    assert asyncio.run(run()) == [Role.PARTICIPANT, Role.DRAINING, Role.PARTICIPANT]
+
+
+def test_a_stalled_loop_owns_nothing_until_the_hold_ends() -> None:
+    async def run() -> tuple[bool, bool, bool, int]:
+        svc = service([(0, 0)])
+        await svc.start()
+        try:
+            await asyncio.sleep(0.3)
+            before = svc.owns(b"k")
+            time.sleep(1.0)  # the agent's loop blocked, as by SIGSTOP or a CPU-bound callback
+            during = svc.owns(b"k")
+            await asyncio.sleep(0.8)
+            return before, during, svc.owns(b"k"), svc.stalls
+        finally:
+            await svc.stop()
+
+    before, during, after, stalls = asyncio.run(run())
+    assert (before, during, after) == (True, False, True) and stalls == 1
