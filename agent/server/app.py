@@ -86,6 +86,10 @@ def build_app(
             return PlainTextResponse("Alloy is ready.\n")
         return PlainTextResponse("Alloy is not ready.\n", status_code=503)
 
+    async def status(_: Request) -> Response:
+        # What every page shows above its data: whether the configuration on disk was refused.
+        return JSONResponse({"ready": state.ready, "configError": state.config_error})
+
     async def healthy(_: Request) -> Response:
         bad = [n for n in controller.nodes() if n.health().state in (State.UNHEALTHY, State.EXITED)]
         if not bad:
@@ -183,6 +187,7 @@ def build_app(
         Route("/api/v0/web/relabel", relabel_run, methods=["POST"]),
         Route("/api/v0/web/live", live_samples),
         Route("/api/v0/web/peers", peers.peers(controller)),
+        Route("/api/v0/web/status", status),
         Mount("/assets", StaticFiles(directory=ASSETS), name="assets"),
         Route("/component/{id:path}", page("component")),
         *(Route("/" + p.path, page(name)) for name, p in pages.PAGES.items() if name != "component"),

@@ -86,6 +86,7 @@ def render(page: str, prefix: str, arg: str = "") -> str:
 <body data-page="{page}" data-arg="{escape(arg, quote=True)}">
 <a class="skip" href="{escape(p.path)}#main">Skip to content</a>
 <header><span class="brand">Shoal {escape(__version__)}</span><nav>{nav}</nav></header>
+<div id="config-banner" class="error" role="alert" hidden></div>
 <main id="main" tabindex="-1"><h1>{escape(p.title)}{': ' + escape(arg) if arg else ''}</h1>
 <p class="question">{escape(p.question)}</p>
 {p.body}

@@ -89,12 +89,16 @@ def test_a_configmap_swap_is_applied_and_a_broken_one_refused(tmp_path):
         assert "main.alloy:2:" in ready.text
         metrics = httpx.get(agent.url + "/metrics", timeout=10).text
         assert "alloy_config_last_load_successful 0.0" in metrics
+        # Every UI page shows this status above its data.
+        status = httpx.get(agent.url + "/api/v0/web/status", timeout=10).json()
+        assert status["ready"] and "main.alloy:2:" in status["configError"]
 
         # Fixing it clears the message.
         volume.write({"main.alloy": CONFIG.replace('"ENV"', '"fixed"')})
         procs.eventually(lambda: relabel_env(agent.url) == "fixed", timeout=20)
         ready = httpx.get(agent.url + "/-/ready", timeout=10)
         assert (ready.status_code, ready.text) == (200, "Alloy is ready.\n")
+        assert httpx.get(agent.url + "/api/v0/web/status", timeout=10).json()["configError"] == ""
         assert agent.stop(signal.SIGTERM, timeout=10) == 0
     finally:
         agent.stop()

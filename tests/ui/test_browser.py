@@ -238,3 +238,24 @@ def test_no_secret_in_any_page_or_answer(agent):
         assert PASSWORD not in r.text and TOKEN not in r.text, path
     r = httpx.get(base.removesuffix(PREFIX) + "/metrics")
     assert PASSWORD not in r.text and TOKEN not in r.text
+
+
+def test_a_refused_configuration_shows_on_every_page(agent, browser):
+    base, _, tmp = agent
+    root = base.removesuffix(PREFIX)
+    cfg = tmp / "main.alloy"
+    good = cfg.read_text()
+    cfg.write_text(good + '\ndiscovery.relabel "broken" {\n  targets = 1\n}\n')
+    try:
+        assert httpx.post(root + "/-/reload", timeout=30).status_code == 400
+        for path in ("/targets", "/remote-write"):
+            browser.get(base + path)
+            WebDriverWait(browser, 15).until(lambda d: d.find_element(By.ID, "config-banner").is_displayed())
+            assert "main.alloy:" in browser.find_element(By.ID, "config-banner").text
+        shoot(browser, tmp, "config-refused")
+    finally:
+        cfg.write_text(good)
+        assert httpx.post(root + "/-/reload", timeout=30).status_code == 200
+    browser.get(base + "/targets")
+    text_appears(browser, "targets match")
+    assert not browser.find_element(By.ID, "config-banner").is_displayed()

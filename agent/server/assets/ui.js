@@ -170,7 +170,17 @@
     for (const c of items) sel.append(h("option", { value: c[key] }, c[key]));
   }
 
+  // A configuration on disk that was refused leaves the last good one running: say so on every page.
+  async function banner() {
+    const el = document.getElementById("config-banner");
+    try {
+      const s = await get("api/v0/web/status");
+      el.hidden = !s.configError;
+      if (s.configError) el.replaceChildren(h("p", {}, "The configuration on disk was refused; the last good configuration keeps running:"), h("pre", {}, s.configError));
+    } catch (e) { el.hidden = true; }
+  }
   async function refresh() {
+    banner();
     try { await render[page](); stamp(); } catch (e) { show(h("p", { class: "error", role: "alert" }, "Error: " + e.message)); }
   }
   async function start() {
