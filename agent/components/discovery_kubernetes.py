@@ -8,7 +8,6 @@ and a :class:`Discoverer` (agent/discovery/kubernetes.py) does the rest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from agent.components._common import (
     check_url,
     client_options,
 )
+from agent.components._restartable import run_restartable
 from agent.discovery.kubeclient import ClientSettings, InCluster
 from agent.discovery.kubernetes import (
     ALLOWED_SELECTORS,
@@ -40,9 +40,6 @@ from agent.runtime.health import Health, State
 from agent.runtime.registry import register
 from agent.syntax.decode import attr, block
 from agent.syntax.value import Secret
-
-# How long to wait before trying again when the informers cannot be had (no credentials yet).
-RETRY = 5.0
 
 
 @dataclass
@@ -180,33 +177,17 @@ class DiscoveryKubernetes(Component):
         opts.set_exports(Exports())
 
     async def run(self) -> None:
+        async def start() -> Discoverer:
+            self._discoverer = await self._start(self.args)
+            self._error = ""
+            return self._discoverer
+
+        def failed(err: str) -> None:
+            self._error = err
+            self.opts.logger.warning("kubernetes discovery failed", err=err)
+
         try:
-            while True:
-                self._restart.clear()
-                task = restart = None
-                try:
-                    self._discoverer = await self._start(self.args)
-                    self._error = ""
-                    task = asyncio.ensure_future(self._discoverer.run())
-                    restart = asyncio.ensure_future(self._restart.wait())
-                    await asyncio.wait({task, restart}, return_when=asyncio.FIRST_COMPLETED)
-                    if task.done():
-                        task.result()  # a discoverer that failed shows on the health, below
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - any failure shows on the health and is retried
-                    self._error = str(exc) or type(exc).__name__
-                    self.opts.logger.warning("kubernetes discovery failed", err=self._error)
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._restart.wait(), RETRY)
-                finally:
-                    if restart is not None:
-                        restart.cancel()
-                    if task is not None:
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await task
-                    await self._stop()
+            await run_restartable(start, self._stop, self._restart, failed)
         finally:
             await self._stop()
 

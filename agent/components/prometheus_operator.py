@@ -11,7 +11,6 @@ debug info and ``shoal_operator_monitors``; credentials read from Secrets never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from agent.components._common import (
     http_client,
     rules,
 )
+from agent.components._restartable import run_restartable
 from agent.components.prometheus_scrape import ClusteringBlock, ClusterService
 from agent.discovery.kubeclient import ClientSettings, InCluster
 from agent.discovery.kubernetes import Metrics as DiscoveryMetrics
@@ -43,7 +43,6 @@ from agent.storage import Appendable, Fanout
 from agent.syntax.decode import attr, block
 from agent.syntax.value import Duration, Secret
 
-RETRY = 5.0
 _OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "", "DoesNotExist": "!"}
 
 
@@ -230,33 +229,18 @@ class _Operator(Component):
         return self.cluster if self.cluster is not None and args.clustering.enabled else None
 
     async def run(self) -> None:
+        async def start() -> Manager:
+            self.manager = await self._start(self.args)
+            self._error = ""
+            return self.manager
+
+        def failed(err: str) -> None:
+            self._error = err
+            self.opts.logger.warning("operator component failed", err=err)
+
         unsubscribe = self.cluster.subscribe(self._rebalance) if self.cluster is not None else None
         try:
-            while True:
-                self._restart.clear()
-                task = restart = None
-                try:
-                    self.manager = await self._start(self.args)
-                    self._error = ""
-                    task = asyncio.ensure_future(self.manager.run())
-                    restart = asyncio.ensure_future(self._restart.wait())
-                    await asyncio.wait({task, restart}, return_when=asyncio.FIRST_COMPLETED)
-                    if task.done():
-                        task.result()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - shown on the health and retried
-                    self._error = str(exc) or type(exc).__name__
-                    self.opts.logger.warning("operator component failed", err=self._error)
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._restart.wait(), RETRY)
-                finally:
-                    for t in (restart, task):
-                        if t is not None:
-                            t.cancel()
-                            with contextlib.suppress(asyncio.CancelledError, Exception):
-                                await t
-                    await self._stop()
+            await run_restartable(start, self._stop, self._restart, failed)
         finally:
             if unsubscribe is not None:
                 unsubscribe()
