@@ -62,6 +62,10 @@ def parse(sources: list[Source]) -> list[ast.File]:
 
 
 def render_all(exc: DiagnosticsError, sources: list[Source]) -> str:
-    """Every diagnostic as ``file:line:col: message`` with its source line and a caret."""
+    """Every diagnostic as ``file:line:col: message`` with its source line and a caret.
+
+    String literals on the shown lines are masked: this text goes to the agent's log and
+    HTTP API, where an inline password must not appear.
+    """
     by_name = {s.name: s.text for s in sources}
-    return "\n".join(render(d, by_name.get(d.pos.file)) for d in exc.diagnostics)
+    return "\n".join(render(d, by_name.get(d.pos.file), redact=True) for d in exc.diagnostics)

@@ -53,6 +53,12 @@ def test_config_errors_are_printed_with_positions_and_nothing_starts(tmp_path):
         "  }\n"
         "}\n"
         'prometheus.unknown "u" { }\n'
+        'prometheus.remote_write "leak" {\n'
+        "  endpoint {\n"
+        '    url = "http://127.0.0.1:1/api/v1/write"\n'
+        '    bearer_token = "s3cr3t-token" + 1\n'
+        "  }\n"
+        "}\n"
     )
     port = procs.free_port()
     res = shoal("run", f"--server.http.listen-addr=127.0.0.1:{port}", f"--storage.path={tmp_path}/data", str(cfg))
@@ -63,6 +69,9 @@ def test_config_errors_are_printed_with_positions_and_nothing_starts(tmp_path):
     assert f'{cfg}:9:5: unrecognized attribute name "colour"' in err
     assert f"{cfg}:12:1: unrecognized component name 'prometheus.unknown'" in err
     assert "Traceback" not in err
+    # The source line is shown with its string literals masked: an inline secret stays out of logs.
+    assert f"{cfg}:16:37: cannot add string and number" in err and 'bearer_token = "***" + 1' in err
+    assert "s3cr3t" not in err
     assert not (tmp_path / "data").exists()
     # shoal validate reports the same problems.
     res = shoal("validate", str(cfg))
