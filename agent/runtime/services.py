@@ -12,10 +12,11 @@ engines behind it still know nothing of the runtime.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Iterator
 from typing import Any
+
+import structlog
 
 # The names services are registered under; a component asks for one of these.
 HTTP = "http"
@@ -34,7 +35,8 @@ class Services:
 
     def __init__(self, **services: Any) -> None:
         self._by_name: dict[str, Any] = {}
-        self._started: list[Any] = []
+        self._started: list[tuple[str, Any]] = []
+        self.log = structlog.get_logger("services")
         for name, service in services.items():
             self.add(name, service)
 
@@ -58,19 +60,22 @@ class Services:
 
     async def start(self) -> None:
         """Start the services that have a ``start`` method (a coroutine or not), in the order they were added."""
-        for service in self._by_name.values():
+        for name, service in self._by_name.items():
             start = getattr(service, "start", None)
             if start is not None:
                 started = start()
                 if inspect.isawaitable(started):
                     await started
-            self._started.append(service)
+            self._started.append((name, service))
 
     async def stop(self) -> None:
         """Stop what was started, last first; one that fails to stop does not keep the rest running."""
         while self._started:
-            service = self._started.pop()
+            name, service = self._started.pop()
             stop = getattr(service, "stop", None)
-            if stop is not None:
-                with contextlib.suppress(Exception):
-                    await stop()
+            if stop is None:
+                continue
+            try:
+                await stop()
+            except Exception as exc:  # noqa: BLE001 - logged; the others must still stop
+                self.log.error("service failed to stop", service=name, err=repr(exc))

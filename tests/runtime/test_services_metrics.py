@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
+import structlog.testing
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -123,10 +125,16 @@ def test_services_stop_last_first_and_a_failing_stop_does_not_keep_others_runnin
     async def go():
         svc = Services(a=S("a"), b=S("b", fail=True), c=S("c"))
         await svc.start()
-        await svc.stop()
+        with structlog.testing.capture_logs() as logs:
+            await svc.stop()
+        return logs
 
-    run(go())
+    logs = run(go())
     assert order == ["start a", "start b", "start c", "stop c", "stop b", "stop a"]
+    # The failure is not swallowed: it is logged with the service's name and the error.
+    assert [(e["event"], e["service"], e["err"]) for e in logs] == [
+        ("service failed to stop", "b", "RuntimeError('stuck')")
+    ]
     with pytest.raises(ServiceNotFound):
         Services().get("cluster")
     with pytest.raises(ValueError, match="registered twice"):
