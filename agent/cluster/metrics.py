@@ -83,4 +83,10 @@ class ClusterMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+        self.key_reloads = Counter(
+            "shoal_cluster_key_reloads_total",
+            "Times the gossip key file was read again after it changed, by result (ok, error).",
+            ["result"],
+            registry=r,
+        )
         self.proto_version.set(1)

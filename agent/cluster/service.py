@@ -30,13 +30,14 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
+from agent.cluster.keyfile import KeyFileError, read_keys, stamp
 from agent.cluster.member import Member, Progress, Role
 from agent.cluster.node import Node, View, asyncio_observer
 from agent.cluster.ring import Ring
@@ -91,6 +92,10 @@ class Options:
     on_time_min: float = 0.5  # share of scrapes on time below which it is falling behind
     behind_checks: int = 3  # consecutive behind measurements before draining
     healthy_hold: float = 30.0  # healthy this long before draining ends
+    # Looks --cluster.join-addresses up again (DNS A/SRV) before each rejoin; None: keep `join`.
+    resolve_join: Callable[[], list[str]] | None = field(default=None, compare=False)
+    key_file: str = ""  # --cluster.gossip-key-file, read again when it changes
+    key_check: float = 5.0  # how often the key file is checked for a change
 
 
 # (scrapes on time, scrapes due) from the agent's scrape pools; the argument is the unix time
@@ -113,7 +118,9 @@ class ClusterService:
         self.options = options
         self.name = settings.name
         self.seed = seed_of(settings.cluster_name)
-        self.node = Node(settings, registry=registry, dialer=dialer)
+        self.node = Node(settings, registry=registry, dialer=dialer,
+                         resolve_seeds=self._seeds_resolver())
+        self._key_stamp = stamp(options.key_file) if options.key_file else (0, 0, 0)
         self.log = structlog.get_logger("cluster").bind(node=settings.name)
         self._subscribers: list[Callable[[], None]] = []
         self._remove_observer: Callable[[], None] | None = None
@@ -158,6 +165,8 @@ class ClusterService:
             self._tasks.append(loop.create_task(self._wait_for_size(), name="cluster-wait"))
         if self.options.join:
             self._tasks.append(loop.create_task(self._join(), name="cluster-join"))
+        if self.options.key_file:
+            self._tasks.append(loop.create_task(self._watch_keys(), name="cluster-keys"))
 
     async def stop(self) -> None:
         """Announce terminating, then leave: peers take our targets without waiting to suspect us."""
@@ -330,6 +339,41 @@ class ClusterService:
             await asyncio.sleep(0.2)
         self._size_reached = True
         self._notify()  # the ring may not change, but what we may own did
+
+    def _seeds_resolver(self) -> Callable[[], list[str]] | None:
+        """The join addresses looked up again, cut to ``max_join_peers`` as at start."""
+        resolve = self.options.resolve_join
+        if resolve is None:
+            return None
+        limit = self.options.max_join_peers
+
+        def seeds() -> list[str]:
+            found = resolve()
+            return found[:limit] if limit > 0 else found
+
+        return seeds
+
+    async def _watch_keys(self) -> None:
+        """Rotation without a restart: read the key file again when it changes.
+
+        A file that cannot be used keeps the keys in force (counted, logged without content).
+        """
+        path = self.options.key_file
+        while True:
+            await asyncio.sleep(self.options.key_check)
+            now = stamp(path)
+            if now == self._key_stamp:
+                continue
+            self._key_stamp = now
+            try:
+                keys = await asyncio.to_thread(read_keys, path)
+            except KeyFileError as exc:
+                self.node.metrics.key_reloads.labels("error").inc()
+                self.log.error("gossip key file not usable; keeping the keys in force", err=str(exc))
+                continue
+            self.node.set_keys(keys)
+            self.node.metrics.key_reloads.labels("ok").inc()
+            self.log.info("gossip keys reloaded", keys=len(keys))
 
     async def _join(self) -> None:
         """Join through the peers given; those that did not answer are retried by the node."""

@@ -85,8 +85,11 @@ class Membership:
         metrics: ClusterMetrics,
         log: Any,
         on_change: Callable[[], None],
+        resolve_seeds: Callable[[], list[str]] | None = None,
     ) -> None:
         self.settings = settings
+        # Looks the join addresses up again (DNS) before each rejoin; blocking, so run in a thread.
+        self._resolve_seeds = resolve_seeds
         self.name = settings.name
         self.addr = addr
         self.metrics = metrics
@@ -471,8 +474,31 @@ class Membership:
     async def _rejoin_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.rejoin_interval)
-            if self._seeds and not self.leaving:
+            if self.leaving:
+                continue
+            if self._resolve_seeds is not None:
+                await self._reresolve()
+            if self._seeds:
                 await asyncio.gather(*(self._push_pull(a) for a in self._seeds))
+
+    async def _reresolve(self) -> None:
+        """Follow a headless Service whose pods changed: the names are looked up at each rejoin.
+
+        A lookup that fails or finds nobody keeps the previous addresses (a DNS outage
+        must not cut the node off from peers it could still reach).
+        """
+        assert self._resolve_seeds is not None
+        try:
+            found = await asyncio.to_thread(self._resolve_seeds)
+        except Exception as e:
+            self.log.warning("join addresses did not resolve; keeping the last ones",
+                             error=str(e) or type(e).__name__)
+            return
+        seeds = [a for a in found if a != self.addr]
+        if seeds and seeds != self._seeds:
+            self.log.info("join addresses changed", before=len(self._seeds), now=len(seeds),
+                          added=sorted(set(seeds) - set(self._seeds)))
+            self._seeds = seeds
 
     async def _reap_loop(self) -> None:
         while True:

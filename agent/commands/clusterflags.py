@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 
 from agent.cluster import Settings
 from agent.cluster.joinaddrs import resolve
+from agent.cluster.keyfile import KeyFileError, read_keys
 from agent.cluster.member import split_addr
 from agent.cluster.service import ClusterService, Options
 from agent.components.prometheus_scrape import PrometheusScrape
@@ -68,6 +69,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="components own no targets until this many agents are in the cluster; 0 disables")
     g.add_argument("--cluster.wait-timeout", dest="cluster_wait_timeout", default="0s",
                    help="stop waiting for --cluster.wait-for-size after this long; 0 waits forever")
+    g.add_argument("--cluster.gossip-key-file", dest="cluster_gossip_key_file", default="",
+                   help="Shoal: file of base64 AES keys (16, 24 or 32 bytes), one per line; the first "
+                        "seals gossip, every one opens it; read again when it changes (rotation)")
     # Failure-detector and stall settings as name=value,... for tests and drills (docs/clustering.md).
     g.add_argument("--cluster.tuning", dest="cluster_tuning", default="", help=argparse.SUPPRESS)
     for flag in UNSUPPORTED:
@@ -88,6 +92,9 @@ def ignored(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(f"--cluster.{f}", why) for f, why in UNSUPPORTED.items() if getattr(args, _dest(f)) is not None]
 
 
+_NOT_TUNABLE = ("name", "keys", "seed", "cluster_name", "join", "resolve_join", "key_file")
+
+
 def _tuning(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     settings_fields = {f.name: f for f in dataclasses.fields(Settings)}
     option_fields = {f.name: f for f in dataclasses.fields(Options)}
@@ -96,7 +103,7 @@ def _tuning(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     for item in filter(None, (x.strip() for x in text.split(","))):
         name, sep, value = item.partition("=")
         target = to_settings if name in settings_fields else to_options if name in option_fields else None
-        if not sep or target is None or name in ("name", "keys", "seed", "cluster_name"):
+        if not sep or target is None or name in _NOT_TUNABLE:
             raise FlagError(f"--cluster.tuning: {item!r} is not name=value of a tunable setting")
         kind = (settings_fields.get(name) or option_fields[name]).type
         try:
@@ -171,6 +178,12 @@ def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
         raise FlagError("--cluster.enabled needs a fixed --server.http.listen-addr port: gossip uses its number")
     settings_over, options_over = _tuning(args.cluster_tuning)
     rejoin = _seconds("rejoin-interval", args.cluster_rejoin_interval)
+    keys: tuple[bytes, ...] = ()
+    if args.cluster_gossip_key_file:
+        try:
+            keys = read_keys(args.cluster_gossip_key_file)
+        except KeyFileError as exc:
+            raise FlagError(f"--cluster.gossip-key-file: {exc}") from None
     try:
         settings = Settings(**{
             "name": args.cluster_node_name or socket.gethostname(),
@@ -178,6 +191,7 @@ def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
             "bind_port": listen_port,
             "advertise_host": _advertise_host(args, listen_host),
             "cluster_name": args.cluster_name,
+            "keys": keys,
             "rejoin_interval": rejoin if rejoin > 0 else 1e9,  # 0: never
             **settings_over,
         })
@@ -191,6 +205,9 @@ def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
         max_join_peers=args.cluster_max_join_peers,
         wait_for_size=args.cluster_wait_for_size,
         wait_timeout=_seconds("wait-timeout", args.cluster_wait_timeout),
+        # DNS names are looked up again at each rejoin: a headless Service's pods come and go.
+        resolve_join=lambda: resolve(args.cluster_join_addresses, listen_port)[0],
+        key_file=args.cluster_gossip_key_file,
         **options_over,
     )
     return ClusterService(settings, options, registry=REGISTRY), errors
