@@ -89,4 +89,11 @@ class ClusterMetrics:
             ["result"],
             registry=r,
         )
+        self.target_set_mismatch = Gauge(
+            "shoal_cluster_target_set_mismatch",
+            "Live peers whose targets for this clustered component differ from this agent's "
+            "(other keys, or the component missing there); 0 when every agent agrees.",
+            ["component_id"],
+            registry=r,
+        )
         self.proto_version.set(1)

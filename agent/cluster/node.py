@@ -21,7 +21,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from agent.cluster.keyring import Keyring
-from agent.cluster.member import Liveness, Member, Progress, Role, join_addr
+from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest, join_addr
 from agent.cluster.metrics import ClusterMetrics
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
@@ -223,6 +223,10 @@ class Node:
     def set_progress(self, progress: Progress) -> None:
         """Publishes at most once per ``metadata_min_interval``; the latest value wins."""
         self._post(lambda m: m.set_progress(progress))
+
+    def set_digests(self, digests: tuple[TargetDigest, ...]) -> None:
+        """Announce what our clustered components see (at most ``MAX_DIGESTS`` entries)."""
+        self._post(lambda m: m.set_digests(digests))
 
     def set_keys(self, keys: tuple[bytes, ...]) -> None:
         """Rotate the gossip keys (the first seals, all open); takes effect on the next packet."""

@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,8 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from agent.cluster.keyfile import KeyFileError, read_keys, stamp
-from agent.cluster.member import Member, Progress, Role
+from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest
+from agent.cluster.messages import MAX_DIGESTS
 from agent.cluster.node import Node, View, asyncio_observer
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
@@ -64,6 +65,33 @@ async def http_dialer(addr: str, frame: bytes, timeout: float = 2.0) -> bytes:
         if resp.status != 200:
             raise ConnectionError(f"push-pull to {addr}: HTTP {resp.status}")
         return body
+
+
+def component_hash(component_id: str) -> int:
+    """The 32-bit name of a clustered component on the wire."""
+    return int.from_bytes(
+        hashlib.blake2b(component_id.encode(), digest_size=4, person=b"shoal-comp").digest(), "little"
+    )
+
+
+def target_set_digest(keys: Iterable[bytes]) -> tuple[int, int]:
+    """(64-bit digest, count) of a set of target keys; the same set gives the same digest."""
+    h = hashlib.blake2b(digest_size=8, person=b"shoal-targets")
+    n = 0
+    for key in sorted(set(keys)):
+        h.update(len(key).to_bytes(4, "little"))
+        h.update(key)
+        n += 1
+    return int.from_bytes(h.digest(), "little"), n
+
+
+@dataclass
+class _Mismatch:
+    """One clustered component's disagreement with peers, as this agent last judged it."""
+
+    peers: dict[str, str]  # peer name -> what differs ("12 targets", "missing")
+    since: float  # monotonic time the set of disagreeing peers became non-empty
+    logged: float = -1e9  # monotonic time of the last warning
 
 
 def seed_of(cluster_name: str) -> int:
@@ -96,6 +124,10 @@ class Options:
     resolve_join: Callable[[], list[str]] | None = field(default=None, compare=False)
     key_file: str = ""  # --cluster.gossip-key-file, read again when it changes
     key_check: float = 5.0  # how often the key file is checked for a change
+    # A target-set mismatch lasting this long is logged (discovery on two agents is not in step
+    # to the millisecond); the metric and the API show it at once.
+    mismatch_grace: float = 10.0
+    mismatch_log_every: float = 60.0  # at most one mismatch line per component this often
 
 
 # (scrapes on time, scrapes due) from the agent's scrape pools; the argument is the unix time
@@ -138,11 +170,15 @@ class ClusterService:
         self._seen: dict[str, tuple[Progress, float]] = {}
         self._seen_lock = threading.Lock()
         self._ring = Ring((), settings.seed)
+        self._ring_names: frozenset[str] = frozenset()
         self.demoted: frozenset[str] = frozenset()  # members owning nothing for stale progress
         self.loop_lag = 0.0
         self._behind = 0
         self._healthy_since: float | None = None
         self.draining = False
+        # component id -> its digest, as announced; and what disagrees, as judged here.
+        self._digests: dict[str, TargetDigest] = {}
+        self.mismatches: dict[str, _Mismatch] = {}
 
     # -- lifecycle (the runtime's Services call these) --
 
@@ -159,6 +195,8 @@ class ClusterService:
             remove_view()
 
         self._remove_observer = remove
+        if self._digests:
+            self._announce_digests()
         self._tasks.append(loop.create_task(self._publish_progress(), name="cluster-progress"))
         self._tasks.append(loop.create_task(self._ticker(), name="cluster-ticker"))
         if not self._size_reached:
@@ -184,13 +222,43 @@ class ClusterService:
 
     # -- what components ask --
 
-    def owns(self, key: bytes) -> bool:
+    def owns(self, key: bytes, node: str = "") -> bool:
+        """Whether this agent scrapes the target; ``node``: see ``owner``."""
         if not self._can_own():
             return False
-        return self._ring.owner(key) == self.name
+        return self.owner(key, node) == self.name
 
-    def owner(self, key: bytes) -> str:
+    def owner(self, key: bytes, node: str = "") -> str:
+        """Who scrapes the target with this key.
+
+        ``node`` (node-affine targets: the Kubernetes node a pod or kubelet runs on) names
+        its owner when an agent of that name is a healthy participant in our ring; otherwise
+        the ring decides, so the target falls back to the others while that agent is
+        demoted, draining, dead or absent. Every agent applies the same rule to the same
+        view, so they agree without talking about it.
+        """
+        if node and node in self._ring_names:
+            return node
         return self._ring.owner(key) or ""
+
+    def report_targets(self, component_id: str, keys: Iterable[bytes]) -> None:
+        """A clustered component's current target keys: gossiped as a digest and compared."""
+        digest, count = target_set_digest(keys)
+        entry = TargetDigest(component_hash(component_id), digest, count)
+        if self._digests.get(component_id) != entry:
+            self._digests[component_id] = entry
+            self._announce_digests()
+
+    def forget_targets(self, component_id: str) -> None:
+        """The component left or stopped clustering: nothing to compare for it any more."""
+        if self._digests.pop(component_id, None) is not None:
+            self._announce_digests()
+        self.mismatches.pop(component_id, None)
+        self._forget_mismatch_metric(component_id)
+
+    def target_sets(self) -> dict[str, TargetDigest]:
+        """This agent's clustered components and what each sees."""
+        return dict(self._digests)
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -222,6 +290,62 @@ class ClusterService:
         return ""
 
     # -- internals --
+
+    def _announce_digests(self) -> None:
+        chosen = sorted(self._digests.items())[:MAX_DIGESTS]
+        if len(self._digests) > MAX_DIGESTS:
+            self.log.warning("more clustered components than target digests gossiped; "
+                             "the rest are not compared", components=len(self._digests),
+                             compared=MAX_DIGESTS)
+        with contextlib.suppress(RuntimeError):  # not started yet: announced at start
+            self.node.set_digests(tuple(d for _, d in chosen))
+
+    def _forget_mismatch_metric(self, component_id: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.node.metrics.target_set_mismatch.remove(component_id)
+
+    def _compare_target_sets(self, members: tuple[Member, ...]) -> None:
+        """Which live peers see other targets than we do, per clustered component.
+
+        A peer missing a component we cluster counts too: the ring gives it a share of
+        targets it will never scrape.
+        """
+        now = time.monotonic()
+        peers = [m for m in members
+                 if not m.is_self and m.liveness in (Liveness.ALIVE, Liveness.SUSPECT)]
+        for component_id, mine in sorted(self._digests.items())[:MAX_DIGESTS]:
+            differ: dict[str, str] = {}
+            for m in peers:
+                theirs = next((d for d in m.digests if d.component == mine.component), None)
+                if theirs is None:
+                    differ[m.name] = "missing"
+                elif theirs.digest != mine.digest:
+                    differ[m.name] = f"{theirs.targets} targets"
+            self.node.metrics.target_set_mismatch.labels(component_id).set(len(differ))
+            self._judge_mismatch(component_id, mine, differ, now)
+
+    def _judge_mismatch(
+        self, component_id: str, mine: TargetDigest, differ: dict[str, str], now: float
+    ) -> None:
+        known = self.mismatches.get(component_id)
+        if not differ:
+            if known is not None:
+                if known.logged > known.since:
+                    self.log.info("target sets agree again", component_id=component_id,
+                                  targets=mine.targets)
+                del self.mismatches[component_id]
+            return
+        if known is None:
+            known = self.mismatches[component_id] = _Mismatch(differ, now)
+        known.peers = differ
+        opts = self.options
+        if now - known.since >= opts.mismatch_grace and now - known.logged >= opts.mismatch_log_every:
+            known.logged = now
+            self.log.warning(
+                "peers see other targets for a clustered component; some targets may be scraped "
+                "twice or never", component_id=component_id, targets_here=mine.targets,
+                peers=dict(sorted(differ.items())),
+            )
 
     def _can_own(self) -> bool:
         now = time.monotonic()
@@ -322,7 +446,10 @@ class ClusterService:
             self.demoted = demoted
         if set(owners) != set(self._ring.names):
             self._ring = Ring(owners, self.settings.seed)
+            self._ring_names = frozenset(owners)
             self._notify()
+        if self._digests:
+            self._compare_target_sets(self.node.members())
 
     async def _wait_for_size(self) -> None:
         deadline = self.options.wait_timeout

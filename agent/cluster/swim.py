@@ -25,7 +25,7 @@ from typing import Any
 
 from agent.cluster.awareness import Awareness
 from agent.cluster.broadcast import BroadcastQueue
-from agent.cluster.member import Liveness, Member, Progress, Role
+from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest
 from agent.cluster.messages import (
     Ack,
     Dead,
@@ -60,10 +60,12 @@ class _Record:
     role: Role
     progress: Progress
     changed: float = field(default_factory=time.monotonic)
+    digests: tuple[TargetDigest, ...] = ()
 
     def state(self) -> State:
         return State(
-            self.name, self.addr, self.incarnation, self.role, self.progress, self.liveness
+            self.name, self.addr, self.incarnation, self.role, self.progress, self.liveness,
+            self.digests,
         )
 
 
@@ -167,6 +169,13 @@ class Membership:
             me.role = role
             self._publish_self()
 
+    def set_digests(self, digests: tuple[TargetDigest, ...]) -> None:
+        """What our clustered components see; gossiped with our state when it changes."""
+        me = self.members[self.name]
+        if me.digests != digests:
+            me.digests = digests
+            self._publish_self()
+
     def set_progress(self, progress: Progress) -> None:
         """Published now if the last publication is old enough, else at the next gossip tick."""
         self._pending_progress = progress
@@ -213,7 +222,8 @@ class Membership:
         r = self.members.get(s.name)
         if r is None:
             self.members[s.name] = _Record(
-                s.name, s.addr, s.incarnation, Liveness.ALIVE, s.role, s.progress
+                s.name, s.addr, s.incarnation, Liveness.ALIVE, s.role, s.progress,
+                digests=s.digests,
             )
             self._probe_list.insert(random.randint(0, len(self._probe_list)), s.name)
             self.metrics.events.labels("node_join").inc()
@@ -228,6 +238,7 @@ class Membership:
                 return
             was = r.liveness
             r.addr, r.incarnation, r.role, r.progress = s.addr, s.incarnation, s.role, s.progress
+            r.digests = s.digests
             r.liveness = Liveness.ALIVE
             if was is not Liveness.ALIVE:
                 r.changed = time.monotonic()
@@ -519,7 +530,8 @@ class Membership:
     def snapshot(self) -> tuple[Member, ...]:
         return tuple(
             Member(
-                r.name, r.addr, r.incarnation, r.liveness, r.role, r.progress, r.name == self.name
+                r.name, r.addr, r.incarnation, r.liveness, r.role, r.progress, r.name == self.name,
+                r.digests,
             )
             for r in sorted(self.members.values(), key=lambda r: r.name)
         )

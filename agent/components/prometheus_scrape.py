@@ -9,7 +9,7 @@ to one :class:`Fanout` whose receivers are swapped in place when
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,8 +30,9 @@ from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig
-from agent.scrape.ownership import Ownership
+from agent.scrape.ownership import Ownership, target_key, target_node
 from agent.scrape.pool import ScrapePool
+from agent.scrape.target import populate_labels
 from agent.storage import Appendable, Fanout, SampleBatch
 from agent.syntax.decode import attr, block
 from agent.syntax.value import Duration, Secret
@@ -46,6 +47,9 @@ class ClusteringBlock:
     """
 
     enabled: bool = attr(default=False)
+    # Shoal's own: a target on a Kubernetes node (its kubelet, cAdvisor, its pods) is scraped by
+    # the agent whose --cluster.node-name is that node while it is a healthy participant.
+    node_affine: bool = attr(default=False)
 
 
 @dataclass
@@ -138,6 +142,39 @@ class ClusterService(Ownership, Protocol):
         """Call ``callback`` on the event loop after ownership changed; returns an unsubscribe."""
         ...
 
+    def report_targets(self, component_id: str, keys: Iterable[bytes]) -> None:
+        """The keys of every target this component wants (owned or not), to compare with peers."""
+        ...
+
+    def forget_targets(self, component_id: str) -> None: ...
+
+
+class _NodeAffine:
+    """Ownership that hands the cluster each target's node, so the node's agent scrapes it."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.nodes: dict[bytes, str] = {}  # target key -> node, from the last sync
+
+    def owns(self, key: bytes) -> bool:
+        return bool(self.cluster.owns(key, self.nodes.get(key, "")))
+
+    def owner(self, key: bytes) -> str:
+        return str(self.cluster.owner(key, self.nodes.get(key, "")))
+
+
+def _target_nodes(config: ScrapeConfig, discovered: list[lbl.Labels]) -> dict[bytes, str]:
+    """Each wanted target's key and node, as the pool will key it (dropped targets left out)."""
+    out: dict[bytes, str] = {}
+    for d in discovered:
+        try:
+            final = populate_labels(d, config)
+        except ValueError:
+            continue
+        if final is not None:
+            out[target_key(final)] = target_node(d)
+    return out
+
 
 class LiveFeed(Protocol):
     """What ``prometheus.scrape`` needs of the live-debugging feed (``services.LIVE_DEBUGGING``)."""
@@ -187,6 +224,7 @@ class PrometheusScrape(Component):
             self.sink: Appendable = _LiveTap(opts.id, self.fanout, feed)
         except services.ServiceNotFound:
             self.sink = self.fanout
+        self._affine = _NodeAffine(self.cluster)
         self.pool = self._new_pool(args)
         self._running = False
         opts.registry.register(_MovedCollector(self))
@@ -199,18 +237,35 @@ class PrometheusScrape(Component):
         )
 
     def _ownership(self, args: Arguments) -> Ownership | None:
-        return self.cluster if self.cluster is not None and args.clustering.enabled else None
+        if self.cluster is None or not args.clustering.enabled:
+            return None
+        return self._affine if args.clustering.node_affine else self.cluster
+
+    def _sync(self, args: Arguments) -> None:
+        """Sync the pool; when clustered, first tell the cluster which targets we see (and where
+        each runs, for node affinity), so peers that see others are reported."""
+        discovered = targets_to_labels(args.targets)
+        if self.cluster is not None:
+            if args.clustering.enabled:
+                nodes = _target_nodes(args.to_config(self.opts.id), discovered)
+                self._affine.nodes = nodes
+                self.cluster.report_targets(self.opts.id, nodes.keys())
+            else:
+                self.cluster.forget_targets(self.opts.id)
+        self.pool.sync(discovered)
 
     async def run(self) -> None:
         self._running = True
         unsubscribe = self.cluster.subscribe(self.pool.rebalance) if self.cluster is not None else None
         try:
-            self.pool.sync(targets_to_labels(self.args.targets))
+            self._sync(self.args)
             await super().run()
         finally:
             self._running = False
             if unsubscribe is not None:
                 unsubscribe()
+            if self.cluster is not None:
+                self.cluster.forget_targets(self.opts.id)
             await self.pool.stop()
 
     async def update(self, args: Arguments) -> None:
@@ -219,7 +274,7 @@ class PrometheusScrape(Component):
         if self._running:
             self.pool.ownership = self._ownership(args)
             self.pool.update_config(args.to_config(self.opts.id))
-            self.pool.sync(targets_to_labels(args.targets))
+            self._sync(args)
         else:
             self.pool = self._new_pool(args)
 
