@@ -4,8 +4,9 @@ and node-affine ownership with its fall-back to the ring."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
@@ -35,6 +36,21 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> N
     raise AssertionError(f"not within {timeout:.0f}s: {what}")
 
 
+@contextlib.asynccontextmanager
+async def pair() -> AsyncIterator[tuple[tuple[ClusterService, CollectorRegistry], ...]]:
+    """Services a and b, started and joined; both stopped at the end."""
+    (a, ra), (b, rb) = make("a"), make("b")
+    await a.start()
+    await b.start()
+    try:
+        await asyncio.to_thread(b.node.join, [a.node.address])
+        await until(lambda: len(a.ring.names) == 2 and len(b.ring.names) == 2, "joined")
+        yield (a, ra), (b, rb)
+    finally:
+        await b.stop()
+        await a.stop()
+
+
 def mismatch(reg: CollectorRegistry) -> float | None:
     return reg.get_sample_value("shoal_cluster_target_set_mismatch", {"component_id": JOB})
 
@@ -49,12 +65,7 @@ def test_digest_is_of_the_set() -> None:
 
 def test_peers_that_see_other_targets_are_reported_and_converge() -> None:
     async def run() -> list[dict]:
-        (a, ra), (b, rb) = make("a"), make("b")
-        await a.start()
-        await b.start()
-        try:
-            await asyncio.to_thread(b.node.join, [a.node.address])
-            await until(lambda: len(a.ring.names) == 2 and len(b.ring.names) == 2, "joined")
+        async with pair() as ((a, ra), (b, rb)):
             with capture_logs() as logs:
                 a.report_targets(JOB, KEYS)
                 b.report_targets(JOB, KEYS)
@@ -72,9 +83,6 @@ def test_peers_that_see_other_targets_are_reported_and_converge() -> None:
                 assert a.mismatches[JOB].peers == {"b": "missing"}
                 assert mismatch(rb) is None  # b dropped its series
             return logs
-        finally:
-            await b.stop()
-            await a.stop()
 
     logs = asyncio.run(run())
     warned = [e for e in logs if e["event"].startswith("peers see other targets")]
@@ -85,12 +93,7 @@ def test_peers_that_see_other_targets_are_reported_and_converge() -> None:
 
 def test_node_affine_owner_while_healthy_and_the_ring_otherwise() -> None:
     async def run() -> None:
-        (a, _), (b, _) = make("a"), make("b")
-        await a.start()
-        await b.start()
-        try:
-            await asyncio.to_thread(b.node.join, [a.node.address])
-            await until(lambda: len(a.ring.names) == 2 and len(b.ring.names) == 2, "joined")
+        async with pair() as ((a, _), (b, _)):
             # Keys the ring gives to a, whose node is b: b scrapes them while b participates.
             keys = [k for k in KEYS if a.ring.owner(k) == "a"]
             assert keys
@@ -105,8 +108,5 @@ def test_node_affine_owner_while_healthy_and_the_ring_otherwise() -> None:
             b.node.set_role(Role.PARTICIPANT)
             await until(lambda: len(a.ring.names) == 2, "b back")
             assert not any(a.owns(k, "b") for k in keys)
-        finally:
-            await b.stop()
-            await a.stop()
 
     asyncio.run(run())
