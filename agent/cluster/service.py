@@ -128,11 +128,23 @@ class Options:
     # to the millisecond); the metric and the API show it at once.
     mismatch_grace: float = 10.0
     mismatch_log_every: float = 60.0  # at most one mismatch line per component this often
+    # Demotion by the figures a member gossips (the same rule on every agent, itself included):
+    # its WAL fsync stuck this long (the issue's "I/O wait over 20 s", caught earlier), or its
+    # remote-write lag over both this limit and this multiple of the participants' median (a
+    # backend outage that makes every agent lag demotes nobody). It returns after healthy_hold.
+    fsync_limit: float = 10.0
+    rw_lag_limit: float = 120.0
+    rw_lag_factor: float = 4.0
+    # Bad figures must last this long (observer's clock) before they demote: lags rise together
+    # in a backend outage but reach each agent's gossip up to a second or two apart.
+    figures_grace: float = 3.0
 
 
 # (scrapes on time, scrapes due) from the agent's scrape pools; the argument is the unix time
 # the last stall's hold-down ended: a scrape missed before then is the stall's, not lateness.
 ScrapeProgress = Callable[[float], tuple[int, int]]
+# (WAL fsync seconds, remote-write lag seconds), the worst over the agent's remote_write components.
+WriteProgress = Callable[[], tuple[float, float]]
 
 
 class ClusterService:
@@ -145,6 +157,7 @@ class ClusterService:
         registry: CollectorRegistry | None = None,
         dialer: Any = http_dialer,
         scrape_progress: ScrapeProgress | None = None,
+        write_progress: WriteProgress | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
@@ -166,6 +179,11 @@ class ClusterService:
         self.started_at = 0.0
         self.stalls = 0  # stalls of the agent's loop detected (each one held ownership back)
         self.scrape_progress = scrape_progress
+        self.write_progress = write_progress
+        # name -> monotonic time its gossiped figures were last judged bad, and why.
+        self._bad_figures: dict[str, tuple[float, str]] = {}
+        self._bad_since: dict[str, float] = {}  # name -> when its figures turned bad
+        self.demoted_why: dict[str, str] = {}
         # name -> (last progress seen, monotonic time it changed), kept by the protocol thread.
         self._seen: dict[str, tuple[Progress, float]] = {}
         self._seen_lock = threading.Lock()
@@ -390,10 +408,48 @@ class ClusterService:
             self.loop_lag = max(0.0, loop.time() - before - period)
             since = time.time() - max(0.0, time.monotonic() - self._stalled_until)
             on_time, due = self.scrape_progress(since) if self.scrape_progress is not None else (0, 0)
+            fsync, rw_lag = self._write_figures()
             self.node.set_progress(Progress(
-                scrapes_on_time=on_time, scrapes_due=due, loop_lag=self.loop_lag, timestamp=time.time()
+                scrapes_on_time=on_time, scrapes_due=due, loop_lag=self.loop_lag,
+                wal_fsync=fsync, remote_write_lag=rw_lag, timestamp=time.time(),
             ))
             self._judge_self(on_time, due, loop.time())
+
+    def _write_figures(self) -> tuple[float, float]:
+        if self.write_progress is None:
+            return 0.0, 0.0
+        try:
+            fsync, lag = self.write_progress()
+        except Exception:  # a component's bug must not stop the proof of progress
+            self.log.exception("reading WAL and remote-write progress failed")
+            return 0.0, 0.0
+        return max(0.0, float(fsync)), max(0.0, float(lag))
+
+    def _judge_figures(self, members: tuple[Member, ...], now: float) -> dict[str, str]:
+        """Members whose own figures say they cannot keep up, and why; held for healthy_hold."""
+        live = [m for m in members if m.owns_targets]
+        lags = sorted(m.progress.remote_write_lag for m in live)
+        median = lags[(len(lags) - 1) // 2] if lags else 0.0  # the lower one: two members work
+        opts = self.options
+        for m in live:
+            p = m.progress
+            why = ""
+            if p.wal_fsync > opts.fsync_limit:
+                why = f"WAL fsync {p.wal_fsync:.1f}s"
+            elif p.remote_write_lag > max(opts.rw_lag_limit, opts.rw_lag_factor * median):
+                why = f"remote-write lag {p.remote_write_lag:.0f}s (median {median:.0f}s)"
+            if why:
+                since = self._bad_since.setdefault(m.name, now)
+                if now - since >= opts.figures_grace:
+                    self._bad_figures[m.name] = (now, why)
+            else:
+                self._bad_since.pop(m.name, None)
+        names = {m.name for m in members}
+        for table in (self._bad_figures, self._bad_since):
+            for name in [n for n in table if n not in names]:
+                del table[name]
+        return {name: why for name, (at, why) in self._bad_figures.items()
+                if now - at < opts.healthy_hold}
 
     def _judge_self(self, on_time: int, due: int, now: float) -> None:
         if time.monotonic() < self._stalled_until + self.options.progress_interval:
@@ -436,20 +492,22 @@ class ClusterService:
                 name for name, (_, changed) in self._seen.items()
                 if now - changed > timeout and name != self.name
             )
-        owners = [m.name for m in self.node.members() if m.owns_targets and m.name not in stale]
-        demoted = frozenset(
-            m.name for m in self.node.members() if m.owns_targets and m.name in stale
-        )
+        members = self.node.members()
+        why = {name: "progress stale" for name in stale}
+        why.update(self._judge_figures(members, now))
+        owners = [m.name for m in members if m.owns_targets and m.name not in why]
+        demoted = frozenset(m.name for m in members if m.owns_targets and m.name in why)
+        self.demoted_why = {name: why[name] for name in demoted}
         if demoted != self.demoted:
             log = self.log.warning if demoted else self.log.info
-            log("members demoted for stale progress", demoted=sorted(demoted))
+            log("members demoted for their progress", demoted=self.demoted_why)
             self.demoted = demoted
         if set(owners) != set(self._ring.names):
             self._ring = Ring(owners, self.settings.seed)
             self._ring_names = frozenset(owners)
             self._notify()
         if self._digests:
-            self._compare_target_sets(self.node.members())
+            self._compare_target_sets(members)
 
     async def _wait_for_size(self) -> None:
         deadline = self.options.wait_timeout

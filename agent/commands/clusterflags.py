@@ -25,6 +25,7 @@ from agent.cluster.joinaddrs import resolve
 from agent.cluster.keyfile import KeyFileError, read_keys
 from agent.cluster.member import split_addr
 from agent.cluster.service import ClusterService, Options
+from agent.components.prometheus_remote_write import PrometheusRemoteWrite
 from agent.components.prometheus_scrape import PrometheusScrape
 from agent.runtime.controller import Controller
 from agent.server.http import parse_listen_addr
@@ -151,6 +152,21 @@ def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]
                 due += 1
                 on_time += now - max(t.last_scrape, since) <= 2 * t.interval + t.timeout
         return on_time, due
+
+    return measure
+
+
+def write_progress(controller: Controller) -> Callable[[], tuple[float, float]]:
+    """The worst WAL fsync (seconds, one under way counts as it grows) and remote-write lag over
+    every prometheus.remote_write, for the progress the agent gossips."""
+    def measure() -> tuple[float, float]:
+        fsync = lag = 0.0
+        for node in controller.nodes():
+            component = node.component
+            if isinstance(component, PrometheusRemoteWrite):
+                f, g = component.write_progress()
+                fsync, lag = max(fsync, f), max(lag, g)
+        return fsync, lag
 
     return measure
 

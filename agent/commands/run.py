@@ -145,7 +145,9 @@ class Agent:
         REGISTRY.register(self.controller.metrics)
         self.lag = looplag.lag_histogram(REGISTRY)
         if clusterflags.enabled(self.args):  # the cluster's progress reads the scrape pools
-            self.services.get(services.CLUSTER).scrape_progress = clusterflags.scrape_progress(self.controller)
+            cluster = self.services.get(services.CLUSTER)
+            cluster.scrape_progress = clusterflags.scrape_progress(self.controller)
+            cluster.write_progress = clusterflags.write_progress(self.controller)
             clusterflags.install_debug_stall(self.log)
         self.controller.settings = graph.settings
         self._apply_logging()

@@ -64,7 +64,7 @@ def _target_sets(m: Member, mine: dict[str, TargetDigest]) -> dict[str, Any]:
 
 
 def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...], demoted: frozenset[str],
-            sets: dict[str, Any], differs: list[str]) -> dict[str, Any]:
+            sets: dict[str, Any], differs: list[str], why: dict[str, str]) -> dict[str, Any]:
     p = m.progress
     return {
         "name": m.name,
@@ -77,6 +77,7 @@ def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...],
         # By this agent's rule: participating, live, progressing (and, for itself, not held back).
         "ownsTargets": m.name in owners and not (m.is_self and holding_back),
         "demotedForProgress": m.name in demoted,
+        "demotedWhy": why.get(m.name, ""),
         "share": share,
         "progress": {
             "scrapesOnTime": p.scrapes_on_time,
@@ -117,7 +118,7 @@ def peers(controller: Controller) -> Handler:
         for m in members:
             differs = sorted(cid for cid, mm in mismatches.items() if m.name in mm.peers)
             answer.append(_member(m, shares.get(m.name, 0.0), held, owners, demoted,
-                                  _target_sets(m, mine), differs))
+                                  _target_sets(m, mine), differs, cluster.demoted_why))
         return JSONResponse(answer, headers={"X-Shoal-Generated": f"{time.time():.3f}"})
 
     return handler

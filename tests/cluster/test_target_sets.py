@@ -21,10 +21,10 @@ JOB = "prometheus.scrape.pods"
 KEYS = [f"pods\xffhttp\xff10.0.0.{i}:8080\xff/metrics".encode() for i in range(50)]
 
 
-def make(name: str) -> tuple[ClusterService, CollectorRegistry]:
+def make(name: str, opts: Options = OPTS) -> tuple[ClusterService, CollectorRegistry]:
     reg = CollectorRegistry()
     settings = Settings(name=name, bind_host=next_host(), cluster_name="sets", **FAST)
-    return ClusterService(settings, OPTS, registry=reg, dialer=None), reg
+    return ClusterService(settings, opts, registry=reg, dialer=None), reg
 
 
 async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -37,9 +37,11 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> N
 
 
 @contextlib.asynccontextmanager
-async def pair() -> AsyncIterator[tuple[tuple[ClusterService, CollectorRegistry], ...]]:
+async def pair(
+    opts: Options = OPTS,
+) -> AsyncIterator[tuple[tuple[ClusterService, CollectorRegistry], ...]]:
     """Services a and b, started and joined; both stopped at the end."""
-    (a, ra), (b, rb) = make("a"), make("b")
+    (a, ra), (b, rb) = make("a", opts), make("b", opts)
     await a.start()
     await b.start()
     try:
