@@ -41,6 +41,7 @@ from agent.cluster.keyfile import KeyFileError, read_keys, stamp
 from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest
 from agent.cluster.messages import MAX_DIGESTS
 from agent.cluster.node import Node, View, asyncio_observer
+from agent.cluster.peertls import PeerTLS
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
 
@@ -49,22 +50,38 @@ PUSH_PULL_PATH = "/api/v0/cluster/push-pull"
 PUSH_PULL_TYPE = "application/x-shoal-cluster"
 
 
-async def http_dialer(addr: str, frame: bytes, timeout: float = 2.0) -> bytes:
-    """Carry one sealed push-pull frame to a peer's HTTP server (its gossip port's number).
+class HTTPDialer:
+    """Carry one sealed push-pull frame to a peer's HTTP server (its gossip port's number),
+    over HTTPS with our certificate when peer TLS is configured.
 
     A session per exchange: push-pull happens every few seconds, and the call
     runs on the protocol thread's own event loop, where no shared session lives.
     """
-    url = f"http://{addr}{PUSH_PULL_PATH}"
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
-    async with (
-        aiohttp.ClientSession(timeout=client_timeout) as session,
-        session.post(url, data=frame, headers={"Content-Type": PUSH_PULL_TYPE}) as resp,
-    ):
-        body = await resp.read()
-        if resp.status != 200:
-            raise ConnectionError(f"push-pull to {addr}: HTTP {resp.status}")
-        return body
+
+    def __init__(self, tls: PeerTLS | None = None) -> None:
+        self._ssl = tls.client_context() if tls is not None else None
+        self._server_name = tls.server_name if tls is not None else ""
+
+    async def __call__(self, addr: str, frame: bytes, timeout: float = 2.0) -> bytes:
+        scheme = "https" if self._ssl is not None else "http"
+        extra: dict[str, Any] = {}
+        if self._ssl is not None:
+            extra["ssl"] = self._ssl
+            if self._server_name:
+                extra["server_hostname"] = self._server_name
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as session,
+            session.post(f"{scheme}://{addr}{PUSH_PULL_PATH}", data=frame,
+                         headers={"Content-Type": PUSH_PULL_TYPE}, **extra) as resp,
+        ):
+            body = await resp.read()
+            if resp.status != 200:
+                raise ConnectionError(f"push-pull to {addr}: HTTP {resp.status}")
+            return body
+
+
+http_dialer = HTTPDialer()
 
 
 def component_hash(component_id: str) -> int:
@@ -124,6 +141,7 @@ class Options:
     resolve_join: Callable[[], list[str]] | None = field(default=None, compare=False)
     key_file: str = ""  # --cluster.gossip-key-file, read again when it changes
     key_check: float = 5.0  # how often the key file is checked for a change
+    tls: PeerTLS | None = None  # push-pull over HTTPS (--cluster.enable-tls)
     # A target-set mismatch lasting this long is logged (discovery on two agents is not in step
     # to the millisecond); the metric and the API show it at once.
     mismatch_grace: float = 10.0
@@ -155,7 +173,7 @@ class ClusterService:
         settings: Settings,
         options: Options = Options(),
         registry: CollectorRegistry | None = None,
-        dialer: Any = http_dialer,
+        dialer: Any = "http",
         scrape_progress: ScrapeProgress | None = None,
         write_progress: WriteProgress | None = None,
     ) -> None:
@@ -163,6 +181,8 @@ class ClusterService:
         self.options = options
         self.name = settings.name
         self.seed = seed_of(settings.cluster_name)
+        if dialer == "http":  # the default: push-pull through the peers' HTTP servers
+            dialer = HTTPDialer(options.tls)
         self.node = Node(settings, registry=registry, dialer=dialer,
                          resolve_seeds=self._seeds_resolver())
         self._key_stamp = stamp(options.key_file) if options.key_file else (0, 0, 0)

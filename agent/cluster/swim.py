@@ -115,6 +115,7 @@ class Membership:
         self._seeds: list[str] = []
         self._pending_progress: Progress | None = None
         self._last_publish = 0.0
+        self._join_warned = -1e9
         self.leaving = False
         self.transport = transport_factory(self)
 
@@ -469,7 +470,13 @@ class Membership:
         try:
             answer = await self.transport.exchange(addr, body, self.settings.tcp_timeout)
         except Exception as e:
-            self.log.debug("push-pull failed", peer=addr, error=str(e) or type(e).__name__)
+            error = str(e) or type(e).__name__
+            now = time.monotonic()
+            if join and now - self._join_warned >= 30.0:  # a TLS or key mismatch says so here
+                self._join_warned = now
+                self.log.warning("join through a peer failed; retrying", peer=addr, error=error)
+            else:
+                self.log.debug("push-pull failed", peer=addr, error=error)
             return False
         self.merge(answer.states)
         return True

@@ -14,6 +14,7 @@ import dataclasses
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from agent.cluster import Settings
 from agent.cluster.joinaddrs import resolve
 from agent.cluster.keyfile import KeyFileError, read_keys
 from agent.cluster.member import split_addr
+from agent.cluster.peertls import PeerTLS, PeerTLSError
 from agent.cluster.service import ClusterService, Options
 from agent.components.prometheus_remote_write import PrometheusRemoteWrite
 from agent.components.prometheus_scrape import PrometheusScrape
@@ -36,11 +38,6 @@ UNSUPPORTED = {
     "advertise-interfaces": "set --cluster.advertise-address instead",
     "discover-peers": "go-discover providers are not supported; use --cluster.join-addresses "
     "(DNS names resolve to every A record, names without a port as SRV records)",
-    "enable-tls": "TLS between peers is not supported yet",
-    "tls-ca-path": "TLS between peers is not supported yet",
-    "tls-cert-path": "TLS between peers is not supported yet",
-    "tls-key-path": "TLS between peers is not supported yet",
-    "tls-server-name": "TLS between peers is not supported yet",
 }
 
 
@@ -70,6 +67,17 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="components own no targets until this many agents are in the cluster; 0 disables")
     g.add_argument("--cluster.wait-timeout", dest="cluster_wait_timeout", default="0s",
                    help="stop waiting for --cluster.wait-for-size after this long; 0 waits forever")
+    g.add_argument("--cluster.enable-tls", dest="cluster_enable_tls", nargs="?", const="true",
+                   default="false", help="push-pull and join between peers over HTTPS; the HTTP "
+                   "server then serves TLS with the same certificate")
+    g.add_argument("--cluster.tls-ca-path", dest="cluster_tls_ca_path", default="",
+                   help="CA certificate file peers' certificates are checked against")
+    g.add_argument("--cluster.tls-cert-path", dest="cluster_tls_cert_path", default="",
+                   help="this agent's certificate file for peer TLS")
+    g.add_argument("--cluster.tls-key-path", dest="cluster_tls_key_path", default="",
+                   help="this agent's private key file for peer TLS")
+    g.add_argument("--cluster.tls-server-name", dest="cluster_tls_server_name", default="",
+                   help="name checked against peers' certificates (default: the address dialled)")
     g.add_argument("--cluster.gossip-key-file", dest="cluster_gossip_key_file", default="",
                    help="Shoal: file of base64 AES keys (16, 24 or 32 bytes), one per line; the first "
                         "seals gossip, every one opens it; read again when it changes (rotation)")
@@ -93,7 +101,26 @@ def ignored(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(f"--cluster.{f}", why) for f, why in UNSUPPORTED.items() if getattr(args, _dest(f)) is not None]
 
 
-_NOT_TUNABLE = ("name", "keys", "seed", "cluster_name", "join", "resolve_join", "key_file")
+_NOT_TUNABLE = ("name", "keys", "seed", "cluster_name", "join", "resolve_join", "key_file", "tls")
+
+
+def peer_tls(args: argparse.Namespace) -> PeerTLS | None:
+    """Alloy's --cluster.enable-tls and --cluster.tls-* flags; None when TLS is off."""
+    if not enabled(args) or str(args.cluster_enable_tls).lower() not in ("true", "1", "yes"):
+        return None
+    tls = PeerTLS(args.cluster_tls_ca_path, args.cluster_tls_cert_path, args.cluster_tls_key_path,
+                  args.cluster_tls_server_name)
+    try:
+        tls.check()
+    except PeerTLSError as exc:
+        raise FlagError(str(exc)) from None
+    return tls
+
+
+def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """What the HTTP server serves with: peers post push-pull to it over HTTPS."""
+    tls = peer_tls(args)
+    return None if tls is None else tls.server_context()
 
 
 def _tuning(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -224,6 +251,7 @@ def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
         # DNS names are looked up again at each rejoin: a headless Service's pods come and go.
         resolve_join=lambda: resolve(args.cluster_join_addresses, listen_port)[0],
         key_file=args.cluster_gossip_key_file,
+        tls=peer_tls(args),
         **options_over,
     )
     return ClusterService(settings, options, registry=REGISTRY), errors
