@@ -24,32 +24,13 @@ import trustme
 
 from agent.cluster.peertls import PeerTLS, PeerTLSError
 from tests import procs
-from tests.cluster.test_agents import free_port
+from tests.cluster.test_agents import config, free_port
 from tests.targets import Target
 
 pytestmark = pytest.mark.timeout(180)
 
 HOSTS = ["127.0.11.2", "127.0.11.3", "127.0.11.4", "127.0.11.5"]
 TUNING = "probe_interval=0.4,probe_timeout=0.2,push_pull_interval=2,key_check=0.5"
-
-
-def config(targets: list[Target]) -> str:
-    items = ", ".join(f'{{"__address__" = "{t.address}"}}' for t in targets)
-    return f"""
-prometheus.scrape "t" {{
-  targets = [{items}]
-  forward_to = [prometheus.remote_write.p.receiver]
-  scrape_interval = "1s"
-  clustering {{
-    enabled = true
-  }}
-}}
-prometheus.remote_write "p" {{
-  endpoint {{
-    url = "http://127.0.0.1:9/api/v1/write"
-  }}
-}}
-"""
 
 
 def b64key() -> str:
@@ -121,7 +102,7 @@ class Secure:
 def secure(tmp_path: Path) -> Iterator[Secure]:
     targets = [Target(f"sec_metric{{i=\"{i}\"}} {i}\n").start() for i in range(4)]
     cfg = tmp_path / "shoal.alloy"
-    cfg.write_text(config(targets))
+    cfg.write_text(config(targets, "http://127.0.0.1:9"))  # no backend: writes fail, harmless
     s = Secure(tmp_path, cfg)
     try:
         yield s
