@@ -47,8 +47,14 @@ class ClusteringBlock:
     """
 
     enabled: bool = attr(default=False)
-    # Shoal's own: a target on a Kubernetes node (its kubelet, cAdvisor, its pods) is scraped by
-    # the agent whose --cluster.node-name is that node while it is a healthy participant.
+
+
+@dataclass
+class ScrapeClusteringBlock(ClusteringBlock):
+    """prometheus.scrape's clustering block: Alloy's ``enabled`` plus Shoal's ``node_affine``."""
+
+    # A target on a Kubernetes node (its kubelet, cAdvisor, its pods) is scraped by the agent
+    # whose --cluster.node-name is that node while it is a healthy participant.
     node_affine: bool = attr(default=False)
 
 
@@ -88,7 +94,7 @@ class Arguments:
     basic_auth: BasicAuthBlock | None = block()
     authorization: AuthorizationBlock | None = block()
     tls_config: TLSBlock | None = block()
-    clustering: ClusteringBlock = block()
+    clustering: ScrapeClusteringBlock = block()
 
     def validate(self) -> None:
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
