@@ -157,3 +157,21 @@ def test_tls_flags_missing_or_unreadable_files_are_clear_errors(tmp_path: Path) 
         PeerTLS(str(tmp_path / "ca.pem"), str(tmp_path / "junk.pem"), str(tmp_path / "junk.pem")).check()
     with pytest.raises(PeerTLSError, match="CA file .*missing.pem"):
         PeerTLS(str(tmp_path / "missing.pem"), "c", "k").check()
+
+
+def test_a_bad_key_file_or_tls_file_stops_the_start_with_the_reason(tmp_path: Path) -> None:
+    cfg = tmp_path / "empty.alloy"
+    cfg.write_text("")
+    secret = base64.b64encode(os.urandom(20)).decode()  # 20 bytes: not an AES key size
+    keys = tmp_path / "keys"
+    keys.write_text(secret + "\n")
+    port = free_port("127.0.0.1")
+    for flags, reason in [
+        ([f"--cluster.gossip-key-file={keys}"], "line 1 decodes to 20 bytes"),
+        (["--cluster.enable-tls", f"--cluster.tls-ca-path={tmp_path / 'none.pem'}",
+          "--cluster.tls-cert-path=c", "--cluster.tls-key-path=k"], "CA file"),
+    ]:
+        p = procs.agent(tmp_path, cfg, "--cluster.enabled", *flags, port=port)
+        assert p.popen.wait(30) == 1
+        log = p.log_text()
+        assert reason in log and secret not in log
