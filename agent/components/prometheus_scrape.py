@@ -30,9 +30,8 @@ from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig
-from agent.scrape.ownership import Ownership, target_key, target_node
+from agent.scrape.ownership import Ownership, target_node
 from agent.scrape.pool import ScrapePool
-from agent.scrape.target import populate_labels
 from agent.storage import Appendable, Fanout, SampleBatch
 from agent.syntax.decode import attr, block
 from agent.syntax.value import Duration, Secret
@@ -169,19 +168,6 @@ class _NodeAffine:
         return str(self.cluster.owner(key, self.nodes.get(key, "")))
 
 
-def _target_nodes(config: ScrapeConfig, discovered: list[lbl.Labels]) -> dict[bytes, str]:
-    """Each wanted target's key and node, as the pool will key it (dropped targets left out)."""
-    out: dict[bytes, str] = {}
-    for d in discovered:
-        try:
-            final = populate_labels(d, config)
-        except ValueError:
-            continue
-        if final is not None:
-            out[target_key(final)] = target_node(d)
-    return out
-
-
 class LiveFeed(Protocol):
     """What ``prometheus.scrape`` needs of the live-debugging feed (``services.LIVE_DEBUGGING``)."""
 
@@ -248,17 +234,19 @@ class PrometheusScrape(Component):
         return self._affine if args.clustering.node_affine else self.cluster
 
     def _sync(self, args: Arguments) -> None:
-        """Sync the pool; when clustered, first tell the cluster which targets we see (and where
-        each runs, for node affinity), so peers that see others are reported."""
-        discovered = targets_to_labels(args.targets)
-        if self.cluster is not None:
-            if args.clustering.enabled:
-                nodes = _target_nodes(args.to_config(self.opts.id), discovered)
-                self._affine.nodes = nodes
-                self.cluster.report_targets(self.opts.id, nodes.keys())
-            else:
-                self.cluster.forget_targets(self.opts.id)
-        self.pool.sync(discovered)
+        if self.cluster is not None and not args.clustering.enabled:
+            self.cluster.forget_targets(self.opts.id)
+        self.pool.on_wanted = self._wanted
+        self.pool.sync(targets_to_labels(args.targets))
+
+    def _wanted(self, targets: list[tuple[bytes, lbl.Labels]]) -> None:
+        """The pool's wanted targets, before it asks who owns them: the cluster compares their
+        keys with peers', and node affinity needs each one's node."""
+        if self.cluster is None:
+            return
+        if self.args.clustering.node_affine:
+            self._affine.nodes = {key: target_node(discovered) for key, discovered in targets}
+        self.cluster.report_targets(self.opts.id, (key for key, _ in targets))
 
     async def run(self) -> None:
         self._running = True
