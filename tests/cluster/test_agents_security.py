@@ -10,6 +10,7 @@ key files (no restart) lets the refused agent in; no key reaches any log.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -18,11 +19,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 import trustme
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from agent.cluster.peertls import PeerTLS, PeerTLSError
+from agent.cluster.service import PUSH_PULL_PATH, HTTPDialer
+from agent.server.http import HTTPServer, bind
 from tests import procs
 from tests.cluster.test_agents import config, free_port
 from tests.targets import Target
@@ -175,3 +183,34 @@ def test_a_bad_key_file_or_tls_file_stops_the_start_with_the_reason(tmp_path: Pa
         assert p.popen.wait(30) == 1
         log = p.log_text()
         assert reason in log and secret not in log
+
+
+def test_the_dialer_checks_the_peer_against_the_tls_server_name(tmp_path: Path) -> None:
+    """A certificate that names only "shoal-peer", served on 127.0.0.1: the dialer reaches it when
+    told that server name and refuses it when it checks the address dialled."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("shoal-peer")
+    files = [tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem")]
+    ca.cert_pem.write_to_path(str(files[0]))
+    cert.cert_chain_pems[0].write_to_path(str(files[1]))
+    cert.private_key_pem.write_to_path(str(files[2]))
+    named = PeerTLS(*map(str, files), server_name="shoal-peer")
+
+    async def echo(request: Request) -> Response:
+        return Response(b"answer:" + await request.body())
+
+    async def run() -> tuple[bytes, str]:
+        app = Starlette(routes=[Route(PUSH_PULL_PATH, echo, methods=["POST"])])
+        server = HTTPServer(app, bind("127.0.0.1:0"), tls=named.server_context())
+        await server.start()
+        try:
+            answer = await HTTPDialer(named)(server.address, b"frame")
+            with pytest.raises(aiohttp.ClientError) as refused:
+                await HTTPDialer(PeerTLS(*map(str, files)))(server.address, b"frame")
+            return answer, str(refused.value)
+        finally:
+            await server.stop()
+
+    answer, refused = asyncio.run(run())
+    assert answer == b"answer:frame"
+    assert "certificate verify failed" in refused, refused
