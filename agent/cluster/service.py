@@ -19,7 +19,16 @@ one local rule: a member whose progress has not changed for
 compared across members) owns no targets in its ring. An agent that sees itself
 falling behind (loop lag over ``lag_limit`` or fewer than ``on_time_min`` of its
 scrapes on time) announces itself draining, and returns as a participant only
-after ``healthy_hold`` seconds of healthy progress, so it does not flap.
+after ``healthy_hold`` seconds of healthy progress, so it does not flap. The
+progress also carries the WAL's fsync time and the remote-write lag
+(``write_progress``), and every agent demotes a member whose own figures say it
+cannot keep up, by one rule.
+
+Beyond ownership: each clustered component reports its target keys
+(``report_targets``), gossiped as a digest and compared with every peer's, so
+agents that see different targets are reported instead of silently splitting
+them wrong; ``owns``/``owner`` take a target's node for node affinity; the
+gossip key file is read again when it changes (rotation without a restart).
 """
 
 from __future__ import annotations
@@ -79,9 +88,6 @@ class HTTPDialer:
             if resp.status != 200:
                 raise ConnectionError(f"push-pull to {addr}: HTTP {resp.status}")
             return body
-
-
-http_dialer = HTTPDialer()
 
 
 def component_hash(component_id: str) -> int:
