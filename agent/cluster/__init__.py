@@ -5,7 +5,7 @@ the wiring into ``shoal run`` holds a ``Node``. Import from here, not from the
 modules behind it.
 """
 
-from agent.cluster.member import Liveness, Member, Progress, Role
+from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest
 from agent.cluster.messages import BadMessage
 from agent.cluster.node import Node, Observer, View, asyncio_observer
 from agent.cluster.ring import Ring
@@ -23,6 +23,7 @@ __all__ = [
     "Ring",
     "Role",
     "Settings",
+    "TargetDigest",
     "View",
     "asyncio_observer",
 ]

@@ -29,6 +29,10 @@ class Keyring:
         self._aeads = [AESGCM(k) for k in keys]
         self._ad = b"shoal-cluster\x00" + cluster_name.encode()
 
+    def replace(self, keys: tuple[bytes, ...]) -> None:
+        """Install another set of keys (rotation); the caller's thread is the only user."""
+        self._aeads = [AESGCM(k) for k in keys]
+
     @property
     def enabled(self) -> bool:
         return bool(self._aeads)

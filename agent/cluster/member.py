@@ -37,6 +37,16 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class TargetDigest:
+    """What one clustered component sees, small enough to gossip: agents that see different
+    targets would split them wrongly (some scraped twice, some never), so they compare these."""
+
+    component: int  # 32-bit hash of the component id (ids are long; each agent knows its own)
+    digest: int  # 64-bit hash of the sorted target keys
+    targets: int  # how many targets
+
+
+@dataclass(frozen=True)
 class Member:
     """One member as a node sees it at one moment (a snapshot; never mutated)."""
 
@@ -47,6 +57,7 @@ class Member:
     role: Role
     progress: Progress
     is_self: bool = False
+    digests: tuple[TargetDigest, ...] = ()
 
     @property
     def owns_targets(self) -> bool:

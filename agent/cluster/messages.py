@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from agent.cluster.member import Liveness, Progress, Role, split_addr
+from agent.cluster.member import Liveness, Progress, Role, TargetDigest, split_addr
 from agent.protowire import varint
 
 PROTO_VERSION = 1
@@ -25,16 +25,19 @@ MAX_ADDR = 262
 MAX_MESSAGES = 64  # per UDP packet
 MAX_MEMBERS = 4096  # per push-pull
 MAX_COUNT = 10_000_000
+MAX_DIGESTS = 32  # clustered components compared per member (about 17 bytes each on the wire)
 
 _F = descriptor_pb2.FieldDescriptorProto
 _OPT, _REP = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
-_U32, _U64, _STR, _MSG, _D, _BOOL = (
+_U32, _U64, _STR, _MSG, _D, _BOOL, _X32, _X64 = (
     _F.TYPE_UINT32,
     _F.TYPE_UINT64,
     _F.TYPE_STRING,
     _F.TYPE_MESSAGE,
     _F.TYPE_DOUBLE,
     _F.TYPE_BOOL,
+    _F.TYPE_FIXED32,
+    _F.TYPE_FIXED64,
 )
 
 
@@ -66,6 +69,7 @@ def _build() -> dict[str, type]:
             ("timestamp", 6, _D),
         ],
     )
+    msg("Digest", [("component", 1, _X32), ("digest", 2, _X64), ("targets", 3, _U32)])
     msg(
         "State",
         [
@@ -75,6 +79,7 @@ def _build() -> dict[str, type]:
             ("role", 4, _U32),
             ("progress", 5, _MSG, "Progress"),
             ("liveness", 6, _U32),
+            ("digests", 7, _MSG, "Digest", "rep"),
         ],
     )
     msg(
@@ -176,6 +181,7 @@ class State:
     role: Role
     progress: Progress
     liveness: Liveness = Liveness.ALIVE
+    digests: tuple[TargetDigest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,10 @@ def _state_pb(s: State) -> object:
         role=int(s.role),
         progress=_progress_pb(s.progress),
         liveness=int(s.liveness),
+        digests=[
+            _PB["Digest"](component=d.component, digest=d.digest, targets=d.targets)
+            for d in s.digests
+        ],
     )
 
 
@@ -307,6 +317,11 @@ def _state(pb: object) -> State:
     p = pb.progress  # type: ignore[attr-defined]
     if p.on_time > MAX_COUNT or p.due > MAX_COUNT:
         raise BadMessage("invalid", "progress counts out of range")
+    digests = pb.digests  # type: ignore[attr-defined]
+    if len(digests) > MAX_DIGESTS:
+        raise BadMessage("invalid", f"{len(digests)} target digests (max {MAX_DIGESTS})")
+    if any(d.targets > MAX_COUNT for d in digests):
+        raise BadMessage("invalid", "target digest count out of range")
     try:
         role = Role(pb.role)  # type: ignore[attr-defined]
         liveness = Liveness(pb.liveness)  # type: ignore[attr-defined]
@@ -326,6 +341,7 @@ def _state(pb: object) -> State:
             timestamp=_finite(p.timestamp, "progress timestamp"),
         ),
         liveness=liveness,
+        digests=tuple(TargetDigest(d.component, d.digest, d.targets) for d in digests),
     )
 
 

@@ -83,4 +83,17 @@ class ClusterMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+        self.key_reloads = Counter(
+            "shoal_cluster_key_reloads_total",
+            "Times the gossip key file was read again after it changed, by result (ok, error).",
+            ["result"],
+            registry=r,
+        )
+        self.target_set_mismatch = Gauge(
+            "shoal_cluster_target_set_mismatch",
+            "Live peers whose targets for this clustered component differ from this agent's "
+            "(other keys, or the component missing there); 0 when every agent agrees.",
+            ["component_id"],
+            registry=r,
+        )
         self.proto_version.set(1)

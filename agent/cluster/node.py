@@ -21,7 +21,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from agent.cluster.keyring import Keyring
-from agent.cluster.member import Liveness, Member, Progress, Role, join_addr
+from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest, join_addr
 from agent.cluster.metrics import ClusterMetrics
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
@@ -61,11 +61,15 @@ class Node:
         registry: CollectorRegistry | None = None,
         logger: Any = None,
         dialer: Dialer | None = None,
+        resolve_seeds: Callable[[], list[str]] | None = None,
     ) -> None:
         """``dialer``: carry push-pull through another server instead of our TCP listener
-        (no TCP socket is bound then); the receiving side calls ``serve_push_pull``."""
+        (no TCP socket is bound then); the receiving side calls ``serve_push_pull``.
+        ``resolve_seeds``: look the join addresses up again before each rejoin (blocking;
+        run in a worker thread), so peers behind a DNS name that changed are followed."""
         self.settings = settings
         self._dialer = dialer
+        self._resolve_seeds = resolve_seeds
         self.metrics = ClusterMetrics(registry)
         self.log = logger or structlog.get_logger("cluster").bind(node=settings.name)
         self._keyring = Keyring(settings.keys, settings.cluster_name)
@@ -111,6 +115,7 @@ class Node:
                 self.metrics,
                 self.log,
                 self._schedule_notify,
+                self._resolve_seeds,
             )
             await self._membership.transport.start(udp, tcp)
             self._membership.start()
@@ -218,6 +223,17 @@ class Node:
     def set_progress(self, progress: Progress) -> None:
         """Publishes at most once per ``metadata_min_interval``; the latest value wins."""
         self._post(lambda m: m.set_progress(progress))
+
+    def set_digests(self, digests: tuple[TargetDigest, ...]) -> None:
+        """Announce what our clustered components see (at most ``MAX_DIGESTS`` entries)."""
+        self._post(lambda m: m.set_digests(digests))
+
+    def set_keys(self, keys: tuple[bytes, ...]) -> None:
+        """Rotate the gossip keys (the first seals, all open); takes effect on the next packet."""
+        for k in keys:
+            if len(k) not in (16, 24, 32):
+                raise ValueError("every key must be 16, 24 or 32 bytes (AES-128/192/256)")
+        self._running_loop().call_soon_threadsafe(self._keyring.replace, keys)
 
     def set_transport_filter(self, allow: Callable[[str], bool] | None) -> None:
         """Fault injection: drop all traffic with peers (host:port) for which ``allow`` is False.

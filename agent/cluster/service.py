@@ -19,7 +19,16 @@ one local rule: a member whose progress has not changed for
 compared across members) owns no targets in its ring. An agent that sees itself
 falling behind (loop lag over ``lag_limit`` or fewer than ``on_time_min`` of its
 scrapes on time) announces itself draining, and returns as a participant only
-after ``healthy_hold`` seconds of healthy progress, so it does not flap.
+after ``healthy_hold`` seconds of healthy progress, so it does not flap. The
+progress also carries the WAL's fsync time and the remote-write lag
+(``write_progress``), and every agent demotes a member whose own figures say it
+cannot keep up, by one rule.
+
+Beyond ownership: each clustered component reports its target keys
+(``report_targets``), gossiped as a digest and compared with every peer's, so
+agents that see different targets are reported instead of silently splitting
+them wrong; ``owns``/``owner`` take a target's node for node affinity; the
+gossip key file is read again when it changes (rotation without a restart).
 """
 
 from __future__ import annotations
@@ -29,16 +38,19 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
-from agent.cluster.member import Member, Progress, Role
+from agent.cluster.keyfile import KeyFileError, read_keys, stamp
+from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest
+from agent.cluster.messages import MAX_DIGESTS
 from agent.cluster.node import Node, View, asyncio_observer
+from agent.cluster.peertls import PeerTLS
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
 
@@ -47,22 +59,62 @@ PUSH_PULL_PATH = "/api/v0/cluster/push-pull"
 PUSH_PULL_TYPE = "application/x-shoal-cluster"
 
 
-async def http_dialer(addr: str, frame: bytes, timeout: float = 2.0) -> bytes:
-    """Carry one sealed push-pull frame to a peer's HTTP server (its gossip port's number).
+class HTTPDialer:
+    """Carry one sealed push-pull frame to a peer's HTTP server (its gossip port's number),
+    over HTTPS with our certificate when peer TLS is configured.
 
     A session per exchange: push-pull happens every few seconds, and the call
     runs on the protocol thread's own event loop, where no shared session lives.
     """
-    url = f"http://{addr}{PUSH_PULL_PATH}"
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
-    async with (
-        aiohttp.ClientSession(timeout=client_timeout) as session,
-        session.post(url, data=frame, headers={"Content-Type": PUSH_PULL_TYPE}) as resp,
-    ):
-        body = await resp.read()
-        if resp.status != 200:
-            raise ConnectionError(f"push-pull to {addr}: HTTP {resp.status}")
-        return body
+
+    def __init__(self, tls: PeerTLS | None = None) -> None:
+        self._ssl = tls.client_context() if tls is not None else None
+        self._server_name = tls.server_name if tls is not None else ""
+
+    async def __call__(self, addr: str, frame: bytes, timeout: float = 2.0) -> bytes:
+        scheme = "https" if self._ssl is not None else "http"
+        extra: dict[str, Any] = {}
+        if self._ssl is not None:
+            extra["ssl"] = self._ssl
+            if self._server_name:
+                extra["server_hostname"] = self._server_name
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as session,
+            session.post(f"{scheme}://{addr}{PUSH_PULL_PATH}", data=frame,
+                         headers={"Content-Type": PUSH_PULL_TYPE}, **extra) as resp,
+        ):
+            body = await resp.read()
+            if resp.status != 200:
+                raise ConnectionError(f"push-pull to {addr}: HTTP {resp.status}")
+            return body
+
+
+def component_hash(component_id: str) -> int:
+    """The 32-bit name of a clustered component on the wire."""
+    return int.from_bytes(
+        hashlib.blake2b(component_id.encode(), digest_size=4, person=b"shoal-comp").digest(), "little"
+    )
+
+
+def target_set_digest(keys: Iterable[bytes]) -> tuple[int, int]:
+    """(64-bit digest, count) of a set of target keys; the same set gives the same digest."""
+    h = hashlib.blake2b(digest_size=8, person=b"shoal-targets")
+    n = 0
+    for key in sorted(set(keys)):
+        h.update(len(key).to_bytes(4, "little"))
+        h.update(key)
+        n += 1
+    return int.from_bytes(h.digest(), "little"), n
+
+
+@dataclass
+class _Mismatch:
+    """One clustered component's disagreement with peers, as this agent last judged it."""
+
+    peers: dict[str, str]  # peer name -> what differs ("12 targets", "missing")
+    since: float  # monotonic time the set of disagreeing peers became non-empty
+    logged: float = -1e9  # monotonic time of the last warning
 
 
 def seed_of(cluster_name: str) -> int:
@@ -91,11 +143,32 @@ class Options:
     on_time_min: float = 0.5  # share of scrapes on time below which it is falling behind
     behind_checks: int = 3  # consecutive behind measurements before draining
     healthy_hold: float = 30.0  # healthy this long before draining ends
+    # Looks --cluster.join-addresses up again (DNS A/SRV) before each rejoin; None: keep `join`.
+    resolve_join: Callable[[], list[str]] | None = field(default=None, compare=False)
+    key_file: str = ""  # --cluster.gossip-key-file, read again when it changes
+    key_check: float = 5.0  # how often the key file is checked for a change
+    tls: PeerTLS | None = None  # push-pull over HTTPS (--cluster.enable-tls)
+    # A target-set mismatch lasting this long is logged (discovery on two agents is not in step
+    # to the millisecond); the metric and the API show it at once.
+    mismatch_grace: float = 10.0
+    mismatch_log_every: float = 60.0  # at most one mismatch line per component this often
+    # Demotion by the figures a member gossips (the same rule on every agent, itself included):
+    # its WAL fsync stuck this long (the issue's "I/O wait over 20 s", caught earlier), or its
+    # remote-write lag over both this limit and this multiple of the participants' median (a
+    # backend outage that makes every agent lag demotes nobody). It returns after healthy_hold.
+    fsync_limit: float = 10.0
+    rw_lag_limit: float = 120.0
+    rw_lag_factor: float = 4.0
+    # Bad figures must last this long (observer's clock) before they demote: lags rise together
+    # in a backend outage but reach each agent's gossip up to a second or two apart.
+    figures_grace: float = 3.0
 
 
 # (scrapes on time, scrapes due) from the agent's scrape pools; the argument is the unix time
 # the last stall's hold-down ended: a scrape missed before then is the stall's, not lateness.
 ScrapeProgress = Callable[[float], tuple[int, int]]
+# (WAL fsync seconds, remote-write lag seconds), the worst over the agent's remote_write components.
+WriteProgress = Callable[[], tuple[float, float]]
 
 
 class ClusterService:
@@ -106,14 +179,19 @@ class ClusterService:
         settings: Settings,
         options: Options = Options(),
         registry: CollectorRegistry | None = None,
-        dialer: Any = http_dialer,
+        dialer: Any = "http",
         scrape_progress: ScrapeProgress | None = None,
+        write_progress: WriteProgress | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
         self.name = settings.name
         self.seed = seed_of(settings.cluster_name)
-        self.node = Node(settings, registry=registry, dialer=dialer)
+        if dialer == "http":  # the default: push-pull through the peers' HTTP servers
+            dialer = HTTPDialer(options.tls)
+        self.node = Node(settings, registry=registry, dialer=dialer,
+                         resolve_seeds=self._seeds_resolver())
+        self._key_stamp = stamp(options.key_file) if options.key_file else (0, 0, 0)
         self.log = structlog.get_logger("cluster").bind(node=settings.name)
         self._subscribers: list[Callable[[], None]] = []
         self._remove_observer: Callable[[], None] | None = None
@@ -127,15 +205,24 @@ class ClusterService:
         self.started_at = 0.0
         self.stalls = 0  # stalls of the agent's loop detected (each one held ownership back)
         self.scrape_progress = scrape_progress
+        self.write_progress = write_progress
+        # name -> monotonic time its gossiped figures were last judged bad, and why.
+        self._bad_figures: dict[str, tuple[float, str]] = {}
+        self._bad_since: dict[str, float] = {}  # name -> when its figures turned bad
+        self.demoted_why: dict[str, str] = {}
         # name -> (last progress seen, monotonic time it changed), kept by the protocol thread.
         self._seen: dict[str, tuple[Progress, float]] = {}
         self._seen_lock = threading.Lock()
         self._ring = Ring((), settings.seed)
+        self._ring_names: frozenset[str] = frozenset()
         self.demoted: frozenset[str] = frozenset()  # members owning nothing for stale progress
         self.loop_lag = 0.0
         self._behind = 0
         self._healthy_since: float | None = None
         self.draining = False
+        # component id -> its digest, as announced; and what disagrees, as judged here.
+        self._digests: dict[str, TargetDigest] = {}
+        self.mismatches: dict[str, _Mismatch] = {}
 
     # -- lifecycle (the runtime's Services call these) --
 
@@ -152,12 +239,16 @@ class ClusterService:
             remove_view()
 
         self._remove_observer = remove
+        if self._digests:
+            self._announce_digests()
         self._tasks.append(loop.create_task(self._publish_progress(), name="cluster-progress"))
         self._tasks.append(loop.create_task(self._ticker(), name="cluster-ticker"))
         if not self._size_reached:
             self._tasks.append(loop.create_task(self._wait_for_size(), name="cluster-wait"))
         if self.options.join:
             self._tasks.append(loop.create_task(self._join(), name="cluster-join"))
+        if self.options.key_file:
+            self._tasks.append(loop.create_task(self._watch_keys(), name="cluster-keys"))
 
     async def stop(self) -> None:
         """Announce terminating, then leave: peers take our targets without waiting to suspect us."""
@@ -175,13 +266,43 @@ class ClusterService:
 
     # -- what components ask --
 
-    def owns(self, key: bytes) -> bool:
+    def owns(self, key: bytes, node: str = "") -> bool:
+        """Whether this agent scrapes the target; ``node``: see ``owner``."""
         if not self._can_own():
             return False
-        return self._ring.owner(key) == self.name
+        return self.owner(key, node) == self.name
 
-    def owner(self, key: bytes) -> str:
+    def owner(self, key: bytes, node: str = "") -> str:
+        """Who scrapes the target with this key.
+
+        ``node`` (node-affine targets: the Kubernetes node a pod or kubelet runs on) names
+        its owner when an agent of that name is a healthy participant in our ring; otherwise
+        the ring decides, so the target falls back to the others while that agent is
+        demoted, draining, dead or absent. Every agent applies the same rule to the same
+        view, so they agree without talking about it.
+        """
+        if node and node in self._ring_names:
+            return node
         return self._ring.owner(key) or ""
+
+    def report_targets(self, component_id: str, keys: Iterable[bytes]) -> None:
+        """A clustered component's current target keys: gossiped as a digest and compared."""
+        digest, count = target_set_digest(keys)
+        entry = TargetDigest(component_hash(component_id), digest, count)
+        if self._digests.get(component_id) != entry:
+            self._digests[component_id] = entry
+            self._announce_digests()
+
+    def forget_targets(self, component_id: str) -> None:
+        """The component left or stopped clustering: nothing to compare for it any more."""
+        if self._digests.pop(component_id, None) is not None:
+            self._announce_digests()
+        self.mismatches.pop(component_id, None)
+        self._forget_mismatch_metric(component_id)
+
+    def target_sets(self) -> dict[str, TargetDigest]:
+        """This agent's clustered components and what each sees."""
+        return dict(self._digests)
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -213,6 +334,62 @@ class ClusterService:
         return ""
 
     # -- internals --
+
+    def _announce_digests(self) -> None:
+        chosen = sorted(self._digests.items())[:MAX_DIGESTS]
+        if len(self._digests) > MAX_DIGESTS:
+            self.log.warning("more clustered components than target digests gossiped; "
+                             "the rest are not compared", components=len(self._digests),
+                             compared=MAX_DIGESTS)
+        with contextlib.suppress(RuntimeError):  # not started yet: announced at start
+            self.node.set_digests(tuple(d for _, d in chosen))
+
+    def _forget_mismatch_metric(self, component_id: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.node.metrics.target_set_mismatch.remove(component_id)
+
+    def _compare_target_sets(self, members: tuple[Member, ...]) -> None:
+        """Which live peers see other targets than we do, per clustered component.
+
+        A peer missing a component we cluster counts too: the ring gives it a share of
+        targets it will never scrape.
+        """
+        now = time.monotonic()
+        peers = [m for m in members
+                 if not m.is_self and m.liveness in (Liveness.ALIVE, Liveness.SUSPECT)]
+        for component_id, mine in sorted(self._digests.items())[:MAX_DIGESTS]:
+            differ: dict[str, str] = {}
+            for m in peers:
+                theirs = next((d for d in m.digests if d.component == mine.component), None)
+                if theirs is None:
+                    differ[m.name] = "missing"
+                elif theirs.digest != mine.digest:
+                    differ[m.name] = f"{theirs.targets} targets"
+            self.node.metrics.target_set_mismatch.labels(component_id).set(len(differ))
+            self._judge_mismatch(component_id, mine, differ, now)
+
+    def _judge_mismatch(
+        self, component_id: str, mine: TargetDigest, differ: dict[str, str], now: float
+    ) -> None:
+        known = self.mismatches.get(component_id)
+        if not differ:
+            if known is not None:
+                if known.logged > known.since:
+                    self.log.info("target sets agree again", component_id=component_id,
+                                  targets=mine.targets)
+                del self.mismatches[component_id]
+            return
+        if known is None:
+            known = self.mismatches[component_id] = _Mismatch(differ, now)
+        known.peers = differ
+        opts = self.options
+        if now - known.since >= opts.mismatch_grace and now - known.logged >= opts.mismatch_log_every:
+            known.logged = now
+            self.log.warning(
+                "peers see other targets for a clustered component; some targets may be scraped "
+                "twice or never", component_id=component_id, targets_here=mine.targets,
+                peers=dict(sorted(differ.items())),
+            )
 
     def _can_own(self) -> bool:
         now = time.monotonic()
@@ -257,10 +434,48 @@ class ClusterService:
             self.loop_lag = max(0.0, loop.time() - before - period)
             since = time.time() - max(0.0, time.monotonic() - self._stalled_until)
             on_time, due = self.scrape_progress(since) if self.scrape_progress is not None else (0, 0)
+            fsync, rw_lag = self._write_figures()
             self.node.set_progress(Progress(
-                scrapes_on_time=on_time, scrapes_due=due, loop_lag=self.loop_lag, timestamp=time.time()
+                scrapes_on_time=on_time, scrapes_due=due, loop_lag=self.loop_lag,
+                wal_fsync=fsync, remote_write_lag=rw_lag, timestamp=time.time(),
             ))
             self._judge_self(on_time, due, loop.time())
+
+    def _write_figures(self) -> tuple[float, float]:
+        if self.write_progress is None:
+            return 0.0, 0.0
+        try:
+            fsync, lag = self.write_progress()
+        except Exception:  # a component's bug must not stop the proof of progress
+            self.log.exception("reading WAL and remote-write progress failed")
+            return 0.0, 0.0
+        return max(0.0, float(fsync)), max(0.0, float(lag))
+
+    def _judge_figures(self, members: tuple[Member, ...], now: float) -> dict[str, str]:
+        """Members whose own figures say they cannot keep up, and why; held for healthy_hold."""
+        live = [m for m in members if m.owns_targets]
+        lags = sorted(m.progress.remote_write_lag for m in live)
+        median = lags[(len(lags) - 1) // 2] if lags else 0.0  # the lower one: two members work
+        opts = self.options
+        for m in live:
+            p = m.progress
+            why = ""
+            if p.wal_fsync > opts.fsync_limit:
+                why = f"WAL fsync {p.wal_fsync:.1f}s"
+            elif p.remote_write_lag > max(opts.rw_lag_limit, opts.rw_lag_factor * median):
+                why = f"remote-write lag {p.remote_write_lag:.0f}s (median {median:.0f}s)"
+            if why:
+                since = self._bad_since.setdefault(m.name, now)
+                if now - since >= opts.figures_grace:
+                    self._bad_figures[m.name] = (now, why)
+            else:
+                self._bad_since.pop(m.name, None)
+        names = {m.name for m in members}
+        for table in (self._bad_figures, self._bad_since):
+            for name in [n for n in table if n not in names]:
+                del table[name]
+        return {name: why for name, (at, why) in self._bad_figures.items()
+                if now - at < opts.healthy_hold}
 
     def _judge_self(self, on_time: int, due: int, now: float) -> None:
         if time.monotonic() < self._stalled_until + self.options.progress_interval:
@@ -303,17 +518,22 @@ class ClusterService:
                 name for name, (_, changed) in self._seen.items()
                 if now - changed > timeout and name != self.name
             )
-        owners = [m.name for m in self.node.members() if m.owns_targets and m.name not in stale]
-        demoted = frozenset(
-            m.name for m in self.node.members() if m.owns_targets and m.name in stale
-        )
+        members = self.node.members()
+        why = {name: "progress stale" for name in stale}
+        why.update(self._judge_figures(members, now))
+        owners = [m.name for m in members if m.owns_targets and m.name not in why]
+        demoted = frozenset(m.name for m in members if m.owns_targets and m.name in why)
+        self.demoted_why = {name: why[name] for name in demoted}
         if demoted != self.demoted:
             log = self.log.warning if demoted else self.log.info
-            log("members demoted for stale progress", demoted=sorted(demoted))
+            log("members demoted for their progress", demoted=self.demoted_why)
             self.demoted = demoted
         if set(owners) != set(self._ring.names):
             self._ring = Ring(owners, self.settings.seed)
+            self._ring_names = frozenset(owners)
             self._notify()
+        if self._digests:
+            self._compare_target_sets(members)
 
     async def _wait_for_size(self) -> None:
         deadline = self.options.wait_timeout
@@ -330,6 +550,41 @@ class ClusterService:
             await asyncio.sleep(0.2)
         self._size_reached = True
         self._notify()  # the ring may not change, but what we may own did
+
+    def _seeds_resolver(self) -> Callable[[], list[str]] | None:
+        """The join addresses looked up again, cut to ``max_join_peers`` as at start."""
+        resolve = self.options.resolve_join
+        if resolve is None:
+            return None
+        limit = self.options.max_join_peers
+
+        def seeds() -> list[str]:
+            found = resolve()
+            return found[:limit] if limit > 0 else found
+
+        return seeds
+
+    async def _watch_keys(self) -> None:
+        """Rotation without a restart: read the key file again when it changes.
+
+        A file that cannot be used keeps the keys in force (counted, logged without content).
+        """
+        path = self.options.key_file
+        while True:
+            await asyncio.sleep(self.options.key_check)
+            now = stamp(path)
+            if now == self._key_stamp:
+                continue
+            self._key_stamp = now
+            try:
+                keys = await asyncio.to_thread(read_keys, path)
+            except KeyFileError as exc:
+                self.node.metrics.key_reloads.labels("error").inc()
+                self.log.error("gossip key file not usable; keeping the keys in force", err=str(exc))
+                continue
+            self.node.set_keys(keys)
+            self.node.metrics.key_reloads.labels("ok").inc()
+            self.log.info("gossip keys reloaded", keys=len(keys))
 
     async def _join(self) -> None:
         """Join through the peers given; those that did not answer are retried by the node."""

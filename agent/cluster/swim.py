@@ -25,7 +25,7 @@ from typing import Any
 
 from agent.cluster.awareness import Awareness
 from agent.cluster.broadcast import BroadcastQueue
-from agent.cluster.member import Liveness, Member, Progress, Role
+from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest
 from agent.cluster.messages import (
     Ack,
     Dead,
@@ -60,10 +60,12 @@ class _Record:
     role: Role
     progress: Progress
     changed: float = field(default_factory=time.monotonic)
+    digests: tuple[TargetDigest, ...] = ()
 
     def state(self) -> State:
         return State(
-            self.name, self.addr, self.incarnation, self.role, self.progress, self.liveness
+            self.name, self.addr, self.incarnation, self.role, self.progress, self.liveness,
+            self.digests,
         )
 
 
@@ -85,8 +87,11 @@ class Membership:
         metrics: ClusterMetrics,
         log: Any,
         on_change: Callable[[], None],
+        resolve_seeds: Callable[[], list[str]] | None = None,
     ) -> None:
         self.settings = settings
+        # Looks the join addresses up again (DNS) before each rejoin; blocking, so run in a thread.
+        self._resolve_seeds = resolve_seeds
         self.name = settings.name
         self.addr = addr
         self.metrics = metrics
@@ -110,6 +115,7 @@ class Membership:
         self._seeds: list[str] = []
         self._pending_progress: Progress | None = None
         self._last_publish = 0.0
+        self._join_warned = -1e9
         self.leaving = False
         self.transport = transport_factory(self)
 
@@ -164,6 +170,13 @@ class Membership:
             me.role = role
             self._publish_self()
 
+    def set_digests(self, digests: tuple[TargetDigest, ...]) -> None:
+        """What our clustered components see; gossiped with our state when it changes."""
+        me = self.members[self.name]
+        if me.digests != digests:
+            me.digests = digests
+            self._publish_self()
+
     def set_progress(self, progress: Progress) -> None:
         """Published now if the last publication is old enough, else at the next gossip tick."""
         self._pending_progress = progress
@@ -210,7 +223,8 @@ class Membership:
         r = self.members.get(s.name)
         if r is None:
             self.members[s.name] = _Record(
-                s.name, s.addr, s.incarnation, Liveness.ALIVE, s.role, s.progress
+                s.name, s.addr, s.incarnation, Liveness.ALIVE, s.role, s.progress,
+                digests=s.digests,
             )
             self._probe_list.insert(random.randint(0, len(self._probe_list)), s.name)
             self.metrics.events.labels("node_join").inc()
@@ -225,6 +239,7 @@ class Membership:
                 return
             was = r.liveness
             r.addr, r.incarnation, r.role, r.progress = s.addr, s.incarnation, s.role, s.progress
+            r.digests = s.digests
             r.liveness = Liveness.ALIVE
             if was is not Liveness.ALIVE:
                 r.changed = time.monotonic()
@@ -455,7 +470,13 @@ class Membership:
         try:
             answer = await self.transport.exchange(addr, body, self.settings.tcp_timeout)
         except Exception as e:
-            self.log.debug("push-pull failed", peer=addr, error=str(e) or type(e).__name__)
+            error = str(e) or type(e).__name__
+            now = time.monotonic()
+            if join and now - self._join_warned >= 30.0:  # a TLS or key mismatch says so here
+                self._join_warned = now
+                self.log.warning("join through a peer failed; retrying", peer=addr, error=error)
+            else:
+                self.log.debug("push-pull failed", peer=addr, error=error)
             return False
         self.merge(answer.states)
         return True
@@ -471,8 +492,31 @@ class Membership:
     async def _rejoin_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.rejoin_interval)
-            if self._seeds and not self.leaving:
+            if self.leaving:
+                continue
+            if self._resolve_seeds is not None:
+                await self._reresolve()
+            if self._seeds:
                 await asyncio.gather(*(self._push_pull(a) for a in self._seeds))
+
+    async def _reresolve(self) -> None:
+        """Follow a headless Service whose pods changed: the names are looked up at each rejoin.
+
+        A lookup that fails or finds nobody keeps the previous addresses (a DNS outage
+        must not cut the node off from peers it could still reach).
+        """
+        assert self._resolve_seeds is not None
+        try:
+            found = await asyncio.to_thread(self._resolve_seeds)
+        except Exception as e:
+            self.log.warning("join addresses did not resolve; keeping the last ones",
+                             error=str(e) or type(e).__name__)
+            return
+        seeds = [a for a in found if a != self.addr]
+        if seeds and seeds != self._seeds:
+            self.log.info("join addresses changed", before=len(self._seeds), now=len(seeds),
+                          added=sorted(set(seeds) - set(self._seeds)))
+            self._seeds = seeds
 
     async def _reap_loop(self) -> None:
         while True:
@@ -493,7 +537,8 @@ class Membership:
     def snapshot(self) -> tuple[Member, ...]:
         return tuple(
             Member(
-                r.name, r.addr, r.incarnation, r.liveness, r.role, r.progress, r.name == self.name
+                r.name, r.addr, r.incarnation, r.liveness, r.role, r.progress, r.name == self.name,
+                r.digests,
             )
             for r in sorted(self.members.values(), key=lambda r: r.name)
         )

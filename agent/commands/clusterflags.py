@@ -14,6 +14,7 @@ import dataclasses
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +23,11 @@ from prometheus_client import REGISTRY
 
 from agent.cluster import Settings
 from agent.cluster.joinaddrs import resolve
+from agent.cluster.keyfile import KeyFileError, read_keys
 from agent.cluster.member import split_addr
+from agent.cluster.peertls import PeerTLS, PeerTLSError
 from agent.cluster.service import ClusterService, Options
+from agent.components.prometheus_remote_write import PrometheusRemoteWrite
 from agent.components.prometheus_scrape import PrometheusScrape
 from agent.runtime.controller import Controller
 from agent.server.http import parse_listen_addr
@@ -34,11 +38,6 @@ UNSUPPORTED = {
     "advertise-interfaces": "set --cluster.advertise-address instead",
     "discover-peers": "go-discover providers are not supported; use --cluster.join-addresses "
     "(DNS names resolve to every A record, names without a port as SRV records)",
-    "enable-tls": "TLS between peers is not supported yet",
-    "tls-ca-path": "TLS between peers is not supported yet",
-    "tls-cert-path": "TLS between peers is not supported yet",
-    "tls-key-path": "TLS between peers is not supported yet",
-    "tls-server-name": "TLS between peers is not supported yet",
 }
 
 
@@ -68,6 +67,20 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                    help="components own no targets until this many agents are in the cluster; 0 disables")
     g.add_argument("--cluster.wait-timeout", dest="cluster_wait_timeout", default="0s",
                    help="stop waiting for --cluster.wait-for-size after this long; 0 waits forever")
+    g.add_argument("--cluster.enable-tls", dest="cluster_enable_tls", nargs="?", const="true",
+                   default="false", help="push-pull and join between peers over HTTPS; the HTTP "
+                   "server then serves TLS with the same certificate")
+    g.add_argument("--cluster.tls-ca-path", dest="cluster_tls_ca_path", default="",
+                   help="CA certificate file peers' certificates are checked against")
+    g.add_argument("--cluster.tls-cert-path", dest="cluster_tls_cert_path", default="",
+                   help="this agent's certificate file for peer TLS")
+    g.add_argument("--cluster.tls-key-path", dest="cluster_tls_key_path", default="",
+                   help="this agent's private key file for peer TLS")
+    g.add_argument("--cluster.tls-server-name", dest="cluster_tls_server_name", default="",
+                   help="name checked against peers' certificates (default: the address dialled)")
+    g.add_argument("--cluster.gossip-key-file", dest="cluster_gossip_key_file", default="",
+                   help="Shoal: file of base64 AES keys (16, 24 or 32 bytes), one per line; the first "
+                        "seals gossip, every one opens it; read again when it changes (rotation)")
     # Failure-detector and stall settings as name=value,... for tests and drills (docs/clustering.md).
     g.add_argument("--cluster.tuning", dest="cluster_tuning", default="", help=argparse.SUPPRESS)
     for flag in UNSUPPORTED:
@@ -88,6 +101,28 @@ def ignored(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(f"--cluster.{f}", why) for f, why in UNSUPPORTED.items() if getattr(args, _dest(f)) is not None]
 
 
+_NOT_TUNABLE = ("name", "keys", "seed", "cluster_name", "join", "resolve_join", "key_file", "tls")
+
+
+def peer_tls(args: argparse.Namespace) -> PeerTLS | None:
+    """Alloy's --cluster.enable-tls and --cluster.tls-* flags; None when TLS is off."""
+    if not enabled(args) or str(args.cluster_enable_tls).lower() not in ("true", "1", "yes"):
+        return None
+    tls = PeerTLS(args.cluster_tls_ca_path, args.cluster_tls_cert_path, args.cluster_tls_key_path,
+                  args.cluster_tls_server_name)
+    try:
+        tls.check()
+    except PeerTLSError as exc:
+        raise FlagError(str(exc)) from None
+    return tls
+
+
+def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """What the HTTP server serves with: peers post push-pull to it over HTTPS."""
+    tls = peer_tls(args)
+    return None if tls is None else tls.server_context()
+
+
 def _tuning(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     settings_fields = {f.name: f for f in dataclasses.fields(Settings)}
     option_fields = {f.name: f for f in dataclasses.fields(Options)}
@@ -96,7 +131,7 @@ def _tuning(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     for item in filter(None, (x.strip() for x in text.split(","))):
         name, sep, value = item.partition("=")
         target = to_settings if name in settings_fields else to_options if name in option_fields else None
-        if not sep or target is None or name in ("name", "keys", "seed", "cluster_name"):
+        if not sep or target is None or name in _NOT_TUNABLE:
             raise FlagError(f"--cluster.tuning: {item!r} is not name=value of a tunable setting")
         kind = (settings_fields.get(name) or option_fields[name]).type
         try:
@@ -148,6 +183,21 @@ def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]
     return measure
 
 
+def write_progress(controller: Controller) -> Callable[[], tuple[float, float]]:
+    """The worst WAL fsync (seconds, one under way counts as it grows) and remote-write lag over
+    every prometheus.remote_write, for the progress the agent gossips."""
+    def measure() -> tuple[float, float]:
+        fsync = lag = 0.0
+        for node in controller.nodes():
+            component = node.component
+            if isinstance(component, PrometheusRemoteWrite):
+                f, g = component.write_progress()
+                fsync, lag = max(fsync, f), max(lag, g)
+        return fsync, lag
+
+    return measure
+
+
 def install_debug_stall(log: Any) -> None:
     """Test-only: with SHOAL_DEBUG_STALL_SIGNAL set, SIGUSR1 blocks the agent's event loop for
     SHOAL_DEBUG_STALL_SECONDS (default 8) while the cluster's protocol thread keeps answering:
@@ -171,6 +221,12 @@ def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
         raise FlagError("--cluster.enabled needs a fixed --server.http.listen-addr port: gossip uses its number")
     settings_over, options_over = _tuning(args.cluster_tuning)
     rejoin = _seconds("rejoin-interval", args.cluster_rejoin_interval)
+    keys: tuple[bytes, ...] = ()
+    if args.cluster_gossip_key_file:
+        try:
+            keys = read_keys(args.cluster_gossip_key_file)
+        except KeyFileError as exc:
+            raise FlagError(f"--cluster.gossip-key-file: {exc}") from None
     try:
         settings = Settings(**{
             "name": args.cluster_node_name or socket.gethostname(),
@@ -178,6 +234,7 @@ def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
             "bind_port": listen_port,
             "advertise_host": _advertise_host(args, listen_host),
             "cluster_name": args.cluster_name,
+            "keys": keys,
             "rejoin_interval": rejoin if rejoin > 0 else 1e9,  # 0: never
             **settings_over,
         })
@@ -191,6 +248,10 @@ def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
         max_join_peers=args.cluster_max_join_peers,
         wait_for_size=args.cluster_wait_for_size,
         wait_timeout=_seconds("wait-timeout", args.cluster_wait_timeout),
+        # DNS names are looked up again at each rejoin: a headless Service's pods come and go.
+        resolve_join=lambda: resolve(args.cluster_join_addresses, listen_port)[0],
+        key_file=args.cluster_gossip_key_file,
+        tls=peer_tls(args),
         **options_over,
     )
     return ClusterService(settings, options, registry=REGISTRY), errors

@@ -145,7 +145,9 @@ class Agent:
         REGISTRY.register(self.controller.metrics)
         self.lag = looplag.lag_histogram(REGISTRY)
         if clusterflags.enabled(self.args):  # the cluster's progress reads the scrape pools
-            self.services.get(services.CLUSTER).scrape_progress = clusterflags.scrape_progress(self.controller)
+            cluster = self.services.get(services.CLUSTER)
+            cluster.scrape_progress = clusterflags.scrape_progress(self.controller)
+            cluster.write_progress = clusterflags.write_progress(self.controller)
             clusterflags.install_debug_stall(self.log)
         self.controller.settings = graph.settings
         self._apply_logging()
@@ -158,7 +160,7 @@ class Agent:
             for d in exc.diagnostics:
                 self.log.error("component failed to start", err=str(d))
         self._app = app = build_app(self.controller, self.reload, REGISTRY, self.render, self.ui_path_prefix, self.live)
-        server = HTTPServer(app, sock)
+        server = HTTPServer(app, sock, tls=clusterflags.server_tls(self.args))
         await server.start()
         app.state.shoal.ready = True
         self.log.info("now listening", addr=server.address, config=str(self.path))

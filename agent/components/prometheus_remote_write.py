@@ -280,3 +280,7 @@ class PrometheusRemoteWrite(Component):
 
     def debug_info(self) -> dict[str, Any]:
         return self.rw.status()
+
+    def write_progress(self) -> tuple[float, float]:
+        """(WAL fsync seconds, remote-write lag seconds), for the cluster's proof of progress."""
+        return self.rw.write_progress()

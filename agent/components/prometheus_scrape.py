@@ -9,7 +9,7 @@ to one :class:`Fanout` whose receivers are swapped in place when
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig
-from agent.scrape.ownership import Ownership
+from agent.scrape.ownership import Ownership, target_node
 from agent.scrape.pool import ScrapePool
 from agent.storage import Appendable, Fanout, SampleBatch
 from agent.syntax.decode import attr, block
@@ -46,6 +46,15 @@ class ClusteringBlock:
     """
 
     enabled: bool = attr(default=False)
+
+
+@dataclass
+class ScrapeClusteringBlock(ClusteringBlock):
+    """prometheus.scrape's clustering block: Alloy's ``enabled`` plus Shoal's ``node_affine``."""
+
+    # A target on a Kubernetes node (its kubelet, cAdvisor, its pods) is scraped by the agent
+    # whose --cluster.node-name is that node while it is a healthy participant.
+    node_affine: bool = attr(default=False)
 
 
 @dataclass
@@ -84,7 +93,7 @@ class Arguments:
     basic_auth: BasicAuthBlock | None = block()
     authorization: AuthorizationBlock | None = block()
     tls_config: TLSBlock | None = block()
-    clustering: ClusteringBlock = block()
+    clustering: ScrapeClusteringBlock = block()
 
     def validate(self) -> None:
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
@@ -138,6 +147,26 @@ class ClusterService(Ownership, Protocol):
         """Call ``callback`` on the event loop after ownership changed; returns an unsubscribe."""
         ...
 
+    def report_targets(self, component_id: str, keys: Iterable[bytes]) -> None:
+        """The keys of every target this component wants (owned or not), to compare with peers."""
+        ...
+
+    def forget_targets(self, component_id: str) -> None: ...
+
+
+class _NodeAffine:
+    """Ownership that hands the cluster each target's node, so the node's agent scrapes it."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.nodes: dict[bytes, str] = {}  # target key -> node, from the last sync
+
+    def owns(self, key: bytes) -> bool:
+        return bool(self.cluster.owns(key, self.nodes.get(key, "")))
+
+    def owner(self, key: bytes) -> str:
+        return str(self.cluster.owner(key, self.nodes.get(key, "")))
+
 
 class LiveFeed(Protocol):
     """What ``prometheus.scrape`` needs of the live-debugging feed (``services.LIVE_DEBUGGING``)."""
@@ -187,6 +216,7 @@ class PrometheusScrape(Component):
             self.sink: Appendable = _LiveTap(opts.id, self.fanout, feed)
         except services.ServiceNotFound:
             self.sink = self.fanout
+        self._affine = _NodeAffine(self.cluster)
         self.pool = self._new_pool(args)
         self._running = False
         opts.registry.register(_MovedCollector(self))
@@ -199,18 +229,37 @@ class PrometheusScrape(Component):
         )
 
     def _ownership(self, args: Arguments) -> Ownership | None:
-        return self.cluster if self.cluster is not None and args.clustering.enabled else None
+        if self.cluster is None or not args.clustering.enabled:
+            return None
+        return self._affine if args.clustering.node_affine else self.cluster
+
+    def _sync(self, args: Arguments) -> None:
+        if self.cluster is not None and not args.clustering.enabled:
+            self.cluster.forget_targets(self.opts.id)
+        self.pool.on_wanted = self._wanted
+        self.pool.sync(targets_to_labels(args.targets))
+
+    def _wanted(self, targets: list[tuple[bytes, lbl.Labels]]) -> None:
+        """The pool's wanted targets, before it asks who owns them: the cluster compares their
+        keys with peers', and node affinity needs each one's node."""
+        if self.cluster is None:
+            return
+        if self.args.clustering.node_affine:
+            self._affine.nodes = {key: target_node(discovered) for key, discovered in targets}
+        self.cluster.report_targets(self.opts.id, (key for key, _ in targets))
 
     async def run(self) -> None:
         self._running = True
         unsubscribe = self.cluster.subscribe(self.pool.rebalance) if self.cluster is not None else None
         try:
-            self.pool.sync(targets_to_labels(self.args.targets))
+            self._sync(self.args)
             await super().run()
         finally:
             self._running = False
             if unsubscribe is not None:
                 unsubscribe()
+            if self.cluster is not None:
+                self.cluster.forget_targets(self.opts.id)
             await self.pool.stop()
 
     async def update(self, args: Arguments) -> None:
@@ -219,7 +268,7 @@ class PrometheusScrape(Component):
         if self._running:
             self.pool.ownership = self._ownership(args)
             self.pool.update_config(args.to_config(self.opts.id))
-            self.pool.sync(targets_to_labels(args.targets))
+            self._sync(args)
         else:
             self.pool = self._new_pool(args)
 

@@ -562,6 +562,13 @@ class EndpointQueue:
     def pending(self) -> int:
         return sum(s.pending() for s in self.shards)
 
+    def lag_seconds(self) -> float:
+        """How far the newest acknowledged sample trails the newest appended (0: caught up, or
+        nothing acknowledged yet since start: no reference to measure from)."""
+        if not self.pending() or not self._highest_sent:
+            return 0.0
+        return max(0.0, (self._highest_appended - self._highest_sent) / 1000.0)
+
     def settled(self) -> bool:
         """Every acknowledgement so far is durably committed."""
         c = self._committed

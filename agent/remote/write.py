@@ -189,6 +189,11 @@ class RemoteWrite:
         if self._started:
             await asyncio.to_thread(self.wal.close)
 
+    def write_progress(self) -> tuple[float, float]:
+        """(WAL fsync seconds, worst endpoint lag seconds): what the cluster gossips as progress."""
+        lag = max((q.lag_seconds() for q in self.queues.values()), default=0.0)
+        return self.wal.fsync_seconds(), lag
+
     # ----------------------------------------------------------------- fsync
 
     async def _fsync_loop(self) -> None:

@@ -21,6 +21,22 @@ from agent.labels import Labels
 DEFAULT_KEY_LABELS: tuple[str, ...] = ("job", L.SCHEME, L.ADDRESS, L.METRICS_PATH)
 
 
+# Where Kubernetes discovery says a target runs: node role (kubelet, cAdvisor), pod role,
+# endpoints and endpointslice roles (the backing pod's node).
+NODE_LABELS: tuple[str, ...] = (
+    "__meta_kubernetes_node_name",
+    "__meta_kubernetes_pod_node_name",
+    "__meta_kubernetes_endpoint_node_name",
+    "__meta_kubernetes_endpointslice_endpoint_node_name",
+)
+
+
+def target_node(discovered: Labels) -> str:
+    """The node a discovered target runs on, or "" (node-affine clustering scrapes it there)."""
+    d = dict(discovered)
+    return next((d[n] for n in NODE_LABELS if d.get(n)), "")
+
+
 class Ownership(Protocol):
     """The agent's share of the targets, as the cluster sees it now."""
 

@@ -79,6 +79,9 @@ class ScrapePool:
         # moved to another agent is scraped at the same phase of its interval.
         self.seed = agent_seed() if seed is None else seed
         self.ownership = ownership
+        # With an ownership: told (target key, discovered labels) of every wanted target before
+        # ownership is asked, so the cluster can compare target sets and find each one's node.
+        self.on_wanted: Callable[[list[tuple[bytes, Labels]]], None] | None = None
         self._loops: dict[Labels, ScrapeLoop] = {}
         self._retiring: set[ScrapeLoop] = set()
         self._discovered: list[Labels] = []
@@ -115,8 +118,10 @@ class ScrapePool:
             return wanted
         mine: dict[Labels, Target] = {}
         elsewhere: list[ElsewhereTarget] = []
-        for key, target in wanted.items():
-            tkey = target_key(target.labels)
+        keyed = [(key, target, target_key(target.labels)) for key, target in wanted.items()]
+        if self.on_wanted is not None:
+            self.on_wanted([(tkey, target.discovered) for _, target, tkey in keyed])
+        for key, target, tkey in keyed:
             if own.owns(tkey):
                 mine[key] = target
             else:

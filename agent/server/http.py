@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -59,9 +60,12 @@ def bind(addr: str) -> socket.socket:
 
 
 class HTTPServer:
-    def __init__(self, app: Starlette, sock: socket.socket) -> None:
+    def __init__(self, app: Starlette, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: serve HTTPS with this context (peer TLS, ``--cluster.enable-tls``)."""
         self.sock = sock
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+        factory = None if tls is None else (lambda _config, _default: tls)
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2,
+                                ssl_context_factory=factory)
         self._server = _Server(config)
         self._task: asyncio.Task | None = None
 

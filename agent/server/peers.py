@@ -18,7 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from agent.cluster import BadMessage, Liveness, Member, Role
+from agent.cluster import BadMessage, Liveness, Member, Role, TargetDigest
 from agent.cluster.service import PUSH_PULL_PATH
 from agent.runtime import services
 from agent.runtime.controller import Controller
@@ -50,7 +50,21 @@ def _shares(cluster: Any) -> dict[str, float]:
     return {name: round(n / len(_SHARE_SAMPLE), 4) for name, n in counts.items()}
 
 
-def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...], demoted: frozenset[str]) -> dict[str, Any]:
+def _target_sets(m: Member, mine: dict[str, TargetDigest]) -> dict[str, Any]:
+    """What each of the member's clustered components sees, named by our component ids
+    (a component we do not run shows by its hash) and whether it agrees with ours."""
+    names = {d.component: cid for cid, d in mine.items()}
+    out: dict[str, Any] = {}
+    for d in m.digests:
+        cid = names.get(d.component, f"#{d.component:08x}")
+        ours = mine.get(cid)
+        out[cid] = {"targets": d.targets, "digest": f"{d.digest:016x}",
+                    "agrees": ours is not None and ours.digest == d.digest}
+    return out
+
+
+def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...], demoted: frozenset[str],
+            sets: dict[str, Any], differs: list[str], why: dict[str, str]) -> dict[str, Any]:
     p = m.progress
     return {
         "name": m.name,
@@ -63,6 +77,7 @@ def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...],
         # By this agent's rule: participating, live, progressing (and, for itself, not held back).
         "ownsTargets": m.name in owners and not (m.is_self and holding_back),
         "demotedForProgress": m.name in demoted,
+        "demotedWhy": why.get(m.name, ""),
         "share": share,
         "progress": {
             "scrapesOnTime": p.scrapes_on_time,
@@ -74,6 +89,10 @@ def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...],
             "timestamp": p.timestamp,
         },
         "heldBack": holding_back if m.is_self else "",
+        # Per clustered component: its target count and digest; and the components for which
+        # this member's targets differ from this agent's (scraped twice or never otherwise).
+        "targetSets": sets,
+        "targetSetMismatch": differs,
     }
 
 
@@ -93,8 +112,14 @@ def peers(controller: Controller) -> Handler:
         held = cluster.holding_back()
         members = sorted(cluster.members(), key=lambda m: (not m.is_self, m.name))
         owners, demoted = cluster.ring.names, cluster.demoted
-        return JSONResponse([_member(m, shares.get(m.name, 0.0), held, owners, demoted) for m in members],
-                            headers={"X-Shoal-Generated": f"{time.time():.3f}"})
+        mine = cluster.target_sets()
+        mismatches = cluster.mismatches
+        answer = []
+        for m in members:
+            differs = sorted(cid for cid, mm in mismatches.items() if m.name in mm.peers)
+            answer.append(_member(m, shares.get(m.name, 0.0), held, owners, demoted,
+                                  _target_sets(m, mine), differs, cluster.demoted_why))
+        return JSONResponse(answer, headers={"X-Shoal-Generated": f"{time.time():.3f}"})
 
     return handler
 

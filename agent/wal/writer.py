@@ -78,6 +78,9 @@ class WAL:
         self._lock = threading.Lock()  # guards _to_close and fd hand-over between loop and sync thread
         self.opened = False
         self.last_error = ""
+        # For the cluster's proof of progress: a stuck fsync shows while it is stuck.
+        self._fsync_since = 0.0  # monotonic start of the fsync under way; 0: none
+        self._fsync_last = 0.0  # seconds the last one took
         m = self.metrics
         self._m_records = m.records
         self._m_bytes = m.record_bytes
@@ -288,7 +291,7 @@ class WAL:
             closing, self._to_close = self._to_close, []
             fd = os.dup(self._fd) if self._fd >= 0 else -1
             self._dirty = False
-        t0 = time.monotonic()
+        t0 = self._fsync_since = time.monotonic()
         for f in [*closing, fd]:
             if f < 0:
                 continue
@@ -305,8 +308,14 @@ class WAL:
         if closing:
             seg.fsync_dir(self.directory)
         spent = time.monotonic() - t0
+        self._fsync_since, self._fsync_last = 0.0, spent
         self.metrics.fsync_duration.observe(spent)
         return spent
+
+    def fsync_seconds(self) -> float:
+        """How long the fsync under way has taken so far, else how long the last one took."""
+        since = self._fsync_since
+        return time.monotonic() - since if since else self._fsync_last
 
     @property
     def dirty(self) -> bool:

@@ -50,8 +50,18 @@ def free_port(host: str) -> int:
             return port
 
 
-def config(targets: list[Target], prom: str) -> str:
-    items = ", ".join(f'{{"__address__" = "{t.address}"}}' for t in targets)
+def config(targets: list[Target], prom: str, nodes: dict[str, str] | None = None) -> str:
+    """The shared configuration; ``nodes`` (address -> node name) labels targets with their
+    Kubernetes node and turns node affinity on."""
+    nodes = nodes or {}
+
+    def item(t: Target) -> str:
+        node = nodes.get(t.address)
+        extra = f', "__meta_kubernetes_pod_node_name" = "{node}"' if node else ""
+        return f'{{"__address__" = "{t.address}"{extra}}}'
+
+    items = ", ".join(item(t) for t in targets)
+    affine = "\n    node_affine = true" if nodes else ""
     return f"""
 prometheus.scrape "t" {{
   targets = [{items}]
@@ -60,7 +70,7 @@ prometheus.scrape "t" {{
   scrape_timeout = "800ms"
   job_name = "cluster"
   clustering {{
-    enabled = true
+    enabled = true{affine}
   }}
 }}
 prometheus.remote_write "p" {{
@@ -84,21 +94,25 @@ def plain(v: dict) -> object:
 
 
 class Agents:
-    def __init__(self, tmp: Path, cfg: Path) -> None:
-        self.tmp, self.cfg = tmp, cfg
-        self.ports = {h: free_port(h) for h in HOSTS}
+    """``shoal run`` agents on ``hosts``; ``configs`` gives an agent its own file (default: cfg)."""
+
+    def __init__(self, tmp: Path, cfg: Path, hosts: list[str] = HOSTS,
+                 configs: dict[int, Path] | None = None) -> None:
+        self.tmp, self.cfg, self.hosts = tmp, cfg, hosts
+        self.configs = configs or {}
+        self.ports = {h: free_port(h) for h in hosts}
         self.procs: dict[str, procs.Proc] = {}
 
     def url(self, i: int) -> str:
-        return f"http://{HOSTS[i]}:{self.ports[HOSTS[i]]}"
+        return f"http://{self.hosts[i]}:{self.ports[self.hosts[i]]}"
 
     def start(self, i: int) -> None:
-        host = HOSTS[i]
-        join = ",".join(f"{h}:{self.ports[h]}" for h in HOSTS)
+        host = self.hosts[i]
+        join = ",".join(f"{h}:{self.ports[h]}" for h in self.hosts)
         workdir = self.tmp / f"agent{i}"
         workdir.mkdir(exist_ok=True)
         p = procs.agent(
-            workdir, self.cfg,
+            workdir, self.configs.get(i, self.cfg),
             f"--server.http.listen-addr={host}:{self.ports[host]}",  # the last one given wins
             "--cluster.enabled", f"--cluster.node-name=agent{i}",
             f"--cluster.join-addresses={join}", "--cluster.name=test",
@@ -109,7 +123,7 @@ class Agents:
         procs.wait_http(p.url + "/-/ready", proc=p.popen)
 
     def signal(self, i: int, sig: int) -> None:
-        self.procs[HOSTS[i]].popen.send_signal(sig)
+        self.procs[self.hosts[i]].popen.send_signal(sig)
 
     def peers(self, i: int) -> list[dict]:
         return httpx.get(self.url(i) + "/api/v0/web/peers", timeout=3).json()
@@ -141,14 +155,21 @@ def cluster(
         cfg = tmp_path / "shoal.alloy"
         cfg.write_text(config(targets, prom.url))
         agents = Agents(tmp_path, cfg)
-        try:
-            for i in range(len(HOSTS)):
-                agents.start(i)
+        with running(agents, targets):
             yield agents, targets, prom
-        finally:
-            agents.stop_all()
-            for t in targets:
-                t.stop()
+
+
+@contextlib.contextmanager
+def running(agents: Agents, targets: list[Target]) -> Iterator[None]:
+    """Start every agent; at the end stop them and the targets."""
+    try:
+        for i in range(len(agents.hosts)):
+            agents.start(i)
+        yield
+    finally:
+        agents.stop_all()
+        for t in targets:
+            t.stop()
 
 
 def times(t: Target, since: float, until: float = float("inf")) -> list[float]:
@@ -161,8 +182,16 @@ def min_gap(ts: list[float]) -> float:
 
 def settled(agents: Agents, names: set[str], watchers: list[int] | None = None) -> bool:
     """Every agent in ``names`` (or ``watchers``) sees exactly ``names`` as owning targets."""
-    live = watchers or [i for i in range(len(HOSTS)) if f"agent{i}" in names]
+    live = watchers or [i for i in range(len(agents.hosts)) if f"agent{i}" in names]
     return all(agents.participants(i) == names for i in live)
+
+
+def settle(agents: Agents) -> tuple[set[str], list[set[str]]]:
+    """Wait until every agent participates, then two intervals: the names, and what each owns."""
+    everyone = {f"agent{i}" for i in range(len(agents.hosts))}
+    procs.eventually(lambda: settled(agents, everyone), timeout=30)
+    time.sleep(2 * INTERVAL)
+    return everyone, [agents.owned(i) for i in range(len(agents.hosts))]
 
 
 def check_exactly_once(targets: list[Target], start: float, end: float) -> None:
@@ -203,12 +232,8 @@ def test_three_agents_share_targets_and_survive_stop_kill_restart(
     cluster: tuple[Agents, list[Target], procs.Proc],
 ) -> None:
     agents, targets, prom = cluster
-    everyone = {f"agent{i}" for i in range(len(HOSTS))}
-    procs.eventually(lambda: settled(agents, everyone), timeout=30)
-    time.sleep(2 * INTERVAL)
-
+    everyone, owned = settle(agents)
     # Settled: the agents split the targets between them, each scraped exactly once per interval.
-    owned = [agents.owned(i) for i in range(len(HOSTS))]
     assert set().union(*owned) == {t.address for t in targets}
     assert sum(len(o) for o in owned) == TARGETS and all(owned), [len(o) for o in owned]
     start = time.time()
@@ -241,9 +266,15 @@ def test_three_agents_share_targets_and_survive_stop_kill_restart(
     victim = [t for t in targets if t.address in agents.owned(0)]
     blocked = time.time()
     agents.signal(0, signal.SIGUSR1)
+
+    def demoted() -> dict | None:
+        seen = {p["name"]: p for p in agents.peers(1)}["agent0"]
+        return seen if seen["demotedForProgress"] else None
+
+    # Looked at as soon as it happens: the block ends BLOCK seconds after it began.
+    seen = procs.eventually(demoted, timeout=BLOCK, interval=0.1)
+    assert (seen["liveness"], seen["demotedWhy"]) == ("alive", "progress stale"), seen
     detected = taken_over(agents, everyone - {"agent0"}, victim, watchers=[1, 2])
-    seen = {p["name"]: p for p in agents.peers(1)}["agent0"]
-    assert (seen["liveness"], seen["demotedForProgress"]) == ("alive", True), seen
     print(f"blocked loop: demoted after {detected - blocked:.1f} s, failure detector: alive")
     procs.eventually(lambda: settled(agents, everyone), timeout=20, interval=0.1)
     procs.eventually(lambda: agents.owned(0), timeout=10)

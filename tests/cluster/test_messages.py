@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -10,9 +11,10 @@ from hypothesis import strategies as st
 
 from agent.cluster.broadcast import BroadcastQueue
 from agent.cluster.keyring import Keyring
-from agent.cluster.member import Liveness, Progress, Role
+from agent.cluster.member import Liveness, Progress, Role, TargetDigest
 from agent.cluster.messages import (
     _PB,
+    MAX_DIGESTS,
     MAX_MESSAGES,
     Ack,
     BadMessage,
@@ -153,3 +155,19 @@ def test_mutated_valid_packets_raise_only_bad_message(data: st.DataObject) -> No
             assert type(m) in {type(x) for x in EVERY}
     except BadMessage:
         pass
+
+
+def test_target_digests_round_trip_are_bounded_and_fit_one_datagram() -> None:
+    most = tuple(TargetDigest((1 << 32) - 1 - i, (1 << 64) - 1 - i, 9_999_999) for i in range(MAX_DIGESTS))
+    state = replace(STATE, name="n" * 128, digests=most)
+    encoded = encode_message(state)
+    sealed = Keyring((b"k" * 32,), "c1").seal(encode_packet(HEADER, [encoded]))
+    assert len(sealed) <= MAX_PACKET  # the largest state still travels in one packet
+    assert decode_packet(encode_packet(HEADER, [encoded]), "c1") == [state]
+    too_many = replace(state, digests=(*most, TargetDigest(1, 2, 3)))
+    with pytest.raises(BadMessage, match="target digests") as e:
+        decode_packet(encode_packet(HEADER, [encode_message(too_many)]), "c1")
+    assert e.value.reason == "invalid"
+    too_big = replace(STATE, digests=(TargetDigest(1, 2, 10_000_001),))
+    with pytest.raises(BadMessage, match="count out of range"):
+        decode_packet(encode_packet(HEADER, [encode_message(too_big)]), "c1")

@@ -8,7 +8,7 @@ serves (owns, owner, name, seed, subscribe); the targets are real HTTP servers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from agent.runtime.controller import Controller
 from agent.runtime.services import CLUSTER, HTTP, Services
@@ -42,12 +42,23 @@ class TwoAgents:
     def __init__(self, mine: set[str]) -> None:
         self.mine = mine
         self.callbacks: list[Callable[[], None]] = []
+        self.reported: dict[str, set[bytes]] = {}
+        self.nodes_asked: set[str] = set()
 
-    def owns(self, key: bytes) -> bool:
+    def owns(self, key: bytes, node: str = "") -> bool:
+        if node:
+            self.nodes_asked.add(node)
+            return node == "a"
         return any(m.encode() in key.split(b"\xff") for m in self.mine)
 
-    def owner(self, key: bytes) -> str:
-        return "a" if self.owns(key) else "b"
+    def owner(self, key: bytes, node: str = "") -> str:
+        return "a" if self.owns(key, node) else "b"
+
+    def report_targets(self, component_id: str, keys: Iterable[bytes]) -> None:
+        self.reported[component_id] = set(keys)
+
+    def forget_targets(self, component_id: str) -> None:
+        self.reported.pop(component_id, None)
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         self.callbacks.append(callback)
@@ -88,6 +99,9 @@ def test_scrapes_only_owned_targets_and_follows_ownership_changes(tmp_path):
         info = c.node("prometheus.scrape.s").debug_info()
         assert [t["owner"] for t in info["targets"]] == ["a"]
         assert [(t["labels"]["__address__"], t["owner"]) for t in info["targets_elsewhere"]] == [(b, "b")]
+        # Every wanted target's key is reported, owned or not, for the peers' digest comparison.
+        assert {k.split(b"\xff")[2] for k in cluster.reported["prometheus.scrape.s"]} == {
+            a.encode(), b.encode()}
 
         cluster.move({b})
         sink = c.node("test.sink.out").component.sink
@@ -105,8 +119,52 @@ def test_scrapes_only_owned_targets_and_follows_ownership_changes(tmp_path):
         await c.load(files(CONFIG % (a, b, "false")))
         await until(lambda: {a, b} <= scraped(c))
         assert len(cluster.callbacks) == 1
+        assert "prometheus.scrape.s" not in cluster.reported
         await c.stop()
         assert cluster.callbacks == []
+
+    try:
+        run(go())
+    finally:
+        for e in ex:
+            e.stop()
+
+
+NODE_AFFINE = """
+test.sink "out" { }
+prometheus.scrape "s" {
+  targets = [
+    {"__address__" = "%s", "__meta_kubernetes_pod_node_name" = "a"},
+    {"__address__" = "%s", "__meta_kubernetes_node_name" = "b"},
+  ]
+  forward_to      = [test.sink.out.receiver]
+  scrape_interval = "500ms"
+  clustering {
+    enabled     = true
+    node_affine = true
+  }
+}
+"""
+
+
+def test_node_affine_hands_each_targets_node_to_the_cluster(tmp_path):
+    ex = [Exporter().start() for _ in range(2)]
+    for e in ex:
+        e.set(body="x 1\n")
+    a, b = (e.address for e in ex)
+    cluster = TwoAgents(set())  # by the ring alone this agent would own nothing
+
+    async def go():
+        svc = Services(**{HTTP: HTTPInfo("127.0.0.1:12345"), CLUSTER: cluster})
+        c = Controller(storage_path=tmp_path, registry=make_registry(), services=svc)
+        await c.load(files(NODE_AFFINE % (a, b)))
+        await until(lambda: a in scraped(c))
+        assert cluster.nodes_asked == {"a", "b"}
+        info = c.node("prometheus.scrape.s").debug_info()
+        assert [(t["labels"]["__address__"], t["owner"]) for t in info["targets_elsewhere"]] == [(b, "b")]
+        await asyncio.sleep(1.0)
+        assert scraped(c) == {a}
+        await c.stop()
 
     try:
         run(go())

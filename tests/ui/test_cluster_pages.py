@@ -47,9 +47,12 @@ prometheus.scrape "s" {
 """
 
 PEERS = [
-    {"name": "a", "addr": "10.0.0.1:12345", "isSelf": True, "state": "participant", "targets": 1},
-    {"name": "b", "addr": "10.0.0.2:12345", "isSelf": False, "state": "participant", "targets": 1},
-    {"name": "c", "addr": "10.0.0.3:12345", "isSelf": False, "state": "terminating", "targets": 0},
+    {"name": "a", "addr": "10.0.0.1:12345", "isSelf": True, "state": "participant", "targets": 1,
+     "targetSetMismatch": []},
+    {"name": "b", "addr": "10.0.0.2:12345", "isSelf": False, "state": "participant", "targets": 1,
+     "targetSetMismatch": ["prometheus.scrape.s"]},  # b sees other targets than this agent
+    {"name": "c", "addr": "10.0.0.3:12345", "isSelf": False, "state": "terminating", "targets": 0,
+     "targetSetMismatch": []},
 ]
 
 
@@ -121,4 +124,5 @@ def test_cluster_page_lists_the_peers(clustered, browser):
     rows = browser.find_elements("css selector", "#data tbody tr")
     assert [r.text.split()[0] for r in rows] == ["a", "b", "c"]
     assert "terminating" in rows[2].text and "yes" in rows[0].text
+    text_appears(browser, "Target sets differ from this agent's: b (prometheus.scrape.s)")
     shoot(browser, tmp, "clustering-peers")

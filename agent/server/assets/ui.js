@@ -121,9 +121,14 @@
       // Without --cluster.enabled the endpoint answers as Alloy does, a cluster of one
       // (this agent, with none of the members' fields the cluster adds).
       const alone = peers.length === 1 && peers[0].isSelf && !("role" in peers[0]);
+      // Peers that see other targets than this agent split them wrongly: say so above the table.
+      const differ = peers.filter((p) => (p.targetSetMismatch || []).length);
+      const warn = differ.length ? h("p", { class: "error" }, "Target sets differ from this agent's: " +
+        differ.map((p) => `${p.name} (${p.targetSetMismatch.join(", ")})`).join("; ") +
+        ". Those targets may be scraped twice or never.") : [];
       show(h("p", { class: alone ? "disabled" : null }, alone
         ? "Clustering disabled: this agent is a cluster of one and scrapes every target itself."
-        : peers.length + " peers."), table(["Name", "Address", "State", "This agent", ...extra], peers.map((p) => [
+        : peers.length + " peers."), warn, table(["Name", "Address", "State", "This agent", ...extra], peers.map((p) => [
         p.name, p.addr, state(p.state), p.isSelf ? "yes" : "",
         ...extra.map((k) => typeof p[k] === "object" ? h("pre", {}, JSON.stringify(p[k], null, 1)) : p[k])])));
     },
