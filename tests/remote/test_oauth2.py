@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from agent.httpconfig import TLSConfig
+from agent.httpconfig import OAuth2Config, TLSConfig
+from agent.oauth2 import TokenError, TokenSource
 from agent.remote import RemoteWrite, WALOptions
-from agent.remote.oauth2 import OAuth2Config, TokenError, TokenSource
 from tests.remote.helpers import batch, endpoint, now_ms
 from tests.remote.receiver import Answer, Receiver, Request
 from tests.remote.test_client import tls_server

@@ -1,4 +1,4 @@
-"""OAuth 2.0 client credentials for remote write: fetch a token, keep it until shortly before it expires.
+"""OAuth 2.0 client credentials for scraping and remote write: fetch a token, keep it until shortly before it expires.
 
 As Prometheus' ``oauth2`` client config does (golang.org/x/oauth2 clientcredentials):
 a POST of ``grant_type=client_credentials`` (plus ``scope`` and the
@@ -8,35 +8,28 @@ Basic first and, if the server refuses that, with ``client_id`` and
 reused until 10 seconds before ``expires_in`` runs out. ``client_secret_file``
 is looked at on every fetch, so a rotated secret is picked up. The secret and
 the token never reach logs or errors. The token endpoint is reached through a
-session from ``agent/httpclient.py``, like every other request the agent makes.
+session from ``agent/httpclient.py``, like every other request the agent makes, with
+the ``oauth2`` block's own TLS and proxy settings.
+
+Every target of a scrape job shares one token, as every target of a Prometheus scrape
+pool shares one client: ``acquire`` hands out one :class:`TokenSource` per distinct
+settings, counted, and ``release`` closes it after its last user.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import aiohttp
 
 from agent.httpclient import new_session, request_options, tls_context
-from agent.httpconfig import BasicAuth, HTTPClientConfig, TLSConfig, read_secret_file
+from agent.httpconfig import BasicAuth, OAuth2Config, read_secret_file
 
 EXPIRY_DELTA = 10.0  # seconds before expiry a token is treated as expired (golang.org/x/oauth2)
-
-
-@dataclass(slots=True)
-class OAuth2Config:
-    client_id: str = ""
-    client_secret: str = field(default="", repr=False)
-    client_secret_file: str = ""
-    scopes: list[str] = field(default_factory=list)
-    token_url: str = ""
-    endpoint_params: dict[str, str] = field(default_factory=dict)
-    proxy_url: str = ""
-    tls_config: TLSConfig | None = None
 
 
 class TokenError(Exception):
@@ -47,7 +40,7 @@ class TokenSource:
     def __init__(self, cfg: OAuth2Config, timeout: float = 30.0) -> None:
         self.cfg = cfg
         self.timeout = timeout
-        self._http = HTTPClientConfig(tls_config=cfg.tls_config, proxy_url=cfg.proxy_url)
+        self._http = cfg.http()
         tls_context(self._http, cfg.token_url)  # fail now on unreadable TLS files, not at the first fetch
         self._options = request_options(self._http, cfg.token_url)
         self._session: aiohttp.ClientSession | None = None  # opened inside the running loop
@@ -123,3 +116,33 @@ class TokenSource:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+_SHARED: dict[str, tuple[TokenSource, int]] = {}
+
+
+def _key(cfg: OAuth2Config) -> str:
+    return repr(dataclasses.astuple(cfg))  # secrets included: a changed secret is another source
+
+
+def acquire(cfg: OAuth2Config) -> TokenSource:
+    """The shared token source for these settings (one token per scrape job, not per target)."""
+    key = _key(cfg)
+    hit = _SHARED.get(key)
+    src = hit[0] if hit is not None else TokenSource(cfg)
+    _SHARED[key] = (src, (hit[1] if hit is not None else 0) + 1)
+    return src
+
+
+async def release(src: TokenSource) -> None:
+    """Give back a source from ``acquire``; the last user closes its session."""
+    key = _key(src.cfg)
+    hit = _SHARED.get(key)
+    if hit is None or hit[0] is not src:
+        await src.aclose()
+        return
+    if hit[1] <= 1:
+        del _SHARED[key]
+        await src.aclose()
+    else:
+        _SHARED[key] = (src, hit[1] - 1)
