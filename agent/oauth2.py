@@ -3,7 +3,8 @@
 As Prometheus' ``oauth2`` client config does (golang.org/x/oauth2 clientcredentials):
 a POST of ``grant_type=client_credentials`` (plus ``scope`` and the
 ``endpoint_params``) to ``token_url``, the client authenticating with HTTP
-Basic first and, if the server refuses that, with ``client_id`` and
+Basic first (id and secret query-escaped first, as Go's ``url.QueryEscape`` does:
+a space is ``+``) and, if the server refuses that, with ``client_id`` and
 ``client_secret`` in the form body (the library's auto-detection); the token is
 reused until 10 seconds before ``expires_in`` runs out. ``client_secret_file``
 is looked at on every fetch, so a rotated secret is picked up. The secret and
@@ -22,7 +23,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from urllib.parse import quote
+from urllib.parse import quote_plus
 
 import aiohttp
 
@@ -76,7 +77,7 @@ class TokenSource:
         secret = self._secret()
         answer = None
         if not self._basic_refused:
-            basic = BasicAuth(quote(c.client_id, safe=""), quote(secret, safe="")).header()
+            basic = BasicAuth(quote_plus(c.client_id, safe=""), quote_plus(secret, safe="")).header()
             answer = await self._post(form, {"Authorization": basic})
             if answer[0] in (400, 401):
                 self._basic_refused = True  # try the credentials in the body, as the Go library does
