@@ -9,25 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.components.helpers import run
 from tests.discovery.test_informer import until
-from tests.kube import RBAC_MANIFEST, APIServer
-from tests.operator.harness import TOKEN, config, running, scraped
+from tests.kube import APIServer
+from tests.operator.harness import config, running, scraped
 from tests.operator.target import TokenTarget
 from tests.operator.test_runtime import app
 
 ZONE = "__meta_kubernetes_node_label_topology_kubernetes_io_zone"
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> APIServer:
-    server = APIServer(tmp_path / "api", objects=[
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}],
-        rbac_files=[RBAC_MANIFEST])
-    server.add_token(TOKEN, "shoal/shoal")
-    return server
 
 
 def node(name: str, zone: str) -> dict[str, Any]:

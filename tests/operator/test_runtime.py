@@ -20,8 +20,8 @@ from agent.syntax.diag import DiagnosticsError
 from tests.components.helpers import files, metrics_text, run
 from tests.components.test_scrape_clustering import TwoAgents
 from tests.discovery.test_informer import until
-from tests.kube import RBAC_MANIFEST, APIServer
-from tests.operator.harness import TOKEN, component, config, running, scraped, secret
+from tests.kube import APIServer
+from tests.operator.harness import component, config, running, scraped, secret
 from tests.operator.target import TokenTarget
 
 
@@ -50,15 +50,6 @@ def service_monitor(name: str, match: dict[str, str], **endpoint: Any) -> dict[s
             "metadata": {"name": name, "namespace": "default"},
             "spec": {"selector": {"matchLabels": match},
                      "endpoints": [{"port": "web", "interval": "1s", **endpoint}]}}
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> APIServer:
-    server = APIServer(tmp_path / "api", objects=[
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}],
-        rbac_files=[RBAC_MANIFEST])
-    server.add_token(TOKEN, "shoal/shoal")
-    return server
 
 
 def sink_jobs(c: Controller) -> set[str]:
