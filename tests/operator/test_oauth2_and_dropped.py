@@ -12,7 +12,7 @@ from tests.authproxy import Idp, Target, serve
 from tests.components.helpers import metrics_text, run
 from tests.discovery.test_informer import until
 from tests.kube import APIServer
-from tests.operator.harness import component, config, running, scraped, secret
+from tests.operator.harness import component, config, first_health, running, scraped, secret
 from tests.operator.target import TokenTarget
 from tests.operator.test_runtime import app, service_monitor
 
@@ -32,19 +32,14 @@ def test_oauth2_from_a_secret_and_a_rotated_client_secret(tmp_path: Path, api: A
             async with running(tmp_path, config(api, "ServiceMonitor")) as c:
                 comp = component(c, "ServiceMonitor")
 
-                def health() -> str:
-                    m = comp.manager
-                    ts = [t for _, r in (m.runners() if m else []) for t in r.pool.targets()]
-                    return ts[0].health if ts else ""
-
-                await until(lambda: health() == "up")
+                await until(lambda: first_health(comp) == "up")
                 assert idp.issued == ["tok-1"] and idp.forms[0]["scope"] == "metrics"
                 assert "Bearer tok-1" in target.seen
                 # Rotate: the token endpoint now wants the new secret, the Secret follows.
                 idp.secret = "s3cret-two"
                 api.apply(secret("oauth", {"id": "shop client", "secret": "s3cret-two"}))
                 await until(lambda: idp.issued[-1:] == ["tok-2"] and target.seen[-1] == "Bearer tok-2")
-                await until(lambda: health() == "up")
+                await until(lambda: first_health(comp) == "up")
                 shown = json.dumps(comp.debug_info()) + str(comp.current_health()) + metrics_text(c)
                 assert "s3cret" not in shown and "tok-" not in shown
 
