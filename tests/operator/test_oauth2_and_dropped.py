@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.authproxy import Idp, Target, serve
+from tests.authproxy import Idp, Proxy, Target, serve
 from tests.components.helpers import metrics_text, run
 from tests.discovery.test_informer import until
 from tests.kube import APIServer
@@ -73,4 +73,36 @@ def test_keep_dropped_targets_bounds_the_debug_info(tmp_path: Path, api: APIServ
                 dropped = {d["labels"]["__meta_kubernetes_service_name"] for d in got["all"]["targets_dropped"]}
                 assert dropped == {"b", "c"}
 
+        run(go())
+
+
+def test_proxy_url_and_no_proxy_of_monitors_through_a_real_proxy(tmp_path: Path, api: APIServer) -> None:
+    """proxyUrl alone sends even a loopback target's scrapes through the proxy (Go's
+    http.ProxyURL); with noProxy, Go's httpproxy rules decide, and loopback goes direct."""
+    async def go() -> None:
+        target = Target()
+        async with Proxy() as proxy, serve(target.app(), "127.0.0.15") as port:
+            for name in ("via", "direct"):
+                for o in app(name, "127.0.0.15", port, {"app": name}):
+                    api.apply(o)
+            api.apply(service_monitor("via", {"app": "via"}, proxyUrl=proxy.url))
+            api.apply(service_monitor("direct", {"app": "direct"}, proxyUrl=proxy.url,
+                                      noProxy="example.com", params={"m": ["direct"]}))
+            async with running(tmp_path, config(api, "ServiceMonitor")) as c:
+                comp = component(c, "ServiceMonitor")
+
+                def healths() -> dict[str, str]:
+                    m = comp.manager
+                    return {r.job.name: t.health for _, r in (m.runners() if m else [])
+                            for t in r.pool.targets()}
+
+                await until(lambda: healths() == {"serviceMonitor/default/via/0": "up",
+                                                  "serviceMonitor/default/direct/0": "up"})
+                n = len(target.seen)
+                await until(lambda: len(target.seen) >= n + 4)
+                # Each target has its own connection, so a proxied "direct" job would show
+                # its own URL (with ?m=direct) here: only the "via" job's did.
+                assert {s[:2] for s in proxy.seen} == {("GET", f"http://127.0.0.15:{port}/metrics")}
+
+    with api:
         run(go())
