@@ -41,7 +41,7 @@ from agent.scrape.textparse import (
     iter_line_chunks,
     scan_text,
 )
-from agent.scrape.typeunit import Families, header_items
+from agent.scrape.typeunit import Families
 from agent.storage import STALE_NAN, Appendable, SampleBatch
 
 log = structlog.get_logger("scrape")
@@ -353,8 +353,10 @@ class ScrapeLoop:
     def _families(self, kind: str, body: bytes, st: ScanState) -> None:
         """With type-and-unit labels, where this scrape's series find their family's type and unit."""
         if self.cfg.type_and_unit_labels:
-            items = st.meta_items if kind == "protobuf" else header_items(body)
-            self.builder.families = Families(items)
+            if kind == "protobuf":
+                self.builder.families = Families(st.meta_items)
+            else:
+                self.builder.families = Families(body=body)
 
     def _proto_state(self, st: ScanState) -> None:
         """Set up ``st`` for a protobuf body: label building from pairs, records, histogram options."""

@@ -36,16 +36,22 @@ def header_items(body: bytes) -> list[tuple[str, str, str]]:
 
 
 class Families:
-    """Family name -> (type, unit), read from a list of comment entries that may still grow."""
+    """Family name -> (type, unit), read from a list of comment entries that may still grow,
+    or from a body's header lines, scanned only at the first series not in the scrape
+    cache (a scrape whose series are all cached costs nothing)."""
 
-    __slots__ = ("items", "_seen", "_fams")
+    __slots__ = ("items", "body", "_seen", "_fams")
 
-    def __init__(self, items: list[tuple[str, str, str]]) -> None:
+    def __init__(self, items: list[tuple[str, str, str]] | None = None, body: bytes = b"") -> None:
         self.items = items
+        self.body = body
         self._seen = 0
         self._fams: dict[str, list[str]] = {}
 
     def _catch_up(self) -> None:
+        if self.items is None:
+            self.items = header_items(self.body)
+            self.body = b""
         items = self.items
         for kind, name, value in items[self._seen:]:
             if kind == "HELP":
@@ -56,7 +62,7 @@ class Families:
 
     def labels_for(self, name: str) -> list[tuple[str, str]]:
         """The ``__type__`` / ``__unit__`` pairs of the series ``name`` (none when unknown)."""
-        if self._seen != len(self.items):
+        if self.items is None or self._seen != len(self.items):
             self._catch_up()
         fams = self._fams
         f = fams.get(name)
