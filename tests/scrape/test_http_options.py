@@ -25,7 +25,9 @@ from agent.scrape.pool import ScrapePool
 from agent.syntax.diag import DiagnosticsError
 from tests.authproxy import Idp, Proxy, Target, serve
 from tests.components.helpers import controller, files, run
-from tests.scrape.server import Collector
+from tests.scrape.server import Collector, Exporter
+from tests.scrape.test_loop import T0, make_loop, scrape
+from tests.scrape.test_proto_loop import payload, serve_proto
 
 # The machine's non-loopback address: Go's httpproxy never proxies loopback once
 # no_proxy or the environment decides, so those rules need a target elsewhere.
@@ -332,3 +334,22 @@ def test_type_and_unit_labels_and_honor_metadata(text: bool) -> None:
             assert series["req_seconds_bucket"] == (None, None)
             assert metadata["req_seconds"].type == "histogram"
     run(go())
+
+
+def test_type_and_unit_labels_from_protobuf_families() -> None:
+    """The protobuf parser records a family's metadata before its series: a counter's and
+    a classic histogram's series get their family's __type__ (no UNIT in these payloads)."""
+    exp = Exporter().start()
+    try:
+        serve_proto(exp, payload())
+        coll = Collector()
+        scrape(make_loop(exp.address, coll, type_and_unit_labels=True, scrape_native_histograms=True,
+                         scrape_classic_histograms=True), T0)
+        types = {dict(lab)["__name__"]: dict(lab).get("__type__") for lab in coll.batches[-1].labels}
+        assert types["req_total"] == "counter"
+        assert types["lat_seconds_bucket"] == types["lat_seconds_count"] == "histogram"
+        assert types["up"] is None
+        hist_labels = [dict(h[0]) for h in coll.batches[-1].histograms]
+        assert hist_labels and all(h["__type__"] == "histogram" for h in hist_labels)
+    finally:
+        exp.stop()
