@@ -38,13 +38,15 @@ class TokenError(Exception):
 
 
 class TokenSource:
-    def __init__(self, cfg: OAuth2Config, timeout: float = 30.0) -> None:
+    def __init__(self, cfg: OAuth2Config, timeout: float = 30.0, check_tls: bool = True) -> None:
         self.cfg = cfg
         self.timeout = timeout
         self._http = cfg.http()
-        tls_context(self._http, cfg.token_url)  # fail now on unreadable TLS files, not at the first fetch
+        if check_tls:  # fail now on unreadable TLS files, not at the first fetch
+            tls_context(self._http, cfg.token_url)
         self._options = request_options(self._http, cfg.token_url)
         self._session: aiohttp.ClientSession | None = None  # opened inside the running loop
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the session and lock belong to
         self._header = ""
         self._expires = 0.0  # monotonic; 0 = never (no expires_in given)
         self._lock = asyncio.Lock()
@@ -55,6 +57,9 @@ class TokenSource:
         """The ``Authorization`` header value, fetching a token when there is none or it is about to expire."""
         if self._header and (not self._expires or time.monotonic() < self._expires):
             return self._header
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a session and a lock cannot cross event loops
+            self._loop, self._session, self._lock = loop, None, asyncio.Lock()
         async with self._lock:  # one fetch for all shards waiting
             if self._header and (not self._expires or time.monotonic() < self._expires):
                 return self._header
@@ -105,9 +110,9 @@ class TokenSource:
 
     async def _post(self, form: dict[str, str], headers: dict[str, str]) -> tuple[int, bytes]:
         """The status and body of one POST of ``form``; TokenError when no answer came."""
-        if self._session is None or self._session.closed:
-            self._session = new_session(self._http, self.cfg.token_url, timeout=self.timeout)
         try:
+            if self._session is None or self._session.closed:
+                self._session = new_session(self._http, self.cfg.token_url, timeout=self.timeout)
             async with self._session.post(self.cfg.token_url, data=form, headers=headers, **self._options) as resp:
                 return resp.status, await resp.read()
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
@@ -130,7 +135,8 @@ def acquire(cfg: OAuth2Config) -> TokenSource:
     """The shared token source for these settings (one token per scrape job, not per target)."""
     key = _key(cfg)
     hit = _SHARED.get(key)
-    src = hit[0] if hit is not None else TokenSource(cfg)
+    # TLS files are checked at the first fetch: a bad CA fails the scrape with the reason.
+    src = hit[0] if hit is not None else TokenSource(cfg, check_tls=False)
     _SHARED[key] = (src, (hit[1] if hit is not None else 0) + 1)
     return src
 

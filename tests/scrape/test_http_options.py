@@ -111,6 +111,23 @@ def test_oauth2_refused_credentials_fail_the_scrape_with_the_reason_not_the_secr
     run(go())
 
 
+def test_oauth2_unreadable_tls_file_fails_scrapes_not_the_pool(tmp_path: Path) -> None:
+    async def go() -> None:
+        target = Target()
+        async with serve(target.app()) as port:
+            o2 = OAuth2Config(client_id="c", client_secret="s", token_url="https://127.0.0.1:1/token",
+                              tls_config=TLSConfig(ca_file=str(tmp_path / "absent.pem")))
+            pool = ScrapePool(cfg(http=HTTPClientConfig(oauth2=o2)), Collector())
+            pool.sync([L.from_dict({"__address__": f"127.0.0.1:{port}"})])  # does not raise
+            try:
+                await until(lambda: bool(pool.targets()) and pool.targets()[0].last_error != "")
+                assert "oauth2: token endpoint https://127.0.0.1:1/token" in pool.targets()[0].last_error
+                assert target.seen == []
+            finally:
+                await pool.stop()
+    run(go())
+
+
 # ---------------------------------------------------------------- proxies
 
 
