@@ -370,3 +370,45 @@ def test_type_and_unit_labels_from_protobuf_families() -> None:
         assert hist_labels and all(h["__type__"] == "histogram" for h in hist_labels)
     finally:
         exp.stop()
+
+
+def test_prometheus_scrape_oauth2_block_type_labels_and_metadata_end_to_end(tmp_path: Path) -> None:
+    """The component's arguments reach the engine: the oauth2 block (client_secret a
+    secret, shown as such by the API), enable_type_and_unit_labels, honor_metadata."""
+    async def go() -> None:
+        idp = Idp("svc", "pa55-s3cret")
+        target = Target(body=OM, ctype="application/openmetrics-text; version=1.0.0", idp=idp)
+        async with serve(idp.app()) as idp_port, serve(target.app()) as port:
+            c = controller(tmp_path)
+            await c.load(files(f'''
+test.sink "s" {{ }}
+
+prometheus.scrape "s" {{
+  targets    = [{{"__address__" = "127.0.0.1:{port}"}}]
+  forward_to = [test.sink.s.receiver]
+  scrape_interval = "300ms"
+  scrape_timeout  = "250ms"
+  honor_metadata  = true
+  enable_type_and_unit_labels = true
+  oauth2 {{
+    client_id     = "svc"
+    client_secret = "pa55-s3cret"
+    token_url     = "http://127.0.0.1:{idp_port}/token"
+  }}
+}}
+'''))
+            try:
+                sink = c.node("test.sink.s").component.sink
+
+                def temp() -> list[dict[str, str]]:
+                    return [lab for lab, _, _ in sink.samples() if lab.get("__name__") == "temp_celsius"]
+
+                await until(lambda: bool(temp()))
+                assert temp()[0]["__type__"] == "gauge" and temp()[0]["__unit__"] == "celsius"
+                assert idp.issued == ["tok-1"] and target.seen[-1] == "Bearer tok-1"
+                assert any(b.metadata.get("temp_celsius") for b in sink.batches)
+                args = c.node("prometheus.scrape.s").args
+                assert "pa55-s3cret" not in repr(args)
+            finally:
+                await c.stop()
+    run(go())
