@@ -18,6 +18,7 @@ from agent.components._common import (
     TLSBlock,
     Unstarted,
     check_auth,
+    check_proxy,
     check_url,
     client_options,
     reveal,
@@ -120,6 +121,9 @@ class EndpointBlock:
     bearer_token: Secret | None = attr(default=None)
     bearer_token_file: str = attr(default="")
     proxy_url: str = attr(default="")
+    no_proxy: str = attr(default="")
+    proxy_from_environment: bool = attr(default=False)
+    proxy_connect_header: dict[str, list[Secret]] = attr(default={})
     follow_redirects: bool = attr(default=True)
     enable_http2: bool = attr(default=True)
     basic_auth: BasicAuthBlock | None = block()
@@ -132,8 +136,7 @@ class EndpointBlock:
 
     def validate(self) -> None:
         check_url(self.url)
-        if self.proxy_url:
-            check_url(self.proxy_url, "proxy_url")
+        check_proxy(self.proxy_url, self.no_proxy, self.proxy_from_environment, self.proxy_connect_header)
         if self.remote_timeout <= 0:
             raise ValueError("remote_timeout must be greater than 0")
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
