@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from agent.httpconfig import HTTPClientConfig, TLSConfig
+from agent.httpproxy import proxy_for
 
 # Go's http.Client stops after 10 redirects; so does Prometheus.
 MAX_REDIRECTS = 10
@@ -46,8 +47,9 @@ def new_session(
     ``timeout`` bounds each whole request (None: the caller bounds it, as the
     scraper does with the scrape timeout); ``connections`` caps the pool (0: no
     cap). Cookies are never kept: Go's client has no cookie jar unless given
-    one, and a target or backend must not be able to pin state on us. The
-    environment's proxy settings are ignored: only ``proxy_url`` counts.
+    one, and a target or backend must not be able to pin state on us. aiohttp's
+    own reading of the environment's proxy settings is off: ``request_options``
+    decides per URL with Prometheus' rules (``agent/httpproxy.py``).
     """
     ctx = tls_context(cfg, url)
     return aiohttp.ClientSession(
@@ -63,8 +65,12 @@ def new_session(
 def request_options(cfg: HTTPClientConfig, url: str) -> dict[str, Any]:
     """Keyword arguments for every request of a session (aiohttp has no session-wide setting for them)."""
     options: dict[str, Any] = {"allow_redirects": cfg.follow_redirects, "max_redirects": MAX_REDIRECTS}
-    if cfg.proxy_url:
-        options["proxy"] = cfg.proxy_url
+    proxy = proxy_for(cfg.proxy(), url)
+    if proxy:
+        options["proxy"] = proxy
+        if cfg.proxy_connect_header and _is_https(url):
+            # Go sends ProxyConnectHeader on the CONNECT of a tunnel only, never to a plain-HTTP target.
+            options["proxy_headers"] = {k: ", ".join(v) for k, v in cfg.proxy_connect_header.items()}
     tls = cfg.tls_config
     if tls is not None and tls.server_name and _is_https(url):
         options["server_hostname"] = tls.server_name

@@ -1,7 +1,8 @@
 """HTTP client settings shared by scraping, remote write and OAuth2, and the headers they imply.
 
 The fields mirror Alloy's ``http_client_config`` blocks (basic_auth, authorization,
-bearer_token, tls_config, proxy_url, follow_redirects, enable_http2) so a
+bearer_token, oauth2, tls_config, proxy_url, no_proxy, proxy_from_environment,
+proxy_connect_header, follow_redirects, enable_http2) so a
 component can decode its arguments straight into these; ``agent/httpclient.py``
 turns them into an aiohttp session. Credentials in files are looked at on every
 request, as Prometheus does, so a rotated token is picked up without a reload;
@@ -94,6 +95,53 @@ def _pem_to_files(cert_pem: str, key_pem: str) -> tuple[str, str]:
 
 
 @dataclass(slots=True)
+class ProxyConfig:
+    """Prometheus' proxy settings (common/config ProxyConfig): where requests go, and what
+    the proxy is told when a tunnel is opened. ``agent/httpclient.py`` picks the proxy per URL."""
+
+    proxy_url: str = ""
+    no_proxy: str = ""  # comma list of IPs, CIDRs, domain names (Go's httpproxy NoProxy)
+    proxy_from_environment: bool = False  # HTTP_PROXY / HTTPS_PROXY / NO_PROXY
+    proxy_connect_header: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def validate(self) -> None:
+        """Prometheus' exclusions, worded as its config loader words them."""
+        if self.proxy_connect_header and not (self.proxy_url or self.proxy_from_environment):
+            raise ValueError("if proxy_connect_header is configured, proxy_url or "
+                             "proxy_from_environment must also be configured")
+        if self.proxy_from_environment and self.proxy_url:
+            raise ValueError("if proxy_from_environment is configured, proxy_url must not be configured")
+        if self.proxy_from_environment and self.no_proxy:
+            raise ValueError("if proxy_from_environment is configured, no_proxy must not be configured")
+        if self.no_proxy and not self.proxy_url:
+            raise ValueError("if no_proxy is configured, proxy_url must also be configured")
+
+
+@dataclass(slots=True)
+class OAuth2Config:
+    """OAuth 2.0 client credentials (Prometheus' ``oauth2``); ``agent/oauth2.py`` fetches tokens."""
+
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    client_secret_file: str = ""
+    scopes: list[str] = field(default_factory=list)
+    token_url: str = ""
+    endpoint_params: dict[str, str] = field(default_factory=dict)
+    tls_config: TLSConfig | None = None
+    proxy_url: str = ""
+    no_proxy: str = ""
+    proxy_from_environment: bool = False
+    proxy_connect_header: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def http(self) -> HTTPClientConfig:
+        """The settings the token endpoint is reached with."""
+        return HTTPClientConfig(tls_config=self.tls_config, proxy_url=self.proxy_url,
+                                no_proxy=self.no_proxy,
+                                proxy_from_environment=self.proxy_from_environment,
+                                proxy_connect_header=self.proxy_connect_header)
+
+
+@dataclass(slots=True)
 class HTTPClientConfig:
     basic_auth: BasicAuth | None = None
     authorization: Authorization | None = None
@@ -101,9 +149,17 @@ class HTTPClientConfig:
     bearer_token_file: str = ""
     tls_config: TLSConfig | None = None
     proxy_url: str = ""
+    no_proxy: str = ""
+    proxy_from_environment: bool = False
+    proxy_connect_header: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    oauth2: OAuth2Config | None = None
     follow_redirects: bool = True
     enable_http2: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+
+    def proxy(self) -> ProxyConfig:
+        return ProxyConfig(self.proxy_url, self.no_proxy, self.proxy_from_environment,
+                           self.proxy_connect_header)
 
     def auth_header(self) -> str | None:
         """The Authorization header value for the next request, or None."""

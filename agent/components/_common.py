@@ -12,9 +12,16 @@ from urllib.parse import urlsplit
 
 from agent import labels as lbl
 from agent import relabel
-from agent.httpconfig import Authorization, BasicAuth, HTTPClientConfig, TLSConfig
+from agent.httpconfig import (
+    Authorization,
+    BasicAuth,
+    HTTPClientConfig,
+    OAuth2Config,
+    ProxyConfig,
+    TLSConfig,
+)
 from agent.labels import Labels
-from agent.syntax.decode import attr
+from agent.syntax.decode import attr, block
 from agent.syntax.value import Secret
 
 
@@ -105,6 +112,58 @@ class TLSBlock:
             raise ValueError(f'unknown TLS version "{self.min_version}"')
 
 
+def check_proxy(proxy_url: str, no_proxy: str, proxy_from_environment: bool,
+                proxy_connect_header: dict[str, list[Secret]] | None) -> None:
+    """A usable proxy URL and Prometheus' exclusions between the proxy settings."""
+    if proxy_url:
+        check_url(proxy_url, "proxy_url")
+    ProxyConfig(proxy_url, no_proxy, proxy_from_environment,
+                {k: [] for k in (proxy_connect_header or {})}).validate()
+
+
+def reveal_headers(headers: dict[str, list[Secret]] | None) -> dict[str, list[str]]:
+    return {k: [reveal(v) for v in vs] for k, vs in (headers or {}).items()}
+
+
+@dataclass
+class OAuth2Block:
+    """Alloy's ``oauth2`` block: OAuth 2.0 client credentials (agent/oauth2.py), with the
+    token endpoint's own TLS and proxy settings."""
+
+    client_id: str = attr(default="")
+    client_secret: Secret | None = attr(default=None)
+    client_secret_file: str = attr(default="")
+    scopes: list[str] = attr(default=[])
+    token_url: str = attr(default="")
+    endpoint_params: dict[str, str] = attr(default={})
+    proxy_url: str = attr(default="")
+    no_proxy: str = attr(default="")
+    proxy_from_environment: bool = attr(default=False)
+    proxy_connect_header: dict[str, list[Secret]] = attr(default={})
+    tls_config: TLSBlock | None = block()
+
+    def validate(self) -> None:
+        check_url(self.token_url, "token_url")
+        if self.client_secret and self.client_secret_file:
+            raise ValueError("at most one of oauth2 client_secret & client_secret_file must be configured")
+        check_proxy(self.proxy_url, self.no_proxy, self.proxy_from_environment, self.proxy_connect_header)
+
+    def to_config(self) -> OAuth2Config:
+        return OAuth2Config(
+            client_id=self.client_id,
+            client_secret=reveal(self.client_secret),
+            client_secret_file=self.client_secret_file,
+            scopes=list(self.scopes),
+            token_url=self.token_url,
+            endpoint_params=dict(self.endpoint_params),
+            proxy_url=self.proxy_url,
+            no_proxy=self.no_proxy,
+            proxy_from_environment=self.proxy_from_environment,
+            proxy_connect_header=reveal_headers(self.proxy_connect_header),
+            tls_config=http_client(tls_config=self.tls_config).tls_config,
+        )
+
+
 def check_auth(
     bearer_token: Secret | None,
     bearer_token_file: str,
@@ -132,6 +191,10 @@ def http_client(
     authorization: AuthorizationBlock | None = None,
     tls_config: TLSBlock | None = None,
     proxy_url: str = "",
+    no_proxy: str = "",
+    proxy_from_environment: bool = False,
+    proxy_connect_header: dict[str, list[Secret]] | None = None,
+    oauth2: OAuth2Block | None = None,
     follow_redirects: bool = True,
     enable_http2: bool = True,
     headers: dict[str, Secret | str] | None = None,
@@ -158,6 +221,10 @@ def http_client(
             min_version=tls_config.min_version,
         ),
         proxy_url=proxy_url,
+        no_proxy=no_proxy,
+        proxy_from_environment=proxy_from_environment,
+        proxy_connect_header=reveal_headers(proxy_connect_header),
+        oauth2=oauth2.to_config() if oauth2 is not None else None,
         follow_redirects=follow_redirects,
         enable_http2=enable_http2,
         headers={k: reveal(v) for k, v in (headers or {}).items()},
@@ -167,7 +234,8 @@ def http_client(
 def client_options(args: Any) -> HTTPClientConfig:
     """The client settings from the HTTP options every Alloy component spells the same way
     (bearer_token, bearer_token_file, basic_auth, authorization, tls_config, proxy_url,
-    follow_redirects, enable_http2), read from a component's decoded arguments."""
+    follow_redirects, enable_http2; no_proxy, proxy_from_environment, proxy_connect_header
+    and oauth2 where the component has them), read from a component's decoded arguments."""
     return http_client(
         bearer_token=args.bearer_token,
         bearer_token_file=args.bearer_token_file,
@@ -175,6 +243,10 @@ def client_options(args: Any) -> HTTPClientConfig:
         authorization=args.authorization,
         tls_config=args.tls_config,
         proxy_url=args.proxy_url,
+        no_proxy=getattr(args, "no_proxy", ""),
+        proxy_from_environment=getattr(args, "proxy_from_environment", False),
+        proxy_connect_header=getattr(args, "proxy_connect_header", None),
+        oauth2=getattr(args, "oauth2", None),
         follow_redirects=args.follow_redirects,
         enable_http2=args.enable_http2,
     )

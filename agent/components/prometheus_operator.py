@@ -119,6 +119,8 @@ class ScrapeBlock:
     default_scrape_timeout: Duration = attr(default=Duration("10s"))
     default_sample_limit: int = attr(default=0)
     scrape_native_histograms: bool = attr(default=False)
+    honor_metadata: bool = attr(default=False)
+    enable_type_and_unit_labels: bool = attr(default=False)
 
     def validate(self) -> None:
         if float(self.default_scrape_interval) <= 0 or float(self.default_scrape_timeout) <= 0:
@@ -199,6 +201,8 @@ class Arguments:
             service_role=self.kubernetes_role,
             sample_limit=self.scrape.default_sample_limit,
             native_histograms=self.scrape.scrape_native_histograms,
+            honor_metadata=self.scrape.honor_metadata,
+            type_and_unit_labels=self.scrape.enable_type_and_unit_labels,
             allow_files=not self.disallow_arbitrary_file_access,
             scrape_classes=tuple(sc.to_class() for sc in self.scrape_class),
         )
@@ -304,7 +308,14 @@ class _Operator(Component):
         if m is None:
             return None
         targets: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        dropped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        dropped_count: dict[tuple[str, str], int] = {}
         for key, r in m.runners():
+            # keepDroppedTargets bounds the list; the count is of every dropped target.
+            dropped.setdefault(key, []).extend(
+                {"job": r.job.name, "labels": dict(t.discovered_labels), "reason": t.reason}
+                for t in r.pool.dropped_targets())
+            dropped_count[key] = dropped_count.get(key, 0) + r.pool.dropped_count
             for t in r.pool.targets():
                 targets.setdefault(key, []).append({
                     "job": r.job.name,
@@ -318,7 +329,9 @@ class _Operator(Component):
         return {
             "monitors": [
                 {"namespace": ns, "name": name, "state": st.state, "reason": st.reason,
-                 "jobs": st.jobs, "targets": targets.get((ns, name), [])}
+                 "jobs": st.jobs, "targets": targets.get((ns, name), []),
+                 "targets_dropped": dropped.get((ns, name), []),
+                 "targets_dropped_count": dropped_count.get((ns, name), 0)}
                 for (ns, name), st in m.monitor_states().items()
             ]
         }

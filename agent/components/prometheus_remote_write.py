@@ -13,20 +13,20 @@ from typing import Any, Literal
 from agent.components._common import (
     AuthorizationBlock,
     BasicAuthBlock,
+    OAuth2Block,
     RuleBlock,
     TLSBlock,
     Unstarted,
     check_auth,
+    check_proxy,
     check_url,
     client_options,
-    http_client,
     reveal,
     rules,
 )
 from agent.remote import EndpointConfig, MetadataConfig, QueueConfig, RemoteWrite, WALOptions
 from agent.remote.codec_v2 import V1
 from agent.remote.config import parse_bytes
-from agent.remote.oauth2 import OAuth2Config
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.storage import Appendable
@@ -110,39 +110,6 @@ class MetadataBlock:
 
 
 @dataclass
-class OAuth2Block:
-    """Alloy's ``oauth2`` block: OAuth 2.0 client credentials (agent/remote/oauth2.py)."""
-
-    client_id: str = attr(default="")
-    client_secret: Secret | None = attr(default=None)
-    client_secret_file: str = attr(default="")
-    scopes: list[str] = attr(default=[])
-    token_url: str = attr(default="")
-    endpoint_params: dict[str, str] = attr(default={})
-    proxy_url: str = attr(default="")
-    tls_config: TLSBlock | None = block()
-
-    def validate(self) -> None:
-        check_url(self.token_url, "token_url")
-        if self.client_secret and self.client_secret_file:
-            raise ValueError("at most one of oauth2 client_secret & client_secret_file must be configured")
-        if self.proxy_url:
-            check_url(self.proxy_url, "proxy_url")
-
-    def to_config(self) -> OAuth2Config:
-        return OAuth2Config(
-            client_id=self.client_id,
-            client_secret=reveal(self.client_secret),
-            client_secret_file=self.client_secret_file,
-            scopes=list(self.scopes),
-            token_url=self.token_url,
-            endpoint_params=dict(self.endpoint_params),
-            proxy_url=self.proxy_url,
-            tls_config=http_client(tls_config=self.tls_config).tls_config,
-        )
-
-
-@dataclass
 class EndpointBlock:
     url: str = attr(required=True)
     name: str = attr(default="")
@@ -154,6 +121,9 @@ class EndpointBlock:
     bearer_token: Secret | None = attr(default=None)
     bearer_token_file: str = attr(default="")
     proxy_url: str = attr(default="")
+    no_proxy: str = attr(default="")
+    proxy_from_environment: bool = attr(default=False)
+    proxy_connect_header: dict[str, list[Secret]] = attr(default={})
     follow_redirects: bool = attr(default=True)
     enable_http2: bool = attr(default=True)
     basic_auth: BasicAuthBlock | None = block()
@@ -166,8 +136,7 @@ class EndpointBlock:
 
     def validate(self) -> None:
         check_url(self.url)
-        if self.proxy_url:
-            check_url(self.proxy_url, "proxy_url")
+        check_proxy(self.proxy_url, self.no_proxy, self.proxy_from_environment, self.proxy_connect_header)
         if self.remote_timeout <= 0:
             raise ValueError("remote_timeout must be greater than 0")
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)

@@ -20,9 +20,10 @@ from agent import labels as lbl
 from agent.components._common import (
     AuthorizationBlock,
     BasicAuthBlock,
+    OAuth2Block,
     TLSBlock,
     check_auth,
-    check_url,
+    check_proxy,
     client_options,
     targets_to_labels,
 )
@@ -66,6 +67,10 @@ class Arguments:
     enable_protobuf_negotiation: bool = attr(default=False)
     honor_labels: bool = attr(default=False)
     honor_timestamps: bool = attr(default=True)
+    # Alloy's experimental switches: metadata handed downstream with the samples, and
+    # Prometheus 3's type-and-unit-labels (__type__ and __unit__ on every series).
+    honor_metadata: bool = attr(default=False)
+    enable_type_and_unit_labels: bool = attr(default=False)
     track_timestamps_staleness: bool = attr(default=False)
     params: dict[str, list[str]] = attr(default={})
     scrape_classic_histograms: bool = attr(default=False)
@@ -88,17 +93,24 @@ class Arguments:
     bearer_token: Secret | None = attr(default=None)
     bearer_token_file: str = attr(default="")
     proxy_url: str = attr(default="")
+    no_proxy: str = attr(default="")
+    proxy_from_environment: bool = attr(default=False)
+    proxy_connect_header: dict[str, list[Secret]] = attr(default={})
     follow_redirects: bool = attr(default=True)
     enable_http2: bool = attr(default=True)
     basic_auth: BasicAuthBlock | None = block()
     authorization: AuthorizationBlock | None = block()
+    oauth2: OAuth2Block | None = block()
     tls_config: TLSBlock | None = block()
     clustering: ScrapeClusteringBlock = block()
 
     def validate(self) -> None:
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
-        if self.proxy_url:
-            check_url(self.proxy_url, "proxy_url")
+        if self.oauth2 is not None and (self.bearer_token or self.bearer_token_file or self.basic_auth
+                                        or self.authorization):
+            raise ValueError("at most one of basic_auth, authorization, oauth2, bearer_token & "
+                             "bearer_token_file must be configured")
+        check_proxy(self.proxy_url, self.no_proxy, self.proxy_from_environment, self.proxy_connect_header)
         if not self.metrics_path.startswith("/"):
             raise ValueError(f'metrics_path "{self.metrics_path}" must start with "/"')
         self.to_config("validate").validate()
@@ -118,6 +130,8 @@ class Arguments:
             params={k: list(v) for k, v in self.params.items()},
             honor_labels=self.honor_labels,
             honor_timestamps=self.honor_timestamps,
+            honor_metadata=self.honor_metadata,
+            type_and_unit_labels=self.enable_type_and_unit_labels,
             track_timestamps_staleness=self.track_timestamps_staleness,
             sample_limit=self.sample_limit,
             label_limit=self.label_limit,

@@ -38,10 +38,10 @@ import aiohttp
 
 import agent
 from agent.httpclient import new_session, request_options, tls_context
-from agent.httpconfig import HTTPClientConfig
+from agent.httpconfig import HTTPClientConfig, OAuth2Config
+from agent.oauth2 import TokenError, TokenSource
 from agent.remote.backoff import parse_retry_after
 from agent.remote.codec_v2 import V1, V2
-from agent.remote.oauth2 import OAuth2Config, TokenError, TokenSource
 
 USER_AGENT = f"Shoal/{agent.__version__}"
 _PROTOCOL_HEADERS = {

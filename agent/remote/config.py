@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.httpconfig import HTTPClientConfig
-from agent.remote.oauth2 import OAuth2Config
+from agent.httpconfig import HTTPClientConfig, OAuth2Config
 
 
 @dataclass(slots=True)

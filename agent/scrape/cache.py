@@ -29,6 +29,7 @@ from agent.labels import METRIC_NAME, Labels
 from agent.relabel import process
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.textparse import ScanState, labels_of, parse_series
+from agent.scrape.typeunit import Families
 from agent.storage import Histogram, Metadata
 
 DROPPED: Labels = ()
@@ -98,6 +99,7 @@ class SeriesBuilder:
         "value_len",
         "added",
         "parse",
+        "families",
     )
 
     def __init__(self, cache: ScrapeCache, target_labels: Labels, cfg: ScrapeConfig) -> None:
@@ -111,6 +113,8 @@ class SeriesBuilder:
         self.value_len = cfg.label_value_length_limit
         self.added = 0  # cache misses that produced a kept series, this scrape
         self.parse = parse_series
+        # With type-and-unit labels: the scrape's families (agent/scrape/typeunit.py), set per scrape.
+        self.families: Families | None = None
 
     def resolve(self, key: bytes) -> Labels:
         name, pairs = self.parse(key)
@@ -118,6 +122,11 @@ class SeriesBuilder:
 
     def resolve_pairs(self, key: bytes, name: str, pairs: list[tuple[str, str]]) -> Labels:
         """Build, check and remember the final label set of an exposed series under ``key``."""
+        if self.families is not None:
+            extra = self.families.labels_for(name)
+            if extra:
+                given = {n for n, _ in extra}
+                pairs = [p for p in pairs if p[0] not in given] + extra
         items = [(METRIC_NAME, _intern(name))]
         items += [(_intern(n), v) for n, v in pairs if v]
         if not self.honor:

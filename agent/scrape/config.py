@@ -37,6 +37,13 @@ class ScrapeConfig:
     params: dict[str, list[str]] = field(default_factory=dict)
     honor_labels: bool = False
     honor_timestamps: bool = True
+    # Hand each scrape's TYPE/HELP/UNIT downstream in the batch (Alloy's honor_metadata;
+    # the component defaults it off as Alloy does, the engine on as Prometheus sends it).
+    honor_metadata: bool = True
+    # Prometheus 3's type-and-unit-labels: __type__ and __unit__ from the family's metadata.
+    type_and_unit_labels: bool = False
+    # Dropped targets kept for the debug info (Prometheus' keep_dropped_targets; 0: all).
+    keep_dropped_targets: int = 0
     track_timestamps_staleness: bool = False
     sample_limit: int = 0
     label_limit: int = 0
@@ -105,6 +112,7 @@ class ScrapeConfig:
             "label_value_length_limit",
             "body_size_limit",
             "target_limit",
+            "keep_dropped_targets",
             "native_histogram_bucket_limit",
         ):
             if getattr(self, name) < 0:

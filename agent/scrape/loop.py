@@ -41,6 +41,7 @@ from agent.scrape.textparse import (
     iter_line_chunks,
     scan_text,
 )
+from agent.scrape.typeunit import Families
 from agent.storage import STALE_NAN, Appendable, SampleBatch
 
 log = structlog.get_logger("scrape")
@@ -319,6 +320,7 @@ class ScrapeLoop:
             st = self._state()
             try:
                 kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
+                self._families(kind, body, st)
                 if kind == "protobuf":
                     self._proto_state(st)
                     pos, n = 0, len(body)
@@ -348,6 +350,14 @@ class ScrapeLoop:
             comments=self.cache.comments,
         )
 
+    def _families(self, kind: str, body: bytes, st: ScanState) -> None:
+        """With type-and-unit labels, where this scrape's series find their family's type and unit."""
+        if self.cfg.type_and_unit_labels:
+            if kind == "protobuf":
+                self.builder.families = Families(st.meta_items)
+            else:
+                self.builder.families = Families(body=body)
+
     def _proto_state(self, st: ScanState) -> None:
         """Set up ``st`` for a protobuf body: label building from pairs, records, histogram options."""
         cfg = self.cfg
@@ -368,6 +378,7 @@ class ScrapeLoop:
             st = self._state()
             try:
                 kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
+                self._families(kind, body, st)
                 if kind == "protobuf":
                     self._proto_state(st)
                     scan_protobuf(body, st)
@@ -398,7 +409,9 @@ class ScrapeLoop:
             batch.add(lab, ts, STALE_NAN)
         if st.exemplars:
             batch.exemplars = self._exemplars(st.exemplars, ts)
-        if st.meta_items == cache.last_meta_items:
+        if not self.cfg.honor_metadata:
+            pass  # Alloy's honor_metadata = false: nothing handed downstream
+        elif st.meta_items == cache.last_meta_items:
             batch.metadata = cache.last_metadata
         else:
             batch.metadata = build_metadata(st.meta_items, cache.metas)

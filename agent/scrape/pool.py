@@ -31,7 +31,9 @@ from agent.storage import Appendable
 log = structlog.get_logger("scrape")
 
 # Fields that change scheduling or transport only; the series produced stay the same.
-_CACHE_NEUTRAL = ("scrape_interval", "scrape_timeout", "sample_limit", "http")
+_CACHE_NEUTRAL = (
+    "scrape_interval", "scrape_timeout", "sample_limit", "http", "honor_metadata", "keep_dropped_targets",
+)
 
 
 def _key(final: Labels) -> Labels:
@@ -86,6 +88,7 @@ class ScrapePool:
         self._retiring: set[ScrapeLoop] = set()
         self._discovered: list[Labels] = []
         self._dropped: list[DroppedTarget] = []
+        self.dropped_count = 0  # all targets relabeling dropped, kept or not (keep_dropped_targets)
         self._elsewhere: list[ElsewhereTarget] = []
         self.moved_away = 0  # targets handed to another agent (prometheus_scrape_targets_moved_total)
         self._stopped = False
@@ -95,6 +98,8 @@ class ScrapePool:
     def _targets(self, discovered: list[Labels]) -> dict[Labels, Target]:
         out: dict[Labels, Target] = {}
         dropped: list[DroppedTarget] = []
+        keep = self.config.keep_dropped_targets
+        count = 0
         for d in discovered:
             try:
                 final = populate_labels(d, self.config)
@@ -102,12 +107,16 @@ class ScrapePool:
                 dropped.append(DroppedTarget(d, str(exc)))
                 continue
             if final is None:
-                dropped.append(DroppedTarget(d, ""))
+                # Prometheus keeps at most keep_dropped_targets of them (0: all) and counts every one.
+                if not keep or count < keep:
+                    dropped.append(DroppedTarget(d, ""))
+                count += 1
                 continue
             key = _key(final)
             if key not in out:
                 out[key] = Target(d, final, self.config.params)
         self._dropped = dropped
+        self.dropped_count = count
         return out
 
     def _owned(self, wanted: dict[Labels, Target]) -> dict[Labels, Target]:

@@ -25,6 +25,7 @@ import aiohttp
 import yarl
 from zlib_ng import zlib_ng
 
+from agent import oauth2
 from agent.httpclient import MAX_REDIRECTS, new_session, request_options
 from agent.scrape.config import ScrapeConfig
 
@@ -38,7 +39,7 @@ class FetchError(Exception):
 
 
 class Scraper:
-    __slots__ = ("url", "cfg", "timeout", "client", "_url", "_accept", "_base_headers", "_kw")
+    __slots__ = ("url", "cfg", "timeout", "client", "tokens", "_url", "_accept", "_base_headers", "_kw")
 
     def __init__(self, url: str, cfg: ScrapeConfig, timeout: float) -> None:
         self.url = url
@@ -55,6 +56,8 @@ class Scraper:
             "X-Prometheus-Scrape-Timeout-Seconds": _fmt_seconds(timeout),
         }
         self._kw = request_options(cfg.http, url)
+        # One token for every target of the job (oauth2.acquire), fetched at the first scrape.
+        self.tokens = oauth2.acquire(cfg.http.oauth2) if cfg.http.oauth2 is not None else None
 
     def _client(self) -> aiohttp.ClientSession:
         if self.client is None:
@@ -72,12 +75,16 @@ class Scraper:
             raise FetchError(f"unable to read credentials: {exc.strerror or exc}") from None
         try:
             async with asyncio.timeout(self.timeout):
+                if self.tokens is not None:
+                    headers["Authorization"] = await self.tokens.authorization()
                 async with self._client().get(self._url, headers=headers, **self._kw) as resp:  # type: ignore[arg-type]
                     if resp.status != 200:
                         raise FetchError(f"server returned HTTP status {resp.status} {resp.reason or ''}".rstrip())
                     ctype = resp.headers.get("Content-Type", "")
                     gz = resp.headers.get("Content-Encoding", "").lower() in ("gzip", "x-gzip")
                     return await _read(resp.content, gz, self.cfg.body_size_limit), ctype
+        except oauth2.TokenError as exc:
+            raise FetchError(f'Get "{self.url}": {exc}') from None
         except TimeoutError:
             raise FetchError(
                 f'Get "{self.url}": context deadline exceeded (timeout {_fmt_seconds(self.timeout)}s)'
@@ -95,6 +102,9 @@ class Scraper:
             raise FetchError(f'Get "{self.url}": {reason}') from None
 
     async def close(self) -> None:
+        if self.tokens is not None:
+            tokens, self.tokens = self.tokens, None
+            await oauth2.release(tokens)
         if self.client is not None:
             client, self.client = self.client, None
             await client.close()

@@ -83,3 +83,10 @@ def scraped(c: Controller, kind: str, label: str = "m") -> dict[str, list[dict[s
         ts = [{k: v for k, v in t.labels if not k.startswith("__")} for t in r.pool.targets()]
         out[r.job.name] = sorted(ts, key=lambda d: sorted(d.items()))
     return out
+
+
+def first_health(comp: _Operator) -> str:
+    """The health of the first target of any job ("" before there is one)."""
+    m = comp.manager
+    ts = [t for _, r in (m.runners() if m else []) for t in r.pool.targets()]
+    return ts[0].health if ts else ""

@@ -107,7 +107,24 @@ def test_component_rules_come_after_the_monitors() -> None:
 
 @pytest.mark.parametrize("mon,reason,text", [
     (sm({}, interval="5s", scrapeTimeout="10s"), "invalid", "greater than the interval"),
-    (sm({}, oauth2={"clientId": {}}), "unsupported", "oauth2"),
+    (sm({}, oauth2={"clientId": {}}), "invalid", "oauth2.clientId: a secret or configMap reference"),
+    (sm({}, oauth2={"clientId": {"secret": {"name": "auth", "key": "user"}},
+                    "clientSecret": {"name": "auth", "key": "gone"}, "tokenUrl": "http://t/"}),
+     "missing_key", "has no key gone"),
+    (sm({}, oauth2={"clientId": {"secret": {"name": "auth", "key": "user"}},
+                    "clientSecret": {"name": "auth", "key": "pass"}, "tokenUrl": "ftp://t"}),
+     "invalid", "tokenUrl"),
+    (sm({}, oauth2={"clientId": {"secret": {"name": "auth", "key": "user"}}},
+        basicAuth={"username": {"name": "auth", "key": "user"}, "password": {"name": "auth", "key": "pass"}}),
+     "invalid", "at most one of basicAuth, oauth2"),
+    (sm({}, noProxy="10.0.0.0/8"), "invalid", "if no_proxy is configured, proxy_url must also be configured"),
+    (sm({}, proxyFromEnvironment=True, proxyUrl="http://p:3128"), "invalid",
+     "if proxy_from_environment is configured, proxy_url must not be configured"),
+    (sm({}, proxyConnectHeader={"X-A": [{"name": "auth", "key": "pass"}]}), "invalid",
+     "if proxy_connect_header is configured, proxy_url or proxy_from_environment"),
+    (sm({}, proxyUrl="http://p:3128", proxyConnectHeader={"X-A": [{"name": "auth", "key": "zz"}]}),
+     "missing_key", "has no key zz"),
+    (sm({"keepDroppedTargets": -1}), "invalid", "keepDroppedTargets"),
     (sm({}, bearerTokenFile="/etc/passwd"), "unsupported", "bearerTokenFile"),
     (sm({}, relabelings=[{"action": "explode"}]), "invalid_relabeling", "unknown relabel action"),
     (sm({"selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}), "invalid", "unknown operator"),
@@ -121,6 +138,40 @@ def test_rejections(mon: dict[str, Any], reason: str, text: str) -> None:
     with pytest.raises(Rejected) as exc:
         translate(mon, lookup)
     assert exc.value.reason == reason and text in str(exc.value)
+
+
+def test_oauth2_proxy_and_keep_dropped_targets() -> None:
+    """oauth2 with its credentials read through the lookup, the proxy settings with header
+    values from Secrets, keepDroppedTargets, and the Secrets a monitor names for refresh."""
+    mon = sm({"keepDroppedTargets": 3},
+             oauth2={"clientId": {"configMap": {"name": "cm", "key": "id"}},
+                     "clientSecret": {"name": "auth", "key": "pass"},
+                     "tokenUrl": "https://idp.example/token", "scopes": ["a", "b"],
+                     "endpointParams": {"audience": "x"}, "proxyUrl": "http://p:3128",
+                     "noProxy": "idp.internal"},
+             proxyUrl="http://proxy:3128", noProxy="10.0.0.0/8,.svc",
+             proxyConnectHeader={"Proxy-Authorization": [{"name": "auth", "key": "user"}]})
+    SECRETS[("configmaps", "default", "cm", "id")] = "client-1"
+    try:
+        job = translate(mon, lookup)[0]
+    finally:
+        del SECRETS[("configmaps", "default", "cm", "id")]
+    h = job.config.http
+    assert (h.proxy_url, h.no_proxy, h.proxy_connect_header) == (
+        "http://proxy:3128", "10.0.0.0/8,.svc", {"Proxy-Authorization": ["alice"]})
+    o = h.oauth2
+    assert o is not None
+    assert (o.client_id, o.client_secret, o.token_url, o.scopes, o.endpoint_params) == (
+        "client-1", "pw", "https://idp.example/token", ["a", "b"], {"audience": "x"})
+    assert (o.proxy_url, o.no_proxy) == ("http://p:3128", "idp.internal")
+    assert "pw" not in repr(o) and "alice" not in repr(h)
+    assert job.config.keep_dropped_targets == 3
+    assert references(mon) == {("configmaps", "default", "cm"), ("secrets", "default", "auth")}
+    probe = {"kind": "Probe", "metadata": {"name": "p", "namespace": "default"},
+             "spec": {"prober": {"url": "bb:9115", "proxyUrl": "http://p:3128", "noProxy": "bb"},
+                      "targets": {"staticConfig": {"static": ["a.example"]}}}}
+    ph = translate(probe, lookup)[0].config.http
+    assert (ph.proxy_url, ph.no_proxy) == ("http://p:3128", "bb")
 
 
 def test_pod_monitor_port_number_and_finished_pods() -> None:

@@ -20,8 +20,8 @@ from agent.syntax.diag import DiagnosticsError
 from tests.components.helpers import files, metrics_text, run
 from tests.components.test_scrape_clustering import TwoAgents
 from tests.discovery.test_informer import until
-from tests.kube import RBAC_MANIFEST, APIServer
-from tests.operator.harness import TOKEN, component, config, running, scraped, secret
+from tests.kube import APIServer
+from tests.operator.harness import component, config, first_health, running, scraped, secret
 from tests.operator.target import TokenTarget
 
 
@@ -50,15 +50,6 @@ def service_monitor(name: str, match: dict[str, str], **endpoint: Any) -> dict[s
             "metadata": {"name": name, "namespace": "default"},
             "spec": {"selector": {"matchLabels": match},
                      "endpoints": [{"port": "web", "interval": "1s", **endpoint}]}}
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> APIServer:
-    server = APIServer(tmp_path / "api", objects=[
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}],
-        rbac_files=[RBAC_MANIFEST])
-    server.add_token(TOKEN, "shoal/shoal")
-    return server
 
 
 def sink_jobs(c: Controller) -> set[str]:
@@ -109,18 +100,13 @@ def test_bearer_token_from_a_secret_and_its_rotation(tmp_path: Path, api: APISer
             async with running(tmp_path, config(api, "ServiceMonitor")) as c:
                 comp = component(c, "ServiceMonitor")
 
-                def health() -> str:
-                    m = comp.manager
-                    ts = [t for _, r in (m.runners() if m else []) for t in r.pool.targets()]
-                    return ts[0].health if ts else ""
-
-                await until(lambda: health() == "up")
+                await until(lambda: first_health(comp) == "up")
                 assert "Bearer first-s3cret" in t.seen
                 # Rotate: the target now wants the new token, the Secret changes after it.
                 t.token = "second-s3cret"
                 api.apply(secret("vault-token", {"token": "second-s3cret"}))
                 await until(lambda: t.seen and t.seen[-1] == "Bearer second-s3cret")
-                await until(lambda: health() == "up")
+                await until(lambda: first_health(comp) == "up")
                 shown = json.dumps(comp.debug_info()) + str(comp.current_health()) + metrics_text(c)
                 assert "s3cret" not in shown
 

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from agent.httpconfig import TLSConfig
+from agent.httpconfig import OAuth2Config, TLSConfig
+from agent.oauth2 import TokenError, TokenSource
 from agent.remote import RemoteWrite, WALOptions
-from agent.remote.oauth2 import OAuth2Config, TokenError, TokenSource
 from tests.remote.helpers import batch, endpoint, now_ms
 from tests.remote.receiver import Answer, Receiver, Request
 from tests.remote.test_client import tls_server
@@ -31,7 +31,7 @@ class TokenServer:
             form = parse_qs(req.body.decode())
             self.forms.append(form)
             self.auth.append(req.headers.get("authorization", ""))
-            basic_ok = req.headers.get("authorization") == "Basic " + base64.b64encode(b"my%20id:s3cr%2Ft").decode()
+            basic_ok = req.headers.get("authorization") == "Basic " + base64.b64encode(b"my+id:s3cr%2Ft").decode()
             body_ok = form.get("client_id") == ["my id"] and form.get("client_secret") == ["s3cr/t"]
             if not ((basic_ok and self.basic) or body_ok):
                 return 401, {}, b'{"error":"invalid_client"}'

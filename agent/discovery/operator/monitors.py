@@ -20,7 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.httpconfig import Authorization, BasicAuth, HTTPClientConfig, TLSConfig
+from agent.httpconfig import (
+    Authorization,
+    BasicAuth,
+    HTTPClientConfig,
+    OAuth2Config,
+    ProxyConfig,
+    TLSConfig,
+)
 from agent.relabel import Rule, validate_all
 from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig, parse_duration
 
@@ -66,6 +73,7 @@ FIELDS = {
         "endpoint": set(),
     },
 }
+_PROXY_FIELDS = ("proxyUrl", "noProxy", "proxyFromEnvironment", "proxyConnectHeader")
 _SANITIZE = re.compile(r"[^a-zA-Z0-9_]")
 _UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40,
           "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
@@ -104,6 +112,8 @@ class Defaults:
     service_role: str = "endpoints"
     sample_limit: int = 0  # for monitors without sampleLimit
     native_histograms: bool = False  # for monitors without scrapeNativeHistograms
+    honor_metadata: bool = False  # Alloy's scrape { honor_metadata }
+    type_and_unit_labels: bool = False  # Alloy's scrape { enable_type_and_unit_labels }
     # Alloy's disallow_arbitrary_file_access = false: bearerTokenFile read from the agent's host.
     allow_files: bool = False
     scrape_classes: tuple[ScrapeClass, ...] = ()
@@ -288,12 +298,39 @@ def _cred_refs(e: dict[str, Any]) -> list[tuple[str, str, str]]:
     add("secrets", ba.get("password"), "basicAuth.password")
     add("secrets", _map(e.get("authorization"), "authorization").get("credentials"),
         "authorization.credentials")
-    tls = _map(e.get("tlsConfig"), "tlsConfig")
-    for f in ("ca", "cert"):
-        r = _secret_or_configmap(tls.get(f), f"tlsConfig.{f}")
+    out += _tls_refs(_map(e.get("tlsConfig"), "tlsConfig"), "tlsConfig")
+    o = _map(e.get("oauth2"), "oauth2")
+    if o:
+        r = _secret_or_configmap(o.get("clientId"), "oauth2.clientId")
         if r is not None:
             out.append(r)
-    add("secrets", tls.get("keySecret"), "tlsConfig.keySecret")
+        add("secrets", o.get("clientSecret"), "oauth2.clientSecret")
+        out += _tls_refs(_map(o.get("tlsConfig"), "oauth2.tlsConfig"), "oauth2.tlsConfig")
+        out += _header_refs(o.get("proxyConnectHeader"), "oauth2.proxyConnectHeader")
+    out += _header_refs(e.get("proxyConnectHeader"), "proxyConnectHeader")
+    return out
+
+
+def _tls_refs(tls: dict[str, Any], what: str) -> list[tuple[str, str, str]]:
+    out = []
+    for f in ("ca", "cert"):
+        r = _secret_or_configmap(tls.get(f), f"{what}.{f}")
+        if r is not None:
+            out.append(r)
+    ref = _selector_ref(tls.get("keySecret"), f"{what}.keySecret")
+    if ref is not None:
+        out.append(("secrets", *ref))
+    return out
+
+
+def _header_refs(v: Any, what: str) -> list[tuple[str, str, str]]:
+    """proxyConnectHeader: header name -> Secret key selectors."""
+    out = []
+    for name, sels in _map(v, what).items():
+        for i, sel in enumerate(_list(sels, f"{what}.{name}")):
+            ref = _selector_ref(sel, f"{what}.{name}[{i}]")
+            if ref is not None:
+                out.append(("secrets", *ref))
     return out
 
 
@@ -301,7 +338,8 @@ def _endpoints(obj: dict[str, Any]) -> list[dict[str, Any]]:
     kind = obj.get("kind")
     spec = _map(obj.get("spec"), "spec")
     if kind == "Probe":
-        return [spec]
+        prober = _map(spec.get("prober"), "prober")
+        return [dict(spec, **{k: prober[k] for k in _PROXY_FIELDS if k in prober})]
     key = "endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"
     return [_map(e, f"{key}[{i}]") for i, e in enumerate(_list(spec.get(key), key))]
 
@@ -321,15 +359,17 @@ def _http(e: dict[str, Any], ns: str, lookup: Lookup, what: str, allow_files: bo
         assert ref is not None
         return lookup(kind, ns, ref[0], ref[1])
 
-    if e.get("oauth2") is not None:
-        raise Rejected(f"{what}.oauth2: not supported by Shoal's scrape engine", "unsupported")
     if e.get("bearerTokenFile") and not allow_files:
         raise Rejected(f"{what}.bearerTokenFile: reading files of the agent's host is refused "
                        "(disallow_arbitrary_file_access); use bearerTokenSecret", "unsupported")
+    proxy = _proxy(e, ns, lookup, what)
     cfg = HTTPClientConfig(
         follow_redirects=bool(e.get("followRedirects", True)),
         enable_http2=bool(e.get("enableHttp2", True)),
-        proxy_url=str(e.get("proxyUrl") or ""),
+        proxy_url=proxy.proxy_url,
+        no_proxy=proxy.no_proxy,
+        proxy_from_environment=proxy.proxy_from_environment,
+        proxy_connect_header=proxy.proxy_connect_header,
     )
     cfg.bearer_token_file = str(e.get("bearerTokenFile") or "")
     used = [f for f in ("bearerTokenSecret", "bearerTokenFile", "basicAuth", "authorization",
@@ -350,24 +390,76 @@ def _http(e: dict[str, Any], ns: str, lookup: Lookup, what: str, allow_files: bo
         cfg.authorization = Authorization(
             typ, read("secrets", a.get("credentials"), "authorization.credentials"), "")
     if e.get("tlsConfig"):
-        t = _map(e["tlsConfig"], f"{what}.tlsConfig")
-        pem = {}
-        for f in ("ca", "cert"):
-            r = _secret_or_configmap(t.get(f), f"{what}.tlsConfig.{f}")
-            if r is not None:
-                ref = _selector_ref(_map(t[f], f).get("secret" if r[0] == "secrets" else "configMap"), f)
-                assert ref is not None
-                pem[f] = lookup(r[0], ns, ref[0], ref[1])
-        key = read("secrets", t["keySecret"], "tlsConfig.keySecret") if t.get("keySecret") else ""
-        if bool(pem.get("cert")) != bool(key):
-            raise Rejected(f"{what}.tlsConfig: cert and keySecret go together")
-        cfg.tls_config = TLSConfig(
-            ca_pem=pem.get("ca", ""), cert_pem=pem.get("cert", ""), key_pem=key,
-            server_name=str(t.get("serverName") or ""),
-            insecure_skip_verify=bool(t.get("insecureSkipVerify", False)),
-            min_version=str(t.get("minVersion") or ""),
-        )
+        cfg.tls_config = _tls(_map(e["tlsConfig"], f"{what}.tlsConfig"), ns, lookup, f"{what}.tlsConfig")
+    if e.get("oauth2"):
+        cfg.oauth2 = _oauth2(_map(e["oauth2"], f"{what}.oauth2"), ns, lookup, f"{what}.oauth2")
     return cfg
+
+
+def _tls(t: dict[str, Any], ns: str, lookup: Lookup, what: str) -> TLSConfig:
+    pem = {}
+    for f in ("ca", "cert"):
+        r = _secret_or_configmap(t.get(f), f"{what}.{f}")
+        if r is not None:
+            pem[f] = lookup(r[0], ns, r[1], r[2])
+    ref = _selector_ref(t.get("keySecret"), f"{what}.keySecret")
+    key = lookup("secrets", ns, *ref) if ref is not None else ""
+    if bool(pem.get("cert")) != bool(key):
+        raise Rejected(f"{what}: cert and keySecret go together")
+    return TLSConfig(
+        ca_pem=pem.get("ca", ""), cert_pem=pem.get("cert", ""), key_pem=key,
+        server_name=str(t.get("serverName") or ""),
+        insecure_skip_verify=bool(t.get("insecureSkipVerify", False)),
+        min_version=str(t.get("minVersion") or ""),
+    )
+
+
+def _proxy(e: dict[str, Any], ns: str, lookup: Lookup, what: str) -> ProxyConfig:
+    """proxyUrl, noProxy, proxyFromEnvironment and proxyConnectHeader (values from Secrets)."""
+    headers: dict[str, list[str]] = {}
+    for name, sels in _map(e.get("proxyConnectHeader"), f"{what}.proxyConnectHeader").items():
+        for i, sel in enumerate(_list(sels, f"{what}.proxyConnectHeader.{name}")):
+            ref = _selector_ref(sel, f"{what}.proxyConnectHeader.{name}[{i}]")
+            assert ref is not None
+            headers.setdefault(str(name), []).append(lookup("secrets", ns, *ref))
+    proxy = ProxyConfig(str(e.get("proxyUrl") or ""), str(e.get("noProxy") or ""),
+                        bool(e.get("proxyFromEnvironment", False)), headers)
+    if proxy.proxy_url and not re.match(r"https?://[^/]", proxy.proxy_url):
+        raise Rejected(f'{what}.proxyUrl: "{proxy.proxy_url}" is not an http(s) URL with a host')
+    try:
+        proxy.validate()
+    except ValueError as exc:
+        raise Rejected(f"{what}: {exc}") from None
+    return proxy
+
+
+def _oauth2(o: dict[str, Any], ns: str, lookup: Lookup, what: str) -> OAuth2Config:
+    """The operator's OAuth2: clientId from a Secret or ConfigMap, clientSecret from a Secret."""
+    _check_fields(o, {"clientId", "clientSecret", "tokenUrl", "scopes", "endpointParams",
+                      "tlsConfig", *_PROXY_FIELDS}, what)
+    cid = _secret_or_configmap(o.get("clientId"), f"{what}.clientId")
+    if cid is None:
+        raise Rejected(f"{what}.clientId: a secret or configMap reference is required")
+    secret = _selector_ref(o.get("clientSecret"), f"{what}.clientSecret")
+    if secret is None:
+        raise Rejected(f"{what}.clientSecret: a Secret reference is required")
+    token_url = str(o.get("tokenUrl") or "")
+    if not re.match(r"https?://[^/]", token_url):
+        raise Rejected(f'{what}.tokenUrl: "{token_url}" is not an http(s) URL with a host')
+    proxy = _proxy(o, ns, lookup, what)
+    return OAuth2Config(
+        client_id=lookup(cid[0], ns, cid[1], cid[2]),
+        client_secret=lookup("secrets", ns, *secret),
+        scopes=[str(x) for x in _list(o.get("scopes"), f"{what}.scopes")],
+        token_url=token_url,
+        endpoint_params={str(k): str(v) for k, v in
+                         _map(o.get("endpointParams"), f"{what}.endpointParams").items()},
+        tls_config=_tls(_map(o["tlsConfig"], f"{what}.tlsConfig"), ns, lookup, f"{what}.tlsConfig")
+        if o.get("tlsConfig") else None,
+        proxy_url=proxy.proxy_url, no_proxy=proxy.no_proxy,
+        proxy_from_environment=proxy.proxy_from_environment,
+        proxy_connect_header=proxy.proxy_connect_header,
+    )
 
 
 # ---------------------------------------------------------------- translation
@@ -406,6 +498,9 @@ def _scrape_config(name: str, e: dict[str, Any], spec: dict[str, Any], ns: str, 
         label_name_length_limit=_int(spec.get("labelNameLengthLimit"), "labelNameLengthLimit"),
         label_value_length_limit=_int(spec.get("labelValueLengthLimit"), "labelValueLengthLimit"),
         body_size_limit=_size(spec.get("bodySizeLimit"), "bodySizeLimit"),
+        keep_dropped_targets=_int(spec.get("keepDroppedTargets"), "keepDroppedTargets"),
+        honor_metadata=defaults.honor_metadata,
+        type_and_unit_labels=defaults.type_and_unit_labels,
         http=_http(e, ns, lookup, what, defaults.allow_files),
         scrape_native_histograms=bool(spec.get("scrapeNativeHistograms", defaults.native_histograms)),
         scrape_classic_histograms=bool(spec.get("scrapeClassicHistograms", False)),
@@ -539,7 +634,7 @@ def _probe(obj: dict[str, Any], lookup: Lookup, defaults: Defaults) -> list[Job]
     _check_fields(targets, {"ingress", "staticConfig"}, "targets")
     job = f"probe/{ns}/{name}"
     e = dict(spec, scheme=prober.get("scheme"), path=prober.get("path"),
-             proxyUrl=prober.get("proxyUrl"))
+             **{k: prober.get(k) for k in _PROXY_FIELDS})
     cfg = _scrape_config(job, e, spec, ns, lookup, defaults, "spec", default_path="/probe")
     if spec.get("module"):
         cfg.params.setdefault("module", [str(spec["module"])])
@@ -634,7 +729,7 @@ def _apply_class(job: Job, cls: ScrapeClass, spec: dict[str, Any]) -> None:
     h = c.http
     if h.tls_config is None and cls.tls_config is not None:
         h.tls_config = cls.tls_config
-    own_auth = h.authorization or h.basic_auth or h.bearer_token or h.bearer_token_file
+    own_auth = h.authorization or h.basic_auth or h.bearer_token or h.bearer_token_file or h.oauth2
     if not own_auth and cls.authorization is not None:
         h.authorization = cls.authorization
     if spec.get("attachMetadata") is None and cls.attach_node is not None:
