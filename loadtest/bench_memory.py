@@ -154,7 +154,7 @@ async def run(n_targets: int, rss: bool, top: int) -> None:
         await scrape_all(loops, bodies, 2, t0 + 20_000)  # no await in between: the queue has not read
         meter.step("WAL series tables (third scrape appended)")
 
-        await wait_until(lambda: drained(rw, queue), 120)
+        await wait_until(lambda: drained(rw, queue), 600)
         meter.step("endpoint series table + routes (third scrape sent)")
 
         await scrape_all(loops, bodies, 0, t0 + 30_000)
@@ -164,7 +164,7 @@ async def run(n_targets: int, rss: bool, top: int) -> None:
         meter.step("pending samples (fourth scrape dispatched, not sent)")
         end_snap = None if rss else tracemalloc.take_snapshot()
 
-        await wait_until(lambda: drained(rw, queue), 120)
+        await wait_until(lambda: drained(rw, queue), 600)
         await rw.stop()
         await runner.cleanup()
     unit = "RSS" if rss else "tracemalloc"
