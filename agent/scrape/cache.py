@@ -88,9 +88,7 @@ class Interner:
 
     def sweep(self, keep: int) -> None:
         """Let go of old entries with fewer than ``keep`` holders and young ones nobody holds."""
-        # References that are not holders: the table's key and value, the list below,
-        # the loop variable and getrefcount's argument.
-        base = 5
+        base = _TABLE_REFS
         old = self.old
         for v in list(old):
             if _refcount(v) < base + keep:
@@ -105,6 +103,22 @@ class Interner:
         return len(self.young) + len(self.old)
 
 
+def _table_refs() -> int:
+    """References ``sweep`` sees on an entry nobody else holds (5 on CPython 3.11).
+
+    The table's key and value, the list swept over, the loop variable and
+    getrefcount's own argument; measured rather than assumed, since what the
+    interpreter counts for locals differs between versions. A miscount would
+    only change what is shared, never which object a key maps to.
+    """
+    probe = object()
+    table = {probe: probe}
+    for v in list(table):
+        return _refcount(v) - 1  # less ``probe`` itself
+    return 5
+
+
+_TABLE_REFS = _table_refs()
 SHARED_KEYS = Interner()  # raw series text of every scrape cache in the process
 SHARED_PAIRS = Interner()  # label pairs (name, value) of every scrape cache's label sets
 
