@@ -114,7 +114,7 @@ class EndpointQueue:
         self.safe_url = redact_url(cfg.url)
         self._on_corrupt_active = on_corrupt_active
         q = cfg.queue
-        self.series = SeriesTable(wal.labels_by_ref, external_labels, cfg.write_relabel_rules)
+        self.series = SeriesTable(wal.labels_by_ref, external_labels, cfg.write_relabel_rules, wal.ref_of)
         self.dispatch = Dispatcher(self.series, q.sample_age_limit, self.dropped)
         self.watcher: Watcher | None = None
         # The families belong to the RemoteWrite (one registry per component); None: private ones.

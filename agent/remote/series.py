@@ -11,7 +11,7 @@ metric family lives here too: Remote-Write 2.0 attaches it to each series.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from agent import relabel
 from agent.labels import Labels
@@ -29,8 +29,12 @@ class SeriesTable:
     """
 
     def __init__(self, wal_labels: Mapping[int, Labels], external_labels: Mapping[str, str],
-                 rules: list[relabel.Rule] | None) -> None:
+                 rules: list[relabel.Rule] | None,
+                 ref_of: Callable[[Labels], int | None] | None = None) -> None:
         self._wal_labels = wal_labels  # the WAL writer's table: every ref a segment on disk can mention
+        # The WAL's own int object for a series (WAL.ref_of): keyed by it, the tables here hold
+        # no int of their own (~30 B a series); a ref read back from a record is a fresh int.
+        self._ref_of = ref_of
         self._ext: Labels = tuple(sorted((k, v) for k, v in external_labels.items() if v != ""))
         self._rules = list(rules or [])
         self.prefix: dict[int, bytes | None] = {}
@@ -40,7 +44,17 @@ class SeriesTable:
 
     def labels(self, ref: int) -> Labels | None:
         """The series as this endpoint sends it: None if unknown, () if relabeling dropped it."""
-        labels = self._wal_labels.get(ref)
+        return self._send_labels(self._wal_labels.get(ref))
+
+    def _key(self, ref: int, raw: Labels | None) -> int:
+        """``ref`` as the WAL's own int object when it has it (see ``ref_of``)."""
+        if raw is not None and self._ref_of is not None:
+            own = self._ref_of(raw)
+            if own == ref:
+                return own  # type: ignore[return-value]
+        return ref
+
+    def _send_labels(self, labels: Labels | None) -> Labels | None:
         if labels is None:
             return None
         if self._ext:
@@ -57,7 +71,9 @@ class SeriesTable:
 
     def resolve_prefix(self, ref: int) -> bytes | None:
         """Work out and keep ``prefix[ref]`` (see the class docstring for its three kinds of value)."""
-        labels = self.labels(ref)
+        raw = self._wal_labels.get(ref)
+        labels = self._send_labels(raw)
+        ref = self._key(ref, raw)
         if labels is None:
             self.prefix[ref] = b""
             return b""
@@ -69,12 +85,13 @@ class SeriesTable:
 
     def resolve_bytes(self, ref: int) -> bytes | None:
         """Encoded labels of a series to send, kept in ``lbytes``: b"" if unknown, None if dropped."""
-        labels = self.labels(ref)
+        raw = self._wal_labels.get(ref)
+        labels = self._send_labels(raw)
         if labels is None:
             return b""
         if not labels:
             return None
-        lb = self.lbytes[ref] = encode_labels(labels)
+        lb = self.lbytes[self._key(ref, raw)] = encode_labels(labels)
         return lb
 
     def label_bytes(self, ref: int) -> bytes:
@@ -85,7 +102,9 @@ class SeriesTable:
         sv = self.v2.get(ref)
         if sv is not None:
             return sv
-        labels = self.labels(ref) or ()
+        raw = self._wal_labels.get(ref)
+        labels = self._send_labels(raw) or ()
+        ref = self._key(ref, raw)
         strings = tuple(x for pair in labels for x in pair)
         meta = None
         name = next((v for k, v in labels if k == "__name__"), "")

@@ -17,12 +17,19 @@ That set is usually not stored: after a successful scrape the entries are
 exactly its keys, so ``prev`` is None and means "the entries, less the keys
 resolved since" (``new_keys``). Keeping a set of the scrape's own key objects
 instead held a second copy of every raw series text (~170-260 B a series).
+
+Replicas of one exporter expose the same series text (a pod's identity comes
+from its target labels, not from its lines), so the raw keys and the label
+pairs are held once per process, not once per target (``SHARED``); a key
+only one target exposes is let go of by the table after a while, so a target
+whose lines are its own pays nothing for the sharing.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 from agent.labels import METRIC_NAME, Labels
@@ -34,6 +41,87 @@ from agent.storage import Histogram, Metadata
 
 DROPPED: Labels = ()
 _intern = sys.intern
+_refcount = sys.getrefcount
+SWEEP_MIN = 4096  # entries added before the table first looks at who still holds them
+SWEEP_SECONDS = 300.0  # how often entries only one target holds are let go of
+
+
+class Interner:
+    """One object for each equal raw series key or label pair, however many targets hold one.
+
+    A table ``value -> value`` in two generations. Entries added since the last
+    sweep (``young``) are kept while anything holds them, so a replica scraped
+    later in the interval still finds its sibling's keys. Every
+    ``SWEEP_SECONDS`` (``tick``, from each scrape's commit), entries that had
+    already survived a sweep (``old``) are kept only while two holders share
+    them: an entry only one cache holds costs the table's slot (~50 B) and
+    saves nothing, so a target whose lines are its own pays nothing for the
+    sharing once it has been scraped for a while. Growth alone (the young
+    generation outgrowing the old one) sweeps only entries nobody holds, so
+    the table stays within about twice what is in use. Who holds an entry is
+    its reference count less the table's own references.
+
+    Safe to call from a parse worker thread: each step is one dict operation
+    under the GIL, and a race can at worst leave a key unshared, never wrong.
+    """
+
+    __slots__ = ("young", "old", "last")
+
+    def __init__(self) -> None:
+        self.young: dict = {}
+        self.old: dict = {}
+        self.last = time.monotonic()
+
+    def get(self, value: object) -> object:
+        """The shared object equal to ``value`` (``value`` itself the first time)."""
+        got = self.old.get(value)
+        if got is None:
+            young = self.young
+            got = young.setdefault(value, value)
+            if len(young) > SWEEP_MIN and len(young) > len(self.old):
+                self.sweep(keep=1)
+        return got
+
+    def tick(self, now: float) -> None:
+        if now - self.last > SWEEP_SECONDS:
+            self.last = now
+            self.sweep(keep=2)
+
+    def sweep(self, keep: int) -> None:
+        """Let go of old entries with fewer than ``keep`` holders and young ones nobody holds."""
+        base = _TABLE_REFS
+        old = self.old
+        for v in list(old):
+            if _refcount(v) < base + keep:
+                old.pop(v, None)
+        young, self.young = self.young, {}
+        for v in list(young):
+            if _refcount(v) > base:
+                old[v] = v
+        young.clear()
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
+
+
+def _table_refs() -> int:
+    """References ``sweep`` sees on an entry nobody else holds (5 on CPython 3.11).
+
+    The table's key and value, the list swept over, the loop variable and
+    getrefcount's own argument; measured rather than assumed, since what the
+    interpreter counts for locals differs between versions. A miscount would
+    only change what is shared, never which object a key maps to.
+    """
+    probe = object()
+    table = {probe: probe}
+    for v in list(table):
+        return _refcount(v) - 1  # less ``probe`` itself
+    return 5
+
+
+_TABLE_REFS = _table_refs()
+SHARED_KEYS = Interner()  # raw series text of every scrape cache in the process
+SHARED_PAIRS = Interner()  # label pairs (name, value) of every scrape cache's label sets
 
 
 class ScrapeError(Exception):
@@ -51,7 +139,6 @@ class ScrapeCache:
         "last_meta_items",
         "last_metadata",
         "lock",
-        "pairs",
         "records",
         "fresh",
         "aliased",
@@ -72,9 +159,6 @@ class ScrapeCache:
         # Held while a scrape uses the cache: a loop restarted on reload may
         # share it with a predecessor whose worker thread is still parsing.
         self.lock = threading.Lock()
-        # One shared tuple per distinct (name, value) pair: most pairs repeat
-        # across series (namespace, container, le...), so this halves memory.
-        self.pairs: dict[tuple[str, str], tuple[str, str]] = {}
         # Protobuf: per summary/histogram metric, the keys and label sets of its series
         # (see protoparse); replaced by the records seen in each successful scrape.
         self.records: dict[bytes, tuple] = {}
@@ -145,13 +229,12 @@ class SeriesBuilder:
                 raise ValueError("missing metric name (__name__ label)")
             if self.label_limit or self.name_len or self.value_len:
                 self.check_limits(lab)
-            shared = self.cache.pairs
-            if len(shared) > 4 * len(self.cache.entries) + 4096:
-                shared.clear()
-            get = shared.get
-            lab = tuple([get(p) or shared.setdefault(p, p) for p in lab])
+            # One shared tuple per distinct (name, value) pair: most pairs repeat across
+            # series and targets (namespace, container, le...), so this halves memory.
+            lab = tuple(map(SHARED_PAIRS.get, lab))  # type: ignore[arg-type]
             self.added += 1
             self.cache.fresh = True
+        key = SHARED_KEYS.get(key)  # type: ignore[assignment]
         self.cache.entries[key] = lab
         self.cache.new_keys.append(key)
         return lab
@@ -221,6 +304,9 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
     """
     keys = st.keys
     cur_all = set(keys)
+    now = time.monotonic()
+    SHARED_KEYS.tick(now)
+    SHARED_PAIRS.tick(now)
     labels, values, explicit = st.labels, st.values, st.explicit
     honor_ts = cfg.honor_timestamps
     dups = 0

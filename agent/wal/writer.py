@@ -37,6 +37,7 @@ from agent.wal import record
 from agent.wal import segment as seg
 from agent.wal.metrics import WALMetrics
 from agent.wal.reader import read_all
+from agent.wal.reftable import RefTable
 
 log = structlog.get_logger("wal")
 
@@ -65,7 +66,7 @@ class WAL:
         self.directory = Path(directory)
         self.segment_size = segment_size
         self.metrics = WALMetrics(registry)  # None: a private registry
-        self.labels_by_ref: dict[int, Labels] = {}
+        self.labels_by_ref = RefTable()  # ref -> labels, read on a reader's first sight of a ref
         self._cur: dict[Labels, int] = {}
         self._prev: dict[Labels, int] = {}
         self._dead: dict[int, int] = {}  # ref -> segment that was active when it was retired
@@ -234,6 +235,14 @@ class WAL:
             self.metrics.active_series.set(len(self.labels_by_ref))
         return n
 
+    def ref_of(self, labels: Labels) -> int | None:
+        """The ref of a live series (current generation), as the very int object the tables hold.
+
+        Readers keying their own per-series tables by it share the int instead of holding
+        a copy read back from a record (~30 B a series).
+        """
+        return self._cur.get(labels)
+
     def _ref_slow(self, lb: Labels, new: list[tuple[int, Labels]]) -> int:
         """The ref of a series not in the current generation: revived from the previous one, or new."""
         cur = self._cur
@@ -351,7 +360,7 @@ class WAL:
             del self._dead[ref]
             self.labels_by_ref.pop(ref, None)
         self.metrics.active_series.set(len(self.labels_by_ref))
-        return list(self.labels_by_ref.items()), gone
+        return self.labels_by_ref.items(), gone
 
     def write_checkpoint(self, upto: int, series: list[tuple[int, Labels]]) -> int:
         """Write ``checkpoint.upto`` and delete what it replaces. Blocking; returns bytes freed."""

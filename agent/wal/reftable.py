@@ -1,0 +1,107 @@
+"""The WAL's ref -> labels table, as two columns sorted by ref instead of a dict.
+
+Every live series has an entry, but the table is read only when a reader
+meets a ref for the first time and when a checkpoint is written; the hot
+path (labels -> ref, per sample) is the writer's dict. A dict entry with its
+int key costs ~52 B a series here; a ref in an ``array`` and a slot in a
+list cost 16, and the labels are the scrape cache's own tuples either way.
+Refs are handed out in increasing order, so new entries are appended; a
+look-up is a binary search (~1 us), which nobody does per sample.
+
+Entries removed (refs forgotten at truncation) leave a hole until holes are
+half the table, then the columns are compacted, so the cost stays linear in
+the live series whatever the churn.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping
+
+from agent.labels import Labels
+
+
+class RefTable(Mapping[int, Labels]):
+    __slots__ = ("_refs", "_labels", "_holes", "_sorted")
+
+    def __init__(self) -> None:
+        self._refs = array("Q")
+        self._labels: list[Labels | None] = []
+        self._holes = 0
+        self._sorted = True
+
+    def _index(self, ref: int) -> int:
+        """The position of ``ref``, or -1."""
+        if not self._sorted:
+            self._compact()
+        refs = self._refs
+        i = bisect_left(refs, ref)
+        return i if i < len(refs) and refs[i] == ref else -1
+
+    def __setitem__(self, ref: int, labels: Labels) -> None:
+        refs = self._refs
+        if self._sorted and (not refs or ref > refs[-1]):
+            refs.append(ref)
+            self._labels.append(labels)
+            return
+        i = self._index(ref)
+        if i >= 0:
+            if self._labels[i] is None:
+                self._holes -= 1
+            self._labels[i] = labels
+        else:  # an older ref learnt late (replay of an unusual WAL): sorted before the next look-up
+            self._refs.append(ref)  # not ``refs``: the look-up may have compacted into new columns
+            self._labels.append(labels)
+            self._sorted = False
+
+    def get(self, ref: int, default: Labels | None = None) -> Labels | None:  # type: ignore[override]
+        i = self._index(ref)
+        if i < 0:
+            return default
+        got = self._labels[i]
+        return default if got is None else got
+
+    def __getitem__(self, ref: int) -> Labels:
+        got = self.get(ref)
+        if got is None:
+            raise KeyError(ref)
+        return got
+
+    def pop(self, ref: int, default: Labels | None = None) -> Labels | None:
+        i = self._index(ref)
+        if i < 0 or self._labels[i] is None:
+            return default
+        got = self._labels[i]
+        self._labels[i] = None
+        self._holes += 1
+        if self._holes * 2 > len(self._refs):
+            self._compact()
+        return got
+
+    def _compact(self) -> None:
+        """Drop holes, and sort by ref if a ref came out of order."""
+        keep = [(r, lb) for r, lb in zip(self._refs, self._labels, strict=True) if lb is not None]
+        if not self._sorted:
+            keep.sort(key=lambda e: e[0])
+            self._sorted = True
+        self._refs = array("Q", [r for r, _ in keep])
+        self._labels = [lb for _, lb in keep]
+        self._holes = 0
+
+    def __len__(self) -> int:
+        return len(self._refs) - self._holes
+
+    def __iter__(self) -> Iterator[int]:
+        if not self._sorted:
+            self._compact()
+        return (r for r, lb in zip(self._refs, self._labels, strict=True) if lb is not None)
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, int) and self.get(ref) is not None
+
+    def items(self) -> list[tuple[int, Labels]]:  # type: ignore[override]
+        """A list in ref order, not a view: checkpoints take it as it is now."""
+        if not self._sorted:
+            self._compact()
+        return [(r, lb) for r, lb in zip(self._refs, self._labels, strict=True) if lb is not None]
