@@ -14,7 +14,7 @@ from agent import labels as L
 from agent.httpconfig import BasicAuth, HTTPClientConfig
 from agent.relabel import Rule
 from agent.scrape.config import ScrapeConfig
-from agent.scrape.loop import ScrapeLoop
+from agent.scrape.loop import COLD_CHUNK_BYTES, ScrapeLoop
 from agent.scrape.target import Target, populate_labels
 from agent.storage import is_stale_nan
 from tests.scrape.server import Collector, Exporter, free_port
@@ -438,3 +438,23 @@ def test_a_scrape_that_runs_past_ticks_counts_them_as_overrun(exp: Exporter) -> 
     times = _up_times(coll)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert min(gaps) >= 0.7 * interval * 1000, gaps
+
+
+def test_a_first_scrape_parsed_in_small_chunks_gives_what_a_cached_one_gives(exp: Exporter) -> None:
+    """A cold cache parses in COLD_CHUNK_BYTES pieces; no line is lost or split at their seams."""
+    lines = [f'# TYPE m{i % 7} gauge\n' if i < 7 else "" for i in range(7)]
+    body = "".join(lines) + "".join(
+        f'm{i % 7}{{pod="p-{i:05d}",route="/api/v1/items/{i}"}} {i}.5\n' for i in range(3000)
+    )
+    assert len(body) > 3 * COLD_CHUNK_BYTES
+    exp.set(body=body)
+    coll = Collector()
+    loop = make_loop(exp.address, coll)
+    scrape(loop, T0, T0 + 5)
+    cold, warm = coll.by_name("m3", 0), coll.by_name("m3", 1)
+    assert cold == warm and len(cold) == len(range(3, 3000, 7))
+    assert len(coll.samples(0)) == len(coll.samples(1)) == 3000 + 5
+    assert coll.value("scrape_series_added", 0) == 3000
+    cold = coll.samples(0)
+    assert cold[lab(__name__="m3", pod="p-02999", route="/api/v1/items/2999", job="job1",
+                    instance=exp.address)] == 2999.5
