@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # is known to 25k/s around 200-300k and 50k/s up to 450k.
 LADDER_K = (50, 100, 150, 200, 300, 450, 650, 900, 1200, 1600, 2000)
 FINE_K = (225, 250, 275, 350, 400)
+SKIPPED = "shoal_scrape_skipped_total"  # agent/scrape/loop.py: late or overrun ticks
 
 
 def next_rung(
@@ -258,6 +259,8 @@ class Bench:
             res.load_cores = load_cpu / wall
             res.other_cores = max((b1 - b0) - cpu - load_cpu - (h1 - h0), 0.0) / wall
             res.backlog = _backlog(agent.name, m1)
+            if SKIPPED in m1:  # Shoal's overload rule: ticks it could not start on time
+                res.backlog += f", {m1[SKIPPED] - m0.get(SKIPPED, 0.0):.0f} scrapes skipped"
             _responsiveness(res, loop_lag(text0, text1, agent.lag_metrics), probe)
             if res.agent_sent is None:
                 res.note = "no sent-samples counter found in the agent's /metrics"
