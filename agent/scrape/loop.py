@@ -314,6 +314,8 @@ class ScrapeLoop:
             batch.add(rl[5], ts, self.timeout)
             batch.add(rl[6], ts, float(self.cfg.sample_limit))
             batch.add(rl[7], ts, float(size))
+        if series_added > 100:
+            await asyncio.sleep(0)  # the WAL writes new series' records (~4 us each): its own turn
         self._append(batch)
         s = self.status
         s.health = "down" if err is not None else "up"
@@ -362,6 +364,8 @@ class ScrapeLoop:
                         scan(lines, st)
                     if kind == "openmetrics":
                         scan_openmetrics(None, st)  # end of input: checks # EOF
+                if chunk == COLD_CHUNK_BYTES:
+                    await asyncio.sleep(0)  # committing a first scrape's new series is a turn of its own
             except (ParseError, ValueError) as exc:
                 return self._error(exc, st)
             return self._finish(st, ts, batch)
