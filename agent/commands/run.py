@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sys
 from pathlib import Path
@@ -167,10 +168,11 @@ class Agent:
 
         watcher = asyncio.create_task(self._watch(), name="config-watcher")
         lag = asyncio.create_task(looplag.monitor(self.lag), name="loop-lag")
+        slow = self._slow_callbacks()
 
         await self._stop.wait()
         app.state.shoal.ready = False
-        for task in (watcher, lag):
+        for task in (watcher, lag, *slow):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -212,6 +214,20 @@ class Agent:
             self._app.state.shoal.config_error = ""
             self._apply_logging()
             self.log.info("config reloaded", config=str(self.path))
+
+    def _slow_callbacks(self) -> list[asyncio.Task[None]]:
+        """A profiling run's slow-callback finder (``SHOAL_SLOW_CALLBACKS=<seconds>``), or nothing."""
+        raw = os.environ.get("SHOAL_SLOW_CALLBACKS")
+        if not raw:
+            return []
+        try:
+            threshold = float(raw)
+        except ValueError:
+            self.log.warning("SHOAL_SLOW_CALLBACKS ignored: not a number of seconds", value=raw)
+            return []
+        finder = looplag.SlowCallbacks(threshold)
+        finder.install()
+        return [asyncio.create_task(looplag.report_slow_callbacks(finder, self.log), name="slow-callbacks")]
 
     async def _watch(self) -> None:
         if self.watch_interval <= 0:

@@ -31,6 +31,7 @@ from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig
+from agent.scrape.loop import SKIP_LATE, SKIP_OVERRUN
 from agent.scrape.ownership import Ownership, target_node
 from agent.scrape.pool import ScrapePool
 from agent.storage import Appendable, Fanout, SampleBatch
@@ -327,3 +328,12 @@ class _MovedCollector(Collector):
             "Number of targets that have moved from this instance to another one in the cluster.",
             value=self.component.pool.moved_away,
         )
+        skipped = CounterMetricFamily(
+            "shoal_scrape_skipped",
+            "Scrapes not made because the agent could not start them on time (reason: late, "
+            "the event loop reached the tick too late; overrun, the previous scrape ran past it).",
+            labels=["reason"],
+        )
+        for reason in (SKIP_LATE, SKIP_OVERRUN):
+            skipped.add_metric([reason], self.component.pool.skipped[reason])
+        yield skipped

@@ -354,11 +354,10 @@ class EndpointQueue:
     # -------------------------------------------------------------- resharding
 
     async def _tune_loop(self) -> None:
-        interval = self.cfg.queue.shard_update_interval
         last = time.monotonic()
         busy_seen = 0.0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.tuner.next_wait())
             now = time.monotonic()
             busy = self._m.busy_seconds
             inp = TunerInput(self._highest_appended / 1000.0, self._highest_sent / 1000.0,

@@ -24,6 +24,14 @@ saturated, and every send's busy time includes waiting for the loop), and
 more shards only add per-shard work. Measured under the heavy load (200k
 samples/s on one core): the formula asked for 20, then 46, then 50 shards
 with 20 % of them busy.
+
+Two more, for start-up: ``ShardTuner`` grows at most ``MAX_GROWTH`` times per
+tick, and ticks every ``STARTUP_TICK`` seconds for its first ``STARTUP_TICKS``
+ticks. The first interval's rates are the worst to extrapolate from (one shard
+full while the first scrapes create every series, ~4 s of CPU under the heavy
+load), and from them the formula asked for 25-50 shards at once; doubling
+every 2 s reaches the 4-8 a steady heavy load uses within the first ten
+seconds, and dozens only if the following ticks keep asking for them.
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ CATCHUP = 0.05
 ALPHA = 0.2
 NO_DOWNSHARD_BEHIND = 10.0  # seconds
 MIN_UTILIZATION = 0.5  # busy shard-seconds per shard below which growing cannot help
+MAX_GROWTH = 2  # at most this many times the current shards after one tick
+STARTUP_TICK = 2.0  # seconds between the first ticks (or shard_update_interval if shorter)
+STARTUP_TICKS = 5
 
 
 def desired_shards(
@@ -95,6 +106,13 @@ class ShardTuner:
         self.samples_dropped = EWMARate(ALPHA, interval)
         self.busy = EWMARate(ALPHA, interval)
         self.last: dict[str, float] = {}
+        self.ticks = 0
+
+    def next_wait(self) -> float:
+        """Seconds until the next tick: short ones first, so a queue ramps up in its first seconds."""
+        if self.ticks < STARTUP_TICKS:
+            return min(STARTUP_TICK, self.interval)
+        return self.interval
 
     def tick(self, current: int, elapsed: float, inp: TunerInput) -> int:
         rin = self.samples_in.tick(elapsed)
@@ -107,11 +125,14 @@ class ShardTuner:
         want = desired_shards(current, self.min_shards, self.max_shards, rate_in=rin, rate_out=rout,
                               rate_dropped=rdrop, busy=busy, delay=delay, busy_now=busy_now,
                               reader_waited=inp.reader_waited)
+        self.ticks += 1
+        formula = want
+        want = min(want, max(current * MAX_GROWTH, self.min_shards))
         if not self.min_shards <= current <= self.max_shards:
             want = max(self.min_shards, min(self.max_shards, want))  # settings changed under us
         elif inp.failing:
             want = current
         self.last = {"rate_in": rin, "rate_out": rout, "rate_dropped": rdrop, "busy": busy, "busy_now": busy_now or 0.0,
                      "reader_waited": float(inp.reader_waited), "delay": delay,
-                     "desired": float(want)}
+                     "formula": float(formula), "desired": float(want)}
         return want

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import structlog
@@ -55,7 +56,15 @@ REPORT_NAMES = (
 )
 EXTRA_REPORT_NAMES = ("scrape_timeout_seconds", "scrape_sample_limit", "scrape_body_size_bytes")
 TIMESTAMP_TOLERANCE = 0.002
+# A tick the loop reaches later than this fraction of the interval is skipped, not scraped
+# late: an overloaded loop that scraped every late tick would turn a stall into a burst.
+MAX_LATENESS = 0.25
+SKIP_LATE = "late"  # the event loop reached the tick (and any after it) too late
+SKIP_OVERRUN = "overrun"  # this target's previous scrape ran past whole ticks
 CHUNK_BYTES = 256 * 1024
+# A target's first scrape builds every series' labels (~10 us a series, 7x a cached one):
+# its body is parsed in smaller chunks, so the loop gets a turn every few ms.
+COLD_CHUNK_BYTES = 32 * 1024
 THREAD_BYTES = 1024 * 1024
 
 
@@ -100,8 +109,11 @@ class ScrapeLoop:
         seed: int,
         cache: ScrapeCache | None = None,
         owned: Callable[[], bool] | None = None,
+        skipped: Counter[str] | None = None,
     ) -> None:
         self.target = target
+        # Ticks without a scrape, by reason (shared by a pool's loops, so it outlives reloads).
+        self.skipped: Counter[str] = skipped if skipped is not None else Counter()
         # Asked before every scrape when agents share targets: an agent that
         # resumes after a stall must not scrape what moved away meanwhile.
         self.owned = owned
@@ -196,6 +208,11 @@ class ScrapeLoop:
                 return
             aligned = time.time()
             while True:
+                if loop.time() - self._next > self.interval * MAX_LATENESS:
+                    self.skipped[SKIP_LATE] += 1 + self._advance(loop.time())
+                    if await self._sleep_until(self._next):
+                        break
+                    continue
                 scrape_time = time.time()
                 while scrape_time - aligned >= self.interval:
                     aligned += self.interval
@@ -215,7 +232,9 @@ class ScrapeLoop:
                         raise
                     break
                 self._last = scrape_time
-                self._advance(loop.time())
+                missed = self._advance(loop.time())
+                if missed:
+                    self.skipped[SKIP_OVERRUN] += missed
                 if await self._sleep_until(self._next):
                     break
             if self._end_of_run:
@@ -223,12 +242,20 @@ class ScrapeLoop:
         finally:
             await self.scraper.close()
 
-    def _advance(self, now: float) -> None:
-        """Next tick of a fixed-rate ticker that drops ticks it missed (keeps one)."""
+    def _advance(self, now: float) -> int:
+        """Move to the next tick, dropping whole ticks already passed; how many were dropped.
+
+        At most one passed tick is kept (less than an interval ago): the top of
+        ``_run`` scrapes it if it is still nearly on time and skips it otherwise.
+        Missed ticks are never made up for: scraping them late would bunch the
+        target's scrapes (and every late target's) into a burst.
+        """
         self._next += self.interval
-        if self._next < now:
-            missed = int((now - self._next) // self.interval)
-            self._next += missed * self.interval
+        if self._next >= now:
+            return 0
+        missed = int((now - self._next) // self.interval)
+        self._next += missed * self.interval
+        return missed
 
     async def _end_of_run_staleness(self) -> None:
         """Stale markers for a target that went away, ~2 intervals later, stamped at the next tick.
@@ -288,6 +315,8 @@ class ScrapeLoop:
             batch.add(rl[5], ts, self.timeout)
             batch.add(rl[6], ts, float(self.cfg.sample_limit))
             batch.add(rl[7], ts, float(size))
+        if series_added > 100:
+            await asyncio.sleep(0)  # the WAL writes new series' records (~4 us each): its own turn
         self._append(batch)
         s = self.status
         s.health = "down" if err is not None else "up"
@@ -318,6 +347,7 @@ class ScrapeLoop:
             return await asyncio.to_thread(self._ingest_sync, body, ctype, ts, batch)
         try:
             st = self._state()
+            chunk = CHUNK_BYTES if cache.entries else COLD_CHUNK_BYTES
             try:
                 kind = choose_parser(ctype, self.cfg.scrape_fallback_protocol)
                 self._families(kind, body, st)
@@ -327,15 +357,17 @@ class ScrapeLoop:
                     while pos < n:
                         if pos:
                             await asyncio.sleep(0)
-                        pos = scan_protobuf(body, st, pos, pos + CHUNK_BYTES)
+                        pos = scan_protobuf(body, st, pos, pos + chunk)
                 else:
                     scan = scan_text if kind == "text" else scan_openmetrics
-                    for i, lines in enumerate(iter_line_chunks(body, CHUNK_BYTES)):
+                    for i, lines in enumerate(iter_line_chunks(body, chunk)):
                         if i:
                             await asyncio.sleep(0)
                         scan(lines, st)
                     if kind == "openmetrics":
                         scan_openmetrics(None, st)  # end of input: checks # EOF
+                if chunk == COLD_CHUNK_BYTES:
+                    await asyncio.sleep(0)  # committing a first scrape's new series is a turn of its own
             except (ParseError, ValueError) as exc:
                 return self._error(exc, st)
             return self._finish(st, ts, batch)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 
 import structlog
@@ -91,6 +92,8 @@ class ScrapePool:
         self.dropped_count = 0  # all targets relabeling dropped, kept or not (keep_dropped_targets)
         self._elsewhere: list[ElsewhereTarget] = []
         self.moved_away = 0  # targets handed to another agent (prometheus_scrape_targets_moved_total)
+        # Ticks no scrape was made for, by reason (agent/scrape/loop.py), over every loop ever run.
+        self.skipped: Counter[str] = Counter()
         self._stopped = False
 
     # ------------------------------------------------------------ discovery
@@ -178,7 +181,8 @@ class ScrapePool:
             self._retire(self._loops.pop(key), end_of_run_staleness=not moved)
 
     def _start(self, key: Labels, target: Target, config: ScrapeConfig, cache: ScrapeCache | None) -> ScrapeLoop:
-        loop = ScrapeLoop(target, config, self.appendable, self.seed, cache, owned=self._still_owned(target))
+        loop = ScrapeLoop(target, config, self.appendable, self.seed, cache, owned=self._still_owned(target),
+                          skipped=self.skipped)
         self._loops[key] = loop
         loop.start()
         return loop

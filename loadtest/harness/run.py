@@ -18,6 +18,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,31 @@ from .targets import PayloadSet, write_payloads
 
 ROOT = Path(__file__).resolve().parents[2]
 # Max workload: offered load in thousands of samples/s, reached by adding targets at 1 s.
+# The coarse rungs are climbed (or descended) until a passing and a failing one bracket
+# the agent; the fine rungs between them are then bisected, so the highest load kept up
+# is known to 25k/s around 200-300k and 50k/s up to 450k.
 LADDER_K = (50, 100, 150, 200, 300, 450, 650, 900, 1200, 1600, 2000)
+FINE_K = (225, 250, 275, 350, 400)
+SKIPPED = "shoal_scrape_skipped_total"  # agent/scrape/loop.py: late or overrun ticks
+
+
+def next_rung(
+    rungs: Sequence[int], coarse: Sequence[int], start: int, passed: int | None, failed: int | None
+) -> int | None:
+    """The next load to try (a value of ``rungs``), or None once the bracket is as tight as it gets.
+
+    Without a failure yet: the first coarse rung above the highest pass (``start`` when
+    nothing was run). Without a pass yet: the first coarse rung below the lowest failure.
+    With both: the middle rung strictly between them.
+    """
+    if passed is None and failed is None:
+        return start
+    if failed is None:
+        return next((r for r in coarse if r > passed), None)  # type: ignore[operator]
+    if passed is None:
+        return next((r for r in reversed(coarse) if r < failed), None)
+    between = [r for r in rungs if passed < r < failed]
+    return between[len(between) // 2] if between else None
 
 
 @dataclass
@@ -234,6 +259,8 @@ class Bench:
             res.load_cores = load_cpu / wall
             res.other_cores = max((b1 - b0) - cpu - load_cpu - (h1 - h0), 0.0) / wall
             res.backlog = _backlog(agent.name, m1)
+            if SKIPPED in m1:  # Shoal's overload rule: ticks it could not start on time
+                res.backlog += f", {m1[SKIPPED] - m0.get(SKIPPED, 0.0):.0f} scrapes skipped"
             _responsiveness(res, loop_lag(text0, text1, agent.lag_metrics), probe)
             if res.agent_sent is None:
                 res.note = "no sent-samples counter found in the agent's /metrics"
@@ -281,34 +308,32 @@ class Bench:
     # -- the max workload ----------------------------------------------------
 
     def run_max(self, agent: Agent, wl: Workload, heavy: RunResult | None) -> list[RunResult]:
-        """Climb (or descend) the ladder until a passing and a failing rung bracket the agent."""
-        ladder = [max(1, math.ceil(k * 1000 * wl.interval_s / self.args.series)) for k in LADDER_K]
-        ladder = [t for t in ladder if t <= self.args.max_targets]
-        offered = heavy.targets if heavy is not None else self.args.targets
+        """Coarse rungs until a passing and a failing one bracket the agent, then bisect the fine ones."""
+        per_k = 1000 * wl.interval_s / self.args.series  # targets per 1k samples/s
+        rungs = [k for k in sorted(set(LADDER_K) | set(FINE_K)) if math.ceil(k * per_k) <= self.args.max_targets]
+        coarse = [k for k in LADDER_K if k in rungs]
+        if not coarse:
+            return []
+        offered = (heavy.targets if heavy is not None else self.args.targets) / per_k
         if heavy is not None and heavy.ok and heavy.keeps_up:
-            idx = next((i for i, t in enumerate(ladder) if t > offered), len(ladder))
+            start = next((k for k in coarse if k > offered), coarse[-1])
         else:
-            idx = max(next((i for i, t in enumerate(ladder) if t >= offered), len(ladder)) - 1, 0)
+            start = ([k for k in coarse if k < offered] or coarse[:1])[-1]
         out: list[RunResult] = []
         passed: int | None = None
         failed: int | None = None
         for _ in range(self.args.max_steps):
-            if idx < 0 or idx >= len(ladder):
+            k = next_rung(rungs, coarse, start, passed, failed)
+            if k is None:
                 break
-            r = self.run_trusted(agent, wl, ladder[idx])
+            r = self.run_trusted(agent, wl, max(1, math.ceil(k * per_k)))
             out.append(r)
             if not r.ok:
                 break
             if r.keeps_up:
-                passed = idx
-                if failed is not None:
-                    break
-                idx += 1
+                passed = k if passed is None else max(passed, k)
             else:
-                failed = idx
-                if passed is not None:
-                    break
-                idx -= 1
+                failed = k if failed is None else min(failed, k)
         return out
 
 
@@ -368,7 +393,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--step", type=float, help="measurement window of each max-workload step, seconds"
     )
     p.add_argument(
-        "--max-steps", type=int, default=4, help="ladder steps per agent in the max workload"
+        "--max-steps", type=int, default=6, help="ladder steps per agent in the max workload"
     )
     p.add_argument(
         "--max-targets", type=int, default=2000, help="most targets the max workload may use"
@@ -438,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workload is None:
         args.workload = "seed,heavy" if args.quick else "seed,heavy,max"
     if args.quick:
-        args.max_steps = min(args.max_steps, 2)
+        args.max_steps = min(args.max_steps, 3)
     wls = workloads(args)
     names = [a.strip() for a in args.agents.split(",") if a.strip()]
     for n in names:

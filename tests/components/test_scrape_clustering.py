@@ -113,7 +113,11 @@ def test_scrapes_only_owned_targets_and_follows_ownership_changes(tmp_path):
         before = ups_of(a)
         await asyncio.sleep(1.5)  # three intervals: a would have been scraped, or gone stale
         assert ups_of(a) == before
-        assert 'prometheus_scrape_targets_moved_total{component_id="prometheus.scrape.s"} 1.0' in metrics_text(c)
+        text = metrics_text(c)
+        assert 'prometheus_scrape_targets_moved_total{component_id="prometheus.scrape.s"} 1.0' in text
+        # The overload rule's counter is there from the start, by reason (agent/scrape/loop.py).
+        skipped = [ln for ln in text.splitlines() if ln.startswith("shoal_scrape_skipped_total{")]
+        assert sorted('reason="late"' in ln for ln in skipped) == [False, True], skipped
 
         # Without the block (a reload), every agent scrapes every target, as in Alloy.
         await c.load(files(CONFIG % (a, b, "false")))

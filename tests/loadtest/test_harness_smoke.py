@@ -33,7 +33,7 @@ from loadtest.harness.responsiveness import (
     sample_quantile,
 )
 from loadtest.harness.result import RunResult
-from loadtest.harness.run import free_port
+from loadtest.harness.run import FINE_K, LADDER_K, free_port, next_rung
 from loadtest.harness.targets import BUCKETS, count_samples, render_payload, write_payloads
 
 
@@ -344,3 +344,23 @@ def test_sample_quantile_and_the_probe_against_a_real_server():
     stats = closed.stop()
     assert stats.n == 0 and stats.failed == 1 and math.isnan(stats.p99)
     assert "ConnectionRefused" in closed.failures[0]
+
+
+def test_the_max_ladder_brackets_with_coarse_rungs_then_bisects_the_fine_ones():
+    """An agent that keeps up to 260k/s, climbing from a heavy run that kept up at 200k."""
+    rungs = sorted(set(LADDER_K) | set(FINE_K))
+    tried: list[int] = []
+    passed = failed = None
+    while (k := next_rung(rungs, LADDER_K, 300, passed, failed)) is not None:
+        tried.append(k)
+        if k <= 260:
+            passed = k
+        else:
+            failed = k
+    assert tried == [300, 200, 250, 275]  # 300 fails, 200 passes, 250 passes, 275 fails
+    assert (passed, failed) == (250, 275)
+    # Climbing past 300 bisects 350/400 between 300 and 450; descending below 200 does too.
+    assert next_rung(rungs, LADDER_K, 300, 300, 450) == 400
+    assert next_rung(rungs, LADDER_K, 300, 400, 450) is None
+    assert next_rung(rungs, LADDER_K, 150, None, 200) == 150
+    assert next_rung(rungs, LADDER_K, 150, 150, 200) is None

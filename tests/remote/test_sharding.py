@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.remote import RemoteWrite, WALOptions
 from agent.remote.ewma import EWMARate
-from agent.remote.sharding import desired_shards
+from agent.remote.sharding import STARTUP_TICKS, ShardTuner, TunerInput, desired_shards
 from tests.remote.helpers import batch, endpoint, now_ms, series
 from tests.remote.receiver import Receiver
 
@@ -53,6 +53,37 @@ def test_no_growth_while_shards_sit_idle_and_the_queue_is_behind():
                           delay=0.0, busy_now=0.5) == 1
 
 
+def test_the_tuner_at_most_doubles_per_tick_from_a_start_up_that_asks_for_dozens():
+    """Issue 6's start-up: one shard full while the first scrapes create every series."""
+    tuner = ShardTuner(1, 50, 10.0)
+    assert [tuner.next_wait() for _ in range(2)] == [2.0, 2.0]  # short ticks while starting
+    shards, seen = 1, []
+    for i in range(8):
+        # 200k/s in, one shard's worth out per shard, every shard busy, 5 s behind and more.
+        tuner.samples_in.incr(400_000)
+        tuner.samples_out.incr(20_000 * shards)
+        inp = TunerInput(100.0 + 2 * i, 95.0, failing=False, busy=2.0 * shards)
+        shards = tuner.tick(shards, 2.0, inp)
+        seen.append(shards)
+        assert tuner.last["formula"] >= tuner.last["desired"]
+        if i == 0:
+            assert tuner.last["formula"] >= 25  # the formula alone would jump to dozens
+    assert seen[0] == 2
+    assert all(b <= 2 * a for a, b in zip([1, *seen], seen, strict=False))
+    assert seen[:4] == [2, 4, 8, 16]  # it still gets there when the following ticks keep asking
+    assert tuner.ticks == 8 and tuner.next_wait() == 10.0
+    assert STARTUP_TICKS < 8
+    # Shrinking is not bounded: a quiet queue drops to what the formula says at once.
+    tuner.samples_in.incr(20)
+    tuner.samples_out.incr(20)
+    shrunk = tuner.tick(50, 10.0, TunerInput(200.0, 200.0, failing=False, busy=0.01))
+    assert shrunk == tuner.last["formula"] < 25
+
+
+def test_a_start_up_interval_shorter_than_the_startup_tick_is_kept():
+    assert ShardTuner(1, 6, 0.25).next_wait() == 0.25
+
+
 def test_slow_backend_grows_shards_then_they_shrink_and_order_holds(tmp_path: Path):
     async def main():
         rx = await Receiver(delay=0.05).start()
@@ -61,7 +92,7 @@ def test_slow_backend_grows_shards_then_they_shrink_and_order_holds(tmp_path: Pa
         await rw.start()
         t0 = now_ms()
         counts = []
-        for b in range(60):  # ~4000 samples/s against one shard's ~1000/s
+        for b in range(120):  # ~4000 samples/s against one shard's ~1000/s (doubling: 1, 2, 4)
             rw.append(batch(200, t0 + b * 1000, float(b)))
             await asyncio.sleep(0.05)
             counts.append(len(rw.queues["test"].shards))
@@ -78,7 +109,7 @@ def test_slow_backend_grows_shards_then_they_shrink_and_order_holds(tmp_path: Pa
         # A restart resumes with the saved shard count and re-sends nothing.
         rw2 = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
         await rw2.start()
-        rw2.append(batch(200, t0 + 60_000, 60.0))
+        rw2.append(batch(200, t0 + 120_000, 120.0))
         assert await rw2.flush()
         await rw2.stop()
         await rx.stop()
@@ -95,4 +126,4 @@ def test_slow_backend_grows_shards_then_they_shrink_and_order_holds(tmp_path: Pa
         got[labels].append((ts, v))
     assert len(got) == 200
     for i in range(200):
-        assert got[series(i)] == [(t0 + b * 1000, float(b)) for b in range(61)]  # in order, once each
+        assert got[series(i)] == [(t0 + b * 1000, float(b)) for b in range(121)]  # in order, once each

@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from agent.runtime.looplag import monitor
+from agent.runtime.looplag import SlowCallbacks, monitor
 
 
 def _histogram() -> tuple[Histogram, CollectorRegistry]:
@@ -40,3 +40,35 @@ def test_every_wake_up_is_observed() -> None:
 
     asyncio.run(scenario())
     assert reg.get_sample_value("lag_count") >= 3
+
+
+def _burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+async def _holds_the_loop() -> None:
+    await asyncio.sleep(0.01)
+    _burn(0.03)  # the work the finder must name
+    await asyncio.sleep(0.01)
+
+
+def test_the_slow_callback_finder_names_the_coroutine_and_lines_that_held_the_loop() -> None:
+    finder = SlowCallbacks(0.02)
+    original = asyncio.events.Handle._run
+
+    async def main() -> None:
+        finder.install()
+        try:
+            await asyncio.gather(_holds_the_loop(), _holds_the_loop(), asyncio.sleep(0.05))
+        finally:
+            finder.uninstall()
+
+    asyncio.run(main())
+    assert asyncio.events.Handle._run is original
+    [worst] = finder.report()
+    first = _holds_the_loop.__code__.co_firstlineno
+    assert worst["where"] == f"_holds_the_loop:{first + 1} -> _holds_the_loop:{first + 3}"
+    assert worst["count"] == 2 and worst["max_cpu_ms"] >= 30
+    assert finder.calls > 2 and finder.slow_cpu >= 0.06 and finder.cpu >= finder.slow_cpu

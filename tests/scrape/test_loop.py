@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +14,7 @@ from agent import labels as L
 from agent.httpconfig import BasicAuth, HTTPClientConfig
 from agent.relabel import Rule
 from agent.scrape.config import ScrapeConfig
-from agent.scrape.loop import ScrapeLoop
+from agent.scrape.loop import COLD_CHUNK_BYTES, ScrapeLoop
 from agent.scrape.target import Target, populate_labels
 from agent.storage import is_stale_nan
 from tests.scrape.server import Collector, Exporter, free_port
@@ -368,3 +369,92 @@ def test_forced_error_reports_down_without_request(exp: Exporter) -> None:
     scrape(loop, T0)
     assert exp.requests == []
     assert coll.value("up") == 0.0 and loop.status.last_error.startswith("target_limit")
+
+
+def _up_times(coll: Collector) -> list[int]:
+    """The scrape timestamp of each scrape (its ``up`` sample), in order."""
+    out = []
+    for b in coll.batches:
+        for labels, ts in zip(b.labels, b.timestamps, strict=True):
+            if dict(labels).get(L.METRIC_NAME) == "up":
+                out.append(ts)
+    return out
+
+
+def test_ticks_the_loop_reaches_too_late_are_skipped_and_counted_not_bunched(exp: Exporter) -> None:
+    """A held event loop makes every tick late: those are skipped, not scraped in a burst after."""
+    exp.set(body="a 1\n")
+    coll = Collector()
+    interval = 0.2
+    loop = make_loop(exp.address, coll, scrape_interval=interval, scrape_timeout=0.1)
+
+    async def go() -> None:
+        loop.start()
+        while len(coll.batches) < 2:
+            await asyncio.sleep(0.01)
+        time.sleep(3.5 * interval)  # holds the loop: three or four ticks pass unserved
+        held = len(coll.batches)
+        while len(coll.batches) < held + 3:
+            await asyncio.sleep(0.01)
+        loop.cancel()
+        await loop.wait()
+
+    asyncio.run(go())
+    # Every tick that passed during the hold was reached more than a quarter interval late
+    # (but the last one, perhaps): at least three are counted, none was scraped late.
+    assert loop.skipped["late"] >= 3
+    assert loop.skipped["overrun"] == 0
+    times = _up_times(coll)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.7 * interval * 1000, gaps  # no two scrapes bunched together
+    assert max(gaps) >= 3 * interval * 1000  # the hold shows as a gap, not as extra scrapes
+
+
+def test_a_scrape_that_runs_past_ticks_counts_them_as_overrun(exp: Exporter) -> None:
+    """Ticks passed while this target's own scrape ran (the receiver held it) are overruns."""
+    exp.set(body="a 1\n")
+    interval = 0.2
+
+    class Slow(Collector):
+        def append(self, batch):  # type: ignore[no-untyped-def]
+            super().append(batch)
+            if len(self.batches) == 2:
+                time.sleep(2.5 * interval)  # the second scrape's append holds it past two ticks
+
+    coll = Slow()
+    loop = make_loop(exp.address, coll, scrape_interval=interval, scrape_timeout=0.1)
+
+    async def go() -> None:
+        loop.start()
+        while len(coll.batches) < 4:
+            await asyncio.sleep(0.01)
+        loop.cancel()
+        await loop.wait()
+
+    asyncio.run(go())
+    # Two ticks passed: the whole one is an overrun; the one kept was then too late to scrape.
+    assert loop.skipped["overrun"] >= 1
+    assert loop.skipped["overrun"] + loop.skipped["late"] >= 2
+    times = _up_times(coll)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.7 * interval * 1000, gaps
+
+
+def test_a_first_scrape_parsed_in_small_chunks_gives_what_a_cached_one_gives(exp: Exporter) -> None:
+    """A cold cache parses in COLD_CHUNK_BYTES pieces; no line is lost or split at their seams."""
+    lines = [f'# TYPE m{i % 7} gauge\n' if i < 7 else "" for i in range(7)]
+    body = "".join(lines) + "".join(
+        f'm{i % 7}{{pod="p-{i:05d}",route="/api/v1/items/{i}"}} {i}.5\n' for i in range(3000)
+    )
+    assert len(body) > 3 * COLD_CHUNK_BYTES
+    exp.set(body=body)
+    coll = Collector()
+    loop = make_loop(exp.address, coll)
+    scrape(loop, T0, T0 + 5)
+    cold, warm = coll.by_name("m3", 0), coll.by_name("m3", 1)
+    assert cold == warm and len(cold) == len(range(3, 3000, 7))
+    assert len(coll.samples(0)) == len(coll.samples(1)) == 3000 + 5
+    assert coll.value("scrape_series_added", 0) == 3000
+    cold = coll.samples(0)
+    assert cold[lab(__name__="m3", pod="p-02999", route="/api/v1/items/2999", job="job1",
+                    instance=exp.address)] == 2999.5

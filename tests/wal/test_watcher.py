@@ -89,6 +89,27 @@ def test_records_are_handed_over_decoded_in_wal_order(tmp_path: Path):
     wal.close()
 
 
+def test_a_spent_budget_hands_the_rest_of_a_read_over_on_later_calls(tmp_path: Path):
+    """A read larger than the loop may be held for is handed over in pieces, none lost or repeated."""
+    wal = _wal(tmp_path)
+    whole = Recorder()
+    Watcher(wal, wal.segment, 0, whole).read_once()
+    rec = Recorder()
+    w = Watcher(wal, wal.segment, 0, rec)
+    handed = []
+    positions = []
+    while n := w.read_once(budget=0.0):  # a spent budget: one record per call
+        handed.append(n)
+        positions.append(w.position)
+    assert handed == [1] * 5 + [1]  # 6 records, the series record among them
+    assert rec.calls == whole.calls
+    # Each position in between is where a later record starts: a boundary to resume from.
+    offsets = {c[2] for c in rec.calls if c[0] != "metadata"}
+    assert offsets <= {p[1] for p in positions}
+    assert w.position == wal.head()
+    wal.close()
+
+
 def test_unwanted_kinds_are_not_decoded_and_histograms_are_counted(tmp_path: Path):
     wal = _wal(tmp_path)
     rec = Recorder()
