@@ -579,7 +579,7 @@ def verify(prom_url: str, targets: list[list[Any]], failing: dict[int, int], arg
             up = ups.get(t.address, [])
             up_ts = [x for x, _ in up]
             scrapes = []
-            for r in t.requests:
+            for r in list(t.requests):  # a snapshot: a late scrape may still append
                 if r.version >= failing[id(t)]:
                     continue
                 k = bisect.bisect_right(up_ts, r.time) - 1  # the scrape started just before its request
