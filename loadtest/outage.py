@@ -31,6 +31,11 @@ scrape order, and Prometheus must have rejected nothing.
     .venv/bin/python loadtest/outage.py                 # 3 agents, 180 s outage, ~7 minutes
     .venv/bin/python loadtest/outage.py --outage 30 --steady 15 --after 30
     .venv/bin/python loadtest/outage.py --queue max_samples_per_send=500 --json out.json
+    .venv/bin/python loadtest/outage.py --agents 3,10 --outage 40,180   # issue 10's four tables
+
+Several ``--agents`` counts and ``--outage`` lengths run every combination in
+turn, each with every ``--kinds`` agent, and print issue 10's table for each
+combination at the end (with the run's time and load average).
 
 A plain ``python`` re-executes itself with the repository's .venv when it is
 there. Exit status: 0 when every sample arrived in order with no rejection, 1
@@ -72,7 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "real Prometheus, which is refused for --outage seconds; prints request rates before, "
         "during and after, the drain time, and checks every sample arrived in order.",
     )
-    ap.add_argument("--agents", type=int, default=3, help="shoal run processes (default 3)")
+    ap.add_argument("--agents", default="3",
+                    help="agent processes; a comma-separated list runs each count in turn (default 3)")
     ap.add_argument("--targets", type=int, default=10, help="targets per agent (default 10)")
     ap.add_argument("--series", type=int, default=200, help="counter series per target (default 200)")
     ap.add_argument("--interval", type=float, default=1.0, help="scrape interval, seconds (default 1)")
@@ -80,8 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="seconds after every agent delivers, before the steady window (default 20)")
     ap.add_argument("--steady", type=float, default=30.0,
                     help="steady window before the outage, seconds (default 30)")
-    ap.add_argument("--outage", type=float, default=180.0,
-                    help="seconds the backend refuses connections (default 180)")
+    ap.add_argument("--outage", default="180",
+                    help="seconds the backend fails; a comma-separated list runs each in turn, for every "
+                    "--agents count (default 180)")
     ap.add_argument("--after", type=float, default=60.0,
                     help="seconds watched after recovery at least (default 60)")
     ap.add_argument("--max-drain", type=float, default=600.0,
@@ -99,10 +106,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     args = ap.parse_args(argv)
-    for name in ("agents", "targets", "series"):
+    try:
+        args.agent_counts = [int(x) for x in args.agents.split(",") if x.strip()]
+        args.outages = [float(x) for x in args.outage.split(",") if x.strip()]
+    except ValueError as exc:
+        ap.error(f"--agents takes whole numbers and --outage seconds, comma-separated: {exc}")
+    if not args.agent_counts or min(args.agent_counts) < 1:
+        ap.error("--agents must be at least 1")
+    if not args.outages or min(args.outages) <= 0:
+        ap.error("--outage must be positive")
+    args.agents, args.outage = args.agent_counts[0], args.outages[0]
+    for name in ("targets", "series"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1")
-    for name in ("interval", "steady", "outage"):
+    for name in ("interval", "steady"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be positive")
     for name in ("warmup", "after", "max_drain"):
@@ -236,6 +253,7 @@ class Poll:
     limited: bool | None  # the rate controller is in recovery
     shards: int | None
     sent: int | None  # samples acknowledged by the backend so far
+    rate: dict[str, Any] | None = None  # the endpoint's send_rate status (why an agent drains slowly)
 
 
 @dataclass
@@ -260,7 +278,7 @@ class Watcher:
 
     def _poll(self, url: str) -> Poll:
         now = time.monotonic()
-        lag = limited = shards = sent = None
+        lag = limited = shards = sent = rate = None
         try:
             text = self.client.get(url + "/metrics").text
             high = _metric(text, "prometheus_remote_storage_highest_timestamp_in_seconds")
@@ -271,11 +289,12 @@ class Watcher:
             for d in st.get("debugInfo", []):
                 if d["name"] == "endpoints":
                     ep = _plain(d["value"])[0]
-                    limited, shards = bool(ep["send_rate"]["limited"]), int(ep["shards"])
+                    rate = ep["send_rate"]
+                    limited, shards = bool(rate["limited"]), int(ep["shards"])
                     sent = int(ep["samples_sent"])
         except Exception:  # noqa: BLE001 - an agent too busy to answer is a missing point, not a failure
             pass
-        return Poll(now, lag, limited, shards, sent)
+        return Poll(now, lag, limited, shards, sent, rate)
 
     def start(self) -> None:
         self.thread.start()
@@ -342,7 +361,8 @@ def run(args: argparse.Namespace, work: Path, kind: str = "shoal") -> dict[str, 
     target_mod._Server.handle_error = lambda self, request, client_address: None  # type: ignore[method-assign]
 
     out: dict[str, Any] = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                           "kind": kind}
+                           "kind": kind, "began": time.strftime("%H:%M:%S", time.gmtime()),
+                           "load_began": round(os.getloadavg()[0], 1)}
     prefixes = [f'{METRIC}{{series="{k}"}}' for k in range(args.series)]
     with contextlib.ExitStack() as stack:
         prom = stack.enter_context(procs.prometheus(work / "prom"))
@@ -398,7 +418,8 @@ def run(args: argparse.Namespace, work: Path, kind: str = "shoal") -> dict[str, 
         else:
             ctl.clear(fid)
         t_up = time.monotonic()
-        say("backend back; watching the drain")
+        load_at_recovery = round(os.getloadavg()[0], 1)
+        say(f"backend back (load average {load_at_recovery}); watching the drain")
 
         # The lag every queue shows in steady state, and the level it must return to.
         steady_lag = [max((p.lag for p in ps if t_steady <= p.t < t_down and p.lag is not None), default=0.0)
@@ -442,6 +463,14 @@ def run(args: argparse.Namespace, work: Path, kind: str = "shoal") -> dict[str, 
                                  for ps in watcher.polls],
             "flushed": flushed,
         }
+        # Per agent, for finding a straggler: its rate controller over time and its requests after recovery.
+        out["traces"] = [[{"t": round(p.t - t_up, 2), "lag": p.lag, **(p.rate or {})} for p in ps
+                          if p.t >= t_down - 5] for ps in watcher.polls]
+        out["requests_after"] = {
+            f"a{i}": [(round(r.t - t_up, 2), r.body_size, r.status) for r in recs
+                      if agent_of(r) == f"a{i}" and t_up - 2 <= r.t < t_end]
+            for i in range(args.agents)
+        }
         out["agents"] = [
             {k: st[k] for k in ("samples_sent", "samples_retried", "samples_failed", "samples_dropped",
                                 "shards", "reshards", "send_rate", "last_error")}
@@ -453,6 +482,9 @@ def run(args: argparse.Namespace, work: Path, kind: str = "shoal") -> dict[str, 
         out["prometheus"] = write_errors(prom.url, httpx)
         for t in every:  # before the agents stop: they would reset the keep-alive connections
             t.stop()
+        out["ended"] = time.strftime("%H:%M:%S", time.gmtime())
+        out["load_ended"] = round(os.getloadavg()[0], 1)
+        out["load_at_recovery"] = load_at_recovery
     return out
 
 
@@ -547,7 +579,7 @@ def verify(prom_url: str, targets: list[list[Any]], failing: dict[int, int], arg
             up = ups.get(t.address, [])
             up_ts = [x for x, _ in up]
             scrapes = []
-            for r in t.requests:
+            for r in list(t.requests):  # a snapshot: a late scrape may still append
                 if r.version >= failing[id(t)]:
                     continue
                 k = bisect.bisect_right(up_ts, r.time) - 1  # the scrape started just before its request
@@ -683,6 +715,9 @@ def summary(outs: list[dict[str, Any]]) -> str:
         "| caught up after recovery, per agent (Shoal's lag; peers not watched) | " + " | ".join(
             ", ".join("-" if x is None else f"{x:g} s" for x in o["drain"]["caught_up_s"]) or "-" for o in outs)
         + " |",
+        "| run (UTC), load average at start / recovery / end | " + " | ".join(
+            f"{o['began']}-{o['ended']}, {o['load_began']:g} / {o['load_at_recovery']:g} / {o['load_ended']:g}"
+            for o in outs) + " |",
     ]
     return "\n".join(rows)
 
@@ -710,11 +745,17 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="shoal-outage-"))
     work.mkdir(parents=True, exist_ok=True)
     outs = []
+    configs = [(n, o) for n in args.agent_counts for o in args.outages]
     try:
-        for kind in args.kinds:
-            (work / kind).mkdir(parents=True, exist_ok=True)
-            outs.append(run(args, work / kind, kind))
-            print(report(outs[-1]), "\n", flush=True)
+        for n, outage in configs:
+            conf = argparse.Namespace(**{**vars(args), "agents": n, "outage": outage})
+            for kind in args.kinds:
+                d = work / f"{n}x{outage:g}" / kind if len(configs) > 1 else work / kind
+                d.mkdir(parents=True, exist_ok=True)
+                outs.append(run(conf, d, kind))
+                print(report(outs[-1]), "\n", flush=True)
+                if args.json:  # after every run, so a later failure keeps what was measured
+                    args.json.write_text(json.dumps(outs, indent=1, default=str))
     except KeyboardInterrupt:
         say("interrupted; everything started was stopped")
         return 130
@@ -723,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.keep and args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
-    print(summary(outs))
+    for n, outage in configs:
+        print(summary([o for o in outs if o["args"]["agents"] == n and o["args"]["outage"] == outage]), "\n")
     if args.json:
         args.json.write_text(json.dumps(outs, indent=1, default=str))
     shoal = [o for o in outs if o["kind"] == "shoal"]  # the promise is Shoal's; peers are measured

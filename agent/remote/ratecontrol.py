@@ -8,11 +8,20 @@ at half the steady rate, never below the floor (``FLOOR``, or one request
 per ``max_backoff`` if that is more: the queue's choice), and is
 
 - increased additively each second in which requests succeeded without a
-  failure and without latency rising (``step``: a quarter of the steady rate,
-  at least ``FLOOR``), and
-- cut multiplicatively on a failure (halved) or on latency above
-  ``LATENCY_FACTOR`` times the healthy baseline (times 0.7), at most once per
-  second, so a burst of answers to requests sent together counts once.
+  failure (``step``: a quarter of the steady rate, at least ``FLOOR``), and
+- halved on a failure, at most once per second, so a burst of answers to
+  requests sent together counts once.
+
+Slow answers do not cut the rate in recovery. They used to (times 0.7 for an
+answer 3x the healthy latency), and with 10 agents on a shared 2-core host
+after a 40 s outage every agent was cut 5-14 times, one sat at the floor for
+25 s and caught up after 49 s (the others 21-42 s); judging a catch-up batch
+by its size did not help (at load 28, 6-22 cuts, 27-65 s): there, latency
+measures the CPU of the agent and of the backend, not a backend asking for
+less. The load on the backend is bounded without it: the caps below, and
+each shard waits for its answer before the next request, so a slower
+backend gets fewer requests by itself. A backend that is overloaded says so
+with 429, 5xx or a timeout, and those halve the rate.
 
 During recovery the rate never exceeds ``requests`` (1.5 by default) times the
 steady request rate, and the samples sent per second never exceed ``samples``
@@ -36,7 +45,7 @@ twice the mean), so agents that see the backend return at the same moment
 do not send in step. Recovery ends when the queue has caught up with the WAL
 (the backlog is gone) for two consecutive seconds. The result: after an outage
 the backlog is drained at a rate that starts near the steady rate and grows
-only as long as the backend keeps answering quickly, so N agents reconnecting
+only as long as the backend keeps accepting, so N agents reconnecting
 at once put roughly N times their steady load on it, not N times their
 backlog.
 """
@@ -52,7 +61,6 @@ from agent.remote.ewma import EWMARate
 
 FLOOR = 0.5  # requests per second, the lowest rate in recovery
 LATENCY_FACTOR = 3.0
-LATENCY_SLACK = 0.1  # seconds: a latency rise smaller than this is noise
 SLOW = 1.0  # seconds above the healthy baseline: an answer this late starts recovery as a failure does
 CALM_TICKS = 2
 
@@ -78,7 +86,6 @@ class SendRate:
         self._lock = asyncio.Lock()
         self._ok = 0
         self._failed = 0
-        self._slow = 0
         self._last_cut = 0.0
         self._calm = 0
         self._samples = 0  # samples acknowledged since the last tick
@@ -151,12 +158,6 @@ class SendRate:
                 self.stalled = True  # not learnt as the baseline
                 return
             self.baseline = latency if self.baseline == 0 else self.baseline + 0.1 * (latency - self.baseline)
-            return
-        if self.baseline and latency > max(self.baseline * LATENCY_FACTOR, self.baseline + LATENCY_SLACK):
-            self._slow += 1
-            if now - self._last_cut >= 1.0:
-                self.rate = max(self.floor, self.rate * 0.7)
-                self._last_cut = now
 
     def _start(self, now: float) -> None:
         """Recovery begins: half the steady rate, growing while answers stay quick."""
@@ -169,8 +170,8 @@ class SendRate:
 
     def tick(self, elapsed: float, caught_up: Callable[[], bool]) -> None:
         """Once a second: learn the steady rate, or grow the recovery rate, or end recovery."""
-        ok, failed, slow, samples = self._ok, self._failed, self._slow, self._samples
-        self._ok = self._failed = self._slow = self._samples = 0
+        ok, failed, samples = self._ok, self._failed, self._samples
+        self._ok = self._failed = self._samples = 0
         if not self.limited:
             if self.stalled and not failed and caught_up():
                 self.stalled = False
@@ -181,7 +182,7 @@ class SendRate:
                 self.steady_samples.incr(samples)
                 self.steady_samples.tick(elapsed)
             return
-        if ok and not failed and not slow:
+        if ok and not failed:
             top = max(self.floor, self.requests * self.steady.rate)
             self.rate = min(top, self.rate + max(self.floor, 0.25 * self.steady.rate) * elapsed)
         if not failed and caught_up():

@@ -119,8 +119,10 @@ def test_twenty_sigkills_lose_nothing_and_prometheus_rejects_nothing(tmp_path: P
             cfg.write_text(CONFIG.replace("TARGET", target).replace("PROM", prom.url))
             (tmp_path / "agent").mkdir()
             t_start = time.monotonic()
-            for _ in range(KILLS):
+            for k in range(KILLS):
                 agent = procs.agent(tmp_path / "agent", cfg)
+                if k % 2:  # every other kill counts from /-/ready: on a busy host start-up alone takes
+                    procs.wait_http(agent.url + "/-/ready", timeout=60, proc=agent.popen)  # 2.5 s or more
                 time.sleep(rnd.uniform(0.3, 2.5))  # at random: starting, scraping, sending
                 agent.stop(signal.SIGKILL)
             t_kills = time.monotonic() - t_start
@@ -128,6 +130,9 @@ def test_twenty_sigkills_lose_nothing_and_prometheus_rejects_nothing(tmp_path: P
             n_appended = sum(len(v) for v in appended.values())
             agent = procs.agent(tmp_path / "agent", cfg)
             try:
+                # Running before it is stopped: if the killed agents had delivered everything, a
+                # SIGTERM at once could land before the handlers exist (a busy host: seconds of imports).
+                procs.wait_http(agent.url + "/-/ready", timeout=60, proc=agent.popen)
                 def delivered() -> bool:
                     got = prom_samples(prom.url)
                     missing = sum(1 for lb, ss in appended.items() for t in ss if t not in got.get(lb, {}))

@@ -31,11 +31,6 @@ def test_aimd_after_a_failure():
     halved = r.rate
     r.observe("retry", 0.0)
     assert r.rate == halved  # at most one cut per second
-    r._last_cut = 0.0
-    r.observe("ok", 1.0)  # far above the 20 ms baseline
-    assert r.rate == halved * 0.7
-    r.tick(1.0, lambda: False)
-    assert r.rate == halved * 0.7  # a slow second does not grow
     for _ in range(20):
         r._last_cut = 0.0
         r.observe("retry", 0.0)
@@ -110,3 +105,31 @@ def test_retry_after_holds_every_request_and_a_stall_starts_recovery():
     assert r.stalled
     r.tick(1.0, lambda: True)
     assert not r.stalled
+
+
+
+def test_slow_answers_in_recovery_do_not_hold_the_rate_down():
+    """On a shared host a catch-up batch's latency is the CPU's, not a backend asking for less.
+
+    Cut by 0.7 for every answer 3x the healthy latency, one agent of ten sat at the floor
+    for 25 s after a 40 s outage and caught up after 49 s (loadtest/outage.py); judged by
+    the batch's size, still 6-22 cuts at load 28.
+    """
+    r = SendRate(random.Random(6), floor=0.5, requests=1.5, samples=3.0)
+    for _ in range(5):  # healthy: 2 requests/s of 1000 samples, 20 ms each
+        for _ in range(2):
+            r.observe("ok", 0.02, 1000)
+        r.tick(1.0, lambda: True)
+    r.observe("retry", 0.0)
+    start = r.rate
+    r.tick(1.0, lambda: False)
+    rates = []
+    for _ in range(6):  # catch-up batches of 4000 samples answered in 1.5 s (75x the baseline)
+        r.observe("ok", 1.5, 4000)
+        r.tick(1.0, lambda: False)
+        rates.append(r.rate)
+    assert rates == sorted(rates) and rates[-1] == 1.5 * r.steady.rate > start  # grows to the cap
+    assert r.limited and not r.stalled
+    r._last_cut = 0.0
+    r.observe("retry", 0.0)  # a failure still halves it
+    assert r.rate == 0.75 * r.steady.rate
