@@ -346,6 +346,7 @@ class ScrapeLoop:
             cache=self.cache.entries,
             resolve=self.builder.resolve,
             comments=self.cache.comments,
+            shape=self.cache.shape,
         )
 
     def _proto_state(self, st: ScanState) -> None:
