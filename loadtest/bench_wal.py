@@ -55,8 +55,10 @@ def make_batches(n_series: int, n_batches: int) -> list[SampleBatch]:
     out = []
     for b in range(n_batches):
         out.append(
-            SampleBatch(
-                labels, [t0 + b * 15000] * n_series, [float(b * 7 + i) for i in range(n_series)]
+            SampleBatch(  # a fresh list of the same tuples, as each scrape hands on
+                list(labels),
+                [t0 + b * 15000] * n_series,
+                [float(b * 7 + i) for i in range(n_series)],
             )
         )
     return out

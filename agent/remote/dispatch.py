@@ -84,7 +84,7 @@ class Dispatcher:
             return
 
         def flush(s: Shard, ix: list[int]) -> None:
-            s.parts.append((refs, tss, vals, ix))
+            s.parts.append((refs, tss, vals, ix, None))
 
         self._route(seg, off, refs, tss, low, self.series.prefix, self.series.resolve_prefix,
                     True, FLOATS, SERIES_REASONS, flush)
@@ -256,11 +256,14 @@ class Dispatcher:
         cutoff = int((time.time() - age) * 1000)
         kept: list[Part] = []
         old = 0
-        for refs, ts, vs, ix in batch.parts:
+        for part in batch.parts:
+            refs, ts, vs, ix, ps = part
             keep: Sequence[int] = [i for i in ix if ts[i] >= cutoff]
             old += len(ix) - len(keep)
-            if keep:
-                kept.append((refs, ts, vs, keep))
+            if len(keep) == len(ix):
+                kept.append(part)
+            elif keep:
+                kept.append((refs, ts, vs, keep, None))
         hkept = [x for x in batch.hparts if x[1] >= cutoff]
         ekept = [x for x in batch.eparts if x[1] >= cutoff]
         hold = len(batch.hparts) - len(hkept)

@@ -30,9 +30,10 @@ def encode_batch(series: SeriesTable, batch: Batch, proto: str) -> bytes:
 def encode_v1(series: SeriesTable, batch: Batch) -> bytes:
     out = bytearray()
     prefixes = series.prefix
-    for refs, ts, vs, ix in batch.parts:
-        if encode_part(out, refs, ts, vs, ix, prefixes):
+    for part in batch.parts:
+        if encode_part(out, part, prefixes):
             continue
+        refs, ts, vs, ix, _ = part
         for i in ix:  # several timestamps, or series the dispatch did not resolve: one at a time
             r = refs[i]
             tf = ts_field(ts[i])
@@ -56,7 +57,7 @@ def encode_v2_batch(series: SeriesTable, batch: Batch) -> bytes:
     tss: list[int] = []
     vals: list[float] = []
     get = series.series_v2
-    for refs, ts, vs, ix in batch.parts:
+    for refs, ts, vs, ix, _ in batch.parts:
         for i in ix:
             sv.append(get(refs[i]))
             tss.append(ts[i])

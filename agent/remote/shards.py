@@ -52,7 +52,9 @@ class Batch:
         return self.count - len(self.hparts) - len(self.eparts)
 
 
-Part = tuple[Any, Any, Any, Sequence[int]]  # a list or a range of record indexes
+# (refs, timestamps, values, record indexes: a list or a range, their RW 1.0 prefixes
+# when the fast path routed them (one timestamp then), else None)
+Part = tuple[Any, Any, Any, Sequence[int], Any]
 Encoder = Callable[[Batch], tuple[bytes, str]]  # uncompressed body and its protocol
 PROBE = compress(b"")  # an empty write request (1.0 and 2.0 alike): is the backend back?
 

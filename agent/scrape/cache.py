@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from agent.labels import METRIC_NAME, Labels
 from agent.relabel import process
 from agent.scrape.config import ScrapeConfig
-from agent.scrape.textparse import ScanState, labels_of, parse_series
+from agent.scrape.textparse import ScanState, Shape, is_steady, labels_of, new_shape, parse_series
 from agent.scrape.typeunit import Families
 from agent.storage import Histogram, Metadata
 
@@ -143,6 +143,7 @@ class ScrapeCache:
         "fresh",
         "aliased",
         "new_keys",
+        "shape",
     )
 
     def __init__(self) -> None:
@@ -167,6 +168,9 @@ class ScrapeCache:
         # looks for that; once seen, ``aliased`` makes every scrape dedupe by label set.
         self.fresh = False
         self.aliased = False
+        # The text body's layout at the last successful scrape (textparse.Shape): the next
+        # scrape laid out alike is checked against the entries in order, not looked up.
+        self.shape: Shape | None = None
 
 
 class SeriesBuilder:
@@ -302,6 +306,8 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
     like any series. Raises ScrapeError (sample limit) before touching the
     cache, so a failed scrape leaves it as it was.
     """
+    if not (cache.fresh or cache.aliased or cache.prev or st.hkeys) and is_steady(st):
+        return _commit_steady(cache, st, ts, cfg)
     keys = st.keys
     cur_all = set(keys)
     now = time.monotonic()
@@ -364,12 +370,32 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
     if len(entries) > len(cur_all):
         for k in entries.keys() - cur_all:
             del entries[k]
+    cache.shape = new_shape(st)
     cache.records = st.seen_records
     if len(cache.comments) > 2 * len(st.meta_items) + 1024:
         cache.comments.clear()
     if len(cache.metas) > 2 * len(st.meta_items) + 1024:
         cache.metas.clear()
     return Committed(labels, timestamps, values, stale, dups, hists)
+
+
+def _commit_steady(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Committed:
+    """``commit`` for a body that matched its shape: its keys are the entries, once each, in order.
+
+    So nothing repeats, nothing went stale, nothing is evicted, and the keys need
+    no set (hashing a scrape's fresh keys is most of what ``commit`` costs).
+    """
+    values = st.values
+    if cfg.sample_limit and len(values) > cfg.sample_limit:
+        raise ScrapeError("sample limit exceeded")
+    cache.prev = None
+    cache.new_keys = []
+    cache.records = st.seen_records
+    if len(cache.comments) > 2 * len(st.meta_items) + 1024:
+        cache.comments.clear()
+    if len(cache.metas) > 2 * len(st.meta_items) + 1024:
+        cache.metas.clear()
+    return Committed(st.labels, [ts] * len(values), values, [], 0)
 
 
 def fail(cache: ScrapeCache) -> list[Labels]:

@@ -380,6 +380,7 @@ class ScrapeLoop:
             cache=self.cache.entries,
             resolve=self.builder.resolve,
             comments=self.cache.comments,
+            shape=self.cache.shape,
         )
 
     def _families(self, kind: str, body: bytes, st: ScanState) -> None:

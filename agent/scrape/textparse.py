@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from operator import itemgetter
 
 from agent.labels import Labels
@@ -360,6 +360,32 @@ def build_metadata(
 # ---------------------------------------------------------------- the hot loop
 
 
+@dataclass(slots=True, frozen=True)
+class Chunk:
+    """One chunk of a text body (``iter_line_chunks``) as scanned, less its values."""
+
+    lines: int  # lines in the chunk, the last (empty after a final newline) included
+    samples: int  # sample lines among them
+    mask: bytes  # per line: 1 for a sample line, 0 for a comment or blank line
+    others: list[bytes]  # the comment and blank lines, whole, in order
+    meta: list[tuple[str, str, str]]  # what those comment lines said (``comment_entry``)
+
+
+@dataclass(slots=True, frozen=True)
+class Shape:
+    """A target's text body as last scanned, less its values: which lines are samples, and the rest.
+
+    Kept by the scrape cache between scrapes (``ScanState.shape``). It holds no
+    series text: the sample lines' series text is the cache's own keys, in line
+    order (``new_shape`` puts the cache's entries in that order), so the next
+    scrape compares its lines with the cache's keys in order, with no hashing
+    and no look-up, and never has to trust the shape: any change to the cache
+    or to the body's series fails the comparison and takes the bulk scan.
+    """
+
+    chunks: tuple[Chunk, ...]
+
+
 @dataclass(slots=True)
 class ScanState:
     """What one scrape accumulates while its body is scanned in chunks.
@@ -401,6 +427,11 @@ class ScanState:
     # OpenMetrics and protobuf: exemplars of kept series as (series labels, exemplar
     # timestamp ms or None, the sample's own timestamp ms or None, value, exemplar labels).
     exemplars: list[tuple] = field(default_factory=list)
+    # Text: the body's shape at the last scrape; this scrape's chunks (None: no shape to
+    # keep, as for other formats); how many of them matched the last shape's.
+    shape: Shape | None = None
+    chunks: list[Chunk] | None = None
+    matched: int = 0
 
 
 _rpartition = bytes.rpartition
@@ -411,17 +442,28 @@ _third = itemgetter(2)
 def scan_text(lines: list[bytes], st: ScanState) -> None:
     """Scan complete lines of a text-format body into ``st``; raises ParseError.
 
-    Bulk first: every line is split at its last space and its series text
-    looked up in the cache with C-level ``map`` calls, no Python code per
-    line. A cache key is series text once read in full by the careful scan
-    below, so a line that is ``key + " " + token`` with a known key means
-    what the careful scan would make of it: that series, that value token.
-    Lines that miss (comments, new series, timestamps, unusual spacing) go
-    one by one through the careful scan's logic. Whatever looks wrong (a
-    token that is not a float) sends the whole chunk through the careful
-    scan, which names the line and the reason; nothing in ``st`` changes
-    until the chunk is known good.
+    Steady first: a chunk laid out as at the last scrape (the same lines but
+    for the values, see ``Shape``) is checked against the cache's keys in
+    order (``_scan_steady``). Else bulk: every line is split at its last
+    space and its series text looked up in the cache with C-level ``map``
+    calls, no Python code per line. A cache key is series text once read in
+    full by the careful scan below, so a line that is ``key + " " + token``
+    with a known key means what the careful scan would make of it: that
+    series, that value token. Lines that miss (comments, new series,
+    timestamps, unusual spacing) go one by one through the careful scan's
+    logic. Whatever looks wrong (a token that is not a float) sends the whole
+    chunk through the careful scan, which names the line and the reason;
+    nothing in ``st`` changes until the chunk is known good.
     """
+    if st.lineno == 0:
+        st.chunks, st.matched = [], 0
+    chunks = st.chunks
+    if chunks is not None and st.shape is not None and st.matched == len(chunks):
+        known = st.shape.chunks
+        if len(chunks) < len(known) and _scan_steady(lines, st, known[len(chunks)]):
+            chunks.append(known[len(chunks)])
+            st.matched += 1
+            return
     n = len(lines)
     parts = list(map(_rpartition, lines, repeat(b" ", n)))
     keys = list(map(_first, parts))
@@ -431,19 +473,96 @@ def scan_text(lines: list[bytes], st: ScanState) -> None:
     del parts
     explicit: list[tuple[int, int, bytes]] = []
     meta: list[tuple[str, str, str]] = []
+    skip: bytearray | None = None
     if None in labs:
         try:
-            _scan_misses(lines, st, keys, labs, toks, explicit, meta)
+            skip = _scan_misses(lines, st, keys, labs, toks, explicit, meta)
         except ValueError:  # ParseError too: let the careful scan report it
+            st.chunks = None
             _scan_text_careful(lines, st)
             return
     try:
         _finish_chunk(lines, st, keys, labs, toks, explicit)
     except ParseError:
+        st.chunks = None
         _scan_text_careful(lines, st)
         return
     st.meta_items += meta
     st.lineno += n
+    if chunks is not None:
+        if explicit:  # such a line's series text is not what splitting at the last space gives
+            st.chunks = None
+        elif skip is None:
+            chunks.append(Chunk(n, n, b"\x01" * n, [], meta))
+        else:
+            mask = bytes(skip)
+            chunks.append(Chunk(n, len(keys), mask, list(compress(lines, mask.translate(_INVERT))), meta))
+
+
+_INVERT = bytes.maketrans(b"\x00\x01", b"\x01\x00")
+
+
+def _scan_steady(lines: list[bytes], st: ScanState, chunk: Chunk) -> bool:
+    """A chunk laid out as ``chunk``, its series the cache's next keys in order; False (nothing done) if not.
+
+    The same outcome as the bulk scan: a sample line is ``key + " " + token``
+    with ``key`` a cache key, here the next key in the cache's order rather
+    than one looked up.
+    """
+    cache = st.cache
+    start = len(st.keys)
+    if len(lines) != chunk.lines or len(cache) < start + chunk.samples:
+        return False
+    others = chunk.others
+    if others and list(compress(lines, chunk.mask.translate(_INVERT))) != others:
+        return False
+    samples = list(compress(lines, chunk.mask)) if others else lines
+    parts = list(map(_rpartition, samples, repeat(b" ", len(samples))))
+    keys = list(map(_first, parts))
+    stop = start + chunk.samples
+    whole = start == 0 and stop == len(cache)
+    if keys != (list(cache) if whole else list(islice(cache, start, stop))):
+        return False  # bytes compare by length and content: no hashing
+    labs = list(cache.values()) if whole else list(islice(cache.values(), start, stop))
+    toks = list(map(_third, parts))
+    del parts
+    try:
+        _finish_chunk(lines, st, keys, labs, toks, [])
+    except ParseError:
+        return False  # the careful scan explains it
+    st.meta_items += chunk.meta
+    st.lineno += len(lines)
+    return True
+
+
+def is_steady(st: ScanState) -> bool:
+    """Whether the whole body matched the last shape: its keys are the cache's, each once, in order."""
+    shape = st.shape
+    return (
+        shape is not None
+        and st.chunks is not None
+        and st.matched == len(st.chunks) == len(shape.chunks)
+        and len(st.keys) == len(st.cache)
+    )
+
+
+def new_shape(st: ScanState) -> Shape | None:
+    """This scrape's shape, once the cache holds exactly its keys (after eviction); None if none.
+
+    Puts the cache's entries in line order when a series appeared among the
+    others (or the target reordered its lines): the dict is rebuilt with this
+    scrape's key objects, so no series text is held twice. None when a key
+    repeats in the body or a chunk could not be shaped.
+    """
+    cache = st.cache
+    keys = st.keys
+    if st.chunks is None or len(cache) != len(keys):
+        return None
+    if keys != list(cache):
+        lab_of = cache.copy()
+        cache.clear()
+        cache.update(zip(keys, map(lab_of.__getitem__, keys), strict=True))
+    return Shape(tuple(st.chunks))
 
 
 def _scan_misses(
@@ -454,9 +573,10 @@ def _scan_misses(
     toks: list[bytes],
     explicit: list[tuple[int, int, bytes]],
     meta: list[tuple[str, str, str]],
-) -> None:
+) -> bytearray | None:
     """Resolve, in place, the lines the bulk look-up missed; drop comments and blank lines.
 
+    Returns which lines were samples (1) and which were dropped (0), None if none was.
     Raises ValueError for anything the careful scan has to explain.
     """
     get = st.cache.get
@@ -507,10 +627,12 @@ def _scan_misses(
             i = index(None, i + 1)
         except ValueError:
             break
-    if skipped:
-        keys[:] = compress(keys, skip)
-        labs[:] = compress(labs, skip)
-        toks[:] = compress(toks, skip)
+    if not skipped:
+        return None
+    keys[:] = compress(keys, skip)
+    labs[:] = compress(labs, skip)
+    toks[:] = compress(toks, skip)
+    return skip
 
 
 def _scan_text_careful(lines: list[bytes], st: ScanState) -> None:

@@ -9,6 +9,7 @@ comparison is of what a user gets out of the box.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -266,8 +267,18 @@ class Shoal(Agent):
         return path
 
     def command(self, workdir: Path, config: Path, port: int, job: Job) -> list[str]:
+        # SHOAL_PROFILE=out=PATH,skip=S runs Shoal under loadtest/profile.py's sampler.
+        spec = os.environ.get("SHOAL_PROFILE")
+        exe = self.exe
+        if spec:
+            py = ROOT / ".venv" / "bin" / "python"
+            exe = [
+                str(py) if py.exists() else sys.executable,
+                str(ROOT / "loadtest" / "profile.py"),
+            ]
+            exe += [f"--{k}" for k in spec.split(",") if "=" in k] + ["--"]
         return [
-            *self.exe,
+            *exe,
             "run",
             f"--server.http.listen-addr=127.0.0.1:{port}",
             f"--storage.path={workdir / 'shoal-data'}",

@@ -66,11 +66,11 @@ def _state(eq: EndpointQueue) -> list:
     for s in eq.shards:
         batches = []
         for b in [*s.ready]:
-            samples = [(refs[i], ts[i], vs[i]) for refs, ts, vs, ix in b.parts for i in ix]
+            samples = [(refs[i], ts[i], vs[i]) for refs, ts, vs, ix, _ in b.parts for i in ix]
             body, _ = eq._encode(b)
             assert body, "a batch encodes to a body"
             batches.append((body, b.count, b.end, b.max_ts, samples, decode_write_request(body, False)))
-        open_samples = [(refs[i], ts[i], vs[i]) for refs, ts, vs, ix in s.parts for i in ix]
+        open_samples = [(refs[i], ts[i], vs[i]) for refs, ts, vs, ix, _ in s.parts for i in ix]
         out.append((batches, s.count, dict(s.seen), s.max_ts, open_samples))
     return out
 

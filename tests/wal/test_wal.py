@@ -213,3 +213,36 @@ def test_checkpoint_keeps_live_and_recent_series_and_replays(tmp_path: Path):
     got = read_samples(d, wal2.labels_by_ref)
     assert got == [(series(1), 3000, 1.0), (series(3), 3000, 3.0)]
     wal2.close()
+
+
+def test_a_scrapes_repeated_series_list_keeps_its_refs_across_changes_and_generations(tmp_path: Path):
+    """Batches of a scrape reuse the last one's refs; any change to the list is looked up again."""
+    d = tmp_path / "wal"
+    wal = WAL(d)
+    wal.open()
+    labels = [series(i) for i in range(100)]
+    wal.append(list(labels), [1000] * 100, [1.0] * 100)
+    refs0 = {lb: wal._cur[lb] for lb in labels}
+    wal.append(list(labels), [2000] * 100, [2.0] * 100)  # same tuples, fresh list
+    # Equal but distinct tuples and the same first tuple with a series swapped in the middle.
+    copies = [tuple(lb) for lb in labels]
+    wal.append(copies, [3000] * 100, [3.0] * 100)
+    swapped = list(labels)
+    swapped[50] = series(500)
+    wal.append(swapped, [4000] * 100, [4.0] * 100)
+    wal.append(list(labels), [5000] * 100, [5.0] * 100)
+    # A generation change retires nothing appended to since; the next batch revives refs.
+    wal.rotate()
+    assert wal.new_generation() == []
+    wal.append(list(labels), [6000] * 100, [6.0] * 100)
+    wal.rotate()
+    retired = wal.new_generation()
+    assert [wal.labels_by_ref[r] for r in retired] == [series(500)]
+    got = read_samples(d, wal.labels_by_ref)
+    want = []
+    for ts, batch in ((1000, labels), (2000, labels), (3000, labels), (4000, swapped),
+                      (5000, labels), (6000, labels)):
+        want += [(lb, ts, ts / 1000) for lb in batch]
+    assert got == want
+    assert all(wal._prev[lb] == refs0[lb] for lb in labels)  # one ref per series throughout
+    wal.close()
