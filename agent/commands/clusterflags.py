@@ -9,10 +9,7 @@ through the agent's own HTTP server, so clustering needs no extra port.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import os
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -146,22 +143,6 @@ def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]
         return on_time, due
 
     return measure
-
-
-def install_debug_stall(log: Any) -> None:
-    """Test-only: with SHOAL_DEBUG_STALL_SIGNAL set, SIGUSR1 blocks the agent's event loop for
-    SHOAL_DEBUG_STALL_SECONDS (default 8) while the cluster's protocol thread keeps answering:
-    the case progress-based demotion exists for. Without the variable nothing is installed.
-    """
-    if not os.environ.get("SHOAL_DEBUG_STALL_SIGNAL"):
-        return
-    seconds = float(os.environ.get("SHOAL_DEBUG_STALL_SECONDS", "8"))
-
-    def block() -> None:
-        log.warning("debug: blocking the event loop", seconds=seconds)
-        time.sleep(seconds)  # deliberately on the event loop: that is the fault injected
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, block)
 
 
 def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:

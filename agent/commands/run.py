@@ -146,7 +146,6 @@ class Agent:
         self.lag = looplag.lag_histogram(REGISTRY)
         if clusterflags.enabled(self.args):  # the cluster's progress reads the scrape pools
             self.services.get(services.CLUSTER).scrape_progress = clusterflags.scrape_progress(self.controller)
-            clusterflags.install_debug_stall(self.log)
         self.controller.settings = graph.settings
         self._apply_logging()
         await self.services.start()
