@@ -229,6 +229,16 @@ def scenario_rolling(c: Cluster, targets: list[Target], log: list[str]) -> None:
                f"{time.time() - start:.0f}s; {scrape_stats(targets, start, time.time(), c.interval)}")
 
 
+def recovery(c: Cluster, targets: list[Target], start: float, ended: float, watch: Watch,
+             timeout: float = 120.0) -> tuple[float, str]:
+    """After a fault ended: seconds until every view agrees again, then two intervals later
+    the watch's counts and the scrape figures over the whole fault and since it ended."""
+    back = c.wait_owners(c.names(), list(range(c.n)), timeout=timeout)
+    time.sleep(2 * c.interval)
+    return back, (f"{watch.stop()}; {scrape_stats(targets, start, time.time(), c.interval)}; "
+                  f"after {scrape_stats(targets, ended, time.time(), c.interval)}")
+
+
 def scenario_starve(
     c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0, quota: float = 0.03
 ) -> None:
@@ -260,13 +270,9 @@ def scenario_starve(
                 (CGROUP / "tasks").write_text(task)
         with contextlib.suppress(OSError):
             group.rmdir()
-    ended = time.time()
-    back = c.wait_owners(c.names(), list(range(c.n)), timeout=180)
-    time.sleep(2 * c.interval)
+    back, figures = recovery(c, targets, start, time.time(), watch, timeout=180)
     log.append(f"CPU quota {quota:.0%} for {pause:.0f}s: out of agent0's ring after "
-               f"{demoted or 'never'}; share back {back:.1f}s after the quota ended; "
-               f"{watch.stop()}; during+after {scrape_stats(targets, start, time.time(), c.interval)}; "
-               f"after {scrape_stats(targets, ended, time.time(), c.interval)}")
+               f"{demoted or 'never'}; share back {back:.1f}s after the quota ended; {figures}")
 
 
 def scenario_freeze(c: Cluster, targets: list[Target], log: list[str], pause: float = 20.0) -> None:
@@ -283,14 +289,10 @@ def scenario_freeze(c: Cluster, targets: list[Target], log: list[str], pause: fl
         time.sleep(max(0.0, pause - (time.time() - start)))
     finally:
         c.disk.thaw()
-    thawed = time.time()
-    back = c.wait_owners(c.names(), list(range(c.n)), timeout=120)
-    time.sleep(2 * c.interval)
+    back, figures = recovery(c, targets, start, time.time(), watch)
     log.append(f"WAL disk frozen {pause:.0f}s: out of the others' rings after {demoted:.1f}s "
                f"(agent0 saw it {seen['liveness']}, demotedForProgress={seen['demotedForProgress']}); "
-               f"share back {back:.1f}s after the thaw; {watch.stop()}; "
-               f"{scrape_stats(targets, start, time.time(), c.interval)}; "
-               f"after {scrape_stats(targets, thawed, time.time(), c.interval)}")
+               f"share back {back:.1f}s after the thaw; {figures}")
 
 
 def wait_alone(c: Cluster, i: int, timeout: float) -> float:
@@ -320,13 +322,10 @@ def scenario_partition(
         time.sleep(max(0.0, pause - (time.time() - start)))
     finally:
         c.net.heal(victim)
-    healed = time.time()
-    back = c.wait_owners(c.names(), list(range(c.n)), timeout=120)
-    time.sleep(2 * c.interval)
+    back, figures = recovery(c, targets, start, time.time(), watch)
     log.append(f"partition {pause:.0f}s (link down): out of the others' rings after {cut:.1f}s, "
                f"alone in its own view after {alone:.1f}s; every view agrees {back:.1f}s after "
-               f"healing; {watch.stop()}; {scrape_stats(targets, start, time.time(), c.interval)}; "
-               f"after {scrape_stats(targets, healed, time.time(), c.interval)}")
+               f"healing; {figures}")
 
 
 SCENARIOS = {"steady": scenario_steady, "stop": scenario_stop, "kill": scenario_kill,

@@ -11,11 +11,12 @@ Needs root (mount, fsfreeze).
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-MOUNT_NAME = "shoal-stall-mnt"  # every mount point this module makes ends with it
+MOUNT_NAME = "shoal-stall-mnt-"  # every mount point this module makes: then the maker's pid
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -37,20 +38,22 @@ class Disk:
 
 
 def cleanup_stale() -> None:
-    """Thaw and unmount every mount point of ours still mounted (a killed run's)."""
+    """Thaw and unmount our mount points whose maker is gone (a killed run's); a running
+    harness's frozen disk is left alone."""
     for line in Path("/proc/mounts").read_text().splitlines():
         point = line.split(" ")[1]
-        if point.endswith(MOUNT_NAME):
+        _, sep, pid = Path(point).name.partition(MOUNT_NAME)
+        if sep and pid.isdigit() and not Path(f"/proc/{pid}").exists():
             run("fsfreeze", "-u", point, check=False)
             run("umount", "-l", point, check=False)
 
 
 @contextlib.contextmanager
 def loop_disk(folder: Path, size_mb: int = 64) -> Iterator[Disk]:
-    """An ext4 filesystem of ``size_mb`` mounted at ``folder / MOUNT_NAME``; always thawed and
-    unmounted on exit (``mount -o loop`` frees the loop device on unmount)."""
+    """An ext4 filesystem of ``size_mb`` mounted in ``folder``; always thawed and unmounted on
+    exit (``mount -o loop`` frees the loop device on unmount)."""
     cleanup_stale()
-    image, mount = folder / "shoal-stall.img", folder / MOUNT_NAME
+    image, mount = folder / "shoal-stall.img", folder / f"{MOUNT_NAME}{os.getpid()}"
     with open(image, "wb") as fh:
         fh.truncate(size_mb << 20)
     run("mkfs.ext4", "-q", "-F", str(image))
