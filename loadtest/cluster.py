@@ -148,8 +148,9 @@ class Watch:
     def _run(self) -> None:
         while not self.done.wait(0.5):
             with contextlib.suppress(httpx.HTTPError, ValueError):
-                me = next(p for p in self.c.peers(0) if p["name"] == self.name)
-                state = (me["ownsTargets"], me["role"], me["liveness"])
+                me = next((p for p in self.c.peers(0) if p["name"] == self.name), None)
+                # Forgotten (reaped after being dead for a while) counts as owning nothing.
+                state = (me["ownsTargets"], me["role"], me["liveness"]) if me else (False, "-", "gone")
                 if not self.seen or self.seen[-1][1:] != state:
                     self.seen.append((time.time(), *state))
 
