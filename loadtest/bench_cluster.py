@@ -6,13 +6,29 @@ thread, as in tests/cluster; the figures for real agents under load come from th
 cluster harness (issue 13).
 
     python loadtest/bench_cluster.py [--runs 3] [--spin 20] [--switch-interval 0.001]
+
+``--heavy`` measures instead what clustering costs a real ``shoal run`` under issue 6's
+heavy workload (200 nginx targets x 1,000 series every 1 s, loadtest/harness, an nginx
+sink answering 204): one agent scrapes all of it (its scrape has no clustering block,
+so the load is the same) with clustering off, then on in a cluster with two idle
+agents. Per phase, over the window: the loaded agent's CPU (utime+stime of its
+process tree) and median RSS, its samples scraped per second, its event-loop lag p99,
+and the probe-to-ack latency (``shoal_cluster_probe_ack_seconds``) the loaded agent
+measured probing its peers and the peers measured probing it. It holds
+/tmp/shoal-loadtest.lock (the targets use loadtest/run's loopback addresses).
+
+    python loadtest/bench_cluster.py --heavy [--window 60] [--warmup 20] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
+import os
+import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -24,6 +40,11 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.cluster import Liveness, Node, Ring, Settings  # noqa: E402
+from loadtest.harness import measure, nginx  # noqa: E402
+from loadtest.harness.agents import Job, Shoal, shoal_config  # noqa: E402
+from loadtest.harness.proc import Proc, spawn, stop_all, wait_http  # noqa: E402
+from loadtest.harness.targets import write_payloads  # noqa: E402
+from tests.procs import free_port  # noqa: E402
 
 KEYS = [
     f"job-{i % 13}/http/10.{i // 65536}.{i // 256 % 256}.{i % 256}:9100/metrics"
@@ -138,6 +159,113 @@ def ack_latency(seconds: float) -> None:
             n.stop(leave=False)
 
 
+LOCK = "/tmp/shoal-loadtest.lock"
+HEAVY_HOSTS = ("127.0.7.2", "127.0.7.3", "127.0.7.4")  # the loaded agent, then two idle peers
+
+
+def histogram(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of one histogram (summed over label sets), by upper bound."""
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="')[1].split('"')[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            out[bound] = out.get(bound, 0.0) + float(line.split()[-1])
+    return out
+
+
+def quantiles(before: dict[float, float], after: dict[float, float]) -> str:
+    """p50 and p99 (bucket upper bounds) of what a histogram observed between two reads."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1] if delta else 0.0
+    if not total:
+        return "none"
+    q = [next(le for le, c in delta if c >= f * total) for f in (0.5, 0.99)]
+    return f"n={total:.0f} p50<={q[0] * 1e3:g}ms p99<={q[1] * 1e3:g}ms"
+
+
+def heavy_phase(work: Path, job: Job, clustered: bool, warmup: float, window: float) -> str:
+    """One phase: start the agents, wait ``warmup``, measure for ``window``, stop them."""
+    shoal = Shoal()
+    ports = [free_port(h) for h in HEAVY_HOSTS]
+    join = ",".join(f"{h}:{p}" for h, p in zip(HEAVY_HOSTS, ports, strict=True))
+    loaded_cfg = work / "loaded.alloy"
+    loaded_cfg.write_text(shoal_config(job))
+    idle_cfg = work / "idle.alloy"
+    idle_cfg.write_text(f'prometheus.remote_write "sink" {{\n  endpoint {{\n    url = "{job.sink_url}"\n'
+                        "  }\n}\n")
+    procs: list[Proc] = []
+    for i in range(len(HEAVY_HOSTS) if clustered else 1):
+        flags = [f"--server.http.listen-addr={HEAVY_HOSTS[i]}:{ports[i]}",
+                 f"--storage.path={work / f'data-{clustered}-{i}'}", "--config.watch-interval=0"]
+        if clustered:
+            flags += ["--cluster.enabled", f"--cluster.node-name=agent{i}",
+                      f"--cluster.join-addresses={join}", "--cluster.name=bench"]
+        cfg = loaded_cfg if i == 0 else idle_cfg
+        p = spawn([*shoal.exe, "run", *flags, str(cfg)], work, f"agent{i}-{clustered}",
+                  cpu=1 if i == 0 else 0)
+        p.url = f"http://{HEAVY_HOSTS[i]}:{ports[i]}"
+        procs.append(p)
+    try:
+        for p in procs:
+            wait_http(p.url + "/-/ready", p)
+        time.sleep(warmup)
+        texts0 = [measure.fetch_text(p.url + "/metrics") for p in procs]
+        busy0, self0 = measure.machine_busy_seconds(), measure.self_cpu_seconds()
+        cpu0 = [sum(measure.cpu_seconds(x) for x in measure.process_tree(p.pid)) for p in procs]
+        t0 = time.monotonic()
+        rss: list[int] = []
+        while time.monotonic() - t0 < window:
+            rss.append(sum(measure.rss_bytes(x) for x in measure.process_tree(procs[0].pid)))
+            time.sleep(1.0)
+        wall = time.monotonic() - t0
+        cpu1 = [sum(measure.cpu_seconds(x) for x in measure.process_tree(p.pid)) for p in procs]
+        busy1, self1 = measure.machine_busy_seconds(), measure.self_cpu_seconds()
+        texts1 = [measure.fetch_text(p.url + "/metrics") for p in procs]
+    finally:
+        for p in procs:
+            p.stop()
+    scraped = [shoal.scraped(measure.parse_metrics(t)) or 0.0 for t in (texts0[0], texts1[0])]
+    agents_cpu = sum(b - a for a, b in zip(cpu0, cpu1, strict=True))
+    others = max(0.0, (busy1 - busy0) - agents_cpu - (self1 - self0)) / wall  # nginx included
+    def q(name: str, i: int = 0) -> str:
+        return quantiles(histogram(texts0[i], name), histogram(texts1[i], name))
+
+    line = (f"clustering {'on ' if clustered else 'off'}: loaded agent CPU "
+            f"{(cpu1[0] - cpu0[0]) / wall:.3f} cores, RSS median {statistics.median(rss) / 2**20:.0f} MiB, "
+            f"{(scraped[1] - scraped[0]) / wall:,.0f} samples/s scraped "
+            f"({(cpu1[0] - cpu0[0]) / max(1.0, scraped[1] - scraped[0]) * 1e6:.2f} µs CPU each), "
+            f"loop lag {q('shoal_event_loop_lag_seconds')}; "
+            f"other processes {others:.2f} cores (nginx included), load {os.getloadavg()[0]:.1f}")
+    if clustered:
+        ack = "shoal_cluster_probe_ack_seconds"
+        line += (f"; acks the loaded agent measured: {q(ack)}"
+                 + "".join(f"; peer{i} probing: {q(ack, i)}" for i in range(1, len(procs)))
+                 + f"; idle peers' CPU {sum(cpu1[i] - cpu0[i] for i in range(1, len(procs))) / wall:.3f} cores")
+    return line
+
+
+def heavy(warmup: float, window: float, rounds: int) -> None:
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        work = Path(tempfile.mkdtemp(prefix="shoal-bench-cluster-"))
+        try:
+            payloads = write_payloads(work / "payloads", series=1_000, families=10)
+            addrs = nginx.target_addresses(200)
+            port, status_port, sink_port = free_port(addrs[0]), free_port(), free_port()
+            targets = nginx.start(work / "targets", nginx.targets_conf(
+                work / "targets", payloads, addrs, port, 1.0, status_port), "nginx-targets", cpu=0)
+            wait_http(f"http://{addrs[-1]}:{port}/metrics", targets)
+            sink = nginx.start(work / "sink", nginx.sink_conf(work / "sink", sink_port), "nginx-sink", cpu=0)
+            wait_http(f"http://127.0.0.1:{sink_port}/status", sink)
+            job = Job([f"{a}:{port}" for a in addrs], 1.0, f"http://127.0.0.1:{sink_port}/api/v1/write")
+            for _ in range(rounds):
+                for clustered in (False, True):
+                    print(heavy_phase(work, job, clustered, warmup, window), flush=True)
+        finally:
+            stop_all()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -145,7 +273,14 @@ def main() -> None:
     parser.add_argument(
         "--switch-interval", type=float, help="sys.setswitchinterval for the run (default 5 ms)"
     )
+    parser.add_argument("--heavy", action="store_true", help="clustering's cost under heavy load")
+    parser.add_argument("--warmup", type=float, default=20.0, help="--heavy: seconds before a window")
+    parser.add_argument("--window", type=float, default=60.0, help="--heavy: seconds measured")
+    parser.add_argument("--rounds", type=int, default=1, help="--heavy: off/on pairs")
     args = parser.parse_args()
+    if args.heavy:
+        heavy(args.warmup, args.window, args.rounds)
+        return
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -3,22 +3,33 @@
 Scenarios, each measured at the targets (every request is logged with its arrival
 time, so a missed or duplicated scrape is seen, not inferred): steady share,
 SIGSTOP for 60 s and SIGCONT, SIGKILL and restart, a rolling restart, CPU
-starvation through a cgroup CPU quota, and the gossip ack latency each agent
-measured (``shoal_cluster_probe_ack_seconds``). The failure detector keeps its
-defaults. A real Prometheus receives the samples and its rejected-sample
-counters are read at the end. Figures go to docs/clustering.md.
+starvation through a cgroup CPU quota, a real disk stall (the victim's WAL on a
+loop-mounted ext4 image frozen with ``fsfreeze``), a partition made by taking
+the victim's link down (``--netns``: every agent in its own network namespace,
+see tests/cluster/netns.py), and the gossip ack latency each agent measured
+(``shoal_cluster_probe_ack_seconds``). While a fault lasts, agent0's view of the
+victim is polled every 0.5 s, so role and ownership changes are counted (a
+flapping agent shows as more than one demotion and one return). The failure
+detector keeps its defaults. A real Prometheus receives the samples and its
+rejected-sample counters are read at the end. Figures go to docs/clustering.md.
+Partitions, freezing and cgroups need root.
 
-    python loadtest/cluster.py --agents 3 --scenarios steady,stop,kill,starve
+    python loadtest/cluster.py --agents 3 --scenarios steady,stop,kill,freeze
+    python loadtest/cluster.py --agents 3 --netns --scenarios steady,partition
+    python loadtest/cluster.py --agents 3 --interval 1 --targets 150 --series 200 \
+        --scenarios starve --quota 0.03
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,17 +38,29 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import procs  # noqa: E402 - after the path fix above
+from tests.cluster.disk import Disk, loop_disk  # noqa: E402
+from tests.cluster.netns import Net, network  # noqa: E402
 from tests.cluster.test_agents import config, free_port, plain, rejected_writes  # noqa: E402
 from tests.targets import Target  # noqa: E402
 
 CGROUP = Path("/sys/fs/cgroup/cpu")  # cgroup v1 here; v2 would be cpu.max
+NET_INDEX = 2  # 10.213.2.0/24; tests/cluster/test_partition.py uses 1
+NS_PORT = 12345  # every namespace has its own ports
 
 
 class Cluster:
-    def __init__(self, n: int, tmp: Path, cfg: Path, interval: float) -> None:
-        self.n, self.tmp, self.cfg, self.interval = n, tmp, cfg, interval
-        self.hosts = [f"127.0.8.{i + 2}" for i in range(n)]
-        self.ports = [free_port(h) for h in self.hosts]
+    def __init__(
+        self, n: int, tmp: Path, cfg: Path, interval: float,
+        net: Net | None = None, disk: Disk | None = None,
+    ) -> None:
+        self.n, self.tmp, self.cfg, self.interval, self.net = n, tmp, cfg, interval, net
+        self.disk = disk  # the victim's (agent n-1's) WAL lives here when set
+        if net is not None:
+            self.hosts = [net.addr(i) for i in range(n)]
+            self.ports = [NS_PORT] * n
+        else:
+            self.hosts = [f"127.0.8.{i + 2}" for i in range(n)]
+            self.ports = [free_port(h) for h in self.hosts]
         self.procs: list[procs.Proc | None] = [None] * n
 
     def url(self, i: int) -> str:
@@ -47,23 +70,34 @@ class Cluster:
         join = ",".join(f"{h}:{p}" for h, p in zip(self.hosts, self.ports, strict=True))
         workdir = self.tmp / f"agent{i}"
         workdir.mkdir(exist_ok=True)
-        p = procs.agent(
-            workdir, self.cfg, f"--server.http.listen-addr={self.hosts[i]}:{self.ports[i]}",
+        flags = [
+            f"--server.http.listen-addr={self.hosts[i]}:{self.ports[i]}",
             "--cluster.enabled", f"--cluster.node-name=agent{i}", f"--cluster.join-addresses={join}",
             "--cluster.name=load", "--config.watch-interval=0",
-        )
+        ]
+        if self.disk is not None and i == self.n - 1:
+            flags.append(f"--storage.path={self.disk.mount / 'data'}")  # the last one given wins
+        if self.net is not None:
+            p = self.net.agent(i, workdir, self.cfg, *flags)
+        else:
+            p = procs.agent(workdir, self.cfg, *flags)
         p.url = self.url(i)
         self.procs[i] = p
         procs.wait_http(p.url + "/-/ready", proc=p.popen)
+
+    def peers(self, i: int, inside: bool = False) -> list[dict]:
+        """Agent i's /api/v0/web/peers; ``inside``: read from its namespace (while cut off)."""
+        if inside and self.net is not None:
+            return json.loads(self.net.get(i, self.url(i) + "/api/v0/web/peers"))
+        return httpx.get(self.url(i) + "/api/v0/web/peers", timeout=3).json()
 
     def proc(self, i: int) -> procs.Proc:
         p = self.procs[i]
         assert p is not None
         return p
 
-    def owners(self, i: int) -> set[str]:
-        peers = httpx.get(self.url(i) + "/api/v0/web/peers", timeout=3).json()
-        return {p["name"] for p in peers if p["ownsTargets"] and not p["heldBack"]}
+    def owners(self, i: int, inside: bool = False) -> set[str]:
+        return {p["name"] for p in self.peers(i, inside) if p["ownsTargets"] and not p["heldBack"]}
 
     def owned(self, i: int) -> set[str]:
         info = httpx.get(self.url(i) + "/api/v0/web/components/prometheus.scrape.t", timeout=3).json()
@@ -95,6 +129,40 @@ class Cluster:
                     p99 = next(le for le, c in buckets if c >= total * 0.99)
                     out.append(f"agent{i}: n={total:.0f} p50<={p50} p99<={p99}")
         return out
+
+
+class Watch:
+    """Agent0's view of the victim every 0.5 s while a fault lasts: owns targets, role, liveness.
+
+    Counting changes of the victim's ownership and role tells a clean demotion and return
+    (one change each way) from flapping.
+    """
+
+    def __init__(self, c: Cluster, victim: int) -> None:
+        self.c, self.name = c, f"agent{victim}"
+        self.seen: list[tuple[float, bool, str, str]] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(0.5):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                me = next((p for p in self.c.peers(0) if p["name"] == self.name), None)
+                # Forgotten (reaped after being dead for a while) counts as owning nothing.
+                state = (me["ownsTargets"], me["role"], me["liveness"]) if me else (False, "-", "gone")
+                if not self.seen or self.seen[-1][1:] != state:
+                    self.seen.append((time.time(), *state))
+
+    def stop(self) -> str:
+        self.done.set()
+        self.thread.join()
+        owns = [s[1] for s in self.seen]
+        changes = sum(1 for a, b in zip(owns, owns[1:], strict=False) if a != b)
+        roles = sorted({s[2] for s in self.seen})
+        lives = sorted({s[3] for s in self.seen})
+        return (f"agent0's view of {self.name}: {changes} ownership changes, "
+                f"roles seen {roles}, liveness seen {lives}")
 
 
 def scrape_stats(targets: list[Target], start: float, end: float, interval: float) -> dict[str, float]:
@@ -162,79 +230,169 @@ def scenario_rolling(c: Cluster, targets: list[Target], log: list[str]) -> None:
                f"{time.time() - start:.0f}s; {scrape_stats(targets, start, time.time(), c.interval)}")
 
 
+def recovery(c: Cluster, targets: list[Target], start: float, ended: float, watch: Watch,
+             timeout: float = 120.0) -> tuple[float, str]:
+    """After a fault ended: seconds until every view agrees again, then two intervals later
+    the watch's counts and the scrape figures over the whole fault and since it ended."""
+    back = c.wait_owners(c.names(), list(range(c.n)), timeout=timeout)
+    time.sleep(2 * c.interval)
+    return back, (f"{watch.stop()}; {scrape_stats(targets, start, time.time(), c.interval)}; "
+                  f"after {scrape_stats(targets, ended, time.time(), c.interval)}")
+
+
 def scenario_starve(
-    c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0, quota: float = 0.02
+    c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0, quota: float = 0.03
 ) -> None:
     """One agent's whole process in a cgroup at ``quota`` of one CPU for ``pause`` seconds."""
     victim = c.n - 1
     group = CGROUP / f"shoal-load-{os.getpid()}"
+    for stale in CGROUP.glob("shoal-load-*"):  # a killed run's: its tasks go back to the root
+        for task in (stale / "tasks").read_text().split():
+            with contextlib.suppress(OSError):
+                (CGROUP / "tasks").write_text(task)
+        with contextlib.suppress(OSError):
+            stale.rmdir()
     group.mkdir()
+    pid = c.proc(victim).popen.pid
+    watch = Watch(c, victim)
     try:
         (group / "cpu.cfs_quota_us").write_text(str(int(quota * 100_000)))
-        pid = c.proc(victim).popen.pid
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 (group / "tasks").write_text(task.name)
         start = time.time()
         demoted = ""
         with contextlib.suppress(Exception):
-            demoted = f"{c.wait_owners(c.names(victim), [0], timeout=60):.1f}s"
+            demoted = f"{c.wait_owners(c.names(victim), [0], timeout=pause):.1f}s"
         time.sleep(max(0.0, pause - (time.time() - start)))
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                (CGROUP / "tasks").write_text(task.name)
-        ended = time.time()
-        back = c.wait_owners(c.names(), list(range(c.n)), timeout=180)
-        time.sleep(2 * c.interval)
-        log.append(f"CPU quota {quota:.0%} for {pause:.0f}s: out of the others' rings after {demoted or 'never'}; "
-                   f"share back {back:.1f}s after; {scrape_stats(targets, start, time.time(), c.interval)}; "
-                   f"after {scrape_stats(targets, ended, time.time(), c.interval)}")
     finally:
+        for task in (group / "tasks").read_text().split():
+            with contextlib.suppress(OSError):
+                (CGROUP / "tasks").write_text(task)
         with contextlib.suppress(OSError):
             group.rmdir()
+    back, figures = recovery(c, targets, start, time.time(), watch, timeout=180)
+    log.append(f"CPU quota {quota:.0%} for {pause:.0f}s: out of agent0's ring after "
+               f"{demoted or 'never'}; share back {back:.1f}s after the quota ended; {figures}")
 
 
-PAUSED = ("stop", "starve")
+def scenario_freeze(c: Cluster, targets: list[Target], log: list[str], pause: float = 20.0) -> None:
+    """The victim's WAL filesystem frozen (fsfreeze) for ``pause`` seconds: its gossip answers."""
+    assert c.disk is not None
+    victim = c.n - 1
+    watchers = [i for i in range(c.n) if i != victim]
+    watch = Watch(c, victim)
+    start = time.time()
+    try:
+        c.disk.freeze()
+        demoted = c.wait_owners(c.names(victim), watchers, timeout=pause + 30)
+        seen = next(p for p in c.peers(0) if p["name"] == f"agent{victim}")
+        time.sleep(max(0.0, pause - (time.time() - start)))
+    finally:
+        c.disk.thaw()
+    back, figures = recovery(c, targets, start, time.time(), watch)
+    log.append(f"WAL disk frozen {pause:.0f}s: out of the others' rings after {demoted:.1f}s "
+               f"(agent0 saw it {seen['liveness']}, demotedForProgress={seen['demotedForProgress']}); "
+               f"share back {back:.1f}s after the thaw; {figures}")
+
+
+def wait_alone(c: Cluster, i: int, timeout: float) -> float:
+    """When agent i, read from inside its namespace, sees only itself owning targets."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            if c.owners(i, inside=True) == {f"agent{i}"}:
+                return time.time()
+        time.sleep(0.5)
+    raise TimeoutError(f"agent{i} never saw itself alone")
+
+
+def scenario_partition(
+    c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0
+) -> None:
+    """The victim's link down for ``pause`` seconds (``--netns``), then up again."""
+    assert c.net is not None, "the partition scenario needs --netns"
+    victim = c.n - 1
+    watchers = [i for i in range(c.n) if i != victim]
+    watch = Watch(c, victim)
+    start = time.time()
+    try:
+        c.net.partition(victim)
+        cut = c.wait_owners(c.names(victim), watchers, timeout=pause)
+        alone = wait_alone(c, victim, timeout=pause) - start
+        time.sleep(max(0.0, pause - (time.time() - start)))
+    finally:
+        c.net.heal(victim)
+    back, figures = recovery(c, targets, start, time.time(), watch)
+    log.append(f"partition {pause:.0f}s (link down): out of the others' rings after {cut:.1f}s, "
+               f"alone in its own view after {alone:.1f}s; every view agrees {back:.1f}s after "
+               f"healing; {figures}")
+
+
 SCENARIOS = {"steady": scenario_steady, "stop": scenario_stop, "kill": scenario_kill,
-             "rolling": scenario_rolling, "starve": scenario_starve}
+             "rolling": scenario_rolling, "starve": scenario_starve, "freeze": scenario_freeze,
+             "partition": scenario_partition}
+
+
+def payload(i: int, series: int) -> str:
+    return "".join(f'load_metric{{i="{i}",s="{k}"}} {k}\n' for k in range(series))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--agents", type=int, default=3)
     ap.add_argument("--targets", type=int, default=60)
+    ap.add_argument("--series", type=int, default=1, help="series per target")
     ap.add_argument("--interval", type=float, default=15.0)
     ap.add_argument("--scenarios", default="steady,stop,kill,rolling,starve")
-    ap.add_argument("--pause", type=float, default=60.0, help="SIGSTOP and starvation length (s)")
+    ap.add_argument("--pause", type=float, default=60.0, help="SIGSTOP, starvation, partition (s)")
+    ap.add_argument("--freeze", type=float, default=20.0, help="how long the WAL disk is frozen (s)")
+    ap.add_argument("--quota", type=float, default=0.03, help="starvation: share of one CPU")
+    ap.add_argument("--netns", action="store_true", help="agents in network namespaces")
     ap.add_argument("--workdir", default="", help="keep agents' logs here instead of a temporary folder")
     a = ap.parse_args()
-    targets = [Target(f'load_metric{{i="{i}"}} {i}\n').start() for i in range(a.targets)]
+    scenarios = a.scenarios.split(",")
+    unknown = [name for name in scenarios if name not in SCENARIOS]
+    if unknown or ("partition" in scenarios and not a.netns):
+        ap.error(f"unknown scenarios {unknown}" if unknown else "partition needs --netns")
     log: list[str] = []
     keep = contextlib.nullcontext(a.workdir) if a.workdir else tempfile.TemporaryDirectory()
-    with keep as d, procs.prometheus(Path(d) / "prom") as prom:
-        cfg = Path(d) / "shoal.alloy"
+    with contextlib.ExitStack() as stack:
+        d = Path(stack.enter_context(keep))
+        net = stack.enter_context(network(NET_INDEX, a.agents)) if a.netns else None
+        disk = stack.enter_context(loop_disk(d)) if "freeze" in scenarios else None
+        host = net.host if net is not None else "127.0.0.1"
+        targets = [Target(payload(i, a.series), host=host).start() for i in range(a.targets)]
+        stack.callback(lambda: [t.stop() for t in targets])
+        prom = stack.enter_context(procs.prometheus(d / "prom", host=host))
+        cfg = d / "shoal.alloy"
         cfg.write_text(config(targets, prom.url).replace('"1s"', f'"{a.interval:g}s"')
                        .replace('"800ms"', f'"{min(10.0, 0.8 * a.interval):g}s"'))
-        c = Cluster(a.agents, Path(d), cfg, a.interval)
+        c = Cluster(a.agents, d, cfg, a.interval, net, disk)
         try:
             for i in range(a.agents):
                 c.start(i)
             c.wait_owners(c.names(), list(range(a.agents)))
-            for name in a.scenarios.split(","):
-                SCENARIOS[name](c, targets, log, **({"pause": a.pause} if name in PAUSED else {}))
+            for name in scenarios:
+                pause = {"freeze": a.freeze}.get(name, a.pause)
+                kw = {"pause": pause} if name in ("stop", "starve", "freeze", "partition") else {}
+                if name == "starve":
+                    kw["quota"] = a.quota
+                SCENARIOS[name](c, targets, log, **kw)
                 print(log[-1], flush=True)
             log.append("gossip ack latency (bucket bounds, s): " + "; ".join(c.ack_latency()))
             time.sleep(1)
             log.append(f"Prometheus rejected samples: {rejected_writes(prom.url):.0f}")
         finally:
+            if disk is not None:
+                disk.thaw()  # a frozen writer cannot exit
             for p in c.procs:
                 if p is not None:
                     with contextlib.suppress(OSError):
                         os.killpg(p.popen.pid, signal.SIGCONT)
                     p.stop()
-            for t in targets:
-                t.stop()
-    print(f"agents={a.agents} targets={a.targets} interval={a.interval}s")
+    print(f"agents={a.agents} targets={a.targets} series={a.series} interval={a.interval}s "
+          f"netns={a.netns} load={os.getloadavg()[0]:.1f}")
     print("\n".join(log))
 
 

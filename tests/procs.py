@@ -22,9 +22,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -77,10 +77,15 @@ def spawn(args: list[str], workdir: Path, name: str, env: dict[str, str] | None 
 
 
 @contextlib.contextmanager
-def prometheus(workdir: Path, extra: list[str] | None = None) -> Iterator[Proc]:
-    """A real Prometheus accepting remote write, with an empty scrape config."""
+def prometheus(
+    workdir: Path, extra: list[str] | None = None, host: str = "127.0.0.1"
+) -> Iterator[Proc]:
+    """A real Prometheus accepting remote write, with an empty scrape config.
+
+    ``host``: another address to listen on, e.g. one reachable from network namespaces.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port(host)
     cfg = workdir / "prometheus.yml"
     cfg.write_text("global:\n  scrape_interval: 1h\n")
     p = spawn(
@@ -88,7 +93,7 @@ def prometheus(workdir: Path, extra: list[str] | None = None) -> Iterator[Proc]:
             "prometheus",
             f"--config.file={cfg}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.listen-address={host}:{port}",
             "--web.enable-remote-write-receiver",
             "--storage.tsdb.retention.time=1d",
             *(extra or []),
@@ -96,7 +101,7 @@ def prometheus(workdir: Path, extra: list[str] | None = None) -> Iterator[Proc]:
         workdir,
         "prometheus",
     )
-    p.url = f"http://127.0.0.1:{port}"
+    p.url = f"http://{host}:{port}"
     try:
         wait_http(p.url + "/-/ready", proc=p.popen)
         yield p

@@ -102,6 +102,7 @@ class Target:
         *,
         gzip: bool = False,
         port: int = 0,
+        host: str = "127.0.0.1",
     ) -> None:
         self.lock = threading.Lock()
         self.body = b""
@@ -111,6 +112,7 @@ class Target:
         self.version = 0
         self.requests: deque[Request] = deque(maxlen=10_000)
         self.port = port
+        self.host = host  # another address when scrapers run in network namespaces
         self._server: _Server | None = None
         self.set(body, content_type)
 
@@ -144,7 +146,7 @@ class Target:
     @property
     def address(self) -> str:
         """host:port, what goes into ``__address__`` (and so ``instance``)."""
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -157,7 +159,7 @@ class Target:
     def start(self) -> Target:
         if self._server is not None:
             return self
-        server = _Server(("127.0.0.1", self.port), self)
+        server = _Server((self.host, self.port), self)
         self.port = server.server_address[1]
         self._server = server
         threading.Thread(

@@ -162,6 +162,9 @@ class Options:
     # Bad figures must last this long (observer's clock) before they demote: lags rise together
     # in a backend outage but reach each agent's gossip up to a second or two apart.
     figures_grace: float = 3.0
+    # Draining again soon after returning doubles the hold, up to this many times healthy_hold:
+    # a draining agent scrapes nothing, so its checks read healthy even while it is still starved.
+    healthy_hold_max_mult: int = 8
 
 
 # (scrapes on time, scrapes due) from the agent's scrape pools; the argument is the unix time
@@ -219,6 +222,8 @@ class ClusterService:
         self.loop_lag = 0.0
         self._behind = 0
         self._healthy_since: float | None = None
+        self._hold = self.options.healthy_hold  # the current hold-down, doubled by flapping
+        self._returned_at: float | None = None
         self.draining = False
         # component id -> its digest, as announced; and what disagrees, as judged here.
         self._digests: dict[str, TargetDigest] = {}
@@ -491,13 +496,17 @@ class ClusterService:
             self._healthy_since = now
         if not self.draining and self._behind >= self.options.behind_checks:
             self.draining = True
+            flapped = self._returned_at is not None and now - self._returned_at < 4 * self._hold
+            self._hold = (min(2 * self._hold, self.options.healthy_hold * self.options.healthy_hold_max_mult)
+                          if flapped else self.options.healthy_hold)
             self.log.warning("falling behind; draining", loop_lag=round(self.loop_lag, 3),
-                             on_time=on_time, due=due)
+                             on_time=on_time, due=due, hold=self._hold)
             self.node.set_role(Role.DRAINING)
         elif (self.draining and self._healthy_since is not None
-              and now - self._healthy_since >= self.options.healthy_hold):
+              and now - self._healthy_since >= self._hold):
             self.draining = False
-            self.log.info("healthy again; participating", healthy_for=self.options.healthy_hold)
+            self._returned_at = now
+            self.log.info("healthy again; participating", healthy_for=self._hold)
             self.node.set_role(Role.PARTICIPANT)
 
     def _record_progress(self, view: View) -> None:

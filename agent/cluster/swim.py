@@ -488,6 +488,21 @@ class Membership:
             live = [r for r in self.members.values() if r.name != self.name and r.liveness in _LIVE]
             if live and not self.leaving:
                 await self._push_pull(random.choice(live).addr)
+            if not self.leaving:
+                await self._reconnect(len(live))
+
+    async def _reconnect(self, live: int) -> None:
+        """Serf's reconnect: try one member held dead (or, seeing fewer members than join
+        addresses, one of those) every push-pull interval, so a healed partition is found in
+        seconds rather than at the next rejoin. The first exchange makes each side refute the
+        death it reads about itself; a second one carries those refutations across."""
+        candidates = [r.addr for r in self.members.values() if r.liveness is Liveness.DEAD]
+        if live + 1 < len(self._seeds):
+            candidates += self._seeds
+        if candidates:
+            addr = random.choice(candidates)
+            if await self._push_pull(addr):
+                await self._push_pull(addr)
 
     async def _rejoin_loop(self) -> None:
         while True:

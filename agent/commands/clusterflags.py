@@ -9,10 +9,7 @@ through the agent's own HTTP server, so clustering needs no extra port.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import os
-import signal
 import socket
 import ssl
 import time
@@ -196,22 +193,6 @@ def write_progress(controller: Controller) -> Callable[[], tuple[float, float]]:
         return fsync, lag
 
     return measure
-
-
-def install_debug_stall(log: Any) -> None:
-    """Test-only: with SHOAL_DEBUG_STALL_SIGNAL set, SIGUSR1 blocks the agent's event loop for
-    SHOAL_DEBUG_STALL_SECONDS (default 8) while the cluster's protocol thread keeps answering:
-    the case progress-based demotion exists for. Without the variable nothing is installed.
-    """
-    if not os.environ.get("SHOAL_DEBUG_STALL_SIGNAL"):
-        return
-    seconds = float(os.environ.get("SHOAL_DEBUG_STALL_SECONDS", "8"))
-
-    def block() -> None:
-        log.warning("debug: blocking the event loop", seconds=seconds)
-        time.sleep(seconds)  # deliberately on the event loop: that is the fault injected
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, block)
 
 
 def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:

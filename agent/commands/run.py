@@ -149,7 +149,6 @@ class Agent:
             cluster = self.services.get(services.CLUSTER)
             cluster.scrape_progress = clusterflags.scrape_progress(self.controller)
             cluster.write_progress = clusterflags.write_progress(self.controller)
-            clusterflags.install_debug_stall(self.log)
         self.controller.settings = graph.settings
         self._apply_logging()
         await self.services.start()

@@ -61,6 +61,34 @@ def test_falling_behind_drains_and_returns_only_after_a_healthy_hold() -> None:
     assert asyncio.run(run()) == [Role.PARTICIPANT, Role.DRAINING, Role.PARTICIPANT]
 
 
+def test_draining_again_soon_after_returning_doubles_the_hold() -> None:
+    """A starved agent that drains scrapes nothing, so it reads healthy and returns; if it falls
+    behind again soon after, its next hold-down is twice as long (flap damping)."""
+    async def run() -> list[float]:
+        progress = [(10, 10)]
+        svc = service(progress)
+        await svc.start()
+        returns: list[float] = []
+        try:
+            await asyncio.sleep(0.3)
+            for _ in range(3):
+                progress[0] = (1, 10)  # behind: drains
+                while not svc.draining:
+                    await asyncio.sleep(0.02)
+                progress[0] = (10, 10)  # what a draining agent reads: healthy
+                began = time.monotonic()
+                while svc.draining:
+                    await asyncio.sleep(0.02)
+                returns.append(time.monotonic() - began)
+        finally:
+            await svc.stop()
+        return returns
+
+    first, second, third = asyncio.run(run())
+    # healthy_hold 1 s, then 2 s, then 4 s (lower bounds only: a slow machine only adds time)
+    assert first >= 0.9 and second >= 1.9 and third >= 3.9, (first, second, third)
+
+
 def test_a_stalled_loop_owns_nothing_until_the_hold_ends() -> None:
     async def run() -> tuple[bool, bool, bool, int]:
         svc = service([(0, 0)])

@@ -1,0 +1,120 @@
+"""Agents in network namespaces, so a partition is made with the network, not simulated.
+
+Each agent gets a namespace with one veth whose other end is on a bridge in the
+root namespace; the bridge holds the subnet's first address, where the targets
+and Prometheus listen, so they stay reachable from every namespace. Taking an
+agent's link down cuts it off from its peers, its targets and the backend at
+once, as a node losing its network does (the kernel here has no netem, so loss
+and delay are not modelled). Subnets are 10.213.<index>.0/24, one index per
+harness (tests and loadtest use different ones), so two harnesses can run at
+once. Everything is removed by ``cleanup``, which also runs first, so namespaces
+and links left by a killed run never get in the way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests import procs
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=10)
+
+
+class Net:
+    """A bridge 10.213.<index>.1/24 and one namespace per agent at 10.213.<index>.<i + 2>."""
+
+    def __init__(self, index: int) -> None:
+        if not 0 <= index <= 255:
+            raise ValueError(f"subnet index {index} is not 0-255")
+        self.index = index
+        self.bridge = f"shbr{index}"
+        self.host = f"10.213.{index}.1"  # the root namespace's end: targets and backend
+        self.namespaces: list[str] = []
+
+    def ns(self, i: int) -> str:
+        return f"shoal{self.index}-{i}"
+
+    def addr(self, i: int) -> str:
+        return f"10.213.{self.index}.{i + 2}"
+
+    def link(self, i: int) -> str:
+        return f"sh{self.index}v{i}"  # the root namespace's end of agent i's veth
+
+    def up(self, n: int) -> None:
+        """Create the bridge and ``n`` namespaces (after removing stale ones)."""
+        self.cleanup()
+        ip("link", "add", self.bridge, "type", "bridge")
+        ip("addr", "add", f"{self.host}/24", "dev", self.bridge)
+        ip("link", "set", self.bridge, "up")
+        for i in range(n):
+            ns, peer = self.ns(i), f"sh{self.index}p{i}"
+            ip("netns", "add", ns)
+            self.namespaces.append(ns)
+            ip("link", "add", self.link(i), "type", "veth", "peer", "name", peer)
+            ip("link", "set", self.link(i), "master", self.bridge, "up")
+            ip("link", "set", peer, "netns", ns)
+            ip("-n", ns, "link", "set", peer, "name", "eth0")
+            ip("-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+
+    def partition(self, i: int) -> None:
+        """Cut agent ``i`` off: its veth loses carrier on both ends."""
+        ip("link", "set", self.link(i), "down")
+
+    def heal(self, i: int) -> None:
+        ip("link", "set", self.link(i), "up")
+
+    def cleanup(self) -> None:
+        """Remove this index's namespaces (their veths go with them) and the bridge; never raises."""
+        listed = ip("netns", "list", check=False).stdout.split("\n")
+        for line in listed:
+            name = line.split(" ")[0]
+            if name.startswith(f"shoal{self.index}-"):
+                ip("netns", "del", name, check=False)
+        links = ip("-o", "link", "show", check=False).stdout.split("\n")
+        for line in links:
+            parts = line.split(": ")
+            if len(parts) > 1 and parts[1].split("@")[0].startswith(f"sh{self.index}v"):
+                ip("link", "del", parts[1].split("@")[0], check=False)
+        ip("link", "del", self.bridge, check=False)
+        self.namespaces.clear()
+
+    def get(self, i: int, url: str, timeout: float = 3.0) -> str:
+        """GET ``url`` from inside agent ``i``'s namespace (reachable while it is partitioned)."""
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.ns(i), "curl", "-sf", "--max-time", str(timeout), url],
+            capture_output=True, text=True, timeout=timeout + 5,
+        )
+        if out.returncode:
+            raise OSError(f"GET {url} in {self.ns(i)}: curl exit {out.returncode}")
+        return out.stdout
+
+    def agent(self, i: int, workdir: Path, config: Path, *flags: str) -> procs.Proc:
+        """``shoal run`` inside agent ``i``'s namespace (``ip netns exec`` execs, so the pid and
+        process group are the agent's own: signals reach it directly)."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        return procs.spawn(
+            [
+                "ip", "netns", "exec", self.ns(i),
+                sys.executable, "-m", "agent", "run",
+                f"--storage.path={workdir / 'data'}", *flags, str(config),
+            ],
+            workdir, "agent",
+        )
+
+
+@contextlib.contextmanager
+def network(index: int, n: int) -> Iterator[Net]:
+    net = Net(index)
+    try:
+        net.up(n)
+        yield net
+    finally:
+        net.cleanup()
