@@ -75,6 +75,7 @@ class Shard:
         encode: Encoder,
         expire: Callable[[Batch], Batch | None] | None = None,
         intent: Callable[[int, Point], Awaitable[bool]] | None = None,
+        settle: Callable[[Batch], Awaitable[Batch | None]] | None = None,
     ) -> None:
         self.index = index
         self.acked: Point = start
@@ -97,6 +98,7 @@ class Shard:
         self._encode = encode
         self._expire = expire or (lambda b: b)
         self._intent = intent
+        self._settle = settle  # before a first send: the batch as it may leave (handoffs), None: nothing left
         self.repeats = False  # the open batch holds a series twice (set by the dispatch)
         self.parts: list[Part] = []
         self.hparts: list[tuple[int, int, Any]] = []
@@ -193,6 +195,12 @@ class Shard:
                 pass
 
     async def _send(self, batch: Batch) -> SendResult | None:
+        if self._settle is not None:
+            fresh = await self._settle(batch)
+            if fresh is None:
+                return SendResult("expired", 0, "handed_off")
+            if fresh is not batch:
+                self.inflight = batch = fresh
         raw, proto = self._encode(batch)
         body = compress(raw)
         self.attempt = 0
