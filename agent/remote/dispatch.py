@@ -11,7 +11,8 @@ counted, is decided here, for the three kinds of records by one loop:
 - handoff markers are never sent, and the samples of a series another agent
   took over that precede its marker and are older than its cut-off are
   dropped (``handed_off``, agent/remote/handoff.py), also from batches
-  waiting in the shards and from a batch about to be retried;
+  waiting in the shards and, right before each send or retry, from the
+  batch about to leave;
 - a batch holds at most one sample per series (floats and histograms, not
   exemplars): a repeat at a later timestamp cuts the batch, a repeat at the
   same timestamp (relabeling made two series identical) is dropped keeping
@@ -305,14 +306,14 @@ class Dispatcher:
         self.reset_routes()
 
     async def settle(self, batch: Batch) -> Batch | None:
-        """Before a batch is first sent: right after a stall of the loop, wait for the stall's handoffs.
+        """Right before a batch leaves (a first send or a retry): without the samples handed off.
 
-        A stalled agent's targets were taken over meanwhile; the markers that say so are appended
-        within a few loop turns of its resuming, and this batch must not leave before them.
+        Right after a stall of the loop, first wait a moment: a stalled agent's targets were
+        taken over meanwhile, the markers that say so are appended within a few loop turns of
+        its resuming, and this batch must not leave before them.
         """
-        if not self.clock.stalled():
-            return batch
-        await asyncio.sleep(handoff.SETTLE)
+        if self.clock.stalled():
+            await asyncio.sleep(handoff.SETTLE)
         return self._without_handed_off(batch)
 
     def _without_handed_off(self, batch: Batch) -> Batch | None:
@@ -347,13 +348,8 @@ class Dispatcher:
     def expire(self, batch: Batch) -> Batch | None:
         """Before a retry: drop the samples now older than ``sample_age_limit`` (counted as too_old).
 
-        Returns the batch unchanged, a smaller one, or None when nothing is left. Samples of
-        series handed off to another agent meanwhile are dropped too.
+        Returns the batch unchanged, a smaller one, or None when nothing is left.
         """
-        got = self._without_handed_off(batch)
-        if got is None:
-            return None
-        batch = got
         age = self.sample_age_limit
         if age <= 0 or not (batch.parts or batch.hparts or batch.eparts):
             return batch

@@ -17,9 +17,10 @@ of order. A queue learns of markers three ways, so none is missed:
 
 Only samples *before* the marker in the WAL are dropped: what the agent
 appends after it got the target back is newer than anything the other agent
-wrote and is sent as usual. A batch already on the wire cannot be recalled; if
-it is retried, it is filtered first. After a stall of the event loop a shard
-waits ``SETTLE`` seconds before sending a batch, so the handoffs the stall
+wrote and is sent as usual. A batch is filtered right before each send (a
+first send or a retry, after any rate gate or backoff it waited at); one
+already on the wire cannot be recalled. Right after a stall of the event loop
+a shard waits ``SETTLE`` seconds before sending, so the handoffs the stall
 caused are known before the batch leaves.
 """
 
