@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+from array import array
 from pathlib import Path
 
 from agent.remote import RemoteWrite, WALOptions
+from agent.remote.handoff import Handoffs
 from agent.storage import HANDOFF_NAN, SampleBatch
 from tests.remote.helpers import batch, endpoint, now_ms, series
 from tests.remote.receiver import Answer, Receiver, Request
@@ -116,3 +118,25 @@ def test_markers_in_the_wal_are_honoured_after_a_restart(tmp_path: Path) -> None
     assert len(received(rx, "b")) == N * SCRAPES
     assert not any(math.isnan(v) for _, _, v in rx.accepted)
     assert st["samples_dropped"].get("handed_off") == N * SCRAPES
+
+
+def test_only_samples_before_the_marker_and_older_than_its_cutoff_are_dropped() -> None:
+    """The WAL order decides, not the timestamp alone: a sample written after the marker (the
+    target came back, an exposed timestamp older than the cut-off) is sent."""
+    h = Handoffs()
+    h.note((3, 500), [7, 8], [10_000, 10_000])
+    refs = array("Q", [7, 7, 8, 9])
+    tss = array("q", [9_000, 10_000, 9_999, 1])
+    assert h.drops(3, 100, refs, tss) == [0, 2]  # before the marker: older than the cut-off only
+    assert h.drops(3, 500, refs, tss) == []  # the marker's own end and after: kept
+    assert h.drops(4, 0, refs, tss) == []
+    part = (refs, tss, array("d", [1.0] * 4), range(4))
+    kept, n = h.filter_parts([part])
+    assert n == 2 and list(kept[0][3]) == [1, 3]
+    assert h.filter_parts([part], before=(3, 500))[1] == 0  # a batch ending past the marker
+    h.note((5, 0), [7], [20_000])  # moved away again later: the later marker wins for ref 7
+    assert h.drops(4, 0, refs, tss) == [0, 1]
+    h.expire((3, 600))  # every shard acknowledged past the first marker
+    assert set(h.table) == {7}
+    h.expire((5, 0))
+    assert not h
