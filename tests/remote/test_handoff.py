@@ -140,3 +140,34 @@ def test_only_samples_before_the_marker_and_older_than_its_cutoff_are_dropped() 
     assert set(h.table) == {7}
     h.expire((5, 0))
     assert not h
+
+
+def test_handed_off_series_leave_the_wal_a_truncation_early_and_the_queue_at_once(tmp_path: Path) -> None:
+    """A moved target's series are freed by the queue when its markers are read, and the WAL
+    forgets them at the second truncation after the handoff instead of the third."""
+    keep_nothing = WALOptions(truncate_frequency=3600, min_keepalive_time=0, max_keepalive_time=3600)
+    t0 = now_ms()
+
+    async def main() -> None:
+        rx = await Receiver().start()
+        rw = RemoteWrite(tmp_path / "wal", [cfg(rx.url)], {}, keep_nothing)
+        await rw.start()
+        rw.append(batch(N, t0, 0.0, job="a"))
+        rw.append(batch(N, t0, 0.0, job="b"))
+        assert await rw.flush()
+        q = next(iter(rw.queues.values()))
+        moved = {rw.wal.ref(series(i, "a")) for i in range(N)}
+        assert moved <= q.series.lbytes.keys() | q.series.prefix.keys()
+        rw.append(markers("a", t0 + 1))
+        assert await rw.flush()
+        assert not moved & (q.series.lbytes.keys() | q.series.prefix.keys() | q.series.v2.keys())
+        for k in (1, 2):
+            rw.append(batch(N, t0 + k * 1000, float(k), job="b"))  # "b" stays in use
+            assert await rw.flush()
+            await rw.truncate()
+        assert not moved & rw.wal.labels_by_ref.keys()
+        assert {series(i, "b") for i in range(N)} <= set(rw.wal.labels_by_ref.values())
+        await rw.stop()
+        await rx.stop()
+
+    asyncio.run(main())
