@@ -274,6 +274,8 @@ class Dispatcher:
                     s.parts = parts
                     s.count -= n
                     total += n
+                    if not s.count:
+                        s.first_at = 0.0  # its deadline starts again with the next sample
                     seen = s.seen
                     for r in taken:
                         t = seen.get(r)
