@@ -31,6 +31,22 @@ def is_stale_nan(v: float) -> bool:
 _STALE_BYTES = struct.pack("<d", STALE_NAN)
 assert math.isnan(STALE_NAN)
 
+# The handoff marker: a scrape pool appends one per series of a target that moved
+# to another agent (clustering). It travels the normal path (relabeling carries it,
+# the WAL records it, so it survives a crash) and tells a remote-write queue that
+# its unsent samples of that series older than the marker's timestamp would reach
+# the backend after the new owner's newer ones: they are dropped, counted
+# (``reason="handed_off"``), and the marker itself is never sent. Another NaN
+# payload than the stale marker's, so neither is mistaken for the other.
+HANDOFF_NAN_BITS = 0x7FF00000000000A5
+HANDOFF_NAN: float = struct.unpack("<d", struct.pack("<Q", HANDOFF_NAN_BITS))[0]
+HANDOFF_BYTES = struct.pack("<d", HANDOFF_NAN)
+assert math.isnan(HANDOFF_NAN)
+
+
+def is_handoff_nan(v: float) -> bool:
+    return v != v and struct.pack("<d", v) == HANDOFF_BYTES
+
 
 @dataclass(slots=True)
 class Metadata:

@@ -8,6 +8,11 @@ counted, is decided here, for the three kinds of records by one loop:
   (the position keeps, per shard, the record and index it reached);
 - series the WAL does not know, or that write relabeling drops, are dropped;
 - samples older than ``sample_age_limit`` are dropped (``too_old``);
+- handoff markers are never sent, and the samples of a series another agent
+  took over that precede its marker and are older than its cut-off are
+  dropped (``handed_off``, agent/remote/handoff.py), also from batches
+  waiting in the shards and, right before each send or retry, from the
+  batch about to leave;
 - a batch holds at most one sample per series (floats and histograms, not
   exemplars): a repeat at a later timestamp cuts the batch, a repeat at the
   same timestamp (relabeling made two series identical) is dropped keeping
@@ -31,12 +36,15 @@ into the records' columns and are encoded when sent (agent/remote/encode.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from agent.remote import handoff
 from agent.remote.fastpath import Routes, dispatch_record
+from agent.remote.handoff import Handoffs, LoopClock, WalPoint
 from agent.remote.position import Point
 from agent.remote.series import SeriesTable
 from agent.remote.shards import Batch, Part, Shard
@@ -64,6 +72,8 @@ class Dispatcher:
         self.fast = True  # the fast path builds 1.0-only state: off for a 2.0 queue
         self.multi = False  # catching up: a batch may hold several samples per series
         self.layered: list[Point | None] | None = None  # per shard, an announced end to resend up to
+        self.handoffs = Handoffs()  # series other agents took over: see agent/remote/handoff.py
+        self.clock = LoopClock()  # started and stopped by the queue
 
     def reset_routes(self) -> None:
         """Refs were forgotten or the shard count changed: routes stand for series that may be gone."""
@@ -78,7 +88,18 @@ class Dispatcher:
 
     def samples(self, seg: int, off: int, refs: array, tss: array, vals: array) -> None:
         low = self.oldest_ms()
-        if self.fast and self.resume is None and self.layered is None and dispatch_record(
+        omit: dict[int, bool] | None = None  # record indexes not sent -> counted as handed_off
+        marks = handoff.marker_indexes(vals)
+        if marks:
+            self._markers_read(refs, marks)
+            omit = dict.fromkeys(marks, False)
+        if self.handoffs:
+            drops = self.handoffs.drops(seg, off, refs, tss)
+            if drops:
+                omit = omit or {}
+                for i in drops:
+                    omit.setdefault(i, True)
+        if omit is None and self.fast and self.resume is None and self.layered is None and dispatch_record(
             self.shards, seg, off, refs, tss, vals, self.series.prefix, low, self.routes, self.multi
         ):
             return
@@ -87,7 +108,7 @@ class Dispatcher:
             s.parts.append((refs, tss, vals, ix, None))
 
         self._route(seg, off, refs, tss, low, self.series.prefix, self.series.resolve_prefix,
-                    True, FLOATS, SERIES_REASONS, flush)
+                    True, FLOATS, SERIES_REASONS, flush, omit)
 
     def histograms(self, seg: int, off: int, refs: array, tss: array, bodies: list[Any]) -> None:
         def flush(s: Shard, ix: list[int]) -> None:
@@ -120,12 +141,14 @@ class Dispatcher:
         kind: str,
         reasons: tuple[str, str, str],
         flush: Flush,
+        omit: dict[int, bool] | None = None,
     ) -> None:
         """One record's items into the shards' open batches, in record order per shard.
 
         ``cache`` / ``resolve``: the series table's encoded labels for the kind (truthy: send,
         b"": unknown, None: dropped by relabeling). ``samples``: the items are samples (one
         per series per batch, their timestamps are the batch's); exemplars are not.
+        ``omit``: record indexes not sent (handoff markers: False; samples they drop: True, counted).
         """
         shards = self.shards
         n = len(refs)
@@ -143,12 +166,15 @@ class Dispatcher:
         missing = _MISSING
         lay = self.layered if samples else None
         multi = self.multi and samples and lay is None
-        dropped = unknown = too_old = dup = 0
+        dropped = unknown = too_old = dup = handed = 0
         # Series -> timestamp of the batches this record cut: a same-timestamp copy after a cut is dropped too.
         carry: dict[int, int] | None = None
         for i, r, t in zip(range(n), refs, tss, strict=True):
             k = r % ns
             if skip is not None and i < skip[k]:
+                continue
+            if omit is not None and i in omit:
+                handed += omit[i]
                 continue
             if lay is not None and lay[k] is not None and (seg, off, i) >= lay[k]:  # type: ignore[operator]
                 lay[k] = None  # the announced end: cut here, what follows is new
@@ -223,9 +249,85 @@ class Dispatcher:
             s.count = counts[k]
             if ixs[k]:
                 flush(s, ixs[k])
-        for reason, c in zip((*reasons, DUPLICATE), (dropped, unknown, too_old, dup), strict=True):
+        for reason, c in zip((*reasons, DUPLICATE, handoff.REASON), (dropped, unknown, too_old, dup, handed),
+                             strict=True):
             if c:
                 self.dropped(kind, reason, c)
+
+    # ------------------------------------------------------------------ handoffs
+
+    def handed_off(self, end: WalPoint, refs: list[int], cutoffs: list[int]) -> int:
+        """Markers were just appended (ending at WAL point ``end``): purge the shards' waiting batches.
+
+        The open batch and the cut batches waiting to be sent lose the samples the markers drop
+        (counted); the watcher drops those it has not read yet when it reaches them. Returns the
+        number purged here.
+        """
+        taken = set(self.handoffs.note(end, refs, cutoffs))
+        if not taken:
+            return 0
+        total = 0
+        for s in self.shards:
+            if s.count and s.parts:
+                parts, n = self.handoffs.filter_parts(s.parts, only=taken)
+                if n:
+                    s.parts = parts
+                    s.count -= n
+                    total += n
+                    if not s.count:
+                        s.first_at = 0.0  # its deadline starts again with the next sample
+                    seen = s.seen
+                    for r in taken:
+                        t = seen.get(r)
+                        if t is not None and t < self.handoffs.table[r][1]:
+                            del seen[r]
+            if s.ready:
+                kept = []
+                for b in s.ready:
+                    parts, n = self.handoffs.filter_parts(b.parts, only=taken)
+                    if n:
+                        total += n
+                        b = Batch(b.count - n, b.end, b.max_ts, parts, b.hparts, b.eparts, b.repeats)
+                        if not b.count:
+                            continue  # a later batch, or the shard going idle, acknowledges past it
+                    kept.append(b)
+                s.ready.clear()
+                s.ready.extend(kept)
+        if total:
+            self.dropped(FLOATS, handoff.REASON, total)
+        return total
+
+    def expire_handoffs(self, acked: WalPoint) -> None:
+        """Every shard acknowledged past ``acked``: markers before it have nothing left to drop."""
+        if self.handoffs:
+            self.handoffs.expire(acked)
+
+    def _markers_read(self, refs: array, marks: list[int]) -> None:
+        """The watcher reached markers: those series' encodings are freed (found again if sent again)."""
+        self.series.forget([refs[i] for i in marks])
+        self.reset_routes()
+
+    async def settle(self, batch: Batch) -> Batch | None:
+        """Right before a batch leaves (a first send or a retry): without the samples handed off.
+
+        Right after a stall of the loop, first wait a moment: a stalled agent's targets were
+        taken over meanwhile, the markers that say so are appended within a few loop turns of
+        its resuming, and this batch must not leave before them.
+        """
+        if self.clock.stalled():
+            await asyncio.sleep(handoff.SETTLE)
+        return self._without_handed_off(batch)
+
+    def _without_handed_off(self, batch: Batch) -> Batch | None:
+        if not self.handoffs or not batch.parts:
+            return batch
+        parts, n = self.handoffs.filter_parts(batch.parts, batch.end[:2])
+        if not n:
+            return batch
+        self.dropped(FLOATS, handoff.REASON, n)
+        if batch.count == n:
+            return None
+        return Batch(batch.count - n, batch.end, batch.max_ts, parts, batch.hparts, batch.eparts, batch.repeats)
 
     def _skip_for(self, seg: int, off: int, n: int) -> list[int] | None:
         """Per shard, how many leading samples of this record were acknowledged before a restart."""

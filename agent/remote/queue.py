@@ -62,6 +62,7 @@ from agent.remote.codec_v2 import V1, V2, encode_metadata_v1
 from agent.remote.config import EndpointConfig
 from agent.remote.dispatch import EXEMPLARS, FLOATS, HISTOGRAMS, Dispatcher
 from agent.remote.encode import encode_batch
+from agent.remote.handoff import scan as scan_handoffs
 from agent.remote.metrics import QueueMetrics, RemoteMetrics
 from agent.remote.position import Point, Position, PositionStore
 from agent.remote.ratecontrol import FLOOR, SendRate
@@ -189,6 +190,10 @@ class EndpointQueue:
         self.watcher = Watcher(self.wal, *low, self, histograms=self.cfg.send_native_histograms,
                                exemplars=self.cfg.send_exemplars, on_corrupt_active=self._on_corrupt_active,
                                logger=log.bind(remote_name=self.remote_name))
+        # Handoff markers not sent yet: a crash must not let what precedes them leave first.
+        for end, refs, cutoffs in await asyncio.to_thread(scan_handoffs, self.wal.directory, low, self.wal.head()):
+            self.dispatch.handoffs.note(end, refs, cutoffs)
+        self.dispatch.clock.start()
         self._make_shards(pos.points)
         if self.dispatch.layered is not None:  # kept until passed, so a second crash re-sends it alike
             self._intents = list(self.dispatch.layered)
@@ -222,6 +227,7 @@ class EndpointQueue:
                 encode=self._encode,
                 expire=self.dispatch.expire,
                 intent=self._announce,
+                settle=self.dispatch.settle,
             )
             for i in range(len(points))
         ]
@@ -233,6 +239,7 @@ class EndpointQueue:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop reading; let in-flight sends finish within ``grace``; commit what was acknowledged."""
         self._stopping = True
+        self.dispatch.clock.stop()
         if self.watcher is not None:
             self.watcher.stopping = True
         self._committed_evt.set()
@@ -324,6 +331,8 @@ class EndpointQueue:
         for s in self.shards:
             s.touched(now)
         self._m.pending.set(sum(s.pending() for s in self.shards))
+        if self.dispatch.handoffs:
+            self.dispatch.expire_handoffs(self.position().low())
         self._dirty.set()
 
     def wal_error(self, msg: str) -> None:

@@ -77,6 +77,7 @@ class Shard:
         encode: Encoder,
         expire: Callable[[Batch], Batch | None] | None = None,
         intent: Callable[[int, Point], Awaitable[bool]] | None = None,
+        settle: Callable[[Batch], Awaitable[Batch | None]] | None = None,
     ) -> None:
         self.index = index
         self.acked: Point = start
@@ -99,6 +100,7 @@ class Shard:
         self._encode = encode
         self._expire = expire or (lambda b: b)
         self._intent = intent
+        self._settle = settle  # right before each send: the batch as it may leave (handoffs); None: nothing
         self.repeats = False  # the open batch holds a series twice (set by the dispatch)
         self.parts: list[Part] = []
         self.hparts: list[tuple[int, int, Any]] = []
@@ -194,6 +196,12 @@ class Shard:
             except TimeoutError:
                 pass
 
+    def _replaced(self, batch: Batch) -> tuple[bytes, str]:
+        """A batch that lost samples before a send is the one in flight now, encoded again."""
+        self.inflight = batch
+        raw, proto = self._encode(batch)
+        return compress(raw), proto
+
     async def _send(self, batch: Batch) -> SendResult | None:
         raw, proto = self._encode(batch)
         body = compress(raw)
@@ -227,6 +235,13 @@ class Shard:
                     continue
                 self.rate.observe(result.outcome, result.duration)
             else:
+                if self._settle is not None:  # last thing before it leaves: gates above may have waited long
+                    fresh = await self._settle(batch)
+                    if fresh is None:
+                        return SendResult("expired", 0, "handed_off")
+                    if fresh is not batch:
+                        batch = fresh
+                        body, proto = self._replaced(batch)
                 result = await self.client.send(body, self.attempt, proto)
                 self.rate.observe(result.outcome, result.duration, batch.count)
             self.metrics.duration.observe(result.duration)
@@ -268,6 +283,5 @@ class Shard:
             if fresh is None:
                 return SendResult("expired", 0, "too_old")
             if fresh is not batch:
-                self.inflight = batch = fresh
-                raw, proto = self._encode(batch)
-                body = compress(raw)
+                batch = fresh
+                body, proto = self._replaced(batch)

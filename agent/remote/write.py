@@ -24,7 +24,7 @@ from agent.remote.dispatch import FLOATS
 from agent.remote.metrics import RemoteMetrics
 from agent.remote.position import Position, PositionStore
 from agent.remote.queue import EndpointQueue, QueueStats
-from agent.storage import SampleBatch
+from agent.storage import SampleBatch, is_handoff_nan
 from agent.wal import WAL, WALWriteError
 from agent.wal import record as walrec
 from agent.wal import segment as walseg
@@ -113,10 +113,30 @@ class RemoteWrite:
         if mts > self._highest_ts:
             self._highest_ts = mts
             self._m_highest.set(mts / 1000.0)
+        vals = batch.values
+        if vals and vals[0] != vals[0]:  # a NaN first: stale markers, or a batch of handoff markers
+            self._handed_off(batch)
         for q in self.queues.values():
             q.note_appended(n, mts)
         if self._fsync_wake is not None:
             self._fsync_wake.set()
+
+    def _handed_off(self, batch: SampleBatch) -> None:
+        """Handoff markers were written: the queues purge what they hold of those series now.
+
+        A scrape pool appends the markers of a target in a batch of their own
+        (agent/scrape/pool.py), so a batch is looked into only when its first value is one.
+        """
+        ix = [i for i, v in enumerate(batch.values) if is_handoff_nan(v)]
+        if not ix:
+            return
+        labels = [batch.labels[i] for i in ix]
+        refs = [self.wal.ref(lb) for lb in labels]
+        known = [(r, batch.timestamps[i]) for r, i in zip(refs, ix, strict=True) if r is not None]
+        end = self.wal.head()
+        for q in self.queues.values():
+            q.dispatch.handed_off(end, [r for r, _ in known], [t for _, t in known])
+        self.wal.retire(labels)
 
     # ------------------------------------------------------------- lifecycle
 

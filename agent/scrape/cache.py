@@ -412,6 +412,21 @@ def fail(cache: ScrapeCache) -> list[Labels]:
     return stale
 
 
+def last_series(cache: ScrapeCache) -> list[Labels]:
+    """The series of the last good scrape, as ``fail`` finds them, leaving the cache as it is.
+
+    Safe while an ingest of a cancelled scrape may still run in a worker thread:
+    the containers are copied by single C calls before they are read.
+    """
+    entries = cache.entries
+    prev = cache.prev
+    if prev is None:
+        new = set(cache.new_keys)
+        return list({lab for k, lab in list(entries.items()) if lab and k not in new})
+    get = entries.get
+    return list({lab for k in list(prev) if (lab := get(k))})
+
+
 def _dedupe(
     cache: ScrapeCache, st: ScanState, honor_ts: bool
 ) -> tuple[list[Labels], list[float], list[tuple[int, int, bytes]], int]:

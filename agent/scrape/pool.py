@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -21,13 +22,13 @@ import structlog
 
 from agent import labels as L
 from agent.labels import Labels
-from agent.scrape.cache import ScrapeCache
+from agent.scrape.cache import ScrapeCache, last_series
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.loop import ScrapeLoop
 from agent.scrape.offset import agent_seed
 from agent.scrape.ownership import Ownership, target_key
 from agent.scrape.target import Target, TargetStatus, populate_labels
-from agent.storage import Appendable
+from agent.storage import HANDOFF_NAN, Appendable, SampleBatch
 
 log = structlog.get_logger("scrape")
 
@@ -178,7 +179,35 @@ class ScrapePool:
         for key in [k for k in self._loops if k not in mine]:
             moved = key in wanted
             self.moved_away += moved
-            self._retire(self._loops.pop(key), end_of_run_staleness=not moved)
+            loop = self._loops.pop(key)
+            self._retire(loop, end_of_run_staleness=not moved)
+            if moved:
+                self._hand_off(loop)
+
+    def _hand_off(self, loop: ScrapeLoop) -> None:
+        """Tell the queues downstream that another agent writes this target's series now.
+
+        One handoff marker per series of the last scrape (agent/remote/handoff.py), stamped
+        with a cut-off: the new owner scrapes at the same phase, so its first sample is one
+        interval after our last scrape. If that scrape is less than an interval old, it is
+        older than anything the new owner can have written and is kept (the cut-off is its
+        timestamp); if it is older (we missed scrapes: a stall), the new owner may have
+        written newer samples already, and everything unsent is dropped (the cut-off is now).
+        """
+        last = loop.status.last_scrape
+        if not last:
+            return
+        now = time.time()
+        cutoff = int((last if now - last < loop.interval else now) * 1000)
+        batch = SampleBatch()
+        for lab in last_series(loop.cache):
+            batch.add(lab, cutoff, HANDOFF_NAN)
+        for lab in loop.report_labels:
+            batch.add(lab, cutoff, HANDOFF_NAN)
+        try:
+            self.appendable.append(batch)
+        except Exception as exc:  # noqa: BLE001 - a receiver failing must not stop the rebalance
+            log.warning("handoff markers not appended", target=loop.target.url, err=str(exc))
 
     def _start(self, key: Labels, target: Target, config: ScrapeConfig, cache: ScrapeCache | None) -> ScrapeLoop:
         loop = ScrapeLoop(target, config, self.appendable, self.seed, cache, owned=self._still_owned(target),

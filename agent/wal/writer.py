@@ -290,6 +290,24 @@ class WAL:
             cur[lb] = r
         return r
 
+    def ref(self, labels: Labels) -> int | None:
+        """The ref of a series this WAL holds in its current or previous generation."""
+        r = self._cur.get(labels)
+        return r if r is not None else self._prev.get(labels)
+
+    def retire(self, labels: Sequence[Labels]) -> None:
+        """Series another agent writes now (clustering handoff): retired at the next truncation.
+
+        They move to the previous generation, as if not appended to for a period, so the
+        next truncation forgets them instead of the one after; appended to again (the
+        target came back), they keep their ref.
+        """
+        cur, prev = self._cur, self._prev
+        for lb in labels:
+            r = cur.pop(lb, None)
+            if r is not None:
+                prev[lb] = r
+
     def _write(self, data: bytes) -> None:
         if self._offset > 0 and self._offset + len(data) > self.segment_size:
             self.rotate()

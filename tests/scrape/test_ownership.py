@@ -4,6 +4,7 @@ and asks before every scrape."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ from agent import labels as L
 from agent.scrape.ownership import target_key
 from agent.scrape.pool import ScrapePool
 from agent.scrape.target import populate_labels
+from agent.storage import is_handoff_nan
 from tests.scrape.server import Collector, Exporter
 from tests.scrape.test_pool import IV, cfg, stale_series, tg, until, ups
 
@@ -111,3 +113,47 @@ def test_the_key_is_the_endpoint_not_every_label():
     assert target_key(one) == target_key(two)
     assert len({target_key(one), target_key(other_path), target_key(param)}) == 3
     assert target_key(L.from_dict({"job": "a\xffb"})) != target_key(L.from_dict({"job": "a", "__scheme__": "b"}))
+
+
+def handoffs(coll: Collector) -> list[tuple[tuple, int]]:
+    return [(lab, ts) for b in coll.batches
+            for lab, ts, v in zip(b.labels, b.timestamps, b.values, strict=True) if is_handoff_nan(v)]
+
+
+@pytest.mark.parametrize("stalled", [False, True])
+def test_a_moved_target_gets_handoff_markers_stamped_with_its_cutoff(exporters, stalled):
+    """One marker per series of the last scrape (report series included), in a batch of its own.
+
+    The cut-off keeps the last scrape when it is fresh (the new owner, at the same phase,
+    writes one interval later) and is "now" after missed scrapes (a stall: it wrote already).
+    """
+    a, b = (e.address for e in exporters)
+
+    async def go() -> None:
+        coll = Collector()
+        share = Share({a, b})
+        pool = ScrapePool(cfg(), coll, seed=7, ownership=share)
+        pool.sync([tg(a), tg(b)])
+        await until(lambda: len(ups(coll).get(a, [])) >= 2)
+        loop = next(lp for lp in pool._loops.values() if lp.target.labels and a in lp.target.url)
+        if stalled:
+            loop.status.last_scrape -= 2 * IV  # as if the loop had missed two scrapes
+        last = int(loop.status.last_scrape * 1000)
+        share.mine = {b}
+        before = time.time()
+        pool.rebalance()
+        got = handoffs(coll)
+        assert {dict(lab)["instance"] for lab, _ in got} == {a}
+        names = {dict(lab)["__name__"] for lab, _ in got}
+        assert names == {"a", "up", "scrape_duration_seconds", "scrape_samples_scraped",
+                         "scrape_samples_post_metric_relabeling", "scrape_series_added"}
+        cutoffs = {ts for _, ts in got}
+        assert len(cutoffs) == 1
+        if stalled:
+            assert cutoffs.pop() >= int(before * 1000)
+        else:
+            assert cutoffs == {last}
+        assert all(not is_handoff_nan(v) for v in coll.batches[-2].values)  # a batch of their own
+        await pool.stop()
+
+    asyncio.run(go())

@@ -1,0 +1,136 @@
+"""A stalled agent's unsent samples for targets that moved away are dropped, not refused by Prometheus.
+
+Three real ``shoal run`` agents share real targets and write through
+``prometheus.relabel`` (the handoff markers must survive relabeling) to a real
+Prometheus that refuses out-of-order samples. One agent writes through the
+fault proxy, which refuses its writes (503) for a moment so that its queue
+holds unsent samples (a batch being retried, the open batch), and then it is
+SIGSTOPped; the backend is healthy again while it is stopped, and the
+others take its targets over and write newer samples for the same series.
+On SIGCONT the agent must not send its old samples: Prometheus counts no
+out-of-order sample and no 4xx on its write handler, the agent counts no
+failed sample, and it counts the samples it dropped as ``handed_off``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import procs
+from tests.cluster.test_agents import HOSTS, Agents, rejected_writes, settled
+from tests.faultproxy import FaultProxy
+from tests.targets import Target
+
+pytestmark = pytest.mark.timeout(240)
+
+TARGETS = 24
+INTERVAL = 2.0  # the batch deadline is well under it: a healthy handoff keeps the last scrape
+DEADLINE = "500ms"
+VICTIM = 1
+
+
+def config(targets: list[Target], prom: str) -> str:
+    items = ", ".join(f'{{"__address__" = "{t.address}"}}' for t in targets)
+    return f"""
+prometheus.scrape "t" {{
+  targets = [{items}]
+  forward_to = [prometheus.relabel.r.receiver]
+  scrape_interval = "{INTERVAL:g}s"
+  scrape_timeout = "1500ms"
+  job_name = "cluster"
+  clustering {{
+    enabled = true
+  }}
+}}
+prometheus.relabel "r" {{
+  forward_to = [prometheus.remote_write.p.receiver]
+  rule {{
+    target_label = "via"
+    replacement  = "relabel"
+  }}
+}}
+prometheus.remote_write "p" {{
+  endpoint {{
+    url = "{prom}/api/v1/write"
+    queue_config {{
+      batch_send_deadline = "{DEADLINE}"
+    }}
+  }}
+}}
+"""
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The sum of one family's samples in an agent's /metrics whose labels include ``labels``."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name)] in "{ " and all(w in line for w in want):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Agents, list[Target], procs.Proc, FaultProxy]]:
+    targets = [Target(f"handoff_test_metric{{i=\"{i}\"}} {i}\n").start() for i in range(TARGETS)]
+    with procs.prometheus(tmp_path / "prom") as prom, FaultProxy(prom.url) as proxy:
+        direct, proxied = tmp_path / "direct.alloy", tmp_path / "proxied.alloy"
+        direct.write_text(config(targets, prom.url))
+        proxied.write_text(config(targets, proxy.url))
+        agents = Agents(tmp_path, direct)
+        try:
+            for i in range(len(HOSTS)):
+                agents.cfg = proxied if i == VICTIM else direct
+                agents.start(i)
+            yield agents, targets, prom, proxy
+        finally:
+            agents.stop_all()
+            for t in targets:
+                t.stop()
+
+
+def test_a_resumed_agent_drops_what_it_no_longer_owns_and_prometheus_refuses_nothing(
+    cluster: tuple[Agents, list[Target], procs.Proc, FaultProxy],
+) -> None:
+    agents, targets, prom, proxy = cluster
+    everyone = {f"agent{i}" for i in range(len(HOSTS))}
+    procs.eventually(lambda: settled(agents, everyone), timeout=30, interval=0.2)
+    time.sleep(3 * INTERVAL)
+    assert rejected_writes(prom.url) == 0
+    victim = agents.url(VICTIM)
+    moved = [t for t in targets if t.address in agents.owned(VICTIM)]
+    assert moved
+
+    # Its writes are refused until it holds unsent samples of two scrapes of each of its
+    # targets (a batch retried, the open batch), then it stops; the backend is healthy again.
+    refused = proxy.fail(503)
+    proxy.wait_for(3, timeout=20, path="/api/v1/write", outcome="status")
+    time.sleep(2 * INTERVAL)
+    agents.signal(VICTIM, signal.SIGSTOP)
+    proxy.clear(refused)
+    survivors = everyone - {f"agent{VICTIM}"}
+    procs.eventually(lambda: settled(agents, survivors, [0, 2]), timeout=20, interval=0.1)
+    time.sleep(3 * INTERVAL)  # the new owners' newer samples are in Prometheus now
+    for t in moved:
+        assert t.requests and t.requests[-1].time > time.time() - 2 * INTERVAL, t.address
+    agents.signal(VICTIM, signal.SIGCONT)
+
+    # It resumes, drops what it held for the moved targets, and takes its share back.
+    procs.eventually(lambda: settled(agents, everyone), timeout=30, interval=0.2)
+    time.sleep(3 * INTERVAL)
+    dropped = metric(victim, "prometheus_remote_storage_samples_dropped_total", reason="handed_off")
+    failed = metric(victim, "prometheus_remote_storage_samples_failed_total")
+    print(f"victim: handed_off dropped {dropped:g}, failed {failed:g}")
+    assert dropped > 0
+    assert failed == 0
+    assert rejected_writes(prom.url) == 0
+    # Every target's series arrived relabeled, one series per target, as before the stall.
+    got = procs.query(prom.url, 'handoff_test_metric{job="cluster",via="relabel"}')
+    assert len(got) == TARGETS
