@@ -14,21 +14,23 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY
 
-from agent.cluster import Settings
-from agent.cluster.joinaddrs import resolve
-from agent.cluster.keyfile import KeyFileError, read_keys
-from agent.cluster.member import split_addr
-from agent.cluster.peertls import PeerTLS, PeerTLSError
-from agent.cluster.service import ClusterService, Options
 from agent.components.prometheus_remote_write import PrometheusRemoteWrite
 from agent.components.prometheus_scrape import PrometheusScrape
 from agent.runtime.controller import Controller
 from agent.server.http import parse_listen_addr
 from agent.syntax.value import Duration
+
+if TYPE_CHECKING:
+    from agent.cluster.peertls import PeerTLS
+    from agent.cluster.service import ClusterService
+
+# The cluster engine (agent.cluster, cryptography for the gossip keyring, the protobuf
+# messages: ~8 MiB resident) is imported by the functions below only once --cluster.enabled
+# is on, so an agent that does not cluster never pays for it (tests/commands/test_imports.py).
 
 # Accepted for compatibility with Alloy's command lines; a warning says what is ignored.
 UNSUPPORTED = {
@@ -105,6 +107,8 @@ def peer_tls(args: argparse.Namespace) -> PeerTLS | None:
     """Alloy's --cluster.enable-tls and --cluster.tls-* flags; None when TLS is off."""
     if not enabled(args) or str(args.cluster_enable_tls).lower() not in ("true", "1", "yes"):
         return None
+    from agent.cluster.peertls import PeerTLS, PeerTLSError  # deferred: clustering is on
+
     tls = PeerTLS(args.cluster_tls_ca_path, args.cluster_tls_cert_path, args.cluster_tls_key_path,
                   args.cluster_tls_server_name)
     try:
@@ -121,6 +125,9 @@ def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def _tuning(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    from agent.cluster import Settings  # deferred: only build() calls this, clustering is on
+    from agent.cluster.service import Options
+
     settings_fields = {f.name: f for f in dataclasses.fields(Settings)}
     option_fields = {f.name: f for f in dataclasses.fields(Options)}
     to_settings: dict[str, Any] = {}
@@ -148,6 +155,8 @@ def _seconds(flag: str, value: str) -> float:
 def _advertise_host(args: argparse.Namespace, listen_host: str) -> str:
     if args.cluster_advertise_address:
         addr = args.cluster_advertise_address
+        from agent.cluster.member import split_addr  # deferred: only build() calls this
+
         return split_addr(addr)[0] if ":" in addr else addr
     if listen_host not in ("", "0.0.0.0", "::"):
         return listen_host
@@ -197,6 +206,12 @@ def write_progress(controller: Controller) -> Callable[[], tuple[float, float]]:
 
 def build(args: argparse.Namespace) -> tuple[ClusterService, list[str]]:
     """The service the flags describe, and warnings (join addresses that did not resolve)."""
+    # Deferred to here: the only place clustering is known to be on (see the note at the top).
+    from agent.cluster import Settings
+    from agent.cluster.joinaddrs import resolve
+    from agent.cluster.keyfile import KeyFileError, read_keys
+    from agent.cluster.service import ClusterService, Options
+
     listen_host, listen_port = parse_listen_addr(args.listen_addr)
     if listen_port == 0:
         raise FlagError("--cluster.enabled needs a fixed --server.http.listen-addr port: gossip uses its number")

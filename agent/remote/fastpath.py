@@ -34,7 +34,12 @@ from agent.remote.codec import pack_double, ts_field
 from agent.remote.shards import Part, Shard
 
 ROUTES_MAX_SAMPLES = 1 << 20  # routes kept per queue, counted in samples (~24 bytes each)
-_INTS = list(range(1 << 16))  # shared int objects for the routes' record indexes
+# Shared int objects for the routes' record indexes: every target's route holds indexes
+# 0..n-1, so without sharing each route held its own ints (28 B each, ~5.6 MB at 200k series).
+# Grown to the largest record routed (capped), not built whole at import: 65,536 ints were
+# 2.6 MB of every process, also of agents that scrape a few hundred series.
+_INTS_MAX = 1 << 16
+_INTS: list[int] = []
 # itemgetter (None: one shard), record indexes in shard order, bounds per shard, and the
 # series' RW 1.0 prefixes in that order (what encode_part joins with the values).
 Route = tuple[Any, Sequence[int], list[tuple[int, int, int]], list[bytes]]
@@ -88,7 +93,9 @@ class Routes:
             else:
                 ks = [x % ns for x in refs]
                 order = sorted(range(n), key=ks.__getitem__)
-                if n <= len(_INTS):
+                if n <= _INTS_MAX:
+                    if n > len(_INTS):
+                        _INTS.extend(range(len(_INTS), n))
                     order = list(map(_INTS.__getitem__, order))
                 sk = sorted(ks)
                 bounds = []

@@ -13,18 +13,25 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from agent.cluster import BadMessage, Liveness, Member, Role, TargetDigest
-from agent.cluster.service import PUSH_PULL_PATH
 from agent.runtime import services
 from agent.runtime.controller import Controller
 
+if TYPE_CHECKING:
+    from agent.cluster import Member, TargetDigest
+
+# The app serves these routes whether or not the agent clusters, so this module must not import
+# the cluster engine (~8 MiB: cryptography, protobuf): it reads members by their enums' names,
+# and imports BadMessage only once a cluster service answers. Push-pull's path is the same
+# string as agent.cluster.service.PUSH_PULL_PATH (tests/server/test_peers_imports.py checks it).
+PUSH_PULL_PATH = "/api/v0/cluster/push-pull"
+
 # Alloy's ckit states; a draining member shows as "viewer" there (it owns nothing).
-_ALLOY_STATE = {Role.PARTICIPANT: "participant", Role.DRAINING: "viewer", Role.TERMINATING: "terminating"}
+_ALLOY_STATE = {"PARTICIPANT": "participant", "DRAINING": "viewer", "TERMINATING": "terminating"}
 # Keys sampled to estimate each member's share of the targets (rendezvous hashing is uniform).
 _SHARE_SAMPLE = [f"share-sample-{i}".encode() for i in range(2000)]
 
@@ -70,7 +77,7 @@ def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...],
         "name": m.name,
         "addr": m.addr,
         "isSelf": m.is_self,
-        "state": _ALLOY_STATE[m.role] if m.liveness in (Liveness.ALIVE, Liveness.SUSPECT) else "terminating",
+        "state": _ALLOY_STATE[m.role.name] if m.liveness.name in ("ALIVE", "SUSPECT") else "terminating",
         "role": m.role.name.lower(),
         "liveness": m.liveness.name.lower(),
         "incarnation": m.incarnation,
@@ -129,6 +136,8 @@ def push_pull(controller: Controller) -> Handler:
         cluster = _cluster(controller)
         if cluster is None:
             return PlainTextResponse("clustering is not enabled on this agent\n", status_code=404)
+        from agent.cluster import BadMessage  # deferred (see the top): clustering is on here
+
         body = await request.body()
         if len(body) > (1 << 20) + 1024:
             return PlainTextResponse("push-pull frame too large\n", status_code=413)

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
+from array import array
 from pathlib import Path
 
 import pytest
 
 from agent.remote import EndpointConfig, QueueConfig
 from agent.remote import dispatch as dispatch_mod
+from agent.remote.fastpath import Routes
 from agent.remote.position import PositionStore
 from agent.remote.queue import EndpointQueue
 from agent.wal import WAL, Cursor
 from agent.wal import record as walrec
+from tests.conftest import ROOT
 from tests.protobuf.prompb import decode_write_request
 from tests.remote.helpers import now_ms
 
@@ -126,3 +131,29 @@ def test_fast_path_builds_the_same_batches_as_the_general_loop(tmp_path: Path, s
     assert used > len(recs) // 3  # most records were scrape-shaped and took the fast path
     assert fast_drops == slow_drops
     assert fast == slow
+
+
+def test_routes_of_different_targets_share_their_index_ints() -> None:
+    """Every target's route holds record indexes 0..n-1: one int object per index per process,
+    not per route (28 B per series otherwise)."""
+    prefixes: dict[int, bytes | None] = {r: b"p" for r in range(5000)}
+    routes = Routes()
+    a = routes.route(array("Q", range(0, 1000)), 4, prefixes)
+    b = routes.route(array("Q", range(1001, 3001)), 4, prefixes)  # another order, and longer
+    assert a is not None and b is not None
+    assert sorted(a[1]) == list(range(1000)) and sorted(b[1]) == list(range(2000))
+    mine = {i: i for i in a[1]}
+    assert all(mine[i] is i for i in b[1] if i in mine)
+
+
+def test_the_index_table_grows_with_the_largest_record_not_at_import() -> None:
+    probe = (
+        "from array import array\n"
+        "from agent.remote import fastpath\n"
+        "print(len(fastpath._INTS))\n"
+        "fastpath.Routes().route(array('Q', range(700)), 3, dict.fromkeys(range(700), b'p'))\n"
+        "fastpath.Routes().route(array('Q', range(300)), 3, dict.fromkeys(range(300), b'p'))\n"
+        "print(len(fastpath._INTS))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, cwd=ROOT, timeout=60, text=True)
+    assert p.stdout.split() == ["0", "700"], p.stderr
