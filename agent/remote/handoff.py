@@ -168,7 +168,7 @@ class Handoffs:
         kept: list[Any] = []
         dropped = 0
         for part in parts:
-            refs, tss, vals, ix = part
+            refs, tss, vals, ix = part[:4]
             keep = []
             for i in ix:
                 e = table.get(refs[i])
@@ -180,7 +180,7 @@ class Handoffs:
                 continue
             dropped += len(ix) - len(keep)
             if keep:
-                kept.append((refs, tss, vals, keep))
+                kept.append((refs, tss, vals, keep, None))  # prefixes matched the whole part
         return kept, dropped
 
 

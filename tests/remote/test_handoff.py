@@ -130,7 +130,7 @@ def test_only_samples_before_the_marker_and_older_than_its_cutoff_are_dropped() 
     assert h.drops(3, 100, refs, tss) == [0, 2]  # before the marker: older than the cut-off only
     assert h.drops(3, 500, refs, tss) == []  # the marker's own end and after: kept
     assert h.drops(4, 0, refs, tss) == []
-    part = (refs, tss, array("d", [1.0] * 4), range(4))
+    part = (refs, tss, array("d", [1.0] * 4), range(4), None)
     kept, n = h.filter_parts([part])
     assert n == 2 and list(kept[0][3]) == [1, 3]
     assert h.filter_parts([part], before=(3, 500))[1] == 0  # a batch ending past the marker
