@@ -16,6 +16,7 @@ from agent.components._common import (
     BasicAuthBlock,
     TLSBlock,
     check_auth,
+    check_proxy,
     check_url,
     client_options,
 )
@@ -72,6 +73,9 @@ class Arguments:
     bearer_token: Secret | None = attr(default=None)
     bearer_token_file: str = attr(default="")
     proxy_url: str = attr(default="")
+    no_proxy: str = attr(default="")
+    proxy_from_environment: bool = attr(default=False)
+    proxy_connect_header: dict[str, list[Secret]] = attr(default={})
     follow_redirects: bool = attr(default=True)
     enable_http2: bool = attr(default=True)
     basic_auth: BasicAuthBlock | None = block()
@@ -86,6 +90,8 @@ class Arguments:
                 "endpointslice, node or ingress"
             )
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
+        check_proxy(self.proxy_url, self.no_proxy, self.proxy_from_environment,
+                    self.proxy_connect_header)
         if self.api_server:
             check_url(self.api_server, "api_server")
         if self.api_server and self.kubeconfig_file:
@@ -125,6 +131,7 @@ class Arguments:
     def _custom_http(self) -> bool:
         return bool(
             self.bearer_token or self.bearer_token_file or self.proxy_url or self.basic_auth
+            or self.no_proxy or self.proxy_from_environment or self.proxy_connect_header
             or self.authorization or self.tls_config or not self.follow_redirects
             or not self.enable_http2
         )

@@ -24,6 +24,7 @@ from agent.components._common import (
     RuleBlock,
     TLSBlock,
     check_auth,
+    check_proxy,
     check_url,
     http_client,
     rules,
@@ -53,6 +54,9 @@ class ClientBlock:
     bearer_token: Secret | None = attr(default=None)
     bearer_token_file: str = attr(default="")
     proxy_url: str = attr(default="")
+    no_proxy: str = attr(default="")
+    proxy_from_environment: bool = attr(default=False)
+    proxy_connect_header: dict[str, list[Secret]] = attr(default={})
     follow_redirects: bool = attr(default=True)
     enable_http2: bool = attr(default=True)
     basic_auth: BasicAuthBlock | None = block()
@@ -61,6 +65,8 @@ class ClientBlock:
 
     def validate(self) -> None:
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
+        check_proxy(self.proxy_url, self.no_proxy, self.proxy_from_environment,
+                    self.proxy_connect_header)
         if self.api_server:
             check_url(self.api_server, "api_server")
         if self.api_server and self.kubeconfig_file:
@@ -73,7 +79,9 @@ class ClientBlock:
             http=http_client(
                 bearer_token=self.bearer_token, bearer_token_file=self.bearer_token_file,
                 basic_auth=self.basic_auth, authorization=self.authorization,
-                tls_config=self.tls_config, proxy_url=self.proxy_url,
+                tls_config=self.tls_config, proxy_url=self.proxy_url, no_proxy=self.no_proxy,
+                proxy_from_environment=self.proxy_from_environment,
+                proxy_connect_header=self.proxy_connect_header,
                 follow_redirects=self.follow_redirects, enable_http2=self.enable_http2,
             ),
             in_cluster=in_cluster,

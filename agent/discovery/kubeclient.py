@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from agent.httpconfig import HTTPClientConfig
+from agent.httpproxy import proxy_for
 
 if TYPE_CHECKING:
     from kubernetes_asyncio import client as kclient
@@ -88,7 +89,9 @@ def _http_identity(http: HTTPClientConfig) -> tuple[Any, ...]:
     return (
         (ba.username, ba.password, ba.password_file) if ba else None,
         (au.type, au.credentials, au.credentials_file) if au else None,
-        http.bearer_token, http.bearer_token_file, http.proxy_url,
+        http.bearer_token, http.bearer_token_file, http.proxy_url, http.no_proxy,
+        http.proxy_from_environment,
+        tuple(sorted((k, tuple(v)) for k, v in http.proxy_connect_header.items())),
         tuple(sorted(http.headers.items())),
         (tls.ca_pem, tls.ca_file, tls.cert_pem, tls.cert_file, tls.key_pem, tls.key_file,
          tls.server_name, tls.insecure_skip_verify) if tls else None,
@@ -249,8 +252,13 @@ async def connect(settings: ClientSettings) -> KubeClient:
         conf.host = settings.api_server.rstrip("/")
         _apply_tls(conf, settings.http)
         credentials = _Credentials(settings.http, None, settings.token_reread)
-        if settings.http.proxy_url:
-            conf.proxy = settings.http.proxy_url
+        # One host, so Prometheus' per-request proxy choice is made once, with its rules.
+        proxy = proxy_for(settings.http.proxy(), conf.host)
+        if proxy is not None:
+            conf.proxy = proxy
+            if settings.http.proxy_connect_header:
+                conf.proxy_headers = {k: ", ".join(v) for k, v in
+                                      settings.http.proxy_connect_header.items()}
     else:
         ic = settings.in_cluster
         conf.host = ic.server()
