@@ -11,7 +11,6 @@ debug info and ``shoal_operator_monitors``; credentials read from Secrets never 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from agent.components._common import (
     rules,
 )
 from agent.components._restartable import run_restartable
+from agent.components._targetinfo import pool_targets
 from agent.components.prometheus_scrape import ClusteringBlock, ClusterService
 from agent.discovery.kubeclient import ClientSettings, InCluster
 from agent.discovery.kubernetes import Metrics as DiscoveryMetrics
@@ -315,31 +315,24 @@ class _Operator(Component):
         m = self.manager
         if m is None:
             return None
-        targets: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        dropped: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        dropped_count: dict[tuple[str, str], int] = {}
+        cluster = self._ownership(self.args)
+        owner = cluster.name if cluster is not None else None
+        per: dict[tuple[str, str], dict[str, Any]] = {}
         for key, r in m.runners():
+            got = per.setdefault(key, {"targets": [], "targets_dropped": [],
+                                       "targets_dropped_count": 0})
+            info = pool_targets(r.pool, owner)
+            for kind in ("targets", "targets_dropped", "targets_elsewhere"):
+                # The runner's job name is Prometheus' scrape pool ("serviceMonitor/ns/name/0").
+                got.setdefault(kind, []).extend({**row, "scrape_pool": r.job.name}
+                                                for row in info.get(kind, []))
             # keepDroppedTargets bounds the list; the count is of every dropped target.
-            dropped.setdefault(key, []).extend(
-                {"job": r.job.name, "labels": dict(t.discovered_labels), "reason": t.reason}
-                for t in r.pool.dropped_targets())
-            dropped_count[key] = dropped_count.get(key, 0) + r.pool.dropped_count
-            for t in r.pool.targets():
-                targets.setdefault(key, []).append({
-                    "job": r.job.name,
-                    "url": t.scrape_url,
-                    "health": t.health,
-                    "labels": {k: v for k, v in t.labels if not k.startswith("__")},
-                    "last_error": t.last_error,
-                    "last_scrape": dt.datetime.fromtimestamp(t.last_scrape, dt.UTC).isoformat()
-                    if t.last_scrape else "",
-                })
+            got["targets_dropped_count"] += r.pool.dropped_count
+        empty = {"targets": [], "targets_dropped": [], "targets_dropped_count": 0}
         return {
             "monitors": [
                 {"namespace": ns, "name": name, "state": st.state, "reason": st.reason,
-                 "jobs": st.jobs, "targets": targets.get((ns, name), []),
-                 "targets_dropped": dropped.get((ns, name), []),
-                 "targets_dropped_count": dropped_count.get((ns, name), 0)}
+                 "jobs": st.jobs, **per.get((ns, name), empty)}
                 for (ns, name), st in m.monitor_states().items()
             ]
         }

@@ -8,7 +8,6 @@ to one :class:`Fanout` whose receivers are swapped in place when
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +26,7 @@ from agent.components._common import (
     client_options,
     targets_to_labels,
 )
+from agent.components._targetinfo import pool_targets
 from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
@@ -288,32 +288,7 @@ class PrometheusScrape(Component):
             self.pool = self._new_pool(args)
 
     def debug_info(self) -> dict[str, Any]:
-        out = []
-        for t in self.pool.targets():
-            out.append(
-                {
-                    "job": lbl.get(t.labels, "job"),
-                    "url": t.scrape_url,
-                    "health": t.health,
-                    "labels": dict(t.labels),
-                    "discovered_labels": dict(t.discovered_labels),
-                    "last_error": t.last_error,
-                    "last_scrape": dt.datetime.fromtimestamp(t.last_scrape, dt.UTC).isoformat() if t.last_scrape else "",
-                    "last_scrape_duration": f"{t.last_scrape_duration:.3f}s",
-                    "series": t.series,
-                }
-            )
-            if self.cluster is not None:
-                out[-1]["owner"] = self.cluster.name
-        info: dict[str, Any] = {"targets": out}
-        dropped = self.pool.dropped_targets()
-        if dropped:
-            info["targets_dropped"] = [{"labels": dict(t.discovered_labels), "reason": t.reason} for t in dropped]
-        if self.cluster is not None:
-            info["targets_elsewhere"] = [
-                {"labels": dict(t.labels), "owner": t.owner} for t in self.pool.elsewhere_targets()
-            ]
-        return info
+        return pool_targets(self.pool, self.cluster.name if self.cluster is not None else None)
 
 
 class _MovedCollector(Collector):

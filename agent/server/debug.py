@@ -176,6 +176,31 @@ def _row(component: str, health: str, labels: dict[str, str], discovered: dict[s
     return row
 
 
+def _operators(controller: Controller) -> list[Node]:
+    return [n for n in controller.nodes()
+            if n.name.startswith("prometheus.operator.") and n.component is not None]
+
+
+def _pool_rows(node_id: str, info: dict[str, Any], ups: list[_Upstream],
+               **extra: Any) -> list[dict[str, Any]]:
+    """One component's (or one monitor's) scraped, elsewhere and self-dropped targets."""
+    rows = []
+    for t in info.get("targets", []):
+        discovered = t.get("discovered_labels", {})
+        before, by = _source(ups, discovered)
+        rows.append(_row(node_id, t["health"], t["labels"], before or discovered, url=t["url"],
+                         relabeled_by=by, owner=t.get("owner", ""), last_scrape=t["last_scrape"],
+                         last_scrape_duration=t["last_scrape_duration"], series=t["series"],
+                         last_error=t["last_error"], **extra))
+    for t in info.get("targets_elsewhere", []):
+        rows.append(_row(node_id, "elsewhere", t["labels"], t.get("discovered_labels", t["labels"]),
+                         owner=t["owner"], **extra))
+    for t in info.get("targets_dropped", []):
+        rows.append(_row(node_id, "dropped", {}, t["labels"],
+                         last_error=t["reason"] or "dropped by the scrape's own checks", **extra))
+    return rows
+
+
 def _assemble(controller: Controller) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen_upstream: set[str] = set()
@@ -185,20 +210,7 @@ def _assemble(controller: Controller) -> list[dict[str, Any]]:
             dn = controller.node(dep)
             if dn is not None and dn.name == "discovery.relabel" and dn.args is not None:
                 ups.append(_upstream(dn))
-        info = node.debug_info() or {}
-        for t in info.get("targets", []):
-            discovered = t.get("discovered_labels", {})
-            before, by = _source(ups, discovered)
-            rows.append(_row(node.id, t["health"], t["labels"], before or discovered, url=t["url"],
-                             relabeled_by=by, owner=t.get("owner", ""), last_scrape=t["last_scrape"],
-                             last_scrape_duration=t["last_scrape_duration"], series=t["series"],
-                             last_error=t["last_error"]))
-        for t in info.get("targets_elsewhere", []):
-            rows.append(_row(node.id, "elsewhere", t["labels"], t.get("discovered_labels", t["labels"]),
-                             owner=t["owner"]))
-        for t in info.get("targets_dropped", []):
-            rows.append(_row(node.id, "dropped", {}, t["labels"],
-                             last_error=t["reason"] or "dropped by the scrape's own checks"))
+        rows.extend(_pool_rows(node.id, node.debug_info() or {}, ups))
         for up in ups:
             if up.component in seen_upstream:
                 continue
@@ -207,6 +219,10 @@ def _assemble(controller: Controller) -> list[dict[str, Any]]:
                 rows.append(_row(node.id, "dropped", {}, d["labels"], dropped_by={
                     "component": up.component, "rule": d["rule"], "action": d["action"],
                     "rule_text": d["rule_text"]}))
+    for node in _operators(controller):
+        for mon in (node.debug_info() or {}).get("monitors", []):
+            # A monitor's job label comes from its relabeling; its scrape pool names it.
+            rows.extend(_pool_rows(node.id, mon, [], monitor=f"{mon['namespace']}/{mon['name']}"))
     return rows
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from agent.server.debug import targets_page, why_not
 from tests.authproxy import Idp, Proxy, Target, serve
 from tests.components.helpers import metrics_text, run
 from tests.discovery.test_informer import until
@@ -72,6 +73,23 @@ def test_keep_dropped_targets_bounds_the_debug_info(tmp_path: Path, api: APIServ
                 assert len(got["all"]["targets_dropped"]) == 2
                 dropped = {d["labels"]["__meta_kubernetes_service_name"] for d in got["all"]["targets_dropped"]}
                 assert dropped == {"b", "c"}
+                # The Targets page and "why not scraped" show a monitor's targets beside a
+                # prometheus.scrape's, each row naming its monitor.
+                def rows_now() -> list[dict]:
+                    return [r for r in targets_page(c)["data"] if "monitor" in r]
+
+                await until(lambda: all(r["health"] != "unknown" for r in rows_now()))
+                rows = rows_now()
+                assert {r["component_id"] for r in rows} == {"prometheus.operator.servicemonitors.m"}
+                by = sorted((r["monitor"], r["health"]) for r in rows)
+                assert by == [("default/all", "dropped"), ("default/all", "dropped"), ("default/all", "up"),
+                              ("default/kept", "dropped"), ("default/kept", "up")]
+                assert all(r["url"] == f"http://127.0.0.14:{t.port}/metrics" for r in rows if r["health"] == "up")
+                answer = why_not(c, "__meta_kubernetes_service_name=c")
+                # "all" keeps both dropped targets, "kept" one of them: c is in one or both.
+                assert answer["matched"] in (1, 2)
+                assert all(a["verdict"].startswith("dropped by prometheus.operator.servicemonitors.m: ")
+                           for a in answer["answers"])
 
         run(go())
 

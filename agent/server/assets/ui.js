@@ -100,9 +100,9 @@
         table(["State", "Labels after relabeling", "Discovered labels", "Scraped by", "Owner", "Last scrape", "Duration", "Series", "Last error / dropped by"],
           r.data.map((t) => [state(t.health), labels(t.labels),
             h("details", {}, h("summary", {}, "before relabeling"), labels(t.discovered_labels)),
-            t.url ? [h("a", { href: "component/" + t.component_id }, t.component_id), h("br"),
+            t.url ? [h("a", { href: "component/" + t.component_id }, t.component_id), t.monitor ? ` (monitor ${t.monitor})` : "", h("br"),
               /^https?:\/\//.test(t.url) ? h("a", { href: t.url, rel: "noreferrer" }, h("code", {}, t.url)) : h("code", {}, t.url), h("br"),
-              h("a", { href: `live?component=${enc(t.component_id)}&q=${enc(t.labels.instance || "")}` }, "live samples")] : t.component_id, t.owner, t.last_scrape, t.last_scrape_duration, t.series,
+              h("a", { href: `live?component=${enc(t.component_id)}&q=${enc(t.labels.instance || "")}` }, "live samples")] : t.component_id + (t.monitor ? ` (monitor ${t.monitor})` : ""), t.owner, t.last_scrape, t.last_scrape_duration, t.series,
             t.dropped_by ? `rule ${t.dropped_by.rule} (${t.dropped_by.action}) of ${t.dropped_by.component}: ${t.dropped_by.rule_text}` : h("pre", {}, t.last_error)])),
         h("div", { class: "pager" }, prev, `${r.matched ? offset + 1 : 0}–${Math.min(offset + r.limit, r.matched)}`, next));
     },
