@@ -70,11 +70,16 @@ def request_options(cfg: HTTPClientConfig, url: str) -> dict[str, Any]:
         options["proxy"] = proxy
         if cfg.proxy_connect_header and _is_https(url):
             # Go sends ProxyConnectHeader on the CONNECT of a tunnel only, never to a plain-HTTP target.
-            options["proxy_headers"] = {k: ", ".join(v) for k, v in cfg.proxy_connect_header.items()}
+            options["proxy_headers"] = connect_headers(cfg.proxy_connect_header)
     tls = cfg.tls_config
     if tls is not None and tls.server_name and _is_https(url):
         options["server_hostname"] = tls.server_name
     return options
+
+
+def connect_headers(headers: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """A CONNECT's extra headers, one line per value as Go's http.Header writes them."""
+    return [(k, v) for k, vs in headers.items() for v in vs]
 
 
 def tls_context(cfg: HTTPClientConfig, url: str) -> ssl.SSLContext | None:

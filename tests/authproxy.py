@@ -102,7 +102,11 @@ class Proxy:
             head = await reader.readuntil(b"\r\n\r\n")
             line, *rest = head.decode("latin-1").split("\r\n")
             method, target, version = line.split(" ")
-            headers = {k.lower(): v for k, v in (h.split(": ", 1) for h in rest if h)}
+            headers: dict[str, str] = {}
+            for k, v in (h.split(": ", 1) for h in rest if h):
+                # A header sent on several lines is recorded with its values joined by "\n",
+                # which no single header line can hold.
+                headers[k.lower()] = headers[k.lower()] + "\n" + v if k.lower() in headers else v
             self.seen.append((method, target, headers))
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)

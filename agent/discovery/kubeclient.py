@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from agent.httpclient import connect_headers
 from agent.httpconfig import HTTPClientConfig
 from agent.httpproxy import proxy_for
 
@@ -257,8 +258,7 @@ async def connect(settings: ClientSettings) -> KubeClient:
         if proxy is not None:
             conf.proxy = proxy
             if settings.http.proxy_connect_header:
-                conf.proxy_headers = {k: ", ".join(v) for k, v in
-                                      settings.http.proxy_connect_header.items()}
+                conf.proxy_headers = connect_headers(settings.http.proxy_connect_header)
     else:
         ic = settings.in_cluster
         conf.host = ic.server()
