@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client.registry import Collector
 
+from agent import labels as L
 from agent.components._common import (
     AuthorizationBlock,
     BasicAuthBlock,
@@ -30,7 +31,7 @@ from agent.components._common import (
 )
 from agent.components._restartable import run_restartable
 from agent.components._targetinfo import pool_targets
-from agent.components.prometheus_scrape import ClusteringBlock, ClusterService
+from agent.components.prometheus_scrape import ClusteringBlock, ClusterService, NodeAffine
 from agent.discovery.kubeclient import ClientSettings, InCluster
 from agent.discovery.kubernetes import Metrics as DiscoveryMetrics
 from agent.discovery.operator import Defaults, Manager
@@ -40,6 +41,7 @@ from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.health import Health
 from agent.runtime.registry import register
+from agent.scrape.ownership import Ownership, target_node
 from agent.storage import Appendable, Fanout
 from agent.syntax.decode import attr, block
 from agent.syntax.value import Duration, Secret
@@ -232,13 +234,31 @@ class _Operator(Component):
         except services.ServiceNotFound:
             self.cluster = None
         self.manager: Manager | None = None
+        self._affine = NodeAffine(self.cluster)
+        self._wanted_by_job: dict[str, list[tuple[bytes, L.Labels]]] = {}
         self._dmetrics = DiscoveryMetrics(opts.registry)
         self._error = ""
         self._restart = asyncio.Event()
         opts.registry.register(_ManagerCollector(lambda: self.manager))
 
-    def _ownership(self, args: Arguments) -> ClusterService | None:
-        return self.cluster if self.cluster is not None and args.clustering.enabled else None
+    def _ownership(self, args: Arguments) -> Ownership | None:
+        if self.cluster is None or not args.clustering.enabled:
+            return None
+        return self._affine if args.clustering.node_affine else self.cluster
+
+    def _wanted(self, job: str, targets: list[tuple[bytes, L.Labels]]) -> None:
+        """One job's wanted targets (every monitor endpoint is a job with its own pool): the
+        cluster compares the union with peers', and node affinity needs each one's node."""
+        if self.cluster is None:
+            return
+        if targets:
+            self._wanted_by_job[job] = targets
+        else:
+            self._wanted_by_job.pop(job, None)
+        every = [t for ts in self._wanted_by_job.values() for t in ts]
+        if self.args.clustering.node_affine:
+            self._affine.nodes = {key: target_node(discovered) for key, discovered in every}
+        self.cluster.report_targets(self.opts.id, (key for key, _ in every))
 
     async def run(self) -> None:
         async def start() -> Manager:
@@ -257,6 +277,12 @@ class _Operator(Component):
             if unsubscribe is not None:
                 unsubscribe()
             await self._stop()
+            self._forget_targets()
+
+    def _forget_targets(self) -> None:
+        self._wanted_by_job.clear()
+        if self.cluster is not None:
+            self.cluster.forget_targets(self.opts.id)
 
     async def _start(self, args: Arguments) -> Manager:
         m = Manager(
@@ -272,6 +298,7 @@ class _Operator(Component):
             seed=self.cluster.seed if self.cluster is not None else None,
             discovery_metrics=self._dmetrics,
             sync_timeout=float(args.informer_sync_timeout),
+            on_wanted=self._wanted,
         )
         await m.start()
         return m
@@ -288,6 +315,8 @@ class _Operator(Component):
     async def update(self, args: Arguments) -> None:
         old, self.args = self.args, args
         self.fanout.receivers = list(args.forward_to)
+        if not args.clustering.enabled:
+            self._forget_targets()  # its pools stop reporting wanted targets without an ownership
         if self.manager is not None and old.watch() == args.watch():
             self.manager.reconfigure(args.defaults(), rules(args.rule), self._ownership(args))
         else:
@@ -315,8 +344,8 @@ class _Operator(Component):
         m = self.manager
         if m is None:
             return None
-        cluster = self._ownership(self.args)
-        owner = cluster.name if cluster is not None else None
+        owner = (self.cluster.name if self.cluster is not None and self.args.clustering.enabled
+                 else None)
         per: dict[tuple[str, str], dict[str, Any]] = {}
         for key, r in m.runners():
             got = per.setdefault(key, {"targets": [], "targets_dropped": [],

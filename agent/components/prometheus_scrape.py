@@ -41,19 +41,14 @@ from agent.syntax.value import Duration, Secret
 
 @dataclass
 class ClusteringBlock:
-    """With ``enabled`` and the agent in a cluster, scrape only the targets this agent owns.
+    """With ``enabled`` and the agent in a cluster, scrape only the targets this agent owns
+    (Alloy's block), plus Shoal's ``node_affine``.
 
     Without ``--cluster.enabled`` the block changes nothing and every agent
     scrapes every target, as in Alloy.
     """
 
     enabled: bool = attr(default=False)
-
-
-@dataclass
-class ScrapeClusteringBlock(ClusteringBlock):
-    """prometheus.scrape's clustering block: Alloy's ``enabled`` plus Shoal's ``node_affine``."""
-
     # A target on a Kubernetes node (its kubelet, cAdvisor, its pods) is scraped by the agent
     # whose --cluster.node-name is that node while it is a healthy participant.
     node_affine: bool = attr(default=False)
@@ -103,7 +98,7 @@ class Arguments:
     authorization: AuthorizationBlock | None = block()
     oauth2: OAuth2Block | None = block()
     tls_config: TLSBlock | None = block()
-    clustering: ScrapeClusteringBlock = block()
+    clustering: ClusteringBlock = block()
 
     def validate(self) -> None:
         check_auth(self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization)
@@ -169,7 +164,7 @@ class ClusterService(Ownership, Protocol):
     def forget_targets(self, component_id: str) -> None: ...
 
 
-class _NodeAffine:
+class NodeAffine:
     """Ownership that hands the cluster each target's node, so the node's agent scrapes it."""
 
     def __init__(self, cluster: Any) -> None:
@@ -231,7 +226,7 @@ class PrometheusScrape(Component):
             self.sink: Appendable = _LiveTap(opts.id, self.fanout, feed)
         except services.ServiceNotFound:
             self.sink = self.fanout
-        self._affine = _NodeAffine(self.cluster)
+        self._affine = NodeAffine(self.cluster)
         self.pool = self._new_pool(args)
         self._running = False
         opts.registry.register(_MovedCollector(self))

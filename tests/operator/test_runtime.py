@@ -333,3 +333,48 @@ def test_reload_applies_rules_and_clustering_without_restarting(tmp_path: Path, 
                 assert component(c, "ServiceMonitor").manager is manager
 
         run(go())
+
+
+class _NodeOne(TwoAgents):
+    """As TwoAgents, and this agent is node "n1", where the test's pods run."""
+
+    def owns(self, key: bytes, node: str = "") -> bool:
+        if node:
+            self.nodes_asked.add(node)
+            return node == "n1"
+        return super().owns(key)
+
+
+def test_clustering_reports_every_wanted_target_and_honours_node_affinity(
+        tmp_path: Path, api: APIServer) -> None:
+    """The cluster is told every target the monitors want, owned or not (the peers compare
+    digests of them); with node_affine a target on this agent's node is scraped here
+    whatever the ring says; without clustering nothing is reported."""
+    with api, TokenTarget("127.0.0.16") as t1, TokenTarget("127.0.0.17") as t2:
+        for o in app("one", "127.0.0.16", t1.port, {"tier": "q"}) + app("two", "127.0.0.17", t2.port, {"tier": "q"}):
+            api.apply(o)
+        api.apply(service_monitor("q", {"tier": "q"}))
+        a, b = f"127.0.0.16:{t1.port}", f"127.0.0.17:{t2.port}"
+        cluster = _NodeOne({a})
+        cid = "prometheus.operator.servicemonitors.m"
+
+        def instances(c: Controller) -> set[str]:
+            return {x["instance"] for ts in scraped(c, "ServiceMonitor").values() for x in ts}
+
+        def reported() -> set[str]:
+            return {addr for addr in (a, b) for k in cluster.reported.get(cid, set())
+                    if addr.encode() in k.split(b"\xff")}
+
+        async def go() -> None:
+            on = "clustering {\n    enabled = true\n  }"
+            async with running(tmp_path, config(api, "ServiceMonitor", on), cluster) as c:
+                await until(lambda: instances(c) == {a} and reported() == {a, b})
+                assert cluster.nodes_asked == set()
+                affine = "clustering {\n    enabled = true\n    node_affine = true\n  }"
+                await c.load(files(config(api, "ServiceMonitor", affine)))
+                await until(lambda: instances(c) == {a, b})  # both pods run on n1
+                assert cluster.nodes_asked == {"n1"} and reported() == {a, b}
+                await c.load(files(config(api, "ServiceMonitor")))
+                await until(lambda: cid not in cluster.reported)
+
+        run(go())

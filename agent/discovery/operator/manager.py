@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,6 +133,7 @@ class Manager:
         seed: int | None = None,
         discovery_metrics: DiscoveryMetrics | None = None,
         sync_timeout: float = 60.0,
+        on_wanted: Callable[[str, list[tuple[bytes, L.Labels]]], None] | None = None,
     ) -> None:
         self._informers = informers
         self._settings = settings
@@ -142,6 +144,9 @@ class Manager:
         self.extra_rules = list(extra_rules or [])
         self.ownership = ownership
         self._seed = seed
+        # Told (job name, wanted targets) by every job's pool, and (name, []) when the job goes:
+        # the component reports the union to the cluster and finds each target's node.
+        self._on_wanted = on_wanted
         self._dmetrics = discovery_metrics or DiscoveryMetrics()
         # How long a Secret or ConfigMap informer may take to list before the monitor says why.
         self._sync_timeout = sync_timeout
@@ -275,6 +280,8 @@ class Manager:
 
     async def _start_runner(self, job: Job) -> _JobRunner:
         pool = ScrapePool(job.config, self._appendable, seed=self._seed, ownership=self.ownership)
+        if self._on_wanted is not None:
+            pool.on_wanted = functools.partial(self._on_wanted, job.name)
         r = _JobRunner(job, pool)
         if not job.role:
             r.feed(job.static)
@@ -295,6 +302,8 @@ class Manager:
         if r.discoverer is not None:
             await r.discoverer.stop()
         await r.pool.stop()
+        if self._on_wanted is not None:
+            self._on_wanted(r.job.name, [])
 
     # ------------------------------------------------------------ secrets and configmaps
 
