@@ -40,6 +40,12 @@ drains it in catch-up batches. It does not gate requests: an agent short of
 CPU sees slow answers too (its event loop is late), and pacing it then would
 only make it fall further behind.
 
+A sender that comes back to the gate after its turn (it was waiting on its
+previous answer) is credited at most one mean gap: charging the gap from its
+return instead lost a share of the rate to each request's own time (6 % for a
+sender busy half a mean gap; tests/remote/test_ratecontrol.py), one suspect for
+10 agents draining a 180 s backlog at ~2.25x the input where the caps allow 3x.
+
 The gaps between requests are drawn with full jitter (uniform between 0 and
 twice the mean), so agents that see the backend return at the same moment
 do not send in step. Recovery ends when the queue has caught up with the WAL
@@ -131,7 +137,11 @@ class SendRate:
                 srate = self.sample_rate()
                 if count and srate > 0:
                     gap = max(gap, count / srate)
-                self._next = max(now, self._next) + self._rng.uniform(0.0, 2.0) * gap
+                # A sender busy past its turn (waiting on the answer, encoding) is credited up
+                # to one mean gap, so the gate's rate is what is sent, not the rate minus the
+                # time spent on each request; more credit would allow bursts after idling.
+                base = max(now - gap, self._next)
+                self._next = base + self._rng.uniform(0.0, 2.0) * gap
         if stop.is_set():
             return False
         self._inflight += 1

@@ -133,3 +133,31 @@ def test_slow_answers_in_recovery_do_not_hold_the_rate_down():
     r._last_cut = 0.0
     r.observe("retry", 0.0)  # a failure still halves it
     assert r.rate == 0.75 * r.steady.rate
+
+
+def test_time_spent_on_a_request_is_credited_to_the_gate(monkeypatch):
+    """A sender that takes half a gap per request and comes back after its turn still gets
+    the gate's rate (credit of at most one mean gap), where charging the gap from the
+    moment it returns gives it about 94 % of it. Time is simulated: acquire never
+    waits because the clock is moved to the gate's next turn first."""
+    import agent.remote.ratecontrol as rc
+
+    clock = [1000.0]
+    monkeypatch.setattr(rc.time, "monotonic", lambda: clock[0])
+
+    async def sent_in(seconds: float, busy: float) -> int:
+        r = SendRate(random.Random(5), floor=10.0)  # 10 requests/s: a mean gap of 0.1 s
+        r.observe("retry", 0.0)
+        stop = asyncio.Event()
+        start, n = clock[0], 0
+        while clock[0] - start < seconds:
+            clock[0] = max(clock[0], r._next)  # wait for the turn
+            assert await r.acquire(stop)
+            n += 1
+            clock[0] += busy  # the request's own time before the sender is back at the gate
+        return n
+
+    idle = asyncio.run(sent_in(100.0, 0.0))
+    busy = asyncio.run(sent_in(100.0, 0.05))
+    assert 900 <= idle <= 1100
+    assert busy >= 0.98 * idle  # charged from its return instead: 1 / 1.0625 of it (0.94)
