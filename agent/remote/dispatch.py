@@ -36,15 +36,15 @@ into the records' columns and are encoded when sent (agent/remote/encode.py).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from agent.loopclock import LoopClock
 from agent.remote import handoff
 from agent.remote.fastpath import Routes, dispatch_record
-from agent.remote.handoff import Handoffs, LoopClock, WalPoint
+from agent.remote.handoff import Handoffs, WalPoint
 from agent.remote.position import Point
 from agent.remote.series import SeriesTable
 from agent.remote.shards import Batch, Part, Shard
@@ -62,7 +62,8 @@ Flush = Callable[[Shard, list[int]], None]  # a shard takes these indexes of the
 class Dispatcher:
     """Routes records into ``shards`` (the queue replaces the list when it reshards)."""
 
-    def __init__(self, series: SeriesTable, sample_age_limit: float, dropped: Dropped) -> None:
+    def __init__(self, series: SeriesTable, sample_age_limit: float, dropped: Dropped,
+                 clock: LoopClock | None = None) -> None:
         self.series = series
         self.sample_age_limit = sample_age_limit
         self.dropped = dropped
@@ -73,7 +74,9 @@ class Dispatcher:
         self.multi = False  # catching up: a batch may hold several samples per series
         self.layered: list[Point | None] | None = None  # per shard, an announced end to resend up to
         self.handoffs = Handoffs()  # series other agents took over: see agent/remote/handoff.py
-        self.clock = LoopClock()  # started and stopped by the queue
+        # The process' loop clock (``shoal run``'s, shared with the cluster); alone, one of its own
+        # that nobody else subscribes to, so every stall it finds is settled at once.
+        self.clock = clock if clock is not None else LoopClock()
 
     def reset_routes(self) -> None:
         """Refs were forgotten or the shard count changed: routes stand for series that may be gone."""
@@ -310,12 +313,12 @@ class Dispatcher:
     async def settle(self, batch: Batch) -> Batch | None:
         """Right before a batch leaves (a first send or a retry): without the samples handed off.
 
-        Right after a stall of the loop, first wait a moment: a stalled agent's targets were
-        taken over meanwhile, the markers that say so are appended within a few loop turns of
-        its resuming, and this batch must not leave before them.
+        After a stall of the loop, first wait until the clock says it is settled: a stalled
+        agent's targets may have been taken over meanwhile, the cluster writes the markers that
+        say so when it hears of the stall, and this batch must not leave before them.
         """
-        if self.clock.stalled():
-            await asyncio.sleep(handoff.SETTLE)
+        if not self.clock.is_settled() or self.clock.check() is not None:
+            await self.clock.settled()
         return self._without_handed_off(batch)
 
     def _without_handed_off(self, batch: Batch) -> Batch | None:
