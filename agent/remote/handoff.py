@@ -178,3 +178,23 @@ class Handoffs:
             if keep:
                 kept.append((refs, tss, vals, keep, None))  # prefixes matched the whole part
         return kept, dropped
+
+    def filter_items(self, items: list[Any], before: WalPoint | None = None,
+                     only: set[int] | None = None) -> tuple[list[Any], int]:
+        """Native histograms ``(ref, ts, body)`` or exemplars ``(ref, ts, value, labels)`` of a
+        batch without those the markers drop (an exemplar goes with its sample); the count dropped.
+
+        ``before`` and ``only`` as for ``filter_parts``.
+        """
+        table = self.table
+        if only is not None:
+            table = {r: table[r] for r in only if r in table}
+        if not table or not items:
+            return items, 0
+        kept = []
+        for item in items:
+            e = table.get(item[0])
+            if e is not None and item[1] < e[1] and (before is None or before < e[0]):
+                continue
+            kept.append(item)
+        return kept, len(items) - len(kept)
