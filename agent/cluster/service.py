@@ -4,9 +4,11 @@
 when the answer may have changed (``subscribe``). This adapter answers from the
 node's current view on the agent's event loop, and adds what the protocol
 thread cannot know: the agent's own event loop may have stalled (SIGSTOP, a
-CPU-starved host), and after such a stall the view it holds is stale, so the
-agent owns nothing until the protocol thread has had time to hear the news and
-refute a death, instead of scraping targets the others took over meanwhile.
+CPU-starved host), and after a stall long enough for peers to have taken its
+targets over the view it holds is stale, so the agent owns nothing until the
+protocol thread has had time to hear the news and refute a death, instead of
+scraping targets the others took over meanwhile (stalls come from the process'
+loop clock, agent/loopclock.py).
 It also joins through HTTP push-pull (the dialer) and holds components back
 until the cluster reaches ``wait_for_size`` members, as Alloy's flag does.
 
@@ -206,7 +208,8 @@ class ClusterService:
         self._remove_observer: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # The loop's stalls: `shoal run` hands in the process' clock; alone, the service has its own.
-        self.clock = LoopClock(threshold=options.stall_threshold, period=options.tick)
+        self.clock = LoopClock(threshold=options.stall_threshold,
+                               period=min(options.tick, options.stall_threshold / 2))
         self._unsubscribe_clock: Callable[[], None] | None = None
         self._stalled_until = 0.0
         self._size_reached = options.wait_for_size <= 0

@@ -233,3 +233,54 @@ def test_markers_drop_native_histograms_and_exemplars_as_they_drop_floats(tmp_pa
     assert st["histograms_dropped"].get("handed_off") == SCRAPES
     assert st["exemplars_dropped"] == SCRAPES
     assert st["samples_failed"] == 0
+
+
+def test_a_refused_send_that_markers_overtook_is_sent_again_without_their_samples(tmp_path: Path) -> None:
+    """The window a check before the send leaves open: a stall while the request is on the wire,
+    the markers the stall called for written after it left, and the backend refusing it (out of
+    order) as a whole. It is sent again without the handed-off samples, so the other target's
+    samples in the same request are not lost with them."""
+    t0 = now_ms() - 60_000
+
+    class Overtaken:
+        """Refuses the first request, as Prometheus would, after the markers came meanwhile."""
+
+        def __init__(self) -> None:
+            self.rw: RemoteWrite | None = None
+            self.passed: list[Request] = []
+            self.refused = 0
+
+        def __call__(self, req: Request) -> Answer:
+            if not self.refused and self.rw is not None:
+                self.refused += 1
+                self.rw.append(markers("a", t0 + 10_000))  # the stall's rebalance, while it was out
+                return 400, {}, b"out of order sample"
+            self.passed.append(req)
+            return 204, {}, b""
+
+    backend = Overtaken()
+
+    async def main() -> dict:
+        rx = await Receiver(responder=backend).start()
+        rw = RemoteWrite(tmp_path / "wal", [endpoint(rx.url, max_shards=1, max_samples_per_send=100)], {},
+                         WALOptions())
+        backend.rw = rw
+        await rw.start()
+        rw.append(batch(N, t0, 1.0, job="a"))  # one batch: both targets' samples in one request
+        rw.append(batch(N, t0, 2.0, job="b"))
+        assert await rw.flush(20)
+        st = next(iter(rw.queues.values())).status()
+        await rw.stop()
+        await rx.stop()
+        return st
+
+    st = asyncio.run(main())
+    assert backend.refused == 1
+    sent: list[str] = []
+    for req in backend.passed:
+        wr = WriteRequest()
+        wr.ParseFromString(decompress(req.body))
+        sent += [dict((x.name, x.value) for x in ts.labels)["job"] for ts in wr.timeseries for _ in ts.samples]
+    assert sent == ["b"] * N
+    assert st["samples_dropped"].get("handed_off") == N
+    assert st["samples_failed"] == 0
