@@ -82,7 +82,8 @@ class LoopClock:
         self._delivering: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    # -- lifecycle (``shoal run`` starts it as a service, first; an engine's own clock needs no start) --
+    # -- lifecycle (``shoal run`` starts it as a service, first) --
+    # Unstarted, it finds no stalls: an engine's fallback clock that settles every send at once.
 
     async def start(self) -> None:
         if self._task is None or self._task.done():
@@ -121,6 +122,9 @@ class LoopClock:
         """Look at the clock: a new stall if the loop was silent past the threshold, else None."""
         if now is None:
             now = time.monotonic()
+        if self._task is None:  # not started: nobody proves the loop runs, a silence is no stall
+            self._last_seen = now
+            return None
         silent = now - self._last_seen
         if silent < 0:  # a caller's ``now`` taken before the last look
             return None

@@ -107,9 +107,10 @@ def test_a_failing_subscriber_does_not_keep_the_stall_unsettled() -> None:
         clock.subscribe(broken)
         clock.subscribe(lambda s: boom())
         clock.subscribe(lambda s: heard.append(s.epoch))
-        clock.check()
+        await clock.start()
         time.sleep(0.2)
         await asyncio.wait_for(clock.settled(), 2)
+        await clock.stop()
         return heard[0], clock.is_settled()
 
     assert asyncio.run(run()) == (1, True)
@@ -121,12 +122,25 @@ def test_unsubscribed_callbacks_hear_nothing_and_a_clock_alone_settles_at_once()
         heard: list[int] = []
         unsubscribe = clock.subscribe(lambda s: heard.append(s.epoch))
         unsubscribe()
-        clock.check()
+        await clock.start()
         time.sleep(0.2)
         await asyncio.wait_for(clock.settled(), 1)
+        await clock.stop()
         return heard, clock.epoch
 
     assert asyncio.run(run()) == ([], 1)
+
+
+def test_a_clock_not_started_finds_no_stall_and_settles_at_once() -> None:
+    """The remote-write engine's fallback outside ``shoal run``: nobody proves the loop runs, so
+    a queue idle for a while is not a stalled loop."""
+    async def run() -> tuple[int, bool]:
+        clock = LoopClock(threshold=0.1, period=0.02)
+        time.sleep(0.3)
+        await asyncio.wait_for(clock.settled(), 1)
+        return clock.epoch, clock.is_settled()
+
+    assert asyncio.run(run()) == (0, True)
 
 
 def test_a_threshold_not_above_the_tick_is_refused() -> None:

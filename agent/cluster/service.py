@@ -208,8 +208,8 @@ class ClusterService:
         self._remove_observer: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # The loop's stalls: `shoal run` hands in the process' clock; alone, the service has its own.
-        self.clock = LoopClock(threshold=options.stall_threshold,
-                               period=min(options.tick, options.stall_threshold / 2))
+        self.clock = self._own_clock = LoopClock(threshold=options.stall_threshold,
+                                                 period=min(options.tick, options.stall_threshold / 2))
         self._unsubscribe_clock: Callable[[], None] | None = None
         self._stalled_until = 0.0
         self._size_reached = options.wait_for_size <= 0
@@ -246,6 +246,8 @@ class ClusterService:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.node.start)
         self.started_at = time.monotonic()
+        if self.clock is self._own_clock:
+            await self.clock.start()
         self.clock.check()  # the time the node took to start is no stall
         self._unsubscribe_clock = self.clock.subscribe(self._on_stall, HANDOFFS)
         remove_seen = self.node.add_observer(self._record_progress)
@@ -276,6 +278,8 @@ class ClusterService:
         self._tasks.clear()
         if self._unsubscribe_clock is not None:
             self._unsubscribe_clock()
+        if self.clock is self._own_clock:
+            await self.clock.stop()
         if self._remove_observer is not None:
             self._remove_observer()
         with contextlib.suppress(RuntimeError):
