@@ -4,9 +4,11 @@
 when the answer may have changed (``subscribe``). This adapter answers from the
 node's current view on the agent's event loop, and adds what the protocol
 thread cannot know: the agent's own event loop may have stalled (SIGSTOP, a
-CPU-starved host), and after such a stall the view it holds is stale, so the
-agent owns nothing until the protocol thread has had time to hear the news and
-refute a death, instead of scraping targets the others took over meanwhile.
+CPU-starved host), and after a stall long enough for peers to have taken its
+targets over the view it holds is stale, so the agent owns nothing until the
+protocol thread has had time to hear the news and refute a death, instead of
+scraping targets the others took over meanwhile (stalls come from the process'
+loop clock, agent/loopclock.py).
 It also joins through HTTP push-pull (the dialer) and holds components back
 until the cluster reaches ``wait_for_size`` members, as Alloy's flag does.
 
@@ -38,7 +40,7 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,7 @@ from agent.cluster.node import Node, View, asyncio_observer
 from agent.cluster.peertls import PeerTLS
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
+from agent.loopclock import HANDOFFS, LoopClock, Stall
 
 # The route of the agent's HTTP server that carries push-pull frames (agent/server/peers.py).
 PUSH_PULL_PATH = "/api/v0/cluster/push-pull"
@@ -131,10 +134,15 @@ class Options:
     max_join_peers: int = 5  # Alloy's --cluster.max-join-peers; 0: no limit
     wait_for_size: int = 0  # own nothing until this many participants; 0: do not wait
     wait_timeout: float = 0.0  # stop waiting after this long; 0: wait forever
-    # The agent's event loop silent this long counts as a stall (SIGSTOP, starvation).
+    # The agent's event loop silent this long counts as a stall (SIGSTOP, starvation); the
+    # threshold of the service's own clock, and of `shoal run`'s shared one.
     stall_threshold: float = 1.5
-    # After a stall, own nothing this long: a few probe rounds to hear and refute news.
+    # After a stall long enough for peers to have taken our targets, own nothing this long: a
+    # few probe rounds to hear and refute news.
     stall_hold: float = 2.5
+    # How long our first progress after a stall may take to reach the peers (gossip rounds):
+    # added to the stall when judging whether a peer can have demoted us meanwhile.
+    news_margin: float = 1.0
     tick: float = 0.25  # how often the agent's loop proves it is running
     leave_grace: float = 0.5  # role terminating gossiped this long before leaving
     progress_interval: float = 1.0  # how often this agent publishes its progress
@@ -199,7 +207,10 @@ class ClusterService:
         self._subscribers: list[Callable[[], None]] = []
         self._remove_observer: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_tick = time.monotonic()
+        # The loop's stalls: `shoal run` hands in the process' clock; alone, the service has its own.
+        self.clock = self._own_clock = LoopClock(threshold=options.stall_threshold,
+                                                 period=min(options.tick, options.stall_threshold / 2))
+        self._unsubscribe_clock: Callable[[], None] | None = None
         self._stalled_until = 0.0
         self._size_reached = options.wait_for_size <= 0
         # Until the first join attempt ends the ring holds only us: owning by it would scrape
@@ -235,7 +246,10 @@ class ClusterService:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.node.start)
         self.started_at = time.monotonic()
-        self._last_tick = self.started_at
+        if self.clock is self._own_clock:
+            await self.clock.start()
+        self.clock.check()  # the time the node took to start is no stall
+        self._unsubscribe_clock = self.clock.subscribe(self._on_stall, HANDOFFS)
         remove_seen = self.node.add_observer(self._record_progress)
         remove_view = self.node.add_observer(asyncio_observer(loop, self._on_view))
 
@@ -262,6 +276,10 @@ class ClusterService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._unsubscribe_clock is not None:
+            self._unsubscribe_clock()
+        if self.clock is self._own_clock:
+            await self.clock.stop()
         if self._remove_observer is not None:
             self._remove_observer()
         with contextlib.suppress(RuntimeError):
@@ -398,30 +416,57 @@ class ClusterService:
 
     def _can_own(self) -> bool:
         now = time.monotonic()
-        self._check_stall(now)
+        self.clock.check(now)
         return self._size_reached and not self._joining and now >= self._stalled_until
 
-    def _check_stall(self, now: float) -> None:
-        """The agent's loop did not run for a while: its view may be stale; own nothing for a bit.
+    def _on_stall(self, stall: Stall) -> Awaitable[None] | None:
+        """The agent's loop did not run for a while: hand off, if a peer can have taken over.
 
-        Subscribers hear of it on the next loop turn, not from inside ``owns`` (they call it).
+        Called by the clock as it finds the stall (inside ``owns`` perhaps); the handoff (a
+        notification: the scrape pools rebalance and write markers) runs on the next loop turn,
+        and the clock lets the remote-write queues send only once it is done. A stall too short
+        for any peer to have demoted us changes nothing: holding back would make every pool
+        write handoff markers, and the queues drop samples nobody else wrote.
         """
-        silent, self._last_tick = now - self._last_tick, now
-        if silent <= self.options.stall_threshold:
-            return
         self.stalls += 1
-        self._stalled_until = now + self.options.stall_hold
+        if not self._takeover_possible(stall):
+            self._stalled_until = max(self._stalled_until, stall.ended)  # its missed scrapes are not lateness
+            self.log.info("event loop stalled briefly; no peer can have taken our targets",
+                          silent=round(stall.seconds, 3))
+            return None
+        self._stalled_until = stall.ended + self.options.stall_hold
         self.log.warning("event loop stalled; owning no targets until the view is fresh",
-                         silent=round(silent, 3), hold=self.options.stall_hold)
-        asyncio.get_running_loop().call_soon(self._notify)
+                         silent=round(stall.seconds, 3), hold=self.options.stall_hold)
+        return self._hand_off_after_stall()
+
+    async def _hand_off_after_stall(self) -> None:
+        self._notify()
+
+    def _takeover_possible(self, stall: Stall) -> bool:
+        """Whether a peer can have owned our targets during ``stall``, by the rules peers apply.
+
+        Peers demote a member whose progress has not changed for ``progress_timeout`` (their
+        clocks: durations only); ours last changed when we last published, and our next
+        publication reaches them up to ``news_margin`` after the stall ends. The failure
+        detector declares a silent member dead no sooner than the shortest suspicion timeout.
+        Both assume the peers run the same settings as this agent.
+        """
+        opts = self.options
+        with self._seen_lock:
+            mine = self._seen.get(self.name)
+        published = min(mine[1], stall.began) if mine is not None else stall.began
+        if stall.ended + opts.news_margin - published >= opts.progress_timeout:
+            return True
+        shortest, _ = self.settings.suspicion_bounds(max(1, len(self.node.members())))
+        return stall.seconds + opts.news_margin >= shortest
 
     async def _ticker(self) -> None:
-        """Prove the loop runs; end a stall's hold-down with a notification so loops restart."""
+        """Rebuild the ring; end a stall's hold-down with a notification so loops restart."""
         held = False
         while True:
             await asyncio.sleep(self.options.tick)
             now = time.monotonic()
-            self._check_stall(now)
+            self.clock.check(now)
             holding = now < self._stalled_until
             if held and not holding:
                 self.log.info("stall hold-down over; owning targets again")

@@ -24,6 +24,7 @@ from agent import logs
 from agent.commands import clusterflags
 from agent.components import registry as component_registry
 from agent.discovery.informers import Informers
+from agent.loopclock import LoopClock
 from agent.runtime import looplag, services, sources
 from agent.runtime.controller import Controller
 from agent.runtime.metrics import RuntimeCollector
@@ -85,7 +86,13 @@ class Agent:
         # The process' services, started before the first component and stopped after the last.
         self.ui_path_prefix: str = args.ui_path_prefix
         self.live = LiveFeed()
+        # One clock for the loop's lag and stalls, started first: the cluster service (which
+        # hands targets off after a stall) and the remote-write queues (which send only once
+        # it has) share it, so they agree on what a stall was and in which order to act.
+        self.lag = looplag.lag_histogram(REGISTRY)
+        self.clock = LoopClock(on_lag=self.lag.observe)
         self.services = services.Services(**{
+            services.LOOP_CLOCK: self.clock,
             services.HTTP: HTTPInfo(args.listen_addr),
             services.LIVE_DEBUGGING: self.live,
             # Informers connect only when a discovery.kubernetes component asks for one.
@@ -94,6 +101,8 @@ class Agent:
         # Clustering: the service starts before the first component and leaves after the last.
         if clusterflags.enabled(args):
             cluster, problems = clusterflags.build(args)
+            self.clock.threshold = cluster.options.stall_threshold  # --cluster.tuning may set it
+            cluster.clock = self.clock
             self.services.add(services.CLUSTER, cluster)
             for problem in problems:
                 structlog.get_logger("run").warning("cluster join address skipped", reason=problem)
@@ -144,7 +153,6 @@ class Agent:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         REGISTRY.register(RuntimeCollector(self.controller))
         REGISTRY.register(self.controller.metrics)
-        self.lag = looplag.lag_histogram(REGISTRY)
         if clusterflags.enabled(self.args):  # the cluster's progress reads the scrape pools
             cluster = self.services.get(services.CLUSTER)
             cluster.scrape_progress = clusterflags.scrape_progress(self.controller)
@@ -166,12 +174,11 @@ class Agent:
         self.log.info("now listening", addr=server.address, config=str(self.path))
 
         watcher = asyncio.create_task(self._watch(), name="config-watcher")
-        lag = asyncio.create_task(looplag.monitor(self.lag), name="loop-lag")
         slow = self._slow_callbacks()
 
         await self._stop.wait()
         app.state.shoal.ready = False
-        for task in (watcher, lag, *slow):
+        for task in (watcher, *slow):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

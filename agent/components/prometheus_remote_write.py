@@ -24,9 +24,11 @@ from agent.components._common import (
     reveal,
     rules,
 )
+from agent.loopclock import LoopClock
 from agent.remote import EndpointConfig, MetadataConfig, QueueConfig, RemoteWrite, WALOptions
 from agent.remote.codec_v2 import V1
 from agent.remote.config import parse_bytes
+from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.storage import Appendable
@@ -233,7 +235,12 @@ class PrometheusRemoteWrite(Component):
         super().__init__(opts, args)
         endpoints, external, wal = args.settings()
         # The engine's metrics go into the component's registry; the runtime adds component_id.
-        self.rw = RemoteWrite(opts.data_path / "wal", endpoints, external, wal, registry=opts.registry)
+        try:  # the process' loop clock: sends wait for the cluster's handoffs after a stall
+            clock: LoopClock | None = opts.get_service(services.LOOP_CLOCK)
+        except services.ServiceNotFound:
+            clock = None
+        self.rw = RemoteWrite(opts.data_path / "wal", endpoints, external, wal, registry=opts.registry,
+                              clock=clock)
         opts.set_exports(Exports(receiver=self.rw))
 
     async def run(self) -> None:

@@ -36,15 +36,15 @@ into the records' columns and are encoded when sent (agent/remote/encode.py).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from agent.loopclock import LoopClock
 from agent.remote import handoff
 from agent.remote.fastpath import Routes, dispatch_record
-from agent.remote.handoff import Handoffs, LoopClock, WalPoint
+from agent.remote.handoff import Handoffs, WalPoint
 from agent.remote.position import Point
 from agent.remote.series import SeriesTable
 from agent.remote.shards import Batch, Part, Shard
@@ -62,7 +62,8 @@ Flush = Callable[[Shard, list[int]], None]  # a shard takes these indexes of the
 class Dispatcher:
     """Routes records into ``shards`` (the queue replaces the list when it reshards)."""
 
-    def __init__(self, series: SeriesTable, sample_age_limit: float, dropped: Dropped) -> None:
+    def __init__(self, series: SeriesTable, sample_age_limit: float, dropped: Dropped,
+                 clock: LoopClock | None = None) -> None:
         self.series = series
         self.sample_age_limit = sample_age_limit
         self.dropped = dropped
@@ -73,7 +74,9 @@ class Dispatcher:
         self.multi = False  # catching up: a batch may hold several samples per series
         self.layered: list[Point | None] | None = None  # per shard, an announced end to resend up to
         self.handoffs = Handoffs()  # series other agents took over: see agent/remote/handoff.py
-        self.clock = LoopClock()  # started and stopped by the queue
+        # The process' loop clock (``shoal run``'s, shared with the cluster); alone, one of its own
+        # that nobody else subscribes to, so every stall it finds is settled at once.
+        self.clock = clock if clock is not None else LoopClock()
 
     def reset_routes(self) -> None:
         """Refs were forgotten or the shard count changed: routes stand for series that may be gone."""
@@ -115,7 +118,7 @@ class Dispatcher:
             s.hparts.extend([(refs[i], tss[i], bodies[i]) for i in ix])
 
         self._route(seg, off, refs, tss, self.oldest_ms(), self.series.lbytes, self.series.resolve_bytes,
-                    True, HISTOGRAMS, SERIES_REASONS, flush)
+                    True, HISTOGRAMS, SERIES_REASONS, flush, self._handed_off_in(seg, off, refs, tss))
 
     def exemplars(self, seg: int, off: int, refs: array, tss: array, vals: array, labels: list[Any]) -> None:
         """Exemplars go with their series' shard, after its samples."""
@@ -124,7 +127,14 @@ class Dispatcher:
             s.eparts.extend([(refs[i], tss[i], vals[i], labels[i]) for i in ix])
 
         self._route(seg, off, refs, tss, self.oldest_ms(), self.series.lbytes, self.series.resolve_bytes,
-                    False, EXEMPLARS, EXEMPLAR_REASONS, flush)
+                    False, EXEMPLARS, EXEMPLAR_REASONS, flush, self._handed_off_in(seg, off, refs, tss))
+
+    def _handed_off_in(self, seg: int, off: int, refs: array, tss: array) -> dict[int, bool] | None:
+        """A record's items a later handoff marker drops (counted), as ``_route``'s ``omit``."""
+        if not self.handoffs:
+            return None
+        drops = self.handoffs.drops(seg, off, refs, tss)
+        return dict.fromkeys(drops, True) if drops else None
 
     # ------------------------------------------------------------- the skeleton
 
@@ -259,21 +269,19 @@ class Dispatcher:
     def handed_off(self, end: WalPoint, refs: list[int], cutoffs: list[int]) -> int:
         """Markers were just appended (ending at WAL point ``end``): purge the shards' waiting batches.
 
-        The open batch and the cut batches waiting to be sent lose the samples the markers drop
-        (counted); the watcher drops those it has not read yet when it reaches them. Returns the
-        number purged here.
+        The open batch and the cut batches waiting to be sent lose the samples, native
+        histograms and exemplars the markers drop (counted); the watcher drops those it has not
+        read yet when it reaches them. Returns the number purged here.
         """
         taken = set(self.handoffs.note(end, refs, cutoffs))
         if not taken:
             return 0
-        total = 0
+        counts = [0, 0, 0]  # floats, histograms, exemplars
         for s in self.shards:
-            if s.count and s.parts:
-                parts, n = self.handoffs.filter_parts(s.parts, only=taken)
+            if s.count:
+                s.parts, s.hparts, s.eparts, n = self._purge(s.parts, s.hparts, s.eparts, None, taken, counts)
                 if n:
-                    s.parts = parts
                     s.count -= n
-                    total += n
                     if not s.count:
                         s.first_at = 0.0  # its deadline starts again with the next sample
                     seen = s.seen
@@ -284,18 +292,33 @@ class Dispatcher:
             if s.ready:
                 kept = []
                 for b in s.ready:
-                    parts, n = self.handoffs.filter_parts(b.parts, only=taken)
+                    parts, hparts, eparts, n = self._purge(b.parts, b.hparts, b.eparts, None, taken, counts)
                     if n:
-                        total += n
-                        b = Batch(b.count - n, b.end, b.max_ts, parts, b.hparts, b.eparts, b.repeats)
+                        b = Batch(b.count - n, b.end, b.max_ts, parts, hparts, eparts, b.repeats)
                         if not b.count:
                             continue  # a later batch, or the shard going idle, acknowledges past it
                     kept.append(b)
                 s.ready.clear()
                 s.ready.extend(kept)
-        if total:
-            self.dropped(FLOATS, handoff.REASON, total)
-        return total
+        self._count_handed_off(counts)
+        return sum(counts)
+
+    def _purge(self, parts: list[Part], hparts: list[Any], eparts: list[Any], before: WalPoint | None,
+               only: set[int] | None, counts: list[int]) -> tuple[list[Part], list[Any], list[Any], int]:
+        """A batch's three kinds without what the markers drop; ``counts`` per kind grows."""
+        h = self.handoffs
+        parts, nf = h.filter_parts(parts, before, only) if parts else (parts, 0)
+        hparts, nh = h.filter_items(hparts, before, only)
+        eparts, ne = h.filter_items(eparts, before, only)
+        counts[0] += nf
+        counts[1] += nh
+        counts[2] += ne
+        return parts, hparts, eparts, nf + nh + ne
+
+    def _count_handed_off(self, counts: list[int]) -> None:
+        for kind, n in zip((FLOATS, HISTOGRAMS, EXEMPLARS), counts, strict=True):
+            if n:
+                self.dropped(kind, handoff.REASON, n)
 
     def expire_handoffs(self, acked: WalPoint) -> None:
         """Every shard acknowledged past ``acked``: markers before it have nothing left to drop."""
@@ -310,24 +333,26 @@ class Dispatcher:
     async def settle(self, batch: Batch) -> Batch | None:
         """Right before a batch leaves (a first send or a retry): without the samples handed off.
 
-        Right after a stall of the loop, first wait a moment: a stalled agent's targets were
-        taken over meanwhile, the markers that say so are appended within a few loop turns of
-        its resuming, and this batch must not leave before them.
+        After a stall of the loop, first wait until the clock says it is settled: a stalled
+        agent's targets may have been taken over meanwhile, the cluster writes the markers that
+        say so when it hears of the stall, and this batch must not leave before them.
         """
-        if self.clock.stalled():
-            await asyncio.sleep(handoff.SETTLE)
+        if not self.clock.is_settled() or self.clock.check() is not None:
+            await self.clock.settled()
         return self._without_handed_off(batch)
 
     def _without_handed_off(self, batch: Batch) -> Batch | None:
-        if not self.handoffs or not batch.parts:
+        if not self.handoffs:
             return batch
-        parts, n = self.handoffs.filter_parts(batch.parts, batch.end[:2])
+        counts = [0, 0, 0]
+        parts, hparts, eparts, n = self._purge(batch.parts, batch.hparts, batch.eparts, batch.end[:2], None,
+                                               counts)
         if not n:
             return batch
-        self.dropped(FLOATS, handoff.REASON, n)
+        self._count_handed_off(counts)
         if batch.count == n:
             return None
-        return Batch(batch.count - n, batch.end, batch.max_ts, parts, batch.hparts, batch.eparts, batch.repeats)
+        return Batch(batch.count - n, batch.end, batch.max_ts, parts, hparts, eparts, batch.repeats)
 
     def _skip_for(self, seg: int, off: int, n: int) -> list[int] | None:
         """Per shard, how many leading samples of this record were acknowledged before a restart."""

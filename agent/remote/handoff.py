@@ -19,15 +19,14 @@ Only samples *before* the marker in the WAL are dropped: what the agent
 appends after it got the target back is newer than anything the other agent
 wrote and is sent as usual. A batch is filtered right before each send (a
 first send or a retry, after any rate gate or backoff it waited at); one
-already on the wire cannot be recalled. Right after a stall of the event loop
-a shard waits ``SETTLE`` seconds before sending, so the handoffs the stall
-caused are known before the batch leaves.
+already on the wire cannot be recalled. After a stall of the event loop a
+shard sends only once the stall is settled (agent/loopclock.py): the cluster
+has written the markers the stall called for, in that order, not after a
+guessed delay.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from array import array
 from collections import deque
 from collections.abc import Iterable
@@ -40,9 +39,6 @@ from agent.wal import segment as walseg
 from agent.wal.reader import read_all
 
 REASON = "handed_off"
-SETTLE = 0.3  # seconds a shard waits after a loop stall before sending (the stall's handoffs come first)
-STALL = 1.0  # the loop silent this long (seconds) counts as a stall
-TICK = 0.1
 
 WalPoint = tuple[int, int]  # (segment, offset) of a WAL record boundary
 
@@ -183,38 +179,22 @@ class Handoffs:
                 kept.append((refs, tss, vals, keep, None))  # prefixes matched the whole part
         return kept, dropped
 
+    def filter_items(self, items: list[Any], before: WalPoint | None = None,
+                     only: set[int] | None = None) -> tuple[list[Any], int]:
+        """Native histograms ``(ref, ts, body)`` or exemplars ``(ref, ts, value, labels)`` of a
+        batch without those the markers drop (an exemplar goes with its sample); the count dropped.
 
-class LoopClock:
-    """Tells a shard the event loop just came back from a stall (SIGSTOP, starvation).
-
-    A ticker proves the loop runs; a look finds a stall even before the ticker
-    has run again after it (the tick is overdue), and for ``SETTLE`` seconds after.
-    """
-
-    def __init__(self) -> None:
-        self._last = time.monotonic()
-        self._stalled_at = -1e9
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._last = time.monotonic()
-        self._task = asyncio.get_running_loop().create_task(self._tick(), name="remote-loop-clock")
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    def stalled(self) -> bool:
-        now = time.monotonic()
-        self._look(now)
-        return now - self._stalled_at < SETTLE
-
-    def _look(self, now: float) -> None:
-        if now - self._last > STALL:
-            self._stalled_at = now
-        self._last = now
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(TICK)
-            self._look(time.monotonic())
+        ``before`` and ``only`` as for ``filter_parts``.
+        """
+        table = self.table
+        if only is not None:
+            table = {r: table[r] for r in only if r in table}
+        if not table or not items:
+            return items, 0
+        kept = []
+        for item in items:
+            e = table.get(item[0])
+            if e is not None and item[1] < e[1] and (before is None or before < e[0]):
+                continue
+            kept.append(item)
+        return kept, len(items) - len(kept)

@@ -55,6 +55,7 @@ from typing import Any
 
 import structlog
 
+from agent.loopclock import LoopClock
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient, redact_url
 from agent.remote.codec import compress
@@ -105,6 +106,7 @@ class EndpointQueue:
         metrics: RemoteMetrics | None = None,
         stats: QueueStats | None = None,
         on_corrupt_active: Any = None,
+        clock: LoopClock | None = None,
     ) -> None:
         self.cfg = cfg
         self.key = cfg.key()
@@ -116,7 +118,7 @@ class EndpointQueue:
         self._on_corrupt_active = on_corrupt_active
         q = cfg.queue
         self.series = SeriesTable(wal.labels_by_ref, external_labels, cfg.write_relabel_rules, wal.ref_of)
-        self.dispatch = Dispatcher(self.series, q.sample_age_limit, self.dropped)
+        self.dispatch = Dispatcher(self.series, q.sample_age_limit, self.dropped, clock)
         self.watcher: Watcher | None = None
         # The families belong to the RemoteWrite (one registry per component); None: private ones.
         self._m: QueueMetrics = (metrics or RemoteMetrics()).queue(self.remote_name, self.safe_url)
@@ -193,7 +195,6 @@ class EndpointQueue:
         # Handoff markers not sent yet: a crash must not let what precedes them leave first.
         for end, refs, cutoffs in await asyncio.to_thread(scan_handoffs, self.wal.directory, low, self.wal.head()):
             self.dispatch.handoffs.note(end, refs, cutoffs)
-        self.dispatch.clock.start()
         self._make_shards(pos.points)
         if self.dispatch.layered is not None:  # kept until passed, so a second crash re-sends it alike
             self._intents = list(self.dispatch.layered)
@@ -239,7 +240,6 @@ class EndpointQueue:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop reading; let in-flight sends finish within ``grace``; commit what was acknowledged."""
         self._stopping = True
-        self.dispatch.clock.stop()
         if self.watcher is not None:
             self.watcher.stopping = True
         self._committed_evt.set()

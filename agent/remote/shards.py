@@ -202,6 +202,16 @@ class Shard:
         raw, proto = self._encode(batch)
         return compress(raw), proto
 
+    async def _handoffs_applied(self, batch: Batch, body: bytes, proto: str) -> tuple[Batch, bytes, str] | None:
+        """The batch as it may leave now, without what handoff markers drop, and its body; None: nothing left."""
+        assert self._settle is not None
+        fresh = await self._settle(batch)
+        if fresh is None:
+            return None
+        if fresh is batch:
+            return batch, body, proto
+        return (fresh, *self._replaced(fresh))
+
     async def _send(self, batch: Batch) -> SendResult | None:
         raw, proto = self._encode(batch)
         body = compress(raw)
@@ -236,12 +246,10 @@ class Shard:
                 self.rate.observe(result.outcome, result.duration)
             else:
                 if self._settle is not None:  # last thing before it leaves: gates above may have waited long
-                    fresh = await self._settle(batch)
-                    if fresh is None:
+                    applied = await self._handoffs_applied(batch, body, proto)
+                    if applied is None:
                         return SendResult("expired", 0, "handed_off")
-                    if fresh is not batch:
-                        batch = fresh
-                        body, proto = self._replaced(batch)
+                    batch, body, proto = applied
                 result = await self.client.send(body, self.attempt, proto)
                 self.rate.observe(result.outcome, result.duration, batch.count)
             self.metrics.duration.observe(result.duration)
@@ -258,6 +266,16 @@ class Shard:
                 if batch.max_ts:
                     self.metrics.highest_sent.set(batch.max_ts / 1000.0)
                 return result
+            if result.outcome == "drop" and self._settle is not None:
+                # Refused while handoff markers came (a stall during the send let other agents take
+                # series over, and the backend refused their old samples with the rest): sent again
+                # without those samples, not failed whole. Nothing dropped now: it failed.
+                applied = await self._handoffs_applied(batch, body, proto)
+                if applied is None:
+                    return SendResult("expired", 0, "handed_off")
+                if applied[0] is not batch:
+                    batch, body, proto = applied
+                    continue
             if result.outcome == "drop":
                 self.metrics.failed.inc(batch.count)
                 return result

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
+from agent.loopclock import LoopClock
 from agent.remote.config import EndpointConfig, WALOptions
 from agent.remote.dispatch import FLOATS
 from agent.remote.metrics import RemoteMetrics
@@ -54,8 +55,12 @@ class RemoteWrite:
         external_labels: dict[str, str],
         wal: WALOptions,
         registry: CollectorRegistry | None = None,
+        clock: LoopClock | None = None,
     ) -> None:
         self.directory = Path(directory)
+        # The process' loop clock: a queue sends after a stall only once the handoffs it called
+        # for are written (agent/loopclock.py); None: each queue's own.
+        self.clock = clock
         self.endpoints = list(endpoints)
         self.external_labels = dict(external_labels)
         self.options = wal
@@ -160,7 +165,7 @@ class RemoteWrite:
 
     async def _start_queue(self, ep: EndpointConfig, start_at: tuple[int, int], stats: QueueStats | None = None) -> None:
         q = EndpointQueue(ep, self.wal, self.store, self.external_labels, metrics=self.metrics,
-                          stats=stats, on_corrupt_active=self._rotate_after_corruption)
+                          stats=stats, on_corrupt_active=self._rotate_after_corruption, clock=self.clock)
         self.queues[q.key] = q
         await q.start(start_at)
 

@@ -24,6 +24,8 @@ HTTP = "http"
 KUBERNETES_INFORMERS = "kubernetes.informers"
 CLUSTER = "cluster"
 LIVE_DEBUGGING = "livedebugging"
+# agent.loopclock.LoopClock: the event loop's lag and stalls, one ticker for the whole process.
+LOOP_CLOCK = "loopclock"
 
 
 class ServiceNotFound(LookupError):

@@ -78,7 +78,9 @@ def metric(url: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[Agents, list[Target], procs.Proc, FaultProxy]]:
+def cluster(tmp_path: Path, request: pytest.FixtureRequest,
+            ) -> Iterator[tuple[Agents, list[Target], procs.Proc, FaultProxy]]:
+    extra: tuple[str, ...] = getattr(request, "param", ())  # flags for every agent
     targets = [Target(f"handoff_test_metric{{i=\"{i}\"}} {i}\n").start() for i in range(TARGETS)]
     with procs.prometheus(tmp_path / "prom") as prom, FaultProxy(prom.url) as proxy:
         direct, proxied = tmp_path / "direct.alloy", tmp_path / "proxied.alloy"
@@ -88,7 +90,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Agents, list[Target], procs.Proc, 
         try:
             for i in range(len(HOSTS)):
                 agents.cfg = proxied if i == VICTIM else direct
-                agents.start(i)
+                agents.start(i, *extra)
             yield agents, targets, prom, proxy
         finally:
             agents.stop_all()
@@ -134,3 +136,55 @@ def test_a_resumed_agent_drops_what_it_no_longer_owns_and_prometheus_refuses_not
     # Every target's series arrived relabeled, one series per target, as before the stall.
     got = procs.query(prom.url, 'handoff_test_metric{job="cluster",via="relabel"}')
     assert len(got) == TARGETS
+
+
+# The failure detector's and the progress rule's defaults: a member is declared dead no sooner
+# than 4 s of suspicion, demoted after 5 s of unchanged progress (the module's tuning takes over
+# within about 1.5 s, which would make every stall a takeover).
+DEFAULT_TIMINGS = ("--cluster.tuning=probe_interval=1,probe_timeout=0.5,suspicion_mult=4,"
+                   "push_pull_interval=2,rejoin_interval=2,progress_timeout=5,healthy_hold=3",)
+SHORT_STALL = 2.0  # over the 1.5 s stall threshold, too short for any peer to take over
+
+
+@pytest.mark.parametrize("cluster", [DEFAULT_TIMINGS], indirect=True)
+def test_a_stall_too_short_for_a_takeover_hands_nothing_off_and_loses_nothing(
+    cluster: tuple[Agents, list[Target], procs.Proc, FaultProxy],
+) -> None:
+    """The agent holds unsent samples (its writes refused), stops for 2 s and resumes: it finds
+    the stall but keeps its targets (no peer can have owned them meanwhile), so no handoff
+    marker is written, nothing is dropped, and the samples it held all reach Prometheus."""
+    agents, targets, prom, proxy = cluster
+    everyone = {f"agent{i}" for i in range(len(HOSTS))}
+    procs.eventually(lambda: settled(agents, everyone), timeout=30, interval=0.2)
+    time.sleep(3 * INTERVAL)
+    victim = agents.url(VICTIM)
+    mine = [t for t in targets if t.address in agents.owned(VICTIM)]
+    assert mine
+    moved = metric(victim, "prometheus_scrape_targets_moved_total")
+
+    refused = proxy.fail(503)
+    proxy.wait_for(3, timeout=20, path="/api/v1/write", outcome="status")
+    held_from = time.time()
+    time.sleep(2 * INTERVAL)  # unsent: a batch retried, the open batch
+    agents.signal(VICTIM, signal.SIGSTOP)
+    stopped = time.time()
+    proxy.clear(refused)
+    time.sleep(SHORT_STALL)
+    agents.signal(VICTIM, signal.SIGCONT)
+
+    def delivered(t: Target) -> bool:
+        expr = (f'count_over_time(handoff_test_metric{{instance="{t.address}",via="relabel"}}'
+                f"[{int((stopped - held_from) * 1000)}ms])")
+        return bool(procs.query(prom.url, expr, at=stopped))
+
+    procs.eventually(lambda: all(delivered(t) for t in mine), timeout=30, interval=0.5)
+    time.sleep(2 * INTERVAL)
+    log = agents.procs[HOSTS[VICTIM]].log_text()
+    assert "no peer can have taken our targets" in log  # the stall was seen, and judged short
+    dropped = metric(victim, "prometheus_remote_storage_samples_dropped_total", reason="handed_off")
+    failed = metric(victim, "prometheus_remote_storage_samples_failed_total")
+    print(f"victim after a {SHORT_STALL:g} s stall: handed_off dropped {dropped:g}, failed {failed:g}")
+    assert dropped == 0 and failed == 0
+    assert metric(victim, "prometheus_scrape_targets_moved_total") == moved
+    assert agents.owned(VICTIM) == {t.address for t in mine}
+    assert rejected_writes(prom.url) == 0

@@ -4,6 +4,7 @@ a stall of the agent's loop holding ownership back, progress-stale members ownin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from agent.cluster import Role, Settings
@@ -89,19 +90,36 @@ def test_draining_again_soon_after_returning_doubles_the_hold() -> None:
     assert first >= 0.9 and second >= 1.9 and third >= 3.9, (first, second, third)
 
 
-def test_a_stalled_loop_owns_nothing_until_the_hold_ends() -> None:
-    async def run() -> tuple[bool, bool, bool, int]:
-        svc = service([(0, 0)])
+def stalled(options: Options) -> tuple[bool, bool, bool, int, str]:
+    """Ownership before, right after and 0.8 s after the service's loop blocked for 1 s."""
+    async def run() -> tuple[bool, bool, bool, int, str]:
+        svc = ClusterService(Settings(name="solo", bind_host=next_host(), cluster_name="svc"), options,
+                             scrape_progress=lambda _since: (0, 0))
         await svc.start()
         try:
             await asyncio.sleep(0.3)
             before = svc.owns(b"k")
             time.sleep(1.0)  # the agent's loop blocked, as by SIGSTOP or a CPU-bound callback
             during = svc.owns(b"k")
+            held = svc.holding_back()
             await asyncio.sleep(0.8)
-            return before, during, svc.owns(b"k"), svc.stalls
+            return before, during, svc.owns(b"k"), svc.stalls, held
         finally:
             await svc.stop()
 
-    before, during, after, stalls = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_a_stall_long_enough_for_a_takeover_owns_nothing_until_the_hold_ends() -> None:
+    # Peers demote after 1.2 s of unchanged progress here: a 1 s stall may have let them.
+    before, during, after, stalls, held = stalled(dataclasses.replace(FAST, progress_timeout=1.2))
     assert (before, during, after) == (True, False, True) and stalls == 1
+    assert held.startswith("resuming after a stall")
+
+
+def test_a_stall_too_short_for_a_takeover_keeps_ownership() -> None:
+    """No hold-down: it would make the scrape pools hand every target off, and the queues drop
+    unsent samples that no other agent wrote (peers demote after 5 s of unchanged progress and
+    suspect for 4 s before declaring a member dead)."""
+    before, during, after, stalls, held = stalled(FAST)
+    assert (before, during, after) == (True, True, True) and stalls == 1 and held == ""

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from agent.remote import RemoteWrite, WALOptions
 from agent.remote.handoff import Handoffs
-from agent.storage import HANDOFF_NAN, SampleBatch
+from agent.storage import HANDOFF_NAN, Histogram, SampleBatch
+from tests.protobuf.prompb import WriteRequest, decompress
 from tests.remote.helpers import batch, endpoint, now_ms, series
 from tests.remote.receiver import Answer, Receiver, Request
 
@@ -31,8 +32,11 @@ class Gate:
 
     def __init__(self) -> None:
         self.open = False
+        self.passed: list[Request] = []  # the requests accepted
 
-    def __call__(self, _req: Request) -> Answer:
+    def __call__(self, req: Request) -> Answer:
+        if self.open:
+            self.passed.append(req)
         return (204, {}, b"") if self.open else (503, {}, b"closed")
 
 
@@ -171,3 +175,112 @@ def test_handed_off_series_leave_the_wal_a_truncation_early_and_the_queue_at_onc
         await rx.stop()
 
     asyncio.run(main())
+
+
+def test_markers_drop_native_histograms_and_exemplars_as_they_drop_floats(tmp_path: Path) -> None:
+    """Every kind the queue sends obeys the marker: a moved target's unsent native histograms and
+    the exemplars of its dropped samples go too, what follows the marker and the other target's
+    items are sent."""
+    t0 = now_ms() - 120_000
+    lat = {job: (("__name__", "shoal_latency_seconds"), ("job", job)) for job in ("a", "b")}
+    hist = Histogram(count=3, sum=1.5, schema=0, positive_spans=((0, 2),), positive_counts=(1, 2))
+
+    def scrape(job: str, k: int) -> SampleBatch:
+        b = batch(N, t0 + k * 1000, float(k), job=job)
+        b.histograms.append((lat[job], t0 + k * 1000, hist))
+        b.exemplars.append((series(0, job), t0 + k * 1000, float(k), (("trace_id", f"{job}{k}"),)))
+        return b
+
+    gate = Gate()
+
+    async def main() -> tuple[Receiver, dict]:
+        rx = await Receiver(responder=gate).start()
+        ep = cfg(rx.url)
+        ep.send_native_histograms = True
+        rw = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
+        await rw.start()
+        for k in range(SCRAPES):
+            rw.append(scrape("a", k))
+            rw.append(scrape("b", k))
+        await asyncio.sleep(0.5)  # a batch retried, batches cut, the rest unread in the WAL
+        gate_markers = markers("a", t0 + SCRAPES * 1000)  # as after a stall: every unsent item goes
+        gate_markers.add(lat["a"], t0 + SCRAPES * 1000, HANDOFF_NAN)
+        rw.append(gate_markers)
+        rw.append(scrape("a", 60))  # the target came back: sent
+        gate.open = True
+        assert await rw.flush(20)
+        st = next(iter(rw.queues.values())).status()
+        await rw.stop()
+        await rx.stop()
+        return rx, st
+
+    _rx, st = asyncio.run(main())
+    got: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
+    for req in gate.passed:
+        wr = WriteRequest()
+        wr.ParseFromString(decompress(req.body))
+        for ts in wr.timeseries:
+            job = dict((x.name, x.value) for x in ts.labels)["job"]
+            got[job] += [("float", s.timestamp - t0) for s in ts.samples]
+            got[job] += [("hist", h.timestamp - t0) for h in ts.histograms]
+            got[job] += [("exemplar", e.timestamp - t0) for e in ts.exemplars]
+    a = sorted(got["a"])
+    assert a == sorted([("float", 60_000)] * N + [("hist", 60_000), ("exemplar", 60_000)])
+    b = got["b"]
+    assert len(b) == SCRAPES * (N + 2) and sum(k == "hist" for k, _ in b) == SCRAPES
+    assert sum(k == "exemplar" for k, _ in b) == SCRAPES
+    assert st["samples_dropped"].get("handed_off") == N * SCRAPES
+    assert st["histograms_dropped"].get("handed_off") == SCRAPES
+    assert st["exemplars_dropped"] == SCRAPES
+    assert st["samples_failed"] == 0
+
+
+def test_a_refused_send_that_markers_overtook_is_sent_again_without_their_samples(tmp_path: Path) -> None:
+    """The window a check before the send leaves open: a stall while the request is on the wire,
+    the markers the stall called for written after it left, and the backend refusing it (out of
+    order) as a whole. It is sent again without the handed-off samples, so the other target's
+    samples in the same request are not lost with them."""
+    t0 = now_ms() - 60_000
+
+    class Overtaken:
+        """Refuses the first request, as Prometheus would, after the markers came meanwhile."""
+
+        def __init__(self) -> None:
+            self.rw: RemoteWrite | None = None
+            self.passed: list[Request] = []
+            self.refused = 0
+
+        def __call__(self, req: Request) -> Answer:
+            if not self.refused and self.rw is not None:
+                self.refused += 1
+                self.rw.append(markers("a", t0 + 10_000))  # the stall's rebalance, while it was out
+                return 400, {}, b"out of order sample"
+            self.passed.append(req)
+            return 204, {}, b""
+
+    backend = Overtaken()
+
+    async def main() -> dict:
+        rx = await Receiver(responder=backend).start()
+        rw = RemoteWrite(tmp_path / "wal", [endpoint(rx.url, max_shards=1, max_samples_per_send=100)], {},
+                         WALOptions())
+        backend.rw = rw
+        await rw.start()
+        rw.append(batch(N, t0, 1.0, job="a"))  # one batch: both targets' samples in one request
+        rw.append(batch(N, t0, 2.0, job="b"))
+        assert await rw.flush(20)
+        st = next(iter(rw.queues.values())).status()
+        await rw.stop()
+        await rx.stop()
+        return st
+
+    st = asyncio.run(main())
+    assert backend.refused == 1
+    sent: list[str] = []
+    for req in backend.passed:
+        wr = WriteRequest()
+        wr.ParseFromString(decompress(req.body))
+        sent += [dict((x.name, x.value) for x in ts.labels)["job"] for ts in wr.timeseries for _ in ts.samples]
+    assert sent == ["b"] * N
+    assert st["samples_dropped"].get("handed_off") == N
+    assert st["samples_failed"] == 0

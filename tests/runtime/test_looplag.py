@@ -1,4 +1,5 @@
-"""The loop-lag monitor sees a loop that was held, and reports nothing alarming when it was not."""
+"""The loop-lag histogram, fed by the loop clock's ticker, sees a loop that was held, and reports
+nothing alarming when it was not."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from agent.runtime.looplag import SlowCallbacks, monitor
+from agent.loopclock import LoopClock
+from agent.runtime.looplag import SlowCallbacks
 
 
 def _histogram() -> tuple[Histogram, CollectorRegistry]:
@@ -19,11 +21,12 @@ def test_a_blocked_loop_shows_as_lag() -> None:
     hist, reg = _histogram()
 
     async def scenario() -> None:
-        task = asyncio.create_task(monitor(period=0.01, histogram=hist))
+        clock = LoopClock(threshold=1.0, period=0.01, on_lag=hist.observe)
+        await clock.start()
         await asyncio.sleep(0.05)
         time.sleep(0.3)  # hold the loop, as a long parse would
         await asyncio.sleep(0.05)
-        task.cancel()
+        await clock.stop()
 
     asyncio.run(scenario())
     over_200ms = reg.get_sample_value("lag_count") - reg.get_sample_value("lag_bucket", {"le": "0.2"})
@@ -34,9 +37,10 @@ def test_every_wake_up_is_observed() -> None:
     hist, reg = _histogram()
 
     async def scenario() -> None:
-        task = asyncio.create_task(monitor(period=0.01, histogram=hist))
+        clock = LoopClock(period=0.01, on_lag=hist.observe)
+        await clock.start()
         await asyncio.sleep(0.2)
-        task.cancel()
+        await clock.stop()
 
     asyncio.run(scenario())
     assert reg.get_sample_value("lag_count") >= 3
