@@ -6,7 +6,8 @@ SIGSTOP for 60 s and SIGCONT, SIGKILL and restart, a rolling restart, CPU
 starvation through a cgroup CPU quota, a real disk stall (the victim's WAL on a
 loop-mounted ext4 image frozen with ``fsfreeze``), a partition made by taking
 the victim's link down (``--netns``: every agent in its own network namespace,
-see tests/cluster/netns.py), and the gossip ack latency each agent measured
+see tests/cluster/netns.py), a split of the agents into two groups that still
+reach the targets (``--netns``, iptables), and the gossip ack latency each agent measured
 (``shoal_cluster_probe_ack_seconds``). While a fault lasts, agent0's view of the
 victim is polled every 0.5 s, so role and ownership changes are counted (a
 flapping agent shows as more than one demotion and one return). The failure
@@ -16,6 +17,7 @@ Partitions, freezing and cgroups need root.
 
     python loadtest/cluster.py --agents 3 --scenarios steady,stop,kill,freeze
     python loadtest/cluster.py --agents 3 --netns --scenarios steady,partition
+    python loadtest/cluster.py --agents 5 --netns --scenarios steady,split [--pause 100]
     python loadtest/cluster.py --agents 3 --interval 1 --targets 150 --series 200 \
         --scenarios starve --quota 0.03
 """
@@ -329,9 +331,43 @@ def scenario_partition(
                f"healing; {figures}")
 
 
+def sides_scraping(targets: list[Target], sides: list[set[str]], start: float, end: float) -> int:
+    """How many targets were scraped from every side in [start, end) (by scraper address)."""
+    return sum(
+        1 for t in targets
+        if all({r.client for r in list(t.requests) if start <= r.time < end} & side for side in sides)
+    )
+
+
+def scenario_split(c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0) -> None:
+    """The agents cut into two groups (the first n // 2, the rest) for ``pause`` seconds
+    (``--netns``; iptables in each namespace): both groups still reach the targets and the
+    backend, so each, in its own view, scrapes every target (duplicates over gaps)."""
+    assert c.net is not None, "the split scenario needs --netns"
+    half = c.n // 2
+    groups = [list(range(half)), list(range(half, c.n))]
+    watch = Watch(c, c.n - 1)  # agent0's view of an agent on the other side
+    start = time.time()
+    try:
+        c.net.split(groups)
+        for group in groups:
+            c.wait_owners({f"agent{i}" for i in group}, group, timeout=pause)
+        views = time.time() - start
+        time.sleep(max(c.interval, pause - views))
+        sides = [{c.hosts[i] for i in group} for group in groups]
+        both = sides_scraping(targets, sides, start + views + c.interval, time.time())
+        during = scrape_stats(targets, start, time.time(), c.interval)
+    finally:
+        c.net.unsplit()
+    back, figures = recovery(c, targets, start, time.time(), watch)
+    log.append(f"split {half}|{c.n - half} for {pause:.0f}s: each side alone in its views after "
+               f"{views:.1f}s; {both} of {len(targets)} targets scraped from both sides once "
+               f"settled; during {during}; every view agrees {back:.1f}s after healing; {figures}")
+
+
 SCENARIOS = {"steady": scenario_steady, "stop": scenario_stop, "kill": scenario_kill,
              "rolling": scenario_rolling, "starve": scenario_starve, "freeze": scenario_freeze,
-             "partition": scenario_partition}
+             "partition": scenario_partition, "split": scenario_split}
 
 
 def payload(i: int, series: int) -> str:
@@ -353,8 +389,8 @@ def main() -> None:
     a = ap.parse_args()
     scenarios = a.scenarios.split(",")
     unknown = [name for name in scenarios if name not in SCENARIOS]
-    if unknown or ("partition" in scenarios and not a.netns):
-        ap.error(f"unknown scenarios {unknown}" if unknown else "partition needs --netns")
+    if unknown or ({"partition", "split"} & set(scenarios) and not a.netns):
+        ap.error(f"unknown scenarios {unknown}" if unknown else "partition and split need --netns")
     log: list[str] = []
     keep = contextlib.nullcontext(a.workdir) if a.workdir else tempfile.TemporaryDirectory()
     with contextlib.ExitStack() as stack:
@@ -375,7 +411,8 @@ def main() -> None:
             c.wait_owners(c.names(), list(range(a.agents)))
             for name in scenarios:
                 pause = {"freeze": a.freeze}.get(name, a.pause)
-                kw = {"pause": pause} if name in ("stop", "starve", "freeze", "partition") else {}
+                kw = ({"pause": pause} if name in ("stop", "starve", "freeze", "partition", "split")
+                      else {})
                 if name == "starve":
                     kw["quota"] = a.quota
                 SCENARIOS[name](c, targets, log, **kw)
