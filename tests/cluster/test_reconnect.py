@@ -8,7 +8,7 @@ trying for ``reconnect_timeout``; the rejoin interval is set far beyond the test
 from __future__ import annotations
 
 from agent.cluster import Liveness
-from tests.cluster.helpers import Nodes, all_alive, wait_until
+from tests.cluster.helpers import Nodes, all_alive, split, wait_until
 
 DEAD_BOUND = 30.0
 
@@ -17,12 +17,7 @@ def test_a_partition_longer_than_dead_reap_heals_without_the_rejoin_interval(
     nodes: Nodes,
 ) -> None:
     cluster = nodes.cluster(4, dead_reap=2.0, rejoin_interval=600.0, push_pull_interval=1.0)
-    hosts = [n.address.rsplit(":", 1)[0] for n in cluster]
-    side = {hosts[0]: 0, hosts[1]: 0, hosts[2]: 1, hosts[3]: 1}
-    for n, h in zip(cluster, hosts, strict=True):
-        n.set_transport_filter(
-            lambda peer, mine=side[h]: side.get(peer.rsplit(":", 1)[0], mine) == mine
-        )
+    split(cluster, [0, 0, 1, 1])
     names = [n.settings.name for n in cluster]
 
     def forgotten() -> bool:
