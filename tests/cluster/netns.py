@@ -92,8 +92,18 @@ class Net:
                     iptables(self.ns(i), "-A", "INPUT", "-s", addr, "-j", "DROP")
                     iptables(self.ns(i), "-A", "OUTPUT", "-d", addr, "-j", "DROP")
 
+    def lose(self, share: float) -> None:
+        """Drop ``share`` of the packets between agents at random, each way (iptables'
+        statistic match on every namespace's input from the others); targets and backend
+        are spared. The kernel here has no netem, so this is loss without delay."""
+        for i, ns in enumerate(self.namespaces):
+            for j in range(len(self.namespaces)):
+                if j != i:
+                    iptables(ns, "-A", "INPUT", "-s", self.addr(j), "-m", "statistic",
+                             "--mode", "random", "--probability", f"{share:.4f}", "-j", "DROP")
+
     def unsplit(self) -> None:
-        """Remove every split rule: each namespace's filter chains are ours alone."""
+        """Remove every split and loss rule: each namespace's filter chains are ours alone."""
         for ns in self.namespaces:
             iptables(ns, "-F", "INPUT")
             iptables(ns, "-F", "OUTPUT")
