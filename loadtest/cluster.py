@@ -10,7 +10,8 @@ see tests/cluster/netns.py), a split of the agents into two groups that still
 reach the targets (``--netns``, iptables), node-affine targets (``affine``: the
 share their own node's agent scrapes, their fall-back and return), random loss
 between agents (``lossy``, iptables' statistic match: false suspicions and
-ownership changes while nobody is down), and the gossip ack latency each agent measured
+ownership changes while nobody is down), the same through a user-space relay
+that delays (``relayed``, loadtest/relay.py), and the gossip ack latency each agent measured
 (``shoal_cluster_probe_ack_seconds``). While a fault lasts, agent0's view of the
 victim is polled every 0.5 s, so role and ownership changes are counted (a
 flapping agent shows as more than one demotion and one return). The failure
@@ -23,6 +24,7 @@ Partitions, freezing and cgroups need root.
     python loadtest/cluster.py --agents 5 --netns --scenarios steady,split [--pause 100]
     python loadtest/cluster.py --agents 3 --netns --scenarios affine
     python loadtest/cluster.py --agents 3 --netns --scenarios lossy --loss 0.2 --pause 180
+    python loadtest/cluster.py --agents 3 --scenarios relayed --relay-delay 100 --pause 180
     python loadtest/cluster.py --agents 3 --interval 1 --targets 150 --series 200 \
         --scenarios starve --quota 0.03
 """
@@ -44,7 +46,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import procs  # noqa: E402 - after the path fix above
+from loadtest.relay import Relay  # noqa: E402 - after the path fix above
+from tests import procs  # noqa: E402
 from tests.cluster.disk import Disk, loop_disk  # noqa: E402
 from tests.cluster.netns import Net, network  # noqa: E402
 from tests.cluster.test_agents import config, free_port, plain, rejected_writes  # noqa: E402
@@ -58,9 +61,10 @@ NS_PORT = 12345  # every namespace has its own ports
 class Cluster:
     def __init__(
         self, n: int, tmp: Path, cfg: Path, interval: float,
-        net: Net | None = None, disk: Disk | None = None,
+        net: Net | None = None, disk: Disk | None = None, relay: Relay | None = None,
     ) -> None:
         self.n, self.tmp, self.cfg, self.interval, self.net = n, tmp, cfg, interval, net
+        self.relay = relay  # when set, agents advertise 127.0.7.x, relayed to their 127.0.8.x
         self.disk = disk  # the victim's (agent n-1's) WAL lives here when set
         if net is not None:
             self.hosts = [net.addr(i) for i in range(n)]
@@ -69,18 +73,24 @@ class Cluster:
             self.hosts = [f"127.0.8.{i + 2}" for i in range(n)]
             self.ports = [free_port(h) for h in self.hosts]
         self.procs: list[procs.Proc | None] = [None] * n
+        self.fronts = list(self.hosts)  # what the agents advertise and join through
+        if relay is not None:
+            self.fronts = [f"127.0.7.{i + 2}" for i in range(n)]
+            for i in range(n):
+                relay.add((self.fronts[i], self.ports[i]), (self.hosts[i], self.ports[i]))
 
     def url(self, i: int) -> str:
         return f"http://{self.hosts[i]}:{self.ports[i]}"
 
     def start(self, i: int) -> None:
-        join = ",".join(f"{h}:{p}" for h, p in zip(self.hosts, self.ports, strict=True))
+        join = ",".join(f"{h}:{p}" for h, p in zip(self.fronts, self.ports, strict=True))
         workdir = self.tmp / f"agent{i}"
         workdir.mkdir(exist_ok=True)
         flags = [
             f"--server.http.listen-addr={self.hosts[i]}:{self.ports[i]}",
             "--cluster.enabled", f"--cluster.node-name=agent{i}", f"--cluster.join-addresses={join}",
             "--cluster.name=load", "--config.watch-interval=0",
+            f"--cluster.advertise-address={self.fronts[i]}",
         ]
         if self.disk is not None and i == self.n - 1:
             flags.append(f"--storage.path={self.disk.mount / 'data'}")  # the last one given wins
@@ -383,26 +393,33 @@ def gossip_events(c: Cluster) -> dict[str, float]:
     return out
 
 
+def view_changes(c: Cluster, pause: float) -> int:
+    """Every agent's view of who owns targets polled every 0.5 s for ``pause`` seconds:
+    how many times any of them changed (with nobody down, each is a false demotion)."""
+    views = [c.owners(i) for i in range(c.n)]
+    changes = 0
+    start = time.time()
+    while time.time() - start < pause:
+        time.sleep(0.5)
+        for i in range(c.n):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                now = c.owners(i)
+                changes += now != views[i]
+                views[i] = now
+    return changes
+
+
 def scenario_lossy(
     c: Cluster, targets: list[Target], log: list[str], pause: float = 180.0, loss: float = 0.05
 ) -> None:
     """``loss`` of the packets between agents dropped for ``pause`` seconds (``--netns``):
-    a healthy cluster must not flap. Every agent's view of who owns targets is polled every
-    0.5 s; any change is a false demotion (nobody is down)."""
+    a healthy cluster must not flap."""
     assert c.net is not None, "the lossy scenario needs --netns"
     before = gossip_events(c)
-    views = [c.owners(i) for i in range(c.n)]
-    changes = 0
     start = time.time()
     try:
         c.net.lose(loss)
-        while time.time() - start < pause:
-            time.sleep(0.5)
-            for i in range(c.n):
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    now = c.owners(i)
-                    changes += now != views[i]
-                    views[i] = now
+        changes = view_changes(c, pause)
     finally:
         c.net.unsplit()
     after = gossip_events(c)
@@ -410,6 +427,23 @@ def scenario_lossy(
     log.append(f"loss {loss:.0%} between agents for {pause:.0f}s: events counted over all "
                f"agents {counts}; changes in the agents' views of who owns targets: {changes}; "
                f"{scrape_stats(targets, start, time.time(), c.interval)}")
+
+
+def scenario_relayed(
+    c: Cluster, targets: list[Target], log: list[str], pause: float = 180.0
+) -> None:
+    """``pause`` seconds of the gossip link through the delaying, dropping relay
+    (``--relay-delay``, ``--relay-loss``; agents advertise the relay): must not flap."""
+    assert c.relay is not None, "the relayed scenario needs --relay-delay or --relay-loss"
+    before, sent = gossip_events(c), c.relay.counts()
+    start = time.time()
+    changes = view_changes(c, pause)
+    after, now = gossip_events(c), c.relay.counts()
+    counts = {k: round(after[k] - before[k]) for k in after}
+    log.append(f"relay delay {c.relay.delay * 1000:.0f}ms loss {c.relay.loss:.0%} for "
+               f"{pause:.0f}s: {now[0] - sent[0]} datagrams relayed, {now[1] - sent[1]} dropped; "
+               f"events counted over all agents {counts}; changes in the agents' views of who "
+               f"owns targets: {changes}; {scrape_stats(targets, start, time.time(), c.interval)}")
 
 
 def node_of(targets: list[Target], n: int) -> dict[str, str]:
@@ -465,7 +499,7 @@ def scenario_affine(c: Cluster, targets: list[Target], log: list[str], pause: fl
 SCENARIOS = {"steady": scenario_steady, "stop": scenario_stop, "kill": scenario_kill,
              "rolling": scenario_rolling, "starve": scenario_starve, "freeze": scenario_freeze,
              "partition": scenario_partition, "split": scenario_split, "affine": scenario_affine,
-             "lossy": scenario_lossy}
+             "lossy": scenario_lossy, "relayed": scenario_relayed}
 
 
 def payload(i: int, series: int) -> str:
@@ -483,6 +517,8 @@ def main() -> None:
     ap.add_argument("--freeze", type=float, default=20.0, help="how long the WAL disk is frozen (s)")
     ap.add_argument("--quota", type=float, default=0.03, help="starvation: share of one CPU")
     ap.add_argument("--loss", type=float, default=0.05, help="lossy: share of packets dropped")
+    ap.add_argument("--relay-delay", type=float, default=0.0, help="relayed: gossip delay (ms)")
+    ap.add_argument("--relay-loss", type=float, default=0.0, help="relayed: datagrams dropped")
     ap.add_argument("--netns", action="store_true", help="agents in network namespaces")
     ap.add_argument("--workdir", default="", help="keep agents' logs here instead of a temporary folder")
     a = ap.parse_args()
@@ -504,14 +540,19 @@ def main() -> None:
         nodes = node_of(targets, a.agents) if "affine" in scenarios else None
         cfg.write_text(config(targets, prom.url, nodes).replace('"1s"', f'"{a.interval:g}s"')
                        .replace('"800ms"', f'"{min(10.0, 0.8 * a.interval):g}s"'))
-        c = Cluster(a.agents, d, cfg, a.interval, net, disk)
+        relay = None
+        if a.relay_delay or a.relay_loss:
+            relay = Relay(a.relay_delay / 1000, a.relay_loss)
+            stack.callback(relay.close)
+        c = Cluster(a.agents, d, cfg, a.interval, net, disk, relay)
         try:
             for i in range(a.agents):
                 c.start(i)
             c.wait_owners(c.names(), list(range(a.agents)))
             for name in scenarios:
                 pause = {"freeze": a.freeze}.get(name, a.pause)
-                paused = ("stop", "starve", "freeze", "partition", "split", "affine", "lossy")
+                paused = ("stop", "starve", "freeze", "partition", "split", "affine", "lossy",
+                          "relayed")
                 kw = {"pause": pause} if name in paused else {}
                 if name == "lossy":
                     kw["loss"] = a.loss
