@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from prometheus_client import Counter
@@ -98,9 +97,9 @@ class ReloadingTLS:
 
     def __init__(self, tls: PeerTLS) -> None:
         self.tls = tls
+        self._stamp = tls.stamp()  # before reading: a change while we read is seen next check
         self.client: ssl.SSLContext = tls.client_context()
         self._server = tls.server_context()
-        self._stamp = tls.stamp()
         # Handed to the HTTP server once; every handshake switches to the context in force.
         self._front = tls.server_context()
         self._front.sni_callback = self._pick
@@ -113,7 +112,8 @@ class ReloadingTLS:
     def server_context(self) -> ssl.SSLContext:
         return self._front
 
-    def _pick(self, conn: Any, _name: str | None, _ctx: ssl.SSLContext) -> None:
+    def _pick(self, conn: ssl.SSLObject | ssl.SSLSocket, _name: str | None,
+              _ctx: ssl.SSLContext) -> None:
         conn.context = self._server
 
     def check(self) -> str:
