@@ -6,7 +6,12 @@ SIGSTOP for 60 s and SIGCONT, SIGKILL and restart, a rolling restart, CPU
 starvation through a cgroup CPU quota, a real disk stall (the victim's WAL on a
 loop-mounted ext4 image frozen with ``fsfreeze``), a partition made by taking
 the victim's link down (``--netns``: every agent in its own network namespace,
-see tests/cluster/netns.py), and the gossip ack latency each agent measured
+see tests/cluster/netns.py), a split of the agents into two groups that still
+reach the targets (``--netns``, iptables), node-affine targets (``affine``: the
+share their own node's agent scrapes, their fall-back and return), random loss
+between agents (``lossy``, iptables' statistic match: false suspicions and
+ownership changes while nobody is down), the same through a user-space relay
+that delays (``relayed``, loadtest/relay.py), and the gossip ack latency each agent measured
 (``shoal_cluster_probe_ack_seconds``). While a fault lasts, agent0's view of the
 victim is polled every 0.5 s, so role and ownership changes are counted (a
 flapping agent shows as more than one demotion and one return). The failure
@@ -16,6 +21,10 @@ Partitions, freezing and cgroups need root.
 
     python loadtest/cluster.py --agents 3 --scenarios steady,stop,kill,freeze
     python loadtest/cluster.py --agents 3 --netns --scenarios steady,partition
+    python loadtest/cluster.py --agents 5 --netns --scenarios steady,split [--pause 100]
+    python loadtest/cluster.py --agents 3 --netns --scenarios affine
+    python loadtest/cluster.py --agents 3 --netns --scenarios lossy --loss 0.2 --pause 180
+    python loadtest/cluster.py --agents 3 --scenarios relayed --relay-delay 100 --pause 180
     python loadtest/cluster.py --agents 3 --interval 1 --targets 150 --series 200 \
         --scenarios starve --quota 0.03
 """
@@ -37,7 +46,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import procs  # noqa: E402 - after the path fix above
+from loadtest.relay import Relay  # noqa: E402 - after the path fix above
+from tests import procs  # noqa: E402
 from tests.cluster.disk import Disk, loop_disk  # noqa: E402
 from tests.cluster.netns import Net, network  # noqa: E402
 from tests.cluster.test_agents import config, free_port, plain, rejected_writes  # noqa: E402
@@ -51,9 +61,10 @@ NS_PORT = 12345  # every namespace has its own ports
 class Cluster:
     def __init__(
         self, n: int, tmp: Path, cfg: Path, interval: float,
-        net: Net | None = None, disk: Disk | None = None,
+        net: Net | None = None, disk: Disk | None = None, relay: Relay | None = None,
     ) -> None:
         self.n, self.tmp, self.cfg, self.interval, self.net = n, tmp, cfg, interval, net
+        self.relay = relay  # when set, agents advertise 127.0.7.x, relayed to their 127.0.8.x
         self.disk = disk  # the victim's (agent n-1's) WAL lives here when set
         if net is not None:
             self.hosts = [net.addr(i) for i in range(n)]
@@ -62,18 +73,24 @@ class Cluster:
             self.hosts = [f"127.0.8.{i + 2}" for i in range(n)]
             self.ports = [free_port(h) for h in self.hosts]
         self.procs: list[procs.Proc | None] = [None] * n
+        self.fronts = list(self.hosts)  # what the agents advertise and join through
+        if relay is not None:
+            self.fronts = [f"127.0.7.{i + 2}" for i in range(n)]
+            for i in range(n):
+                relay.add((self.fronts[i], self.ports[i]), (self.hosts[i], self.ports[i]))
 
     def url(self, i: int) -> str:
         return f"http://{self.hosts[i]}:{self.ports[i]}"
 
     def start(self, i: int) -> None:
-        join = ",".join(f"{h}:{p}" for h, p in zip(self.hosts, self.ports, strict=True))
+        join = ",".join(f"{h}:{p}" for h, p in zip(self.fronts, self.ports, strict=True))
         workdir = self.tmp / f"agent{i}"
         workdir.mkdir(exist_ok=True)
         flags = [
             f"--server.http.listen-addr={self.hosts[i]}:{self.ports[i]}",
             "--cluster.enabled", f"--cluster.node-name=agent{i}", f"--cluster.join-addresses={join}",
             "--cluster.name=load", "--config.watch-interval=0",
+            f"--cluster.advertise-address={self.fronts[i]}",
         ]
         if self.disk is not None and i == self.n - 1:
             flags.append(f"--storage.path={self.disk.mount / 'data'}")  # the last one given wins
@@ -329,9 +346,160 @@ def scenario_partition(
                f"healing; {figures}")
 
 
+def sides_scraping(targets: list[Target], sides: list[set[str]], start: float, end: float) -> int:
+    """How many targets were scraped from every side in [start, end) (by scraper address)."""
+    return sum(
+        1 for t in targets
+        if all({r.client for r in list(t.requests) if start <= r.time < end} & side for side in sides)
+    )
+
+
+def scenario_split(c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0) -> None:
+    """The agents cut into two groups (the first n // 2, the rest) for ``pause`` seconds
+    (``--netns``; iptables in each namespace): both groups still reach the targets and the
+    backend, so each, in its own view, scrapes every target (duplicates over gaps)."""
+    assert c.net is not None, "the split scenario needs --netns"
+    half = c.n // 2
+    groups = [list(range(half)), list(range(half, c.n))]
+    watch = Watch(c, c.n - 1)  # agent0's view of an agent on the other side
+    start = time.time()
+    try:
+        c.net.split(groups)
+        for group in groups:
+            c.wait_owners({f"agent{i}" for i in group}, group, timeout=pause)
+        views = time.time() - start
+        time.sleep(max(c.interval, pause - views))
+        sides = [{c.hosts[i] for i in group} for group in groups]
+        both = sides_scraping(targets, sides, start + views + c.interval, time.time())
+        during = scrape_stats(targets, start, time.time(), c.interval)
+    finally:
+        c.net.unsplit()
+    back, figures = recovery(c, targets, start, time.time(), watch)
+    log.append(f"split {half}|{c.n - half} for {pause:.0f}s: each side alone in its views after "
+               f"{views:.1f}s; {both} of {len(targets)} targets scraped from both sides once "
+               f"settled; during {during}; every view agrees {back:.1f}s after healing; {figures}")
+
+
+def gossip_events(c: Cluster) -> dict[str, float]:
+    """Suspicions, deaths and refutations every agent counted so far, summed."""
+    out = {"node_suspect": 0.0, "node_leave": 0.0, "refute": 0.0}
+    for i in range(c.n):
+        text = httpx.get(c.url(i) + "/metrics", timeout=3).text
+        for line in text.splitlines():
+            if line.startswith("cluster_node_gossip_received_events_total{"):
+                event = line.split('event="')[1].split('"')[0]
+                if event in out:
+                    out[event] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def view_changes(c: Cluster, pause: float) -> int:
+    """Every agent's view of who owns targets polled every 0.5 s for ``pause`` seconds:
+    how many times any of them changed (with nobody down, each is a false demotion)."""
+    views = [c.owners(i) for i in range(c.n)]
+    changes = 0
+    start = time.time()
+    while time.time() - start < pause:
+        time.sleep(0.5)
+        for i in range(c.n):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                now = c.owners(i)
+                changes += now != views[i]
+                views[i] = now
+    return changes
+
+
+def scenario_lossy(
+    c: Cluster, targets: list[Target], log: list[str], pause: float = 180.0, loss: float = 0.05
+) -> None:
+    """``loss`` of the packets between agents dropped for ``pause`` seconds (``--netns``):
+    a healthy cluster must not flap."""
+    assert c.net is not None, "the lossy scenario needs --netns"
+    before = gossip_events(c)
+    start = time.time()
+    try:
+        c.net.lose(loss)
+        changes = view_changes(c, pause)
+    finally:
+        c.net.unsplit()
+    after = gossip_events(c)
+    counts = {k: round(after[k] - before[k]) for k in after}
+    log.append(f"loss {loss:.0%} between agents for {pause:.0f}s: events counted over all "
+               f"agents {counts}; changes in the agents' views of who owns targets: {changes}; "
+               f"{scrape_stats(targets, start, time.time(), c.interval)}")
+
+
+def scenario_relayed(
+    c: Cluster, targets: list[Target], log: list[str], pause: float = 180.0
+) -> None:
+    """``pause`` seconds of the gossip link through the delaying, dropping relay
+    (``--relay-delay``, ``--relay-loss``; agents advertise the relay): must not flap."""
+    assert c.relay is not None, "the relayed scenario needs --relay-delay or --relay-loss"
+    before, sent = gossip_events(c), c.relay.counts()
+    start = time.time()
+    changes = view_changes(c, pause)
+    after, now = gossip_events(c), c.relay.counts()
+    counts = {k: round(after[k] - before[k]) for k in after}
+    log.append(f"relay delay {c.relay.delay * 1000:.0f}ms loss {c.relay.loss:.0%} for "
+               f"{pause:.0f}s: {now[0] - sent[0]} datagrams relayed, {now[1] - sent[1]} dropped; "
+               f"events counted over all agents {counts}; changes in the agents' views of who "
+               f"owns targets: {changes}; {scrape_stats(targets, start, time.time(), c.interval)}")
+
+
+def node_of(targets: list[Target], n: int) -> dict[str, str]:
+    """Node-affine layout: three targets in four name a node (agent0, agent1, ... in turn),
+    the rest have none and go by the ring."""
+    return {t.address: f"agent{k % n}" for k, t in enumerate(targets) if k % 4 != 3}
+
+
+def scenario_affine(c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0) -> None:
+    """Node-affine targets (``clustering { node_affine = true }``): the share each node's own
+    agent scrapes in steady state, then the last agent SIGSTOPped for ``pause`` seconds: how
+    fast its node's targets fall back to the ring and return after SIGCONT."""
+    nodes = node_of(targets, c.n)
+    time.sleep(2 * c.interval)
+    start = time.time()
+    time.sleep(4 * c.interval)
+    owned = {f"agent{i}": c.owned(i) for i in range(c.n)}
+    affine = [t for t in targets if t.address in nodes]
+    own = sum(1 for t in affine if t.address in owned[nodes[t.address]])
+    by_addr = ""
+    if c.net is not None:  # in namespaces the targets see which agent scraped them
+        scrapes = [r for t in affine for r in list(t.requests)
+                   if start <= r.time < time.time()
+                   and r.client == c.hosts[int(nodes[t.address][5:])]]
+        total = sum(1 for t in affine for r in list(t.requests) if start <= r.time < time.time())
+        by_addr = f", {len(scrapes)} of {total} of their scrapes by their node's agent"
+    log.append(f"node-affine steady: {own} of {len(affine)} node targets owned by their node's "
+               f"agent{by_addr}; shares {[len(owned[f'agent{i}']) for i in range(c.n)]}; "
+               f"{scrape_stats(targets, start, time.time(), c.interval)}")
+
+    victim = c.n - 1
+    mine = [t for t in affine if nodes[t.address] == f"agent{victim}"]
+    watch = Watch(c, victim)
+    stopped = time.time()
+    os.killpg(c.proc(victim).popen.pid, signal.SIGSTOP)
+    out = c.wait_owners(c.names(victim), [i for i in range(c.n) if i != victim])
+    time.sleep(max(2 * c.interval, pause - (time.time() - stopped)))
+    firsts = [min((r.time for r in list(t.requests) if r.time > stopped), default=float("inf"))
+              for t in mine]
+    resumed = time.time()
+    os.killpg(c.proc(victim).popen.pid, signal.SIGCONT)
+    addrs = {t.address for t in mine}
+    procs.eventually(lambda: addrs <= c.owned(victim), timeout=120, interval=0.2)
+    back = time.time() - resumed
+    rest, figures = recovery(c, targets, stopped, resumed, watch)
+    log.append(f"node-affine SIGSTOP {pause:.0f}s: out of the others' rings after {out:.1f}s; "
+               f"its {len(mine)} node targets first scraped elsewhere {min(firsts) - stopped:.1f}-"
+               f"{max(firsts) - stopped:.1f}s after the stop; after SIGCONT its node targets "
+               f"back in {back:.1f}s (every view agreeing {rest:.1f}s later); {figures}; "
+               f"its node targets {scrape_stats(mine, stopped, time.time(), c.interval)}")
+
+
 SCENARIOS = {"steady": scenario_steady, "stop": scenario_stop, "kill": scenario_kill,
              "rolling": scenario_rolling, "starve": scenario_starve, "freeze": scenario_freeze,
-             "partition": scenario_partition}
+             "partition": scenario_partition, "split": scenario_split, "affine": scenario_affine,
+             "lossy": scenario_lossy, "relayed": scenario_relayed}
 
 
 def payload(i: int, series: int) -> str:
@@ -348,13 +516,16 @@ def main() -> None:
     ap.add_argument("--pause", type=float, default=60.0, help="SIGSTOP, starvation, partition (s)")
     ap.add_argument("--freeze", type=float, default=20.0, help="how long the WAL disk is frozen (s)")
     ap.add_argument("--quota", type=float, default=0.03, help="starvation: share of one CPU")
+    ap.add_argument("--loss", type=float, default=0.05, help="lossy: share of packets dropped")
+    ap.add_argument("--relay-delay", type=float, default=0.0, help="relayed: gossip delay (ms)")
+    ap.add_argument("--relay-loss", type=float, default=0.0, help="relayed: datagrams dropped")
     ap.add_argument("--netns", action="store_true", help="agents in network namespaces")
     ap.add_argument("--workdir", default="", help="keep agents' logs here instead of a temporary folder")
     a = ap.parse_args()
     scenarios = a.scenarios.split(",")
     unknown = [name for name in scenarios if name not in SCENARIOS]
-    if unknown or ("partition" in scenarios and not a.netns):
-        ap.error(f"unknown scenarios {unknown}" if unknown else "partition needs --netns")
+    if unknown or ({"partition", "split", "lossy"} & set(scenarios) and not a.netns):
+        ap.error(f"unknown scenarios {unknown}" if unknown else "partition, split, lossy need --netns")
     log: list[str] = []
     keep = contextlib.nullcontext(a.workdir) if a.workdir else tempfile.TemporaryDirectory()
     with contextlib.ExitStack() as stack:
@@ -366,16 +537,25 @@ def main() -> None:
         stack.callback(lambda: [t.stop() for t in targets])
         prom = stack.enter_context(procs.prometheus(d / "prom", host=host))
         cfg = d / "shoal.alloy"
-        cfg.write_text(config(targets, prom.url).replace('"1s"', f'"{a.interval:g}s"')
+        nodes = node_of(targets, a.agents) if "affine" in scenarios else None
+        cfg.write_text(config(targets, prom.url, nodes).replace('"1s"', f'"{a.interval:g}s"')
                        .replace('"800ms"', f'"{min(10.0, 0.8 * a.interval):g}s"'))
-        c = Cluster(a.agents, d, cfg, a.interval, net, disk)
+        relay = None
+        if a.relay_delay or a.relay_loss:
+            relay = Relay(a.relay_delay / 1000, a.relay_loss)
+            stack.callback(relay.close)
+        c = Cluster(a.agents, d, cfg, a.interval, net, disk, relay)
         try:
             for i in range(a.agents):
                 c.start(i)
             c.wait_owners(c.names(), list(range(a.agents)))
             for name in scenarios:
                 pause = {"freeze": a.freeze}.get(name, a.pause)
-                kw = {"pause": pause} if name in ("stop", "starve", "freeze", "partition") else {}
+                paused = ("stop", "starve", "freeze", "partition", "split", "affine", "lossy",
+                          "relayed")
+                kw = {"pause": pause} if name in paused else {}
+                if name == "lossy":
+                    kw["loss"] = a.loss
                 if name == "starve":
                     kw["quota"] = a.quota
                 SCENARIOS[name](c, targets, log, **kw)

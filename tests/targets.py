@@ -31,6 +31,7 @@ class Request:
     path: str
     headers: dict[str, str]  # lower-cased names
     version: int  # the payload version it was answered with
+    client: str = ""  # the scraper's address (in network namespaces, which agent scraped)
 
 
 class _Server(ThreadingHTTPServer):
@@ -76,7 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
             body, ctype, status, version, gz = t.body, t.content_type, t.status, t.version, t.gzip
             t.requests.append(
                 Request(
-                    time.time(), self.path, {k.lower(): v for k, v in self.headers.items()}, version
+                    time.time(), self.path, {k.lower(): v for k, v in self.headers.items()},
+                    version, self.client_address[0],
                 )
             )
         self.send_response(status)

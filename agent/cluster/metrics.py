@@ -89,6 +89,13 @@ class ClusterMetrics:
             ["result"],
             registry=r,
         )
+        self.tls_reloads = Counter(
+            "shoal_cluster_tls_reloads_total",
+            "Times the peer TLS files (--cluster.tls-*) were read again after one changed, "
+            "by result (ok, error: the certificates in force were kept).",
+            ["result"],
+            registry=r,
+        )
         self.target_set_mismatch = Gauge(
             "shoal_cluster_target_set_mismatch",
             "Live peers whose targets for this clustered component differ from this agent's "

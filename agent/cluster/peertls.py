@@ -10,12 +10,27 @@ sign (it cannot demand one: Prometheus and probes read /metrics on the same
 port). UDP probes and gossip are not TLS: the gossip key (AES-GCM) seals and
 authenticates them, and also authenticates push-pull, so a TLS client without
 the key is still refused.
+
+Certificates rotate (cert-manager renews them every few weeks, a Secret volume
+swaps its files), so ``ReloadingTLS`` watches the three files and, when one
+changes, loads new contexts that every later connection uses; connections open
+at that moment keep theirs. The HTTP server's context cannot be replaced under
+a listening socket, so the context handed to it picks the one in force for each
+handshake from its server-name callback, which OpenSSL runs on every ClientHello.
+Files that cannot be used (half written, a key that does not match) keep the
+contexts in force, with a log line giving the reason and a counted metric.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
+
+import structlog
+from prometheus_client import Counter
+
+from agent.cluster.keyfile import stamp
 
 
 class PeerTLSError(ValueError):
@@ -38,6 +53,10 @@ class PeerTLS:
             raise PeerTLSError("--cluster.enable-tls needs " + ", ".join(missing))
         self.client_context()
         self.server_context()
+
+    def stamp(self) -> tuple[tuple[int, int, int], ...]:
+        """What changes when any of the files is rewritten or replaced (a symlink swapped)."""
+        return tuple(stamp(path) for path in (self.ca_path, self.cert_path, self.key_path))
 
     def client_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -71,3 +90,52 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return type(exc).__name__
+
+
+class ReloadingTLS:
+    """The peer TLS contexts in force, replaced when the files change on disk."""
+
+    def __init__(self, tls: PeerTLS) -> None:
+        self.tls = tls
+        self._stamp = tls.stamp()  # before reading: a change while we read is seen next check
+        self.client: ssl.SSLContext = tls.client_context()
+        self._server = tls.server_context()
+        # Handed to the HTTP server once; every handshake switches to the context in force.
+        self._front = tls.server_context()
+        self._front.sni_callback = self._pick
+        self.log = structlog.get_logger("cluster.tls")
+
+    @property
+    def server_name(self) -> str:
+        return self.tls.server_name
+
+    def server_context(self) -> ssl.SSLContext:
+        return self._front
+
+    def _pick(self, conn: ssl.SSLObject | ssl.SSLSocket, _name: str | None,
+              _ctx: ssl.SSLContext) -> None:
+        conn.context = self._server
+
+    def check(self) -> str:
+        """Load the files again if they changed: "unchanged", "ok" or "error" (kept the old)."""
+        now = self.tls.stamp()
+        if now == self._stamp:
+            return "unchanged"
+        self._stamp = now
+        try:
+            client, server = self.tls.client_context(), self.tls.server_context()
+        except PeerTLSError as exc:
+            self.log.error("peer TLS files not usable; keeping the certificates in force",
+                           err=str(exc))
+            return "error"
+        self.client, self._server = client, server
+        self.log.info("peer TLS files reloaded", cert=self.tls.cert_path)
+        return "ok"
+
+    async def watch(self, every: float, reloads: Counter) -> None:
+        """Check the files every ``every`` seconds, counting each reload by its result."""
+        while True:
+            await asyncio.sleep(every)
+            result = await asyncio.to_thread(self.check)
+            if result != "unchanged":
+                reloads.labels(result).inc()

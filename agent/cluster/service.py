@@ -52,7 +52,7 @@ from agent.cluster.keyfile import KeyFileError, read_keys, stamp
 from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest
 from agent.cluster.messages import MAX_DIGESTS
 from agent.cluster.node import Node, View, asyncio_observer
-from agent.cluster.peertls import PeerTLS
+from agent.cluster.peertls import PeerTLS, ReloadingTLS
 from agent.cluster.ring import Ring
 from agent.cluster.settings import Settings
 from agent.loopclock import HANDOFFS, LoopClock, Stall
@@ -70,17 +70,17 @@ class HTTPDialer:
     runs on the protocol thread's own event loop, where no shared session lives.
     """
 
-    def __init__(self, tls: PeerTLS | None = None) -> None:
-        self._ssl = tls.client_context() if tls is not None else None
-        self._server_name = tls.server_name if tls is not None else ""
+    def __init__(self, tls: PeerTLS | ReloadingTLS | None = None) -> None:
+        # The client context is read at each exchange: rotated certificates apply at once.
+        self._tls = ReloadingTLS(tls) if isinstance(tls, PeerTLS) else tls
 
     async def __call__(self, addr: str, frame: bytes, timeout: float = 2.0) -> bytes:
-        scheme = "https" if self._ssl is not None else "http"
+        scheme = "https" if self._tls is not None else "http"
         extra: dict[str, Any] = {}
-        if self._ssl is not None:
-            extra["ssl"] = self._ssl
-            if self._server_name:
-                extra["server_hostname"] = self._server_name
+        if self._tls is not None:
+            extra["ssl"] = self._tls.client
+            if self._tls.server_name:
+                extra["server_hostname"] = self._tls.server_name
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         async with (
             aiohttp.ClientSession(timeout=client_timeout) as session,
@@ -156,6 +156,7 @@ class Options:
     key_file: str = ""  # --cluster.gossip-key-file, read again when it changes
     key_check: float = 5.0  # how often the key file is checked for a change
     tls: PeerTLS | None = None  # push-pull over HTTPS (--cluster.enable-tls)
+    tls_check: float = 5.0  # how often the TLS files are checked for a change (rotation)
     # A target-set mismatch lasting this long is logged (discovery on two agents is not in step
     # to the millisecond); the metric and the API show it at once.
     mismatch_grace: float = 10.0
@@ -198,8 +199,10 @@ class ClusterService:
         self.options = options
         self.name = settings.name
         self.seed = seed_of(settings.cluster_name)
+        # The peer TLS contexts in force, shared by the dialer and the HTTP server.
+        self.tls = ReloadingTLS(options.tls) if options.tls is not None else None
         if dialer == "http":  # the default: push-pull through the peers' HTTP servers
-            dialer = HTTPDialer(options.tls)
+            dialer = HTTPDialer(self.tls)
         self.node = Node(settings, registry=registry, dialer=dialer,
                          resolve_seeds=self._seeds_resolver())
         self._key_stamp = stamp(options.key_file) if options.key_file else (0, 0, 0)
@@ -268,6 +271,9 @@ class ClusterService:
             self._tasks.append(loop.create_task(self._join(), name="cluster-join"))
         if self.options.key_file:
             self._tasks.append(loop.create_task(self._watch_keys(), name="cluster-keys"))
+        if self.tls is not None:
+            watch = self.tls.watch(self.options.tls_check, self.node.metrics.tls_reloads)
+            self._tasks.append(loop.create_task(watch, name="cluster-tls"))
 
     async def stop(self) -> None:
         """Announce terminating, then leave: peers take our targets without waiting to suspect us."""

@@ -37,6 +37,9 @@ class Settings:
     push_pull_interval: float = 10.0
     rejoin_interval: float = 30.0  # push-pull with the join addresses again, to heal split brain
     dead_reap: float = 60.0  # how long dead and left members are remembered
+    # How long the address of a member forgotten while dead is still tried by the reconnect
+    # rule (serf's reconnect_timeout), so a partition longer than dead_reap heals in seconds.
+    reconnect_timeout: float = 3600.0
     tcp_timeout: float = 2.0
     metadata_min_interval: float = 1.0  # progress updates are published at most this often
     leave_timeout: float = 2.0

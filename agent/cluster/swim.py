@@ -113,6 +113,9 @@ class Membership:
         self._probe_index = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._seeds: list[str] = []
+        # Addresses of members forgotten while dead (a partition outlasting dead_reap), with
+        # when: still tried by the reconnect rule for reconnect_timeout.
+        self._lost: dict[str, float] = {}
         self._pending_progress: Progress | None = None
         self._last_publish = 0.0
         self._join_warned = -1e9
@@ -492,11 +495,14 @@ class Membership:
                 await self._reconnect(len(live))
 
     async def _reconnect(self, live: int) -> None:
-        """Serf's reconnect: try one member held dead (or, seeing fewer members than join
-        addresses, one of those) every push-pull interval, so a healed partition is found in
-        seconds rather than at the next rejoin. The first exchange makes each side refute the
+        """Serf's reconnect: try one member held dead, or forgotten while dead less than
+        ``reconnect_timeout`` ago (or, seeing fewer members than join addresses, one of those)
+        every push-pull interval, so a healed partition is found in seconds rather than at the
+        next rejoin, however long it lasted. The first exchange makes each side refute the
         death it reads about itself; a second one carries those refutations across."""
         candidates = [r.addr for r in self.members.values() if r.liveness is Liveness.DEAD]
+        known = {r.addr for r in self.members.values()}
+        candidates += [a for a in self._lost if a not in known]
         if live + 1 < len(self._seeds):
             candidates += self._seeds
         if candidates:
@@ -545,7 +551,11 @@ class Membership:
                 and now - r.changed > self.settings.dead_reap
             ]
             for n in gone:
+                if self.members[n].liveness is Liveness.DEAD:
+                    self._lost[self.members[n].addr] = now
                 del self.members[n]
+            timeout = self.settings.reconnect_timeout
+            self._lost = {a: t for a, t in self._lost.items() if now - t <= timeout}
             if gone:
                 self._changed()
 

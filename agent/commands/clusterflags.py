@@ -118,10 +118,10 @@ def peer_tls(args: argparse.Namespace) -> PeerTLS | None:
     return tls
 
 
-def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """What the HTTP server serves with: peers post push-pull to it over HTTPS."""
-    tls = peer_tls(args)
-    return None if tls is None else tls.server_context()
+def server_tls(cluster: ClusterService | None) -> ssl.SSLContext | None:
+    """What the HTTP server serves with: peers post push-pull to it over HTTPS. The service's
+    context, so that certificates it reloads are served without a restart."""
+    return None if cluster is None or cluster.tls is None else cluster.tls.server_context()
 
 
 def _tuning(text: str) -> tuple[dict[str, Any], dict[str, Any]]:

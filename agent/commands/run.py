@@ -168,7 +168,8 @@ class Agent:
             for d in exc.diagnostics:
                 self.log.error("component failed to start", err=str(d))
         self._app = app = build_app(self.controller, self.reload, REGISTRY, self.render, self.ui_path_prefix, self.live)
-        server = HTTPServer(app, sock, tls=clusterflags.server_tls(self.args))
+        clustered = self.services.get(services.CLUSTER) if clusterflags.enabled(self.args) else None
+        server = HTTPServer(app, sock, tls=clusterflags.server_tls(clustered))
         await server.start()
         app.state.shoal.ready = True
         self.log.info("now listening", addr=server.address, config=str(self.path))

@@ -47,6 +47,16 @@ def all_alive(nodes: list[Node]) -> bool:
     )
 
 
+def split(cluster: list[Node], sides: list[int]) -> None:
+    """Cut the nodes into sides (``sides[i]`` is node i's) that cannot reach one another."""
+    hosts = [n.address.rsplit(":", 1)[0] for n in cluster]
+    side = dict(zip(hosts, sides, strict=True))
+    for n, h in zip(cluster, hosts, strict=True):
+        n.set_transport_filter(
+            lambda peer, mine=side[h]: side.get(peer.rsplit(":", 1)[0], mine) == mine
+        )
+
+
 class Nodes:
     """Makes nodes and stops every one of them at the end of a test."""
 

@@ -9,6 +9,13 @@ and delay are not modelled). Subnets are 10.213.<index>.0/24, one index per
 harness (tests and loadtest use different ones), so two harnesses can run at
 once. Everything is removed by ``cleanup``, which also runs first, so namespaces
 and links left by a killed run never get in the way.
+
+A split (``split``) cuts the cluster into groups that no longer reach each
+other while every group still reaches the targets and the backend, as a network
+fault between racks or zones does: each namespace drops, with iptables in that
+namespace, every packet to or from the other groups' addresses. Dropped
+silently, as a lost route drops them, so senders wait for their timeouts rather
+than read an error.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ from tests import procs
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=10)
+
+
+def iptables(ns: str, *args: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, "iptables", "-w", "5", *args],
+                   capture_output=True, text=True, check=True, timeout=10)
 
 
 class Net:
@@ -70,6 +82,31 @@ class Net:
 
     def heal(self, i: int) -> None:
         ip("link", "set", self.link(i), "up")
+
+    def split(self, groups: list[list[int]]) -> None:
+        """Cut the agents into ``groups`` that cannot reach one another (targets stay reachable)."""
+        for g, group in enumerate(groups):
+            others = [self.addr(j) for h, other in enumerate(groups) if h != g for j in other]
+            for i in group:
+                for addr in others:
+                    iptables(self.ns(i), "-A", "INPUT", "-s", addr, "-j", "DROP")
+                    iptables(self.ns(i), "-A", "OUTPUT", "-d", addr, "-j", "DROP")
+
+    def lose(self, share: float) -> None:
+        """Drop ``share`` of the packets between agents at random, each way (iptables'
+        statistic match on every namespace's input from the others); targets and backend
+        are spared. The kernel here has no netem, so this is loss without delay."""
+        for i, ns in enumerate(self.namespaces):
+            for j in range(len(self.namespaces)):
+                if j != i:
+                    iptables(ns, "-A", "INPUT", "-s", self.addr(j), "-m", "statistic",
+                             "--mode", "random", "--probability", f"{share:.4f}", "-j", "DROP")
+
+    def unsplit(self) -> None:
+        """Remove every split and loss rule: each namespace's filter chains are ours alone."""
+        for ns in self.namespaces:
+            iptables(ns, "-F", "INPUT")
+            iptables(ns, "-F", "OUTPUT")
 
     def cleanup(self) -> None:
         """Remove this index's namespaces (their veths go with them) and the bridge; never raises."""

@@ -38,7 +38,7 @@ from tests.targets import Target
 pytestmark = pytest.mark.timeout(180)
 
 HOSTS = ["127.0.11.2", "127.0.11.3", "127.0.11.4", "127.0.11.5"]
-TUNING = "probe_interval=0.4,probe_timeout=0.2,push_pull_interval=2,key_check=0.5"
+TUNING = "probe_interval=0.4,probe_timeout=0.2,push_pull_interval=2,key_check=0.5,tls_check=0.5"
 
 
 def b64key() -> str:

@@ -17,7 +17,15 @@ import pytest
 
 from agent.cluster import Liveness, Node, Progress, Role, View, asyncio_observer
 from agent.cluster.messages import Dead, IndirectPing, State, Suspect
-from tests.cluster.helpers import Nodes, RawPeer, all_alive, liveness, next_host, wait_until
+from tests.cluster.helpers import (
+    Nodes,
+    RawPeer,
+    all_alive,
+    liveness,
+    next_host,
+    split,
+    wait_until,
+)
 
 DEAD_BOUND = 30.0
 
@@ -195,12 +203,7 @@ def test_graceful_leave_is_seen_as_left_without_suspicion(nodes: Nodes) -> None:
 
 def test_a_partition_heals_through_push_pull(nodes: Nodes) -> None:
     cluster = nodes.cluster(4)
-    hosts = [n.address.rsplit(":", 1)[0] for n in cluster]
-    side = {hosts[0]: 0, hosts[1]: 0, hosts[2]: 1, hosts[3]: 1}
-    for n, h in zip(cluster, hosts, strict=True):
-        n.set_transport_filter(
-            lambda peer, mine=side[h]: side.get(peer.rsplit(":", 1)[0], mine) == mine
-        )
+    split(cluster, [0, 0, 1, 1])
     names = [n.settings.name for n in cluster]
     wait_until(
         lambda: (

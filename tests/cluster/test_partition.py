@@ -49,15 +49,15 @@ PARTITION_TUNING = f"{TUNING},rejoin_interval=600,gossip_to_the_dead=2"
 
 
 class NsAgents:
-    def __init__(self, net: Net, tmp: Path, cfg: Path) -> None:
-        self.net, self.tmp, self.cfg = net, tmp, cfg
+    def __init__(self, net: Net, tmp: Path, cfg: Path, n: int = AGENTS) -> None:
+        self.net, self.tmp, self.cfg, self.n = net, tmp, cfg, n
         self.procs: list[procs.Proc] = []
 
     def url(self, i: int) -> str:
         return f"http://{self.net.addr(i)}:{PORT}"
 
     def start(self, i: int) -> None:
-        join = ",".join(f"{self.net.addr(j)}:{PORT}" for j in range(AGENTS))
+        join = ",".join(f"{self.net.addr(j)}:{PORT}" for j in range(self.n))
         p = self.net.agent(
             i, self.tmp / f"agent{i}", self.cfg,
             f"--server.http.listen-addr={self.net.addr(i)}:{PORT}",
@@ -88,21 +88,24 @@ class NsAgents:
         return all(self.participants(i, inside) == names for i in watchers)
 
 
-@pytest.fixture
-def partitioned(tmp_path: Path) -> Iterator[tuple[Net, NsAgents, list[Target], procs.Proc]]:
-    with network(NET_INDEX, AGENTS) as net:
+@contextlib.contextmanager
+def ns_cluster(
+    tmp: Path, index: int, n: int, count: int, metric: str,
+) -> Iterator[tuple[Net, NsAgents, list[Target], procs.Proc]]:
+    """``n`` agents in namespaces on 10.213.<index>.0/24 scraping ``count`` targets of
+    ``metric`` into a real Prometheus; everything (links, rules, namespaces) removed after."""
+    with network(index, n) as net:
         targets: list[Target] = []
         try:
             targets = [
-                Target(f'partition_metric{{i="{i}"}} {i}\n', host=net.host).start()
-                for i in range(TARGETS)
+                Target(f'{metric}{{i="{i}"}} {i}\n', host=net.host).start() for i in range(count)
             ]
-            with procs.prometheus(tmp_path / "prom", host=net.host) as prom:
-                cfg = tmp_path / "shoal.alloy"
+            with procs.prometheus(tmp / "prom", host=net.host) as prom:
+                cfg = tmp / "shoal.alloy"
                 cfg.write_text(config(targets, prom.url))
-                agents = NsAgents(net, tmp_path, cfg)
+                agents = NsAgents(net, tmp, cfg, n)
                 try:
-                    for i in range(AGENTS):
+                    for i in range(n):
                         agents.start(i)
                     yield net, agents, targets, prom
                 finally:
@@ -111,8 +114,12 @@ def partitioned(tmp_path: Path) -> Iterator[tuple[Net, NsAgents, list[Target], p
         finally:
             for t in targets:
                 t.stop()
-            with contextlib.suppress(Exception):
-                net.heal(AGENTS - 1)
+
+
+@pytest.fixture
+def partitioned(tmp_path: Path) -> Iterator[tuple[Net, NsAgents, list[Target], procs.Proc]]:
+    with ns_cluster(tmp_path, NET_INDEX, AGENTS, TARGETS, "partition_metric") as cluster:
+        yield cluster
 
 
 def test_partition_by_link_down_and_heal(
