@@ -55,6 +55,7 @@ from typing import Any
 
 import structlog
 
+from agent.remote.admission import Backlog
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient, redact_url
 from agent.remote.codec import compress
@@ -576,6 +577,16 @@ class EndpointQueue:
         if not self.pending() or not self._highest_sent:
             return 0.0
         return max(0.0, (self._highest_appended - self._highest_sent) / 1000.0)
+
+    def backlog(self) -> Backlog:
+        """How far behind the WAL's writer this queue is, for scrape admission (read-only).
+
+        Healthy means the backend answers: no send being retried and no recovery
+        from a failure under way (an outage's backlog is the WAL's to buffer).
+        """
+        failing = self.rate.limited or any(s.attempt > 0 for s in self.shards)
+        return Backlog(self.lag_seconds(), 2 * self.cfg.queue.batch_send_deadline, not failing,
+                       self.pending())
 
     def settled(self) -> bool:
         """Every acknowledgement so far is durably committed."""
