@@ -145,6 +145,8 @@ class EndpointQueue:
         self._want_shards = 0  # set by the tuner; the queue reshards between reads
         self._highest_appended = 0  # ms, newest sample appended to the WAL (told by RemoteWrite)
         self._highest_sent = 0  # ms, newest sample acknowledged
+        self.appended_total = 0  # samples appended to the WAL since start (scrape admission's rates)
+        self.done_total = 0  # samples since sent, refused or dropped
         self.reshards = 0
         self._reader_waited = False  # since the tuner's last tick (shards, not the CPU, limit sending)
         self.proto = cfg.protobuf_message if cfg.protobuf_message in (V1, V2) else V1
@@ -266,6 +268,7 @@ class EndpointQueue:
     def note_appended(self, n: int, max_ts: int) -> None:
         """``n`` samples up to timestamp ``max_ts`` went into the WAL: the tuner's "samples in"."""
         self.tuner.samples_in.incr(n)
+        self.appended_total += n
         if max_ts > self._highest_appended:
             self._highest_appended = max_ts
         self.wake()
@@ -458,6 +461,7 @@ class EndpointQueue:
             st.failed += batch.count  # histograms and exemplars included
             st.failed_reasons[result.reason] = st.failed_reasons.get(result.reason, 0) + batch.count
             self.tuner.samples_dropped.incr(batch.count)
+            self.done_total += batch.count
             self._error(f"{result.reason}: {result.detail}; {batch.count} samples dropped")
         else:
             nh, ne = len(batch.hparts), len(batch.eparts)
@@ -466,6 +470,7 @@ class EndpointQueue:
             st.histograms_sent += nh
             st.exemplars_sent += ne
             self.tuner.samples_out.incr(batch.count)
+            self.done_total += batch.count
             w, wh, _we = result.written
             if w is not None and w < ns and self.proto == V2:
                 # A 2.0 receiver said it kept fewer samples than were sent: the rest is gone.
@@ -485,10 +490,12 @@ class EndpointQueue:
         if kind == FLOATS:
             st.dropped[reason] = st.dropped.get(reason, 0) + n
             self.tuner.samples_dropped.incr(n)
+            self.done_total += n
             self._m.samples_dropped(reason, n)
         elif kind == HISTOGRAMS:
             st.dropped_histograms[reason] = st.dropped_histograms.get(reason, 0) + n
             self.tuner.samples_dropped.incr(n)
+            self.done_total += n
             self._m.histograms_dropped(reason, n)
         elif kind == EXEMPLARS:
             st.dropped_exemplars += n
@@ -586,7 +593,7 @@ class EndpointQueue:
         """
         failing = self.rate.limited or any(s.attempt > 0 for s in self.shards)
         return Backlog(self.lag_seconds(), 2 * self.cfg.queue.batch_send_deadline, not failing,
-                       self.pending())
+                       self.appended_total, self.done_total)
 
     def settled(self) -> bool:
         """Every acknowledgement so far is durably committed."""
