@@ -26,13 +26,20 @@ deep (a first try: 450k/s offered, 32 % scraped). The sample rates answer
 within a scrape interval. With ``bound`` twice the endpoint's batch send
 deadline (what a healthy queue may hold back by design):
 
-- lag over ``NUDGE_AT`` of the bound and fewer samples done than appended
-  over the window: the share becomes ``share * done / appended * MARGIN``,
-  just under the sender's pace so the backlog drains; at most once a
-  ``WINDOW`` (a cut shows in the rates after the scrapes in flight);
+- lag over ``NUDGE_AT`` of the bound: the share becomes ``share * done /
+  appended * MARGIN`` (the sender's pace over the window, a little under it so
+  the backlog drains), moved by at most ``MAX_CUT`` down or ``MAX_RAISE`` up
+  at once and at most once a ``WINDOW`` (a change shows in the rates after
+  the scrapes in flight); when the sender sends more than is appended the
+  same rule raises the share, so it settles near the sender's pace;
 - lag under half the bound: the share grows by ``STEP`` a second, back to 1
   (everything scraped);
 - otherwise it holds.
+
+A queue that sent nothing over the window (starting, resharding) gives no
+pace to judge, and one in its first ``STARTUP`` seconds is not judged at
+all: its shard tuner is still ramping up (issue 16's first minute), and a
+backlog from start-up drains once it has.
 
 While an endpoint is failing and no healthy one is falling behind, the share
 is 1 at once: everything is scraped and the WAL buffers the outage.
@@ -48,7 +55,10 @@ from dataclasses import dataclass
 
 FLOOR = 0.1
 MARGIN = 0.95
-STEP = 0.02
+MAX_CUT = 0.5
+MAX_RAISE = 1.25
+STEP = 0.05
+STARTUP = 30.0  # seconds a new queue is left to ramp its shards up before it is judged
 NUDGE_AT = 0.75  # of the bound: past it, a backlog that grows is cut
 WINDOW = 3.0  # seconds over which the rates are taken, and the least time between two cuts
 
@@ -62,16 +72,18 @@ class Backlog:
     healthy: bool  # no failure being retried, no recovery from one under way
     appended: int  # samples appended to the WAL since the queue started (a counter)
     done: int  # samples since sent, refused or dropped (a counter)
+    age: float = STARTUP  # seconds since the queue started
 
 
 class Admission:
     """The share of scrape ticks the producers of one RemoteWrite are asked to make."""
 
-    def __init__(self) -> None:
+    def __init__(self, startup: float = STARTUP) -> None:
+        self.startup = startup
         self.share = 1.0
         self.reason = ""  # why shedding, for the status page; "" when everything is scraped
         self._history: dict[str, deque[tuple[float, Backlog]]] = {}
-        self._cut_at = -WINDOW
+        self._cut_at = -WINDOW  # when the share was last set by the pace
 
     @property
     def shedding(self) -> bool:
@@ -82,7 +94,7 @@ class Admission:
         for name in list(self._history):
             if name not in backlogs:
                 del self._history[name]
-        pace = 1.0  # the lowest done / appended over the endpoints that are behind
+        behind: float | None = None  # the lowest done / appended over the endpoints that are behind
         why = ""
         small = True
         outage = False
@@ -103,26 +115,28 @@ class Admission:
                 hist.clear()
                 hist.append((now, b))
                 continue
-            if span < WINDOW or b.lag <= NUDGE_AT * b.bound or came <= 0 or went >= came:
+            if span < WINDOW or b.age < self.startup or b.lag <= NUDGE_AT * b.bound or came <= 0 or went <= 0:
                 continue
-            if went / came < pace:
-                pace = went / came
+            if behind is None or went / came < behind:
+                behind = went / came
                 why = (
                     f"remote write to {name} is {b.lag:.1f} s behind the WAL (bound {b.bound:.1f} s) "
                     f"and sent {went / span:,.0f} samples/s of the {came / span:,.0f}/s appended "
-                    "while the backend answers: the sender cannot keep up, so fewer scrapes are made"
+                    "while the backend answers: scrapes are paced to what the sender keeps up with"
                 )
-        if pace < 1.0 and now - self._cut_at >= WINDOW:
-            self.share = max(FLOOR, self.share * pace * MARGIN)
-            self._cut_at = now
-        elif outage and pace == 1.0:
+        if behind is not None:
+            if now - self._cut_at >= WINDOW:
+                factor = min(MAX_RAISE, max(MAX_CUT, behind * MARGIN))
+                self.share = min(1.0, max(FLOOR, self.share * factor))
+                self._cut_at = now
+        elif outage:
             self.share = 1.0  # buffering an outage is the WAL's job: scrape everything
         elif small:
             self.share = min(1.0, self.share + STEP)
-        if why:
-            self.reason = why
-        elif not self.shedding:
+        if not self.shedding:
             self.reason = ""
+        elif why:
+            self.reason = why
         return self.share
 
     def status(self) -> dict[str, object]:

@@ -147,6 +147,7 @@ class EndpointQueue:
         self._highest_sent = 0  # ms, newest sample acknowledged
         self.appended_total = 0  # samples appended to the WAL since start (scrape admission's rates)
         self.done_total = 0  # samples since sent, refused or dropped
+        self._started_at = time.monotonic()
         self.reshards = 0
         self._reader_waited = False  # since the tuner's last tick (shards, not the CPU, limit sending)
         self.proto = cfg.protobuf_message if cfg.protobuf_message in (V1, V2) else V1
@@ -593,7 +594,7 @@ class EndpointQueue:
         """
         failing = self.rate.limited or any(s.attempt > 0 for s in self.shards)
         return Backlog(self.lag_seconds(), 2 * self.cfg.queue.batch_send_deadline, not failing,
-                       self.appended_total, self.done_total)
+                       self.appended_total, self.done_total, time.monotonic() - self._started_at)
 
     def settled(self) -> bool:
         """Every acknowledgement so far is durably committed."""

@@ -17,7 +17,7 @@ import pytest
 
 from agent import labels as L
 from agent.remote import WALOptions
-from agent.remote.admission import FLOOR, MARGIN, Admission, Backlog
+from agent.remote.admission import FLOOR, MARGIN, MAX_CUT, MAX_RAISE, Admission, Backlog
 from agent.remote.write import RemoteWrite
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.loop import SKIP_BACKPRESSURE
@@ -75,12 +75,13 @@ async def slow_sender(tmp_path: Path) -> None:
     ep = endpoint(rx.url, min_shards=1, max_shards=1, max_samples_per_send=500, capacity=1000,
                   batch_send_deadline=0.25, catchup_batch=1)
     rw = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
+    rw.admitter = Admission(startup=2.0)  # one shard from the start: no ramp to wait for
     await rw.start()
     pool = scrape_pool(rw, es)
     try:
         await until(lambda: pool.skipped[SKIP_BACKPRESSURE] > 0, timeout=30)
         status = rw.status()["admission"]
-        assert status["shedding"] and "cannot keep up" in status["reason"], status
+        assert status["shedding"] and "keeps up with" in status["reason"], status
         assert rw.registry.get_sample_value("shoal_remote_write_shedding") == 1
         assert admission(pool.appendable) < 1.0
         # Fair: over a few seconds of shedding every target is scraped, about as often as the others.
@@ -120,6 +121,7 @@ async def backend_down(tmp_path: Path) -> None:
     ep = endpoint(rx.url, min_shards=1, max_shards=1, max_samples_per_send=500, capacity=1000,
                   batch_send_deadline=0.25)
     rw = RemoteWrite(tmp_path / "wal", [ep], {}, WALOptions())
+    rw.admitter = Admission(startup=2.0)
     await rw.start()
     q = next(iter(rw.queues.values()))
     pool = scrape_pool(rw, es)
@@ -149,21 +151,33 @@ async def backend_down(tmp_path: Path) -> None:
 
 
 def test_the_rule() -> None:
-    """A sender behind and slower than the appends cuts to its pace; an outage restores all."""
+    """A sender behind and slower than the appends paces the scrapes; an outage restores all."""
     a = Admission()
 
-    def tick(t: float, lag: float, healthy: bool = True) -> float:
-        return a.tick(t, {"ep": Backlog(lag, 10.0, healthy, int(1000 * t), int(600 * t))})
+    def tick(t: float, lag: float, healthy: bool = True, sent: int = 600) -> float:
+        return a.tick(t, {"ep": Backlog(lag, 10.0, healthy, int(1000 * t), int(sent * t))})
 
     for t in range(3):
         assert tick(t, 12.0 + t) == 1.0  # the window is not yet full
     assert tick(3, 15.0) == pytest.approx(0.6 * MARGIN)  # sending 600 of 1,000/s
     assert "ep" in a.reason and "600" in a.reason
-    assert tick(4, 16.0) == pytest.approx(0.6 * MARGIN)  # a cut shows after the scrapes in flight
+    assert tick(4, 16.0) == pytest.approx(0.6 * MARGIN)  # a change shows after the scrapes in flight
     assert tick(5, 6.0) == pytest.approx(0.6 * MARGIN)  # under the bound: holds, the backlog drains
     assert tick(6, 30.0, healthy=False) == 1.0  # down: the WAL buffers, scrape everything
     assert not a.shedding and a.reason == ""
-    # Lag small: nothing to judge; a rebuilt queue's counters starting again do no harm.
-    assert a.tick(7, {"ep": Backlog(2.0, 10.0, True, 5, 0)}) == 1.0
-    for t in range(8, 20):
-        assert a.tick(t, {"ep": Backlog(2.0, 10.0, True, 5 + 1000 * t, 900 * t)}) == 1.0
+    # Nothing sent in the window (a queue starting or resharding): no pace to judge.
+    for t in range(7, 12):
+        assert tick(t, 20.0, sent=0) == 1.0
+    # A cut is at most a halving; a sender faster than the appends raises the share again.
+    b = Admission()
+    for t in range(4):
+        b.tick(t, {"ep": Backlog(12.0, 10.0, True, 1000 * t, 100 * t)})
+    assert b.share == MAX_CUT
+    for t in range(4, 8):
+        b.tick(t, {"ep": Backlog(12.0, 10.0, True, 1000 * t, 2000 * t)})
+    assert b.share == MAX_CUT * MAX_RAISE
+    # A queue in its start-up is not judged; a rebuilt queue's counters starting again do no harm.
+    c = Admission()
+    for t in range(6):
+        assert c.tick(t, {"ep": Backlog(20.0, 10.0, True, 1000 * t, 10 * t, age=t)}) == 1.0
+    assert c.tick(7, {"ep": Backlog(2.0, 10.0, True, 5, 0)}) == 1.0
