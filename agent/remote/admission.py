@@ -37,9 +37,12 @@ deadline (what a healthy queue may hold back by design):
 - otherwise it holds.
 
 A queue that sent nothing over the window (starting, resharding) gives no
-pace to judge, and one in its first ``STARTUP`` seconds is not judged at
-all: its shard tuner is still ramping up (issue 16's first minute), and a
-backlog from start-up drains once it has.
+pace to judge, and neither does one in its first ``STARTUP`` seconds or
+whose shard tuner still adds shards: more shards would send faster, so the
+pace is not yet the sender's own. At heavy loads the tuner takes ~50 s to
+reach its 50 shards (1 -> 2 -> 4 -> 8 -> 16 -> 32 -> 50), sending 27k of 329k
+samples/s at 30 s: judged then, the share was halved for a backlog more
+shards drained.
 
 While an endpoint is failing and no healthy one is falling behind, the share
 is 1 at once: everything is scraped and the WAL buffers the outage.
@@ -58,7 +61,7 @@ MARGIN = 0.95
 MAX_CUT = 0.5
 MAX_RAISE = 1.25
 STEP = 0.05
-STARTUP = 30.0  # seconds a new queue is left to ramp its shards up before it is judged
+STARTUP = 10.0  # seconds a new queue is left before it is judged (the tuner's first ticks)
 NUDGE_AT = 0.75  # of the bound: past it, a backlog that grows is cut
 WINDOW = 3.0  # seconds over which the rates are taken, and the least time between two cuts
 
@@ -73,6 +76,7 @@ class Backlog:
     appended: int  # samples appended to the WAL since the queue started (a counter)
     done: int  # samples since sent, refused or dropped (a counter)
     age: float = STARTUP  # seconds since the queue started
+    ramping: bool = False  # the shard tuner still adds shards: the sender's pace is not its own yet
 
 
 class Admission:
@@ -115,7 +119,7 @@ class Admission:
                 hist.clear()
                 hist.append((now, b))
                 continue
-            if span < WINDOW or b.age < self.startup or b.lag <= NUDGE_AT * b.bound or came <= 0 or went <= 0:
+            if span < WINDOW or b.age < self.startup or b.ramping or b.lag <= NUDGE_AT * b.bound or came <= 0 or went <= 0:
                 continue
             if behind is None or went / came < behind:
                 behind = went / came

@@ -591,10 +591,14 @@ class EndpointQueue:
 
         Healthy means the backend answers: no send being retried and no recovery
         from a failure under way (an outage's backlog is the WAL's to buffer).
+        Ramping: the shard tuner still asks for more shards than run (and may).
         """
         failing = self.rate.limited or any(s.attempt > 0 for s in self.shards)
+        n = len(self.shards)
+        ramping = self.tuner.last.get("formula", 0.0) > n and n < self.cfg.queue.max_shards
         return Backlog(self.lag_seconds(), 2 * self.cfg.queue.batch_send_deadline, not failing,
-                       self.appended_total, self.done_total, time.monotonic() - self._started_at)
+                       self.appended_total, self.done_total, time.monotonic() - self._started_at,
+                       ramping)
 
     def settled(self) -> bool:
         """Every acknowledgement so far is durably committed."""

@@ -176,8 +176,10 @@ def test_the_rule() -> None:
     for t in range(4, 8):
         b.tick(t, {"ep": Backlog(12.0, 10.0, True, 1000 * t, 2000 * t)})
     assert b.share == MAX_CUT * MAX_RAISE
-    # A queue in its start-up is not judged; a rebuilt queue's counters starting again do no harm.
+    # A queue in its start-up or still adding shards is not judged; a rebuilt queue's counters
+    # starting again do no harm.
     c = Admission()
     for t in range(6):
         assert c.tick(t, {"ep": Backlog(20.0, 10.0, True, 1000 * t, 10 * t, age=t)}) == 1.0
+        assert c.tick(t + 0.5, {"ep": Backlog(20.0, 10.0, True, 1000 * t, 10 * t, ramping=True)}) == 1.0
     assert c.tick(7, {"ep": Backlog(2.0, 10.0, True, 5, 0)}) == 1.0
