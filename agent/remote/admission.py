@@ -24,7 +24,10 @@ through samples written a lag ago, so after a cut the lag goes on growing
 for as long as the lag itself, and a rule that cut while it grew cut far too
 deep (a first try: 450k/s offered, 32 % scraped). The sample rates answer
 within a scrape interval. With ``bound`` twice the endpoint's batch send
-deadline (what a healthy queue may hold back by design):
+deadline (what a healthy queue may hold back by design), at least
+``MIN_BOUND`` (a 200 ms deadline made it 0.4 s, and the ordinary jitter of a
+busy agent, or the catch-up after a SIGSTOP, was read as a slow sender: the
+three-agent cluster test saw every target scraped every other second):
 
 - lag over ``NUDGE_AT`` of the bound: the share becomes ``share * done /
   appended * MARGIN`` (the sender's pace over the window, a little under it so
@@ -61,6 +64,7 @@ MARGIN = 0.95
 MAX_CUT = 0.5
 MAX_RAISE = 1.25
 STEP = 0.05
+MIN_BOUND = 5.0  # seconds: the least lag bound, whatever the send deadline
 STARTUP = 10.0  # seconds a new queue is left before it is judged (the tuner's first ticks)
 NUDGE_AT = 0.75  # of the bound: past it, a backlog that grows is cut
 WINDOW = 3.0  # seconds over which the rates are taken, and the least time between two cuts

@@ -55,7 +55,7 @@ from typing import Any
 
 import structlog
 
-from agent.remote.admission import Backlog
+from agent.remote.admission import MIN_BOUND, Backlog
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient, redact_url
 from agent.remote.codec import compress
@@ -596,7 +596,7 @@ class EndpointQueue:
         failing = self.rate.limited or any(s.attempt > 0 for s in self.shards)
         n = len(self.shards)
         ramping = self.tuner.last.get("formula", 0.0) > n and n < self.cfg.queue.max_shards
-        return Backlog(self.lag_seconds(), 2 * self.cfg.queue.batch_send_deadline, not failing,
+        return Backlog(self.lag_seconds(), max(MIN_BOUND, 2 * self.cfg.queue.batch_send_deadline), not failing,
                        self.appended_total, self.done_total, time.monotonic() - self._started_at,
                        ramping)
 
