@@ -121,6 +121,19 @@ class Appendable(Protocol):
     def append(self, batch: SampleBatch) -> None: ...
 
 
+def admission(receiver: object) -> float:
+    """The share of scrape ticks ``receiver`` asks its producers to make now (1.0: all of them).
+
+    Back-pressure travels up the ``forward_to`` graph: a receiver that cannot
+    pass on what it is given (remote write short of CPU, agent/remote/admission.py)
+    answers below 1 from an optional ``admission()`` method, and those who only
+    forward (a fan-out, ``prometheus.relabel``) answer their receivers' lowest.
+    A receiver without the method takes everything.
+    """
+    ask = getattr(receiver, "admission", None)
+    return 1.0 if ask is None else ask()
+
+
 class Fanout:
     """Forwards each batch to every receiver, so one failing receiver cannot starve the rest."""
 
@@ -128,6 +141,13 @@ class Fanout:
 
     def __init__(self, receivers: list[Appendable]) -> None:
         self.receivers = receivers
+
+    def admission(self) -> float:
+        """The lowest share any receiver asks for: the same scrape feeds them all."""
+        share = 1.0
+        for r in self.receivers:
+            share = min(share, admission(r))
+        return share
 
     def append(self, batch: SampleBatch) -> None:
         first: BaseException | None = None

@@ -93,6 +93,10 @@ class Receiver:
         self.fanout = Fanout(list(forward_to))
         self.max_cache = max_cache
 
+    def admission(self) -> float:
+        """Back-pressure passes through: the share the receivers downstream ask for."""
+        return self.fanout.admission()
+
     def _miss(self, labels: Labels) -> Labels | None:
         cache = self.cache
         new = relabel.process(labels, self.rules) or None

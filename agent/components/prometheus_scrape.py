@@ -31,7 +31,7 @@ from agent.runtime import services
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.scrape.config import DEFAULT_PROTOCOLS, ScrapeConfig
-from agent.scrape.loop import SKIP_LATE, SKIP_OVERRUN
+from agent.scrape.loop import SKIP_BACKPRESSURE, SKIP_LATE, SKIP_OVERRUN
 from agent.scrape.ownership import Ownership, target_node
 from agent.scrape.pool import ScrapePool
 from agent.storage import Appendable, Fanout, SampleBatch
@@ -211,6 +211,9 @@ class _LiveTap:
                 self.feed.publish(self.component, instance, rows)
         self.fanout.append(batch)
 
+    def admission(self) -> float:
+        return self.fanout.admission()
+
 
 @register("prometheus.scrape", Arguments, None)
 class PrometheusScrape(Component):
@@ -283,7 +286,18 @@ class PrometheusScrape(Component):
             self.pool = self._new_pool(args)
 
     def debug_info(self) -> dict[str, Any]:
-        return pool_targets(self.pool, self.cluster.name if self.cluster is not None else None)
+        info = pool_targets(self.pool, self.cluster.name if self.cluster is not None else None)
+        skipped = {reason: n for reason, n in self.pool.skipped.items() if n}
+        if skipped:
+            info["scrapes_skipped"] = skipped
+        share = self.fanout.admission()
+        if share < 1.0:
+            info["shedding"] = {
+                "share": round(share, 3),
+                "reason": "remote write downstream cannot send what is scraped: ticks are skipped "
+                "(reason backpressure); its debug info says which endpoint and how far behind",
+            }
+        return info
 
 
 class _MovedCollector(Collector):
@@ -301,9 +315,10 @@ class _MovedCollector(Collector):
         skipped = CounterMetricFamily(
             "shoal_scrape_skipped",
             "Scrapes not made because the agent could not start them on time (reason: late, "
-            "the event loop reached the tick too late; overrun, the previous scrape ran past it).",
+            "the event loop reached the tick too late; overrun, the previous scrape ran past it; "
+            "backpressure, remote write downstream could not send what the scrapes produced).",
             labels=["reason"],
         )
-        for reason in (SKIP_LATE, SKIP_OVERRUN):
+        for reason in (SKIP_LATE, SKIP_OVERRUN, SKIP_BACKPRESSURE):
             skipped.add_metric([reason], self.component.pool.skipped[reason])
         yield skipped

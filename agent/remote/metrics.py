@@ -97,6 +97,19 @@ class RemoteMetrics:
             "Empty write requests sent after a failure, before a batch, to learn whether the backend is back.",
             _Q, registry=r,
         )
+        self.admission_share = Gauge(  # Shoal's own (agent/remote/admission.py)
+            "shoal_remote_write_admission_share",
+            "Share of scrape ticks the scrapes feeding this component are asked to make: 1 is all; "
+            "below 1 the agent sheds load because remote write cannot keep up with the scrapes.",
+            registry=r,
+        )
+        self.admission_share.set(1.0)
+        self.shedding = Gauge(
+            "shoal_remote_write_shedding",
+            "1 while scrapes are skipped because remote write cannot send what they produce (the "
+            "reason is in the component's debug info), else 0.",
+            registry=r,
+        )
 
     def queue(self, remote_name: str, url: str) -> QueueMetrics:
         return QueueMetrics(self, remote_name, url)

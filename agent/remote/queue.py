@@ -56,6 +56,7 @@ from typing import Any
 import structlog
 
 from agent.loopclock import LoopClock
+from agent.remote.admission import MIN_BOUND, Backlog
 from agent.remote.backoff import Backoff
 from agent.remote.client import SendResult, WriteClient, redact_url
 from agent.remote.codec import compress
@@ -146,6 +147,9 @@ class EndpointQueue:
         self._want_shards = 0  # set by the tuner; the queue reshards between reads
         self._highest_appended = 0  # ms, newest sample appended to the WAL (told by RemoteWrite)
         self._highest_sent = 0  # ms, newest sample acknowledged
+        self.appended_total = 0  # samples appended to the WAL since start (scrape admission's rates)
+        self.done_total = 0  # samples since sent, refused or dropped
+        self._started_at = time.monotonic()
         self.reshards = 0
         self._reader_waited = False  # since the tuner's last tick (shards, not the CPU, limit sending)
         self.proto = cfg.protobuf_message if cfg.protobuf_message in (V1, V2) else V1
@@ -265,6 +269,7 @@ class EndpointQueue:
     def note_appended(self, n: int, max_ts: int) -> None:
         """``n`` samples up to timestamp ``max_ts`` went into the WAL: the tuner's "samples in"."""
         self.tuner.samples_in.incr(n)
+        self.appended_total += n
         if max_ts > self._highest_appended:
             self._highest_appended = max_ts
         self.wake()
@@ -457,6 +462,7 @@ class EndpointQueue:
             st.failed += batch.count  # histograms and exemplars included
             st.failed_reasons[result.reason] = st.failed_reasons.get(result.reason, 0) + batch.count
             self.tuner.samples_dropped.incr(batch.count)
+            self.done_total += batch.count
             self._error(f"{result.reason}: {result.detail}; {batch.count} samples dropped")
         else:
             nh, ne = len(batch.hparts), len(batch.eparts)
@@ -465,6 +471,7 @@ class EndpointQueue:
             st.histograms_sent += nh
             st.exemplars_sent += ne
             self.tuner.samples_out.incr(batch.count)
+            self.done_total += batch.count
             w, wh, _we = result.written
             if w is not None and w < ns and self.proto == V2:
                 # A 2.0 receiver said it kept fewer samples than were sent: the rest is gone.
@@ -484,10 +491,12 @@ class EndpointQueue:
         if kind == FLOATS:
             st.dropped[reason] = st.dropped.get(reason, 0) + n
             self.tuner.samples_dropped.incr(n)
+            self.done_total += n
             self._m.samples_dropped(reason, n)
         elif kind == HISTOGRAMS:
             st.dropped_histograms[reason] = st.dropped_histograms.get(reason, 0) + n
             self.tuner.samples_dropped.incr(n)
+            self.done_total += n
             self._m.histograms_dropped(reason, n)
         elif kind == EXEMPLARS:
             st.dropped_exemplars += n
@@ -576,6 +585,20 @@ class EndpointQueue:
         if not self.pending() or not self._highest_sent:
             return 0.0
         return max(0.0, (self._highest_appended - self._highest_sent) / 1000.0)
+
+    def backlog(self) -> Backlog:
+        """How far behind the WAL's writer this queue is, for scrape admission (read-only).
+
+        Healthy means the backend answers: no send being retried and no recovery
+        from a failure under way (an outage's backlog is the WAL's to buffer).
+        Ramping: the shard tuner still asks for more shards than run (and may).
+        """
+        failing = self.rate.limited or any(s.attempt > 0 for s in self.shards)
+        n = len(self.shards)
+        ramping = self.tuner.last.get("formula", 0.0) > n and n < self.cfg.queue.max_shards
+        return Backlog(self.lag_seconds(), max(MIN_BOUND, 2 * self.cfg.queue.batch_send_deadline), not failing,
+                       self.appended_total, self.done_total, time.monotonic() - self._started_at,
+                       ramping)
 
     def settled(self) -> bool:
         """Every acknowledgement so far is durably committed."""

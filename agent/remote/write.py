@@ -20,6 +20,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from agent.loopclock import LoopClock
+from agent.remote.admission import Admission
 from agent.remote.config import EndpointConfig, WALOptions
 from agent.remote.dispatch import FLOATS
 from agent.remote.metrics import RemoteMetrics
@@ -38,6 +39,7 @@ PRESTART_LIMIT = 1_000_000  # samples held in memory before start(); beyond it, 
 STOP_GRACE = 5.0
 BUDGET_INTERVAL = 1.0  # how often the disk budget is checked: the WAL may exceed it by ~1 s of appends
 MIN_BUDGET_SEGMENT = 1 << 20
+ADMISSION_INTERVAL = 1.0  # how often the queues' backlogs are judged (agent/remote/admission.py)
 
 
 def segment_size_for(options: WALOptions) -> int:
@@ -82,6 +84,7 @@ class RemoteWrite:
         self._highest_ts = 0
         self.last_truncation: dict[str, Any] = {}
         self._truncating = asyncio.Lock()  # one truncation or budget pass at a time
+        self.admitter = Admission()
 
     # ------------------------------------------------------------- appending
 
@@ -98,6 +101,10 @@ class RemoteWrite:
             self._prestart_n += n
             return
         self._write(batch)
+
+    def admission(self) -> float:
+        """The share of scrape ticks producers are asked to make (agent/storage.py's ``admission``)."""
+        return self.admitter.share
 
     def _write(self, batch: SampleBatch) -> None:
         try:
@@ -161,6 +168,7 @@ class RemoteWrite:
             asyncio.create_task(self._fsync_loop(), name="wal-fsync"),
             asyncio.create_task(self._truncate_loop(), name="wal-truncate"),
             asyncio.create_task(self._budget_loop(), name="wal-budget"),
+            asyncio.create_task(self._admission_loop(), name="wal-admission"),
         ]
 
     async def _start_queue(self, ep: EndpointConfig, start_at: tuple[int, int], stats: QueueStats | None = None) -> None:
@@ -218,6 +226,23 @@ class RemoteWrite:
         """(WAL fsync seconds, worst endpoint lag seconds): what the cluster gossips as progress."""
         lag = max((q.lag_seconds() for q in self.queues.values()), default=0.0)
         return self.wal.fsync_seconds(), lag
+
+    # ------------------------------------------------------------- admission
+
+    async def _admission_loop(self) -> None:
+        m = self.metrics
+        while True:
+            await asyncio.sleep(ADMISSION_INTERVAL)
+            was = self.admitter.shedding
+            share = self.admitter.tick(time.monotonic(), {k: q.backlog() for k, q in self.queues.items()})
+            m.admission_share.set(share)
+            m.shedding.set(1 if self.admitter.shedding else 0)
+            if self.admitter.shedding != was:
+                if was:
+                    log.info("remote write keeps up again: every scrape is made", dir=str(self.directory))
+                else:
+                    log.warning("shedding load: scrapes skipped", dir=str(self.directory),
+                                reason=self.admitter.reason)
 
     # ----------------------------------------------------------------- fsync
 
@@ -408,6 +433,7 @@ class RemoteWrite:
                 "last_truncation": dict(self.last_truncation),
             },
             "endpoints": [q.status() for q in self.queues.values()],
+            "admission": self.admitter.status(),
         }
 
     async def flush(self, timeout: float = 30.0) -> bool:

@@ -43,7 +43,7 @@ from agent.scrape.textparse import (
     scan_text,
 )
 from agent.scrape.typeunit import Families
-from agent.storage import STALE_NAN, Appendable, SampleBatch
+from agent.storage import STALE_NAN, Appendable, SampleBatch, admission
 
 log = structlog.get_logger("scrape")
 
@@ -61,6 +61,7 @@ TIMESTAMP_TOLERANCE = 0.002
 MAX_LATENESS = 0.25
 SKIP_LATE = "late"  # the event loop reached the tick (and any after it) too late
 SKIP_OVERRUN = "overrun"  # this target's previous scrape ran past whole ticks
+SKIP_BACKPRESSURE = "backpressure"  # remote write downstream cannot send what scrapes produce
 CHUNK_BYTES = 256 * 1024
 # A target's first scrape builds every series' labels (~10 us a series, 7x a cached one):
 # its body is parsed in smaller chunks, so the loop gets a turn every few ms.
@@ -144,6 +145,10 @@ class ScrapeLoop:
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Task[None] | None = None
         self._next = 0.0  # monotonic time of the next tick
+        # Shedding (agent/remote/admission.py asks for a share of ticks): each tick adds the
+        # share, a scrape spends 1. Starting from the target's own phase, targets skip
+        # different ticks, and each is scraped at the same rate: none is starved.
+        self._credit = (target_hash(target.labels, target.url) % 1024) / 1024
         self._last: float | None = None  # wall time of the last scrape
 
     # ------------------------------------------------------------ lifecycle
@@ -224,6 +229,12 @@ class ScrapeLoop:
                     if await self._sleep_until(self._next):
                         break
                     continue
+                if not self._admitted():
+                    self.skipped[SKIP_BACKPRESSURE] += 1
+                    self._advance(loop.time())
+                    if await self._sleep_until(self._next):
+                        break
+                    continue
                 self._inflight = loop.create_task(self.scrape_and_report(scrape_time))
                 try:
                     await self._inflight
@@ -241,6 +252,17 @@ class ScrapeLoop:
                 await self._end_of_run_staleness()
         finally:
             await self.scraper.close()
+
+    def _admitted(self) -> bool:
+        """Whether this tick is scraped while the receivers downstream ask for a share of them."""
+        share = admission(self.appendable)
+        if share >= 1.0:
+            return True
+        self._credit += share
+        if self._credit < 1.0:
+            return False
+        self._credit -= 1.0
+        return True
 
     def _advance(self, now: float) -> int:
         """Move to the next tick, dropping whole ticks already passed; how many were dropped.

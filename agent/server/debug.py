@@ -353,6 +353,7 @@ def remote_write(controller: Controller) -> list[dict[str, Any]]:
                 "dropped": ep.get("samples_dropped", {}),
                 "failed_by_reason": ep.get("samples_failed_by_reason", {}),
                 "last_error": ep.get("last_error", ""), "last_error_time": ep.get("last_error_time", 0),
+                "admission": st.get("admission", {}),  # the component's scrape admission (shedding, why)
                 "detail": ep,
             })
     return out

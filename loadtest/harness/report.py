@@ -288,19 +288,36 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
+def _skipped_cell(r: RunResult) -> str:
+    if not r.skipped:
+        return "0" if r.agent == "shoal" else "-"
+    return ", ".join(f"{n:,.0f} {reason}" for reason, n in sorted(r.skipped.items()))
+
+
 def max_table(results: Sequence[RunResult]) -> str:
+    """Per agent: the highest load kept up, and how the first load not kept up was handled.
+
+    At that load a graceful agent scrapes what it can (skipped ticks say what it
+    left out) and sends what it scraped (the backlog does not grow); a collapsing
+    one scrapes everything and sends a share, growing its backlog every second.
+    """
     runs = [r for r in results if r.workload == "max"]
     if not runs:
         return ""
     lines = [
         "| agent | highest load kept up (k samples/s) | first load not kept up (k/s) | "
-        "sent there (k/s) | CPU cores there | CPU s / M at the highest kept up |",
-        "|---|---|---|---|---|---|",
+        "scraped there (of offered) | sent there k/s (of offered) | skipped ticks there | "
+        "backlog growth there (k samples/s) | CPU cores there | CPU s / M at the highest kept up |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for agent in dict.fromkeys(r.agent for r in runs):
         mine = [r for r in runs if r.agent == agent]
         if all(not r.ok for r in mine):
-            lines.append(f"| {agent} | {mine[0].status} | - | - | - | - |")
+            lines.append(f"| {agent} | {mine[0].status} | - | - | - | - | - | - | - |")
             continue
         kept = [r for r in mine if r.ok and r.keeps_up]
         lost = [r for r in mine if r.ok and not r.keeps_up]
@@ -308,17 +325,26 @@ def max_table(results: Sequence[RunResult]) -> str:
         # The first failure above the best pass (or the lowest failure if none passed).
         above = [r for r in lost if best is None or r.targets > best.targets]
         first = min(above, key=lambda r: r.targets) if above else None
+        there = (
+            [
+                _k(first.offered_rate),
+                f"{_k(first.scraped_rate)}k/s ({_pct(first.scrape_ratio)})",
+                f"{_k(first.sent_rate if first.arrived is None else first.arrived_rate)} "
+                f"({_pct(first.sent_share)})",
+                _skipped_cell(first),
+                _f(None if first.backlog_growth is None else first.backlog_growth / 1000, 1),
+                _f(first.cores),
+            ]
+            if first
+            else ["none failed (ladder or step budget ended)", "-", "-", "-", "-", "-"]
+        )
         lines.append(
             "| "
             + " | ".join(
                 [
                     agent,
                     _k(best.offered_rate) if best else "none tried passed",
-                    _k(first.offered_rate)
-                    if first
-                    else "none failed (ladder or step budget ended)",
-                    _k(first.sent_rate) if first else "-",
-                    _f(first.cores) if first else "-",
+                    *there,
                     _f(best.cpu_per_million) if best else "-",
                 ]
             )

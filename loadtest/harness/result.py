@@ -7,7 +7,7 @@ what the agent says about itself (scraped, sent) is kept beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 KEEP_UP = 0.95  # an agent keeps up when scrapes and sends both reach 95% of the load
 DISTURBED = 0.3  # cores used by other processes above which a window is not trusted
@@ -44,6 +44,10 @@ class RunResult:
     probe_max_s: float | None = None
     probe_n: int = 0
     probe_failed: int = 0
+    # Shoal's overload figures: ticks not scraped in the window by reason (agent/scrape/loop.py)
+    # and the share of ticks remote write asked for at its end (agent/remote/admission.py).
+    skipped: dict[str, float] = field(default_factory=dict)
+    admission_share: float | None = None
     note: str = ""
 
     @property
@@ -109,6 +113,18 @@ class RunResult:
         if rate is None or not self.scraped_rate:
             return None
         return rate / self.scraped_rate
+
+    @property
+    def backlog_growth(self) -> float | None:
+        """Samples/s scraped and not sent in the window: what the backlog grew by (< 0: drained)."""
+        rate = self.sent_rate if self.arrived is None else self.arrived_rate
+        return None if rate is None or not self.wall_s else self.scraped_rate - rate
+
+    @property
+    def sent_share(self) -> float | None:
+        """Samples sent over samples offered (every due scrape's payload)."""
+        rate = self.sent_rate if self.arrived is None else self.arrived_rate
+        return None if rate is None or not self.offered_rate else rate / self.offered_rate
 
     @property
     def disturbed(self) -> bool:

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import resource
 import shutil
 import signal
@@ -41,10 +42,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # Max workload: offered load in thousands of samples/s, reached by adding targets at 1 s.
 # The coarse rungs are climbed (or descended) until a passing and a failing one bracket
 # the agent; the fine rungs between them are then bisected, so the highest load kept up
-# is known to 25k/s around 200-300k and 50k/s up to 450k.
+# is known to 25k/s up to 650k and 50k/s up to 1.2M.
 LADDER_K = (50, 100, 150, 200, 300, 450, 650, 900, 1200, 1600, 2000)
-FINE_K = (225, 250, 275, 350, 400)
-SKIPPED = "shoal_scrape_skipped_total"  # agent/scrape/loop.py: late or overrun ticks
+FINE_K = tuple(range(75, 650, 25)) + tuple(range(700, 1200, 50))
+SKIPPED = "shoal_scrape_skipped_total"  # agent/scrape/loop.py: late, overrun or backpressure ticks
+SHARE = "shoal_remote_write_admission_share"  # agent/remote/admission.py: below 1 while shedding
+_SKIPPED_LINE = re.compile(r'^shoal_scrape_skipped_total\{[^}]*reason="([a-z_]+)"[^}]*\} (\S+)', re.M)
 
 
 def next_rung(
@@ -259,8 +262,14 @@ class Bench:
             res.load_cores = load_cpu / wall
             res.other_cores = max((b1 - b0) - cpu - load_cpu - (h1 - h0), 0.0) / wall
             res.backlog = _backlog(agent.name, m1)
-            if SKIPPED in m1:  # Shoal's overload rule: ticks it could not start on time
-                res.backlog += f", {m1[SKIPPED] - m0.get(SKIPPED, 0.0):.0f} scrapes skipped"
+            if SKIPPED in m1:  # Shoal's overload rules: ticks it did not scrape, and why
+                k0s, k1s = _skipped(text0), _skipped(text1)
+                res.skipped = {r: n - k0s.get(r, 0.0) for r, n in k1s.items() if n - k0s.get(r, 0.0)}
+                res.backlog += f", {sum(res.skipped.values()):.0f} scrapes skipped"
+                if res.skipped:
+                    res.backlog += " (" + ", ".join(f"{r} {n:.0f}" for r, n in sorted(res.skipped.items())) + ")"
+            if SHARE in m1:
+                res.admission_share = m1[SHARE]
             _responsiveness(res, loop_lag(text0, text1, agent.lag_metrics), probe)
             if res.agent_sent is None:
                 res.note = "no sent-samples counter found in the agent's /metrics"
@@ -358,6 +367,14 @@ def _first_error(text: str) -> str:
         ):
             return ln[:200]
     return lines[-1][:200] if lines else ""
+
+
+def _skipped(text: str) -> dict[str, float]:
+    """Shoal's skipped ticks by reason, summed over its scrape components."""
+    out: dict[str, float] = {}
+    for reason, value in _SKIPPED_LINE.findall(text):
+        out[reason] = out.get(reason, 0.0) + float(value)
+    return out
 
 
 def _backlog(agent: str, m: dict[str, float]) -> str:

@@ -117,7 +117,8 @@ def test_scrapes_only_owned_targets_and_follows_ownership_changes(tmp_path):
         assert 'prometheus_scrape_targets_moved_total{component_id="prometheus.scrape.s"} 1.0' in text
         # The overload rule's counter is there from the start, by reason (agent/scrape/loop.py).
         skipped = [ln for ln in text.splitlines() if ln.startswith("shoal_scrape_skipped_total{")]
-        assert sorted('reason="late"' in ln for ln in skipped) == [False, True], skipped
+        reasons = sorted(ln.split('reason="')[1].split('"')[0] for ln in skipped)
+        assert reasons == ["backpressure", "late", "overrun"], skipped
 
         # Without the block (a reload), every agent scrapes every target, as in Alloy.
         await c.load(files(CONFIG % (a, b, "false")))

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.syntax.parser import parse_file
-from loadtest.harness import nginx
+from loadtest.harness import nginx, report
 from loadtest.harness.agents import Job, PrometheusAgent, Shoal, VMAgent, duration, shoal_config
 from loadtest.harness.proc import stop_all, wait_http
 from loadtest.harness.responsiveness import (
@@ -359,8 +359,29 @@ def test_the_max_ladder_brackets_with_coarse_rungs_then_bisects_the_fine_ones():
             failed = k
     assert tried == [300, 200, 250, 275]  # 300 fails, 200 passes, 250 passes, 275 fails
     assert (passed, failed) == (250, 275)
-    # Climbing past 300 bisects 350/400 between 300 and 450; descending below 200 does too.
-    assert next_rung(rungs, LADDER_K, 300, 300, 450) == 400
-    assert next_rung(rungs, LADDER_K, 300, 400, 450) is None
+    # Climbing past 300 bisects the 25k rungs between 300 and 450; descending below 200 does too.
+    assert next_rung(rungs, LADDER_K, 300, 300, 450) == 375
+    assert next_rung(rungs, LADDER_K, 300, 375, 450) == 425
+    assert next_rung(rungs, LADDER_K, 300, 400, 450) == 425
+    assert next_rung(rungs, LADDER_K, 300, 425, 450) is None
+    assert next_rung(rungs, LADDER_K, 300, 450, 650) == 550
     assert next_rung(rungs, LADDER_K, 150, None, 200) == 150
-    assert next_rung(rungs, LADDER_K, 150, 150, 200) is None
+    assert next_rung(rungs, LADDER_K, 150, 150, 200) == 175
+    assert next_rung(rungs, LADDER_K, 150, 175, 200) is None
+
+
+def test_the_max_table_says_how_the_first_load_not_kept_up_was_handled():
+    """Scraped and sent shares, skipped ticks by reason and the backlog's growth at that load."""
+    kw = dict(interval_s=1.0, series_per_target=1000, wall_s=10.0, cpu_s=9.9)
+    kept = RunResult("max", "shoal", targets=400, scrapes=4000, agent_sent=4_000_000.0, **kw)
+    shed = RunResult("max", "shoal", targets=450, scrapes=3825, agent_sent=3_800_000.0,
+                     skipped={"backpressure": 675.0}, **kw)
+    collapsed = RunResult("max", "other", targets=450, scrapes=4500, agent_sent=2_740_000.0, **kw)
+    assert not shed.keeps_up and shed.backlog_growth == pytest.approx(2_500)
+    assert collapsed.backlog_growth == pytest.approx(176_000)
+    assert shed.sent_share == pytest.approx(380 / 450)
+    rows = report.max_table([kept, shed, collapsed]).splitlines()
+    assert rows[2].split(" | ")[1:7] == ["400.0", "450.0", "382.5k/s (85%)", "380.0 (84%)",
+                                        "675 backpressure", "2.5"]
+    assert rows[3].split(" | ")[1:7] == ["none tried passed", "450.0", "450.0k/s (100%)",
+                                        "274.0 (61%)", "-", "176.0"]

@@ -241,6 +241,8 @@ def test_why_not_and_remote_write_show_a_backend_that_rejects_samples(tmp_path):
                 assert ep["component"] == "prometheus.remote_write.db" and ep["url"] == rx.url
                 assert "400" in ep["last_error"] and "out of order sample" in ep["last_error"]
                 assert ep["wal_segments"] >= 1 and ep["shards"] >= 1
+                # A backend refusing samples is no reason to skip scrapes (agent/remote/admission.py).
+                assert ep["admission"] == {"share": 1.0, "shedding": False, "reason": ""}
                 r = (await http.get("/api/v0/web/whynot", params={"q": "pod=web-1"})).json()
                 assert "the backend rejects samples" in r["answers"][0]["verdict"]
                 assert "400" in r["answers"][0]["verdict"]

@@ -136,7 +136,10 @@
       const eps = await get("api/v0/web/remote_write");
       if (!eps.length) { show(h("p", {}, "No prometheus.remote_write component.")); return; }
       const kv = (o) => Object.entries(o || {}).map(([k, v]) => k + ": " + v).join(", ") || "none";
-      show(table(["Endpoint", "WAL", "Backlog", "Shards", "Send rate", "Sent / failed / retried", "Dropped", "Failed by reason", "Last error"],
+      const shedding = [...new Map(eps.filter((e) => e.admission && e.admission.shedding)
+        .map((e) => [e.component, e.admission])).entries()].map(([c, a]) => h("p", { class: "error" },
+        `Shedding load: ${c} asks its scrapes for ${Math.round(a.share * 100)}% of their ticks. ${a.reason}`));
+      show(...shedding, table(["Endpoint", "WAL", "Backlog", "Shards", "Send rate", "Sent / failed / retried", "Dropped", "Failed by reason", "Last error"],
         eps.map((e) => [[e.component, h("br"), h("code", {}, e.url)],
           `${size(e.wal_size_bytes)}, ${e.wal_segments} segments`,
           `${e.backlog_samples} samples` + (e.backlog_seconds === null ? "" : `, ${e.backlog_seconds} s`),
