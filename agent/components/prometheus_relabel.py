@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from agent import labels as L
 from agent import relabel
 from agent.components._common import RuleBlock, rules
-from agent.labels import METRIC_NAME, Labels
+from agent.labels import METRIC_NAME, AnyLabels, Labels
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.storage import Appendable, Fanout, Metadata, SampleBatch
@@ -93,13 +93,14 @@ class Receiver:
         self.fanout = Fanout(list(forward_to))
         self.max_cache = max_cache
 
-    def _miss(self, labels: Labels) -> Labels | None:
+    def _miss(self, given: AnyLabels) -> Labels | None:
         cache = self.cache
+        labels = L.as_labels(given)  # a scrape hands on encoded label sets: decoded once per series
         new = relabel.process(labels, self.rules) or None
         if len(cache) >= self.max_cache:
             for k in list(itertools.islice(cache, max(1, self.max_cache // 10))):
                 del cache[k]
-        cache[labels] = new
+        cache[given] = new
         name = L.get(labels, METRIC_NAME)
         outs = self.names.get(name)
         if outs is None:
