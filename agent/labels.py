@@ -88,13 +88,27 @@ _TAIL = b"\x12\x10\x09"
 _EMPTY_LEN = 5
 
 
+# A name's encoded field (``0x0a len name``): label names are few and repeat in every series,
+# so a scrape's first sight of a series encodes only its values (~7 instead of ~12 us a series).
+_NAME_FIELDS: dict[str, bytes] = {}
+_NAME_FIELDS_MAX = 4096  # past this many distinct names, encode the rest every time
+
+
 def encode_fields(labels: Iterable[tuple[str, str]]) -> bytes:
     """The ``labels`` fields of a TimeSeries for a sorted label set; empty values are left out."""
-    out = bytearray()
+    parts: list[bytes] = []
+    names = _NAME_FIELDS
     for name, value in labels:
         if value != "":
-            out += field(b"\x0a", field(b"\x0a", name.encode()) + field(b"\x12", value.encode()))
-    return bytes(out)
+            nf = names.get(name)
+            if nf is None:
+                nf = field(b"\x0a", name.encode())
+                if len(names) < _NAME_FIELDS_MAX:
+                    names[name] = nf
+            vb = value.encode()
+            vlen = varint(len(vb))
+            parts += (b"\x0a", varint(len(nf) + 1 + len(vlen) + len(vb)), nf, b"\x12", vlen, vb)
+    return b"".join(parts)
 
 
 def encode(labels: Labels) -> bytes:
