@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from agent.labels import Labels
+from agent.labels import AnyLabels, Labels
 
 # The NaN Prometheus writes as a staleness marker: a specific bit pattern that
 # no arithmetic produces, so it can be told apart from an exposed NaN.
@@ -86,6 +86,10 @@ class Histogram:
 class SampleBatch:
     """Parallel columns: ``labels[i]`` had ``values[i]`` at ``timestamps[i]`` (ms).
 
+    A label set is a tuple of pairs or its encoded form (agent/labels.py
+    ``encode``, what a scrape hands on): both name the same series, and
+    ``labels.as_labels`` gives the pairs of either.
+
     ``metadata`` maps a metric family name to its metadata, when the source knew it.
     ``histograms`` holds native histogram samples as ``(labels, timestamp_ms,
     Histogram)``; they are rare next to float samples, so they are not columnar.
@@ -94,17 +98,17 @@ class SampleBatch:
     rare too, and not columnar.
     """
 
-    labels: list[Labels] = field(default_factory=list)
+    labels: list[AnyLabels] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     metadata: dict[str, Metadata] = field(default_factory=dict)
-    histograms: list[tuple[Labels, int, Histogram]] = field(default_factory=list)
-    exemplars: list[tuple[Labels, int, float, Labels]] = field(default_factory=list)
+    histograms: list[tuple[AnyLabels, int, Histogram]] = field(default_factory=list)
+    exemplars: list[tuple[AnyLabels, int, float, Labels]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.values)
 
-    def add(self, labels: Labels, ts: int, value: float) -> None:
+    def add(self, labels: AnyLabels, ts: int, value: float) -> None:
         self.labels.append(labels)
         self.timestamps.append(ts)
         self.values.append(value)

@@ -19,13 +19,20 @@ then prints bytes per series for each, and the largest allocation sites of
 what is held at the end. ``--rss`` runs the same steps without tracemalloc
 (which adds its own memory) and prints the process's resident set after each.
 
-    .venv/bin/python loadtest/bench_memory.py [--targets 200] [--rss]
+``--rounds N`` (with ``--rss``) then goes on for N rounds of a scrape of every
+target and a full send, printing the resident set after each: the steady
+state, where allocator slack shows. ``--trim`` calls glibc's ``malloc_trim(0)``
+after each of those rounds and prints what it gave back and how long it took
+(whether returning free heap pages would pay: docs/performance.md).
+
+    .venv/bin/python loadtest/bench_memory.py [--targets 200] [--rss [--rounds 8 [--trim]]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import sys
 import tempfile
@@ -127,7 +134,7 @@ class Meter:
         self.last = now
 
 
-async def run(n_targets: int, rss: bool, top: int) -> None:
+async def run(n_targets: int, rss: bool, top: int, rounds: int = 0, trim: bool = False) -> None:
     bodies = [[render_payload(SERIES, f, v).encode() for v in range(3)] for f in range(FAMILIES)]
     series = n_targets * SERIES
     meter = Meter(rss)
@@ -165,6 +172,8 @@ async def run(n_targets: int, rss: bool, top: int) -> None:
         end_snap = None if rss else tracemalloc.take_snapshot()
 
         await wait_until(lambda: drained(rw, queue), 600)
+        if rounds:
+            await steady_rounds(loops, bodies, rw, queue, t0 + 40_000, rounds, trim)
         await rw.stop()
         await runner.cleanup()
     unit = "RSS" if rss else "tracemalloc"
@@ -186,6 +195,23 @@ async def run(n_targets: int, rss: bool, top: int) -> None:
     del loops
 
 
+async def steady_rounds(loops: list[ScrapeLoop], bodies: list[list[bytes]], rw: RemoteWrite,
+                        queue: EndpointQueue, t0: int, rounds: int, trim: bool) -> None:
+    """Scrape and send ``rounds`` more times, printing the resident set (and a trim's effect)."""
+    malloc_trim = ctypes.CDLL(None).malloc_trim if trim else None
+    for rnd in range(rounds):
+        await scrape_all(loops, bodies, rnd, t0 + rnd * 10_000)
+        await wait_until(lambda: drained(rw, queue), 600)
+        gc.collect()
+        line = f"steady round {rnd + 1}: {rss_bytes() / 2**20:.1f} MiB"
+        if malloc_trim is not None:
+            t = time.perf_counter()
+            malloc_trim(0)
+            took = (time.perf_counter() - t) * 1000
+            line += f", after malloc_trim(0) {rss_bytes() / 2**20:.1f} MiB ({took:.1f} ms)"
+        print(line, flush=True)
+
+
 def drained(rw: RemoteWrite, queue: EndpointQueue) -> bool:
     """Everything in the WAL was read, sent and acknowledged."""
     w = queue.watcher
@@ -205,8 +231,12 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=200)
     ap.add_argument("--rss", action="store_true", help="resident set instead of tracemalloc")
     ap.add_argument("--top", type=int, default=15, help="allocation sites listed (tracemalloc only)")
+    ap.add_argument("--rounds", type=int, default=0, help="steady rounds after the steps (with --rss)")
+    ap.add_argument("--trim", action="store_true", help="malloc_trim(0) after each steady round (glibc)")
     args = ap.parse_args()
-    asyncio.run(run(args.targets, args.rss, args.top))
+    if args.rounds and not args.rss:
+        ap.error("--rounds measures the resident set: add --rss")
+    asyncio.run(run(args.targets, args.rss, args.top, args.rounds, args.trim))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from agent import labels as L
 from agent import relabel
 from agent.components._common import RuleBlock, rules
-from agent.labels import METRIC_NAME, Labels
+from agent.labels import METRIC_NAME, AnyLabels
 from agent.runtime.component import Component, Options
 from agent.runtime.registry import register
 from agent.storage import Appendable, Fanout, Metadata, SampleBatch
@@ -70,7 +70,7 @@ class Receiver:
     def __init__(self) -> None:
         self.rules: list[relabel.Rule] = []
         self.fanout = Fanout([])
-        self.cache: dict[Labels, Labels | None] = {}
+        self.cache: dict[AnyLabels, bytes | None] = {}  # input -> output, encoded (None: dropped)
         self.max_cache = 100_000
         self.processed = 0
         self.written = 0
@@ -97,13 +97,15 @@ class Receiver:
         """Back-pressure passes through: the share the receivers downstream ask for."""
         return self.fanout.admission()
 
-    def _miss(self, labels: Labels) -> Labels | None:
+    def _miss(self, given: AnyLabels) -> bytes | None:
         cache = self.cache
+        labels = L.as_labels(given)  # a scrape hands on encoded label sets: decoded once per series
         new = relabel.process(labels, self.rules) or None
         if len(cache) >= self.max_cache:
             for k in list(itertools.islice(cache, max(1, self.max_cache // 10))):
                 del cache[k]
-        cache[labels] = new
+        # Handed on encoded, as a scrape does: the WAL keys the series by this very object.
+        cache[given] = None if new is None else L.encode(new)
         name = L.get(labels, METRIC_NAME)
         outs = self.names.get(name)
         if outs is None:
@@ -114,7 +116,7 @@ class Receiver:
             if out_name not in outs:
                 outs.add(out_name)
                 self._names_ver += 1
-        return new
+        return cache[given]
 
     def append(self, batch: SampleBatch) -> None:
         n = len(batch.values)

@@ -205,9 +205,10 @@ class _LiveTap:
     def append(self, batch: SampleBatch) -> None:
         watched = self.feed.watched(self.component)
         if watched and batch.labels:
-            instance = lbl.get(batch.labels[0], "instance")
+            instance = lbl.get(lbl.as_labels(batch.labels[0]), "instance")
             if instance in watched:
-                rows = list(zip(batch.labels, batch.timestamps, batch.values, strict=True))
+                rows = list(zip(map(lbl.as_labels, batch.labels), batch.timestamps, batch.values,
+                                strict=True))
                 self.feed.publish(self.component, instance, rows)
         self.fanout.append(batch)
 

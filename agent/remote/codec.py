@@ -19,18 +19,11 @@ from __future__ import annotations
 import cramjam
 
 from agent.labels import Labels
-from agent.protowire import field, pack_double, varint
+from agent.labels import encode_fields as encode_labels  # re-exported: the codecs' name
+from agent.protowire import pack_double, varint
 
 _TS_MIN = 1 << 35
 _TS_MAX = 1 << 42
-
-
-def encode_labels(labels: Labels) -> bytes:
-    """The ``labels`` fields of a TimeSeries, for a sorted label set."""
-    out = bytearray()
-    for name, value in labels:
-        out += field(b"\x0a", field(b"\x0a", name.encode()) + field(b"\x12", value.encode()))
-    return bytes(out)
 
 
 def sample_prefix(label_bytes: bytes) -> bytes:

@@ -7,6 +7,11 @@ relabeling drops is not sent at all. That is worked out once per ref and
 endpoint and kept, in the encoded form each protocol wants, until the WAL's
 owner says the ref is gone (``forget``). The metadata the WAL recorded per
 metric family lives here too: Remote-Write 2.0 attaches it to each series.
+
+The WAL holds each series' labels encoded as a 1.0 sample prefix
+(agent/labels.py ``encode``). An endpoint without external labels and write
+relabeling (the common case) sends them unchanged: its prefix is that very
+object, so the table holds a reference per series, not a copy (~240 B).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from agent import relabel
-from agent.labels import Labels
+from agent.labels import AnyLabels, Labels, as_encoded, as_labels, fields_of, is_empty
 from agent.remote.codec import encode_labels, sample_prefix
 from agent.remote.codec_v2 import METRIC_TYPES, SeriesV2, family_of
 
@@ -28,15 +33,16 @@ class SeriesTable:
     series to send.
     """
 
-    def __init__(self, wal_labels: Mapping[int, Labels], external_labels: Mapping[str, str],
+    def __init__(self, wal_labels: Mapping[int, AnyLabels], external_labels: Mapping[str, str],
                  rules: list[relabel.Rule] | None,
-                 ref_of: Callable[[Labels], int | None] | None = None) -> None:
+                 ref_of: Callable[[AnyLabels], int | None] | None = None) -> None:
         self._wal_labels = wal_labels  # the WAL writer's table: every ref a segment on disk can mention
         # The WAL's own int object for a series (WAL.ref_of): keyed by it, the tables here hold
         # no int of their own (~30 B a series); a ref read back from a record is a fresh int.
         self._ref_of = ref_of
         self._ext: Labels = tuple(sorted((k, v) for k, v in external_labels.items() if v != ""))
         self._rules = list(rules or [])
+        self._same = not self._ext and not self._rules  # sends the WAL's labels as they are
         self.prefix: dict[int, bytes | None] = {}
         self.lbytes: dict[int, bytes] = {}  # for histograms, exemplars and the general 1.0 encoder
         self.v2: dict[int, SeriesV2] = {}
@@ -44,9 +50,10 @@ class SeriesTable:
 
     def labels(self, ref: int) -> Labels | None:
         """The series as this endpoint sends it: None if unknown, () if relabeling dropped it."""
-        return self._send_labels(self._wal_labels.get(ref))
+        raw = self._wal_labels.get(ref)
+        return self._send_labels(None if raw is None else as_labels(raw))
 
-    def _key(self, ref: int, raw: Labels | None) -> int:
+    def _key(self, ref: int, raw: AnyLabels | None) -> int:
         """``ref`` as the WAL's own int object when it has it (see ``ref_of``)."""
         if raw is not None and self._ref_of is not None:
             own = self._ref_of(raw)
@@ -72,26 +79,26 @@ class SeriesTable:
     def resolve_prefix(self, ref: int) -> bytes | None:
         """Work out and keep ``prefix[ref]`` (see the class docstring for its three kinds of value)."""
         raw = self._wal_labels.get(ref)
-        labels = self._send_labels(raw)
-        ref = self._key(ref, raw)
-        if labels is None:
-            self.prefix[ref] = b""
+        key = self._key(ref, raw)
+        if raw is None:
+            self.prefix[key] = b""
             return b""
-        if not labels:
-            self.prefix[ref] = None
-            return None
-        p = self.prefix[ref] = sample_prefix(encode_labels(labels))
+        if self._same:
+            p: bytes | None = as_encoded(raw)
+            if is_empty(p):  # type: ignore[arg-type]
+                p = None
+        else:
+            labels = self._send_labels(as_labels(raw))
+            p = sample_prefix(encode_labels(labels)) if labels else None
+        self.prefix[key] = p
         return p
 
     def resolve_bytes(self, ref: int) -> bytes | None:
         """Encoded labels of a series to send, kept in ``lbytes``: b"" if unknown, None if dropped."""
-        raw = self._wal_labels.get(ref)
-        labels = self._send_labels(raw)
-        if labels is None:
-            return b""
-        if not labels:
-            return None
-        lb = self.lbytes[self._key(ref, raw)] = encode_labels(labels)
+        p = self.prefix.get(ref) or self.resolve_prefix(ref)
+        if not p:
+            return p
+        lb = self.lbytes[self._key(ref, self._wal_labels.get(ref))] = fields_of(p)
         return lb
 
     def label_bytes(self, ref: int) -> bytes:
@@ -103,7 +110,7 @@ class SeriesTable:
         if sv is not None:
             return sv
         raw = self._wal_labels.get(ref)
-        labels = self._send_labels(raw) or ()
+        labels = self._send_labels(None if raw is None else as_labels(raw)) or ()
         ref = self._key(ref, raw)
         strings = tuple(x for pair in labels for x in pair)
         meta = None

@@ -4,8 +4,8 @@ A target exposes mostly the same lines every scrape, so the work of turning a
 line's series text into the label set we forward (parse, attach target labels
 with honor_labels, metric relabeling, validation, limits) is done once per
 series and remembered under the raw bytes. A hit costs one dict look-up; the
-tuple handed on is the same object every scrape, so downstream stages hash
-strings whose hashes are already cached.
+label set handed on is the same object every scrape, so downstream stages
+compare by identity and hash bytes whose hash is already cached.
 
 Staleness follows Prometheus' scrape cache: the set of series (raw keys) seen in
 the last successful scrape is kept; a key absent from the next one gets a stale
@@ -18,9 +18,14 @@ exactly its keys, so ``prev`` is None and means "the entries, less the keys
 resolved since" (``new_keys``). Keeping a set of the scrape's own key objects
 instead held a second copy of every raw series text (~170-260 B a series).
 
+A kept series is held in its encoded form (agent/labels.py ``encode``), not
+as a tuple: the WAL keys it by that object and an endpoint that sends it
+unchanged uses the same bytes as its prefix, so the series' labels are held
+once from scrape to send.
+
 Replicas of one exporter expose the same series text (a pod's identity comes
-from its target labels, not from its lines), so the raw keys and the label
-pairs are held once per process, not once per target (``SHARED``); a key
+from its target labels, not from its lines), so the raw keys are held once
+per process, not once per target (``SHARED_KEYS``); a key
 only one target exposes is let go of by the table after a while, so a target
 whose lines are its own pays nothing for the sharing.
 """
@@ -32,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from agent.labels import METRIC_NAME, Labels
+from agent.labels import METRIC_NAME, AnyLabels, Labels, encode
 from agent.relabel import process
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.textparse import ScanState, Shape, is_steady, labels_of, new_shape, parse_series
@@ -121,7 +126,6 @@ def _table_refs() -> int:
 
 _TABLE_REFS = _table_refs()
 SHARED_KEYS = Interner()  # raw series text of every scrape cache in the process
-SHARED_PAIRS = Interner()  # label pairs (name, value) of every scrape cache's label sets
 
 
 class ScrapeError(Exception):
@@ -147,7 +151,7 @@ class ScrapeCache:
     )
 
     def __init__(self) -> None:
-        self.entries: dict[bytes, Labels] = {}
+        self.entries: dict[bytes, AnyLabels] = {}  # encoded label sets; DROPPED if dropped
         # Keys tracked for staleness at the last scrape; None: every entry but new_keys.
         self.prev: set[bytes] | None = set()
         # Keys resolved since the last successful scrape (not in ``prev``).
@@ -204,12 +208,12 @@ class SeriesBuilder:
         # With type-and-unit labels: the scrape's families (agent/scrape/typeunit.py), set per scrape.
         self.families: Families | None = None
 
-    def resolve(self, key: bytes) -> Labels:
+    def resolve(self, key: bytes) -> AnyLabels:
         name, pairs = self.parse(key)
         return self.resolve_pairs(key, name, pairs)
 
-    def resolve_pairs(self, key: bytes, name: str, pairs: list[tuple[str, str]]) -> Labels:
-        """Build, check and remember the final label set of an exposed series under ``key``."""
+    def resolve_pairs(self, key: bytes, name: str, pairs: list[tuple[str, str]]) -> AnyLabels:
+        """Build, check and remember the final label set of an exposed series under ``key`` (encoded)."""
         if self.families is not None:
             extra = self.families.labels_for(name)
             if extra:
@@ -233,15 +237,17 @@ class SeriesBuilder:
                 raise ValueError("missing metric name (__name__ label)")
             if self.label_limit or self.name_len or self.value_len:
                 self.check_limits(lab)
-            # One shared tuple per distinct (name, value) pair: most pairs repeat across
-            # series and targets (namespace, container, le...), so this halves memory.
-            lab = tuple(map(SHARED_PAIRS.get, lab))  # type: ignore[arg-type]
+            # Held and handed on in the encoded form (agent/labels.py): the WAL keys the
+            # series by it and an endpoint sending it unchanged uses it as its prefix.
+            out: AnyLabels = encode(lab)
             self.added += 1
             self.cache.fresh = True
+        else:
+            out = DROPPED
         key = SHARED_KEYS.get(key)  # type: ignore[assignment]
-        self.cache.entries[key] = lab
+        self.cache.entries[key] = out
         self.cache.new_keys.append(key)
-        return lab
+        return out
 
     def with_target_labels(self, lab: Labels) -> Labels:
         """Attach target labels; on a clash the exposed label wins (honor) or becomes exported_<name>."""
@@ -291,12 +297,12 @@ class SeriesBuilder:
 class Committed:
     """The outcome of a successful scrape's samples, ready for the batch."""
 
-    labels: list[Labels]
+    labels: list[AnyLabels]
     timestamps: list[int]
     values: list[float]
-    stale: list[Labels]
+    stale: list[AnyLabels]
     duplicates: int
-    histograms: list[tuple[Labels, int, Histogram]] = field(default_factory=list)
+    histograms: list[tuple[AnyLabels, int, Histogram]] = field(default_factory=list)
 
 
 def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Committed:
@@ -312,7 +318,6 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
     cur_all = set(keys)
     now = time.monotonic()
     SHARED_KEYS.tick(now)
-    SHARED_PAIRS.tick(now)
     labels, values, explicit = st.labels, st.values, st.explicit
     honor_ts = cfg.honor_timestamps
     dups = 0
@@ -323,7 +328,7 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
             cache.aliased = len(set(labels)) < kept
     if len(cur_all) != len(keys) or cache.aliased:
         labels, values, explicit, dups = _dedupe(cache, st, honor_ts)
-    hists: list[tuple[Labels, int, Histogram]] = []
+    hists: list[tuple[AnyLabels, int, Histogram]] = []
     hist_explicit: set[bytes] = set()
     if st.hkeys:
         cur_all.update(st.hkeys)
@@ -348,7 +353,7 @@ def commit(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig) -> Com
             timestamps[idx] = t
         if not cfg.track_timestamps_staleness:
             tracked = cur_all - {k for _, _, k in explicit} - hist_explicit
-    stale: list[Labels] = []
+    stale: list[AnyLabels] = []
     entries = cache.entries
     prev = cache.prev
     if prev is None:
@@ -398,7 +403,7 @@ def _commit_steady(cache: ScrapeCache, st: ScanState, ts: int, cfg: ScrapeConfig
     return Committed(st.labels, [ts] * len(values), values, [], 0)
 
 
-def fail(cache: ScrapeCache) -> list[Labels]:
+def fail(cache: ScrapeCache) -> list[AnyLabels]:
     """A failed (or final) scrape: every series of the last good scrape goes stale."""
     entries = cache.entries
     prev = cache.prev
@@ -412,7 +417,7 @@ def fail(cache: ScrapeCache) -> list[Labels]:
     return stale
 
 
-def last_series(cache: ScrapeCache) -> list[Labels]:
+def last_series(cache: ScrapeCache) -> list[AnyLabels]:
     """The series of the last good scrape, as ``fail`` finds them, leaving the cache as it is.
 
     Safe while an ingest of a cancelled scrape may still run in a worker thread:
@@ -429,7 +434,7 @@ def last_series(cache: ScrapeCache) -> list[Labels]:
 
 def _dedupe(
     cache: ScrapeCache, st: ScanState, honor_ts: bool
-) -> tuple[list[Labels], list[float], list[tuple[int, int, bytes]], int]:
+) -> tuple[list[AnyLabels], list[float], list[tuple[int, int, bytes]], int]:
     """Keep the first sample of a series repeated within one scrape, as Prometheus does.
 
     A repeat is the same line again or another spelling of the same label set
@@ -440,8 +445,8 @@ def _dedupe(
     """
     explicit_at = {idx: (t, k) for idx, t, k in st.explicit} if honor_ts else {}
     entries = cache.entries
-    seen: set[Labels] = set()
-    labels: list[Labels] = []
+    seen: set[AnyLabels] = set()
+    labels: list[AnyLabels] = []
     values: list[float] = []
     explicit: list[tuple[int, int, bytes]] = []
     dups = 0

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.labels import Labels
+from agent.labels import AnyLabels, Labels
 from agent.wal import record
 from agent.wal import segment as seg
 from agent.wal.reader import read_all
@@ -23,14 +23,14 @@ from agent.wal.reader import read_all
 SERIES_PER_RECORD = 5000
 
 
-def write_checkpoint(directory: Path, upto: int, series: Iterable[tuple[int, Labels]]) -> Path:
+def write_checkpoint(directory: Path, upto: int, series: Iterable[tuple[int, AnyLabels]]) -> Path:
     final = seg.checkpoint_path(directory, upto)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     fd = os.open(tmp / seg.segment_name(0), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        chunk: list[tuple[int, Labels]] = []
+        chunk: list[tuple[int, AnyLabels]] = []
         for item in series:
             chunk.append(item)
             if len(chunk) >= SERIES_PER_RECORD:

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 
 import cramjam
 
-from agent.labels import Labels
+from agent.labels import AnyLabels, Labels, as_labels
 from agent.storage import Histogram
 from agent.wal import histogram as hist
 
@@ -60,9 +60,10 @@ class RecordError(ValueError):
     """A payload that passed its CRC but does not decode: written by something else, or a bug."""
 
 
-def encode_series(series: Iterable[tuple[int, Labels]]) -> bytes:
+def encode_series(series: Iterable[tuple[int, AnyLabels]]) -> bytes:
     out = bytearray()
-    for ref, labels in series:
+    for ref, lb in series:
+        labels = as_labels(lb)
         out += _SERIES_HEAD.pack(ref, len(labels))
         for name, value in labels:
             nb = name.encode()

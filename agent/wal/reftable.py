@@ -1,10 +1,11 @@
-"""The WAL's ref -> labels table, as two columns sorted by ref instead of a dict.
+"""The WAL's ref -> encoded labels table, as two columns sorted by ref instead of a dict.
 
 Every live series has an entry, but the table is read only when a reader
 meets a ref for the first time and when a checkpoint is written; the hot
 path (labels -> ref, per sample) is the writer's dict. A dict entry with its
 int key costs ~52 B a series here; a ref in an ``array`` and a slot in a
-list cost 16, and the labels are the scrape cache's own tuples either way.
+list cost 16, and the labels are the scrape cache's own encoded label sets
+(agent/labels.py ``encode``) either way.
 Refs are handed out in increasing order, so new entries are appended; a
 look-up is a binary search (~1 us), which nobody does per sample.
 
@@ -19,15 +20,13 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 
-from agent.labels import Labels
 
-
-class RefTable(Mapping[int, Labels]):
+class RefTable(Mapping[int, bytes]):
     __slots__ = ("_refs", "_labels", "_holes", "_sorted")
 
     def __init__(self) -> None:
         self._refs = array("Q")
-        self._labels: list[Labels | None] = []
+        self._labels: list[bytes | None] = []
         self._holes = 0
         self._sorted = True
 
@@ -39,7 +38,7 @@ class RefTable(Mapping[int, Labels]):
         i = bisect_left(refs, ref)
         return i if i < len(refs) and refs[i] == ref else -1
 
-    def __setitem__(self, ref: int, labels: Labels) -> None:
+    def __setitem__(self, ref: int, labels: bytes) -> None:
         refs = self._refs
         if self._sorted and (not refs or ref > refs[-1]):
             refs.append(ref)
@@ -55,20 +54,20 @@ class RefTable(Mapping[int, Labels]):
             self._labels.append(labels)
             self._sorted = False
 
-    def get(self, ref: int, default: Labels | None = None) -> Labels | None:  # type: ignore[override]
+    def get(self, ref: int, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
         i = self._index(ref)
         if i < 0:
             return default
         got = self._labels[i]
         return default if got is None else got
 
-    def __getitem__(self, ref: int) -> Labels:
+    def __getitem__(self, ref: int) -> bytes:
         got = self.get(ref)
         if got is None:
             raise KeyError(ref)
         return got
 
-    def pop(self, ref: int, default: Labels | None = None) -> Labels | None:
+    def pop(self, ref: int, default: bytes | None = None) -> bytes | None:
         i = self._index(ref)
         if i < 0 or self._labels[i] is None:
             return default
@@ -100,7 +99,7 @@ class RefTable(Mapping[int, Labels]):
     def __contains__(self, ref: object) -> bool:
         return isinstance(ref, int) and self.get(ref) is not None
 
-    def items(self) -> list[tuple[int, Labels]]:  # type: ignore[override]
+    def items(self) -> list[tuple[int, bytes]]:  # type: ignore[override]
         """A list in ref order, not a view: checkpoints take it as it is now."""
         if not self._sorted:
             self._compact()

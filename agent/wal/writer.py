@@ -31,7 +31,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from agent.labels import Labels
+from agent.labels import AnyLabels, Labels, as_encoded
 from agent.wal import checkpoint as ckpt
 from agent.wal import record
 from agent.wal import segment as seg
@@ -68,9 +68,12 @@ class WAL:
         self.directory = Path(directory)
         self.segment_size = segment_size
         self.metrics = WALMetrics(registry)  # None: a private registry
-        self.labels_by_ref = RefTable()  # ref -> labels, read on a reader's first sight of a ref
-        self._cur: dict[Labels, int] = {}
-        self._prev: dict[Labels, int] = {}
+        # ref -> encoded labels (agent/labels.py), read on a reader's first sight of a ref
+        self.labels_by_ref = RefTable()
+        # Series are keyed by their encoded labels: the scrape cache's own objects, so a
+        # scrape's series cost no copy here, and an endpoint may send the same bytes.
+        self._cur: dict[bytes, int] = {}
+        self._prev: dict[bytes, int] = {}
         self._dead: dict[int, int] = {}  # ref -> segment that was active when it was retired
         self._next_ref = 1
         self._fd = -1
@@ -92,7 +95,7 @@ class WAL:
         self._meta_last: object = None  # the last metadata dict seen: scrapes hand the same one on
         # A scrape appends the same label tuples in the same order every time: its refs, keyed
         # by (length, id of the first label set) and checked by list equality (see append).
-        self._routes: dict[tuple[int, int], tuple[list[Labels], array]] = {}
+        self._routes: dict[tuple[int, int], tuple[list[AnyLabels], array]] = {}
         self._routes_size = 0
 
     # ------------------------------------------------------------------ open
@@ -140,8 +143,9 @@ class WAL:
         return ReplayReport(len(self.labels_by_ref), len(segs), corruptions, first, self._segment)
 
     def _remember(self, ref: int, labels: Labels) -> None:
-        self.labels_by_ref[ref] = labels
-        self._cur[labels] = ref
+        key = as_encoded(labels)
+        self.labels_by_ref[ref] = key
+        self._cur[key] = ref
         if ref >= self._next_ref:
             self._next_ref = ref + 1
 
@@ -156,12 +160,12 @@ class WAL:
 
     def append(
         self,
-        labels: Sequence[Labels],
+        labels: Sequence[AnyLabels],
         timestamps: Sequence[int],
         values: Sequence[float],
         metadata: Mapping[str, Any] | None = None,
-        histograms: Sequence[tuple[Labels, int, Any]] | None = None,
-        exemplars: Sequence[tuple[Labels, int, float, Labels]] | None = None,
+        histograms: Sequence[tuple[AnyLabels, int, Any]] | None = None,
+        exemplars: Sequence[tuple[AnyLabels, int, float, Labels]] | None = None,
     ) -> int:
         """Write one batch as (at most) a series, a metadata, a samples, a histograms and an exemplars record, in one write().
 
@@ -179,7 +183,7 @@ class WAL:
             return 0
         cur = self._cur
         get = cur.get
-        new: list[tuple[int, Labels]] = []
+        new: list[tuple[int, bytes]] = []
         route_key = (n, id(labels[0])) if n >= ROUTE_MIN else None
         route = self._routes.get(route_key) if route_key else None  # type: ignore[arg-type]
         if route is not None and route[0] == labels:
@@ -250,15 +254,15 @@ class WAL:
             self.metrics.active_series.set(len(self.labels_by_ref))
         return n
 
-    def ref_of(self, labels: Labels) -> int | None:
+    def ref_of(self, labels: AnyLabels) -> int | None:
         """The ref of a live series (current generation), as the very int object the tables hold.
 
         Readers keying their own per-series tables by it share the int instead of holding
         a copy read back from a record (~30 B a series).
         """
-        return self._cur.get(labels)
+        return self._cur.get(as_encoded(labels))
 
-    def _remember_route(self, key: tuple[int, int], labels: Sequence[Labels], refs: array) -> None:
+    def _remember_route(self, key: tuple[int, int], labels: Sequence[AnyLabels], refs: array) -> None:
         """Keep a batch's refs for the next batch with the same label sets in the same order.
 
         A scrape hands the same label tuple objects every time (the scrape cache's), so the
@@ -276,9 +280,13 @@ class WAL:
         self._routes[key] = (list(labels), refs)
         self._routes_size += len(refs)
 
-    def _ref_slow(self, lb: Labels, new: list[tuple[int, Labels]]) -> int:
-        """The ref of a series not in the current generation: revived from the previous one, or new."""
+    def _ref_slow(self, labels: AnyLabels, new: list[tuple[int, bytes]]) -> int:
+        """The ref of a series not in the current generation: revived from the previous one, or new.
+
+        Label sets given as tuples (not from a scrape cache) are encoded here, once per append.
+        """
         cur = self._cur
+        lb = as_encoded(labels)
         r = cur.get(lb)
         if r is None:
             r = self._prev.pop(lb, None)
@@ -290,12 +298,13 @@ class WAL:
             cur[lb] = r
         return r
 
-    def ref(self, labels: Labels) -> int | None:
+    def ref(self, labels: AnyLabels) -> int | None:
         """The ref of a series this WAL holds in its current or previous generation."""
-        r = self._cur.get(labels)
-        return r if r is not None else self._prev.get(labels)
+        key = as_encoded(labels)
+        r = self._cur.get(key)
+        return r if r is not None else self._prev.get(key)
 
-    def retire(self, labels: Sequence[Labels]) -> None:
+    def retire(self, labels: Sequence[AnyLabels]) -> None:
         """Series another agent writes now (clustering handoff): retired at the next truncation.
 
         They move to the previous generation, as if not appended to for a period, so the
@@ -303,7 +312,7 @@ class WAL:
         target came back), they keep their ref.
         """
         cur, prev = self._cur, self._prev
-        for lb in labels:
+        for lb in map(as_encoded, labels):
             r = cur.pop(lb, None)
             if r is not None:
                 prev[lb] = r
@@ -402,7 +411,7 @@ class WAL:
         self._routes_size = 0
         return retired
 
-    def checkpoint_series(self, upto: int) -> tuple[list[tuple[int, Labels]], list[int]]:
+    def checkpoint_series(self, upto: int) -> tuple[list[tuple[int, bytes]], list[int]]:
         """Series a checkpoint at ``upto`` must keep, and the refs that can be forgotten.
 
         Call on the loop; forgetting happens here. A retired series is kept
@@ -415,7 +424,7 @@ class WAL:
         self.metrics.active_series.set(len(self.labels_by_ref))
         return self.labels_by_ref.items(), gone
 
-    def write_checkpoint(self, upto: int, series: list[tuple[int, Labels]]) -> int:
+    def write_checkpoint(self, upto: int, series: list[tuple[int, bytes]]) -> int:
         """Write ``checkpoint.upto`` and delete what it replaces. Blocking; returns bytes freed."""
         self.metrics.truncations.inc()
         self.metrics.checkpoint_creations.inc()

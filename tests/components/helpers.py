@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.components import registry
+from agent.labels import as_labels
 from agent.runtime.component import Component, Options
 from agent.runtime.controller import Controller
 from agent.runtime.registry import Registry
@@ -28,7 +29,7 @@ class Sink:
 
     def samples(self) -> list[tuple]:
         return [
-            (dict(labels), ts, v)
+            (dict(as_labels(labels)), ts, v)
             for b in self.batches
             for labels, ts, v in zip(b.labels, b.timestamps, b.values, strict=True)
         ]

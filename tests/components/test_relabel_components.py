@@ -194,11 +194,11 @@ def test_prometheus_relabel_carries_histograms_exemplars_and_metadata(tmp_path):
         assert len(sink.batches) == 2
         for out in sink.batches:
             want = {"__name__": "new_latency", "job": "j", "cluster": "c1"}
-            assert [(dict(lab), ts, h.count) for lab, ts, h in out.histograms] == [(want, 1000, 3.0)]
-            assert [(dict(lab), ts, v, dict(el)) for lab, ts, v, el in out.exemplars] == [
+            assert [(dict(lbl.as_labels(lab)), ts, h.count) for lab, ts, h in out.histograms] == [(want, 1000, 3.0)]
+            assert [(dict(lbl.as_labels(lab)), ts, v, dict(el)) for lab, ts, v, el in out.exemplars] == [
                 ({"__name__": "new_latency_count", "job": "j", "cluster": "c1"}, 990, 0.5, {"trace_id": "abc"})
             ]
-            assert [dict(lab) for lab in out.labels] == [{"__name__": "new_latency_count", "job": "j", "cluster": "c1"}]
+            assert [dict(lbl.as_labels(lab)) for lab in out.labels] == [{"__name__": "new_latency_count", "job": "j", "cluster": "c1"}]
             # Metadata follows the rename, is left out for dropped families, kept for families without samples.
             assert out.metadata == {
                 "new_latency": Metadata("histogram", "Latency.", "seconds"),
@@ -225,7 +225,7 @@ def test_prometheus_relabel_forwards_a_histogram_only_batch(tmp_path):
         b.histograms.append((lbl.from_dict({"__name__": "rpc", "job": "j"}), 5000, hist))
         c.node("prometheus.relabel.r").exports.receiver.append(b)
         ((lab, ts, h),) = sink.batches[0].histograms
-        assert dict(lab) == {"__name__": "rpc", "job": "j", "cluster": "c1"} and ts == 5000 and h is hist
+        assert dict(lbl.as_labels(lab)) == {"__name__": "rpc", "job": "j", "cluster": "c1"} and ts == 5000 and h is hist
         await c.stop()
 
     run(go())

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.labels import as_labels
 from agent.remote import RemoteWrite, WALOptions
 from agent.remote.codec import encode_exemplar_timeseries, encode_labels
 from agent.remote.codec_v2 import SeriesV2, encode_v2
@@ -50,7 +51,7 @@ def test_wal_writes_exemplars_after_the_samples_of_their_batch(tmp_path: Path):
     w.append([REQS], [1000], [5.0], None, None, [(REQS, 1000, 0.3, TRACE)])
     only = (("__name__", "only_exemplar"),)
     w.append([], [], [], None, None, [(only, 2000, 1.0, ())])  # a series known from its exemplar alone
-    ref, ref2 = w._cur[REQS], w._cur[only]
+    ref, ref2 = w.ref(REQS), w.ref(only)
     w.close()
     kinds, exs = [], []
     for s in list_segments(d):
@@ -63,7 +64,7 @@ def test_wal_writes_exemplars_after_the_samples_of_their_batch(tmp_path: Path):
     assert exs == [(ref, 1000, 0.3, TRACE), (ref2, 2000, 1.0, ())]
     w2 = WAL(d)
     w2.open()
-    assert w2.labels_by_ref[ref2] == only
+    assert as_labels(w2.labels_by_ref[ref2]) == only
     w2.close()
 
 

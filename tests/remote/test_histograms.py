@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.labels import as_labels
 from agent.remote import RemoteWrite, WALOptions
 from agent.remote.codec import encode_histogram_timeseries, encode_labels
 from agent.remote.codec_v2 import V2, SeriesV2, encode_v2
@@ -104,27 +105,27 @@ def test_wal_appends_replays_and_checkpoints_histogram_series(tmp_path: Path):
     other = (("__name__", "other"), ("job", "t"))
     w.append([other], [10], [1.0], None, [(LAT, 10, INT_H), (other, 10, FLOAT_H)])
     w.append([], [], [], None, [(LAT, 20, NHCB)])
-    ref = w._cur[LAT]
+    ref = w.ref(LAT)
     w.close()
     got = []
     for s in list_segments(d):
         for rec in read_all(segment_path(d, s)).records:
             if rec.type == record.HISTOGRAMS:
                 got.extend(record.decode_histograms(rec.payload))
-    assert got == [(ref, 10, INT_H), (w._cur[other], 10, FLOAT_H), (ref, 20, NHCB)]
+    assert got == [(ref, 10, INT_H), (w.ref(other), 10, FLOAT_H), (ref, 20, NHCB)]
 
     w2 = WAL(d)
     w2.open()
-    assert w2.labels_by_ref[ref] == LAT  # replay learnt the histogram-only series
+    assert as_labels(w2.labels_by_ref[ref]) == LAT  # replay learnt the histogram-only series
     w2.append([], [], [], None, [(LAT, 30, INT_H)])
-    assert w2._cur[LAT] == ref  # same ref after a restart
+    assert w2.ref(LAT) == ref  # same ref after a restart
     w2.new_generation()  # the truncation cycle: LAT is current, kept by the checkpoint
     keep, _gone = w2.checkpoint_series(w2.segment - 1)
     w2.write_checkpoint(w2.segment - 1, keep)
     w2.close()
     w3 = WAL(d)
     w3.open()
-    assert w3.labels_by_ref[ref] == LAT
+    assert as_labels(w3.labels_by_ref[ref]) == LAT
     w3.close()
 
 

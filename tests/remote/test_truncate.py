@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from agent.labels import as_labels
 from agent.remote import RemoteWrite, WALOptions
 from agent.wal.segment import list_checkpoints
 from tests.remote.helpers import batch, endpoint, now_ms, series
@@ -32,7 +33,7 @@ def test_sent_segments_are_deleted_and_replay_still_knows_the_series(tmp_path: P
 
         rw2 = RemoteWrite(d, [endpoint(rx.url)], {}, KEEP_NOTHING)
         await rw2.start()  # replays checkpoint + remaining segment
-        assert set(rw2.wal.labels_by_ref.values()) == {series(i) for i in range(10)}
+        assert set(map(as_labels, rw2.wal.labels_by_ref.values())) == {series(i) for i in range(10)}
         rw2.append(batch(10, t0 + 2000, 2.0))
         assert await rw2.flush()
         await rw2.stop()
@@ -80,7 +81,7 @@ def test_quiet_series_are_forgotten_after_two_periods(tmp_path: Path):
             rw.append(batch(2, t0 + k * 1000, float(k)))  # series 2..4 went quiet
         assert await rw.flush()
         await rw.truncate()
-        known = set(rw.wal.labels_by_ref.values())
+        known = set(map(as_labels, rw.wal.labels_by_ref.values()))
         await rw.stop()
         await rx.stop()
         return known

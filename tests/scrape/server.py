@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from agent.labels import as_labels
 from agent.storage import SampleBatch, is_stale_nan
 
 PROTO_MEDIA = "application/vnd.google.protobuf"
@@ -121,14 +122,23 @@ class Exporter:
             self.server.server_close()
 
 
+def decoded(batch: SampleBatch) -> SampleBatch:
+    """``batch`` with every label set as pairs: a scrape hands them on encoded (agent/labels.py)."""
+    return SampleBatch(
+        [as_labels(lb) for lb in batch.labels], batch.timestamps, batch.values, batch.metadata,
+        [(as_labels(lb), t, h) for lb, t, h in batch.histograms],
+        [(as_labels(lb), t, v, e) for lb, t, v, e in batch.exemplars],
+    )
+
+
 class Collector:
-    """An in-memory Appendable: keeps every batch it is given."""
+    """An in-memory Appendable: keeps every batch it is given, label sets decoded."""
 
     def __init__(self) -> None:
         self.batches: list[SampleBatch] = []
 
     def append(self, batch: SampleBatch) -> None:
-        self.batches.append(batch)
+        self.batches.append(decoded(batch))
 
     def samples(self, i: int = -1) -> dict[tuple, float]:
         b = self.batches[i]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.labels import as_labels
 from agent.storage import STALE_NAN, is_stale_nan
 from agent.wal import WAL, Cursor, WALWriteError, record
 from agent.wal import segment as seg
@@ -60,7 +61,7 @@ def test_replay_restores_series_and_never_reuses_refs(tmp_path: Path):
     (new_ref, new_labels), = record.decode_series(recs[0].payload)
     assert new_labels == series(100) and new_ref > max(before)
     refs, _, _ = record.decode_samples(recs[1].payload)
-    assert list(refs[:5]) == [wal2._prev.get(lb) or wal2._cur[lb] for lb in labels[:5]]
+    assert list(refs[:5]) == [wal2.ref(lb) for lb in labels[:5]]
     got = read_samples(d, wal2.labels_by_ref)
     assert len(got) == 26 and got[20:25] == [(lb, 2000, 1.0) for lb in labels[:5]]
     wal2.close()
@@ -150,7 +151,7 @@ def test_disk_full_drops_the_batch_and_keeps_going(tmp_path: Path):
     with pytest.raises(WALWriteError) as err:
         wal.append([series(500)], [2000], [1.0])
     assert err.value.reason == "disk_full" and err.value.samples == 1
-    assert series(500) not in wal._cur  # its series record never landed, so the ref is forgotten
+    assert wal.ref(series(500)) is None  # its series record never landed, so the ref is forgotten
     os.unlink(seg.segment_path(d, 1))
     wal.rotate()
     assert wal.append([series(500)], [3000], [2.0]) == 1
@@ -198,18 +199,18 @@ def test_checkpoint_keeps_live_and_recent_series_and_replays(tmp_path: Path):
     assert retired == [2]  # refs are handed out from 1 in order
     wal.append([series(1), series(3)], [3000, 3000], [1.0, 3.0])
     keep, gone = wal.checkpoint_series(1)
-    assert gone == [] and {lb for _, lb in keep} == {series(1), series(2), series(3)}
+    assert gone == [] and {as_labels(lb) for _, lb in keep} == {series(1), series(2), series(3)}
     wal.sync()
     wal.write_checkpoint(1, keep)
     assert wal.segments() == [2] and seg.list_checkpoints(d) == [1]
     keep, gone = wal.checkpoint_series(2)  # series 2 died in segment 2: forgotten once 2 goes
-    assert len(gone) == 1 and series(2) not in {lb for _, lb in keep}
+    assert len(gone) == 1 and series(2) not in {as_labels(lb) for _, lb in keep}
     wal.close()
 
     wal2 = WAL(d)
     rep = wal2.open()
     assert rep.corruptions == []
-    assert set(wal2.labels_by_ref.values()) == {series(1), series(2), series(3)}
+    assert set(map(as_labels, wal2.labels_by_ref.values())) == {series(1), series(2), series(3)}
     got = read_samples(d, wal2.labels_by_ref)
     assert got == [(series(1), 3000, 1.0), (series(3), 3000, 3.0)]
     wal2.close()
@@ -222,7 +223,7 @@ def test_a_scrapes_repeated_series_list_keeps_its_refs_across_changes_and_genera
     wal.open()
     labels = [series(i) for i in range(100)]
     wal.append(list(labels), [1000] * 100, [1.0] * 100)
-    refs0 = {lb: wal._cur[lb] for lb in labels}
+    refs0 = {lb: wal.ref(lb) for lb in labels}
     wal.append(list(labels), [2000] * 100, [2.0] * 100)  # same tuples, fresh list
     # Equal but distinct tuples and the same first tuple with a series swapped in the middle.
     copies = [tuple(lb) for lb in labels]
@@ -237,12 +238,12 @@ def test_a_scrapes_repeated_series_list_keeps_its_refs_across_changes_and_genera
     wal.append(list(labels), [6000] * 100, [6.0] * 100)
     wal.rotate()
     retired = wal.new_generation()
-    assert [wal.labels_by_ref[r] for r in retired] == [series(500)]
+    assert [as_labels(wal.labels_by_ref[r]) for r in retired] == [series(500)]
     got = read_samples(d, wal.labels_by_ref)
     want = []
     for ts, batch in ((1000, labels), (2000, labels), (3000, labels), (4000, swapped),
                       (5000, labels), (6000, labels)):
         want += [(lb, ts, ts / 1000) for lb in batch]
     assert got == want
-    assert all(wal._prev[lb] == refs0[lb] for lb in labels)  # one ref per series throughout
+    assert all(wal.ref(lb) == refs0[lb] for lb in labels)  # one ref per series throughout
     wal.close()
