@@ -103,7 +103,7 @@ def ignored(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 # Calls (one a second, with the progress) over which scrapes completed and ticks skipped are summed.
-TICK_WINDOW = 3
+TICK_WINDOW = 2
 
 _NOT_TUNABLE = ("name", "keys", "seed", "cluster_name", "join", "resolve_join", "key_file", "tls")
 
@@ -177,7 +177,8 @@ def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]
     Two readings, and the worse one is published. Ticks: over the last few calls, the scrapes
     completed against the ticks the loops had to skip because the event loop reached them late
     or the previous scrape of the target ran past them (due versus started: a failing or slow
-    target still starts its scrapes, so it is not counted against the agent); this sees a
+    target still starts its scrapes, so it is not counted against the agent; two calls, so one
+    pause of the loop never spans three publications); this sees a
     starved loop within seconds at any interval. Level: a target that has been scraped is late
     when its last scrape (or the end of the last stall, ``since``) is more than two intervals
     and a timeout ago; this sees a scrape that started and never ends.

@@ -72,8 +72,8 @@ OPTS = Options()
     [
         (Progress(), False),  # nothing due (draining, or no targets): not behind
         (Progress(scrapes_on_time=50, scrapes_due=50, loop_lag=0.2), False),
-        (Progress(scrapes_on_time=26, scrapes_due=50), False),  # a few slow targets
-        (Progress(scrapes_on_time=24, scrapes_due=50), True),
+        (Progress(scrapes_on_time=41, scrapes_due=50), False),  # a few ticks missed
+        (Progress(scrapes_on_time=39, scrapes_due=50), True),
         (Progress(scrapes_on_time=50, scrapes_due=50, loop_lag=1.5), True),
     ],
 )
