@@ -613,16 +613,21 @@ class ClusterService:
         """Participants ``behind_checks`` publications running behind, with the last one
         (``me_too``: counting this agent among them, as it judges itself before publishing).
 
-        None when more than half of two or more participants are: that is an overload of the
-        whole cluster, not one member starved, and moving targets onto the rest makes it worse.
+        None when the latest publication of more than half of two or more participants is
+        behind: that is an overload of the whole cluster, not one member starved, and moving
+        targets onto the rest would make it worse. (The latest, not a run: a member about to
+        drain itself must see the others falling behind with it before they are all out.)
         """
         with self._seen_lock:
-            late = {name: self._seen[name][0] for name, runs in self._behind_runs.items()
-                    if runs >= self.options.behind_checks and name in self._seen}
+            runs = {name: n for name, n in self._behind_runs.items() if name in self._seen}
+            late = {name: self._seen[name][0] for name, n in runs.items()
+                    if n >= self.options.behind_checks}
+        now_behind = {name for name, n in runs.items() if n > 0}
         if me_too:
             late.setdefault(self.name, Progress())
+            now_behind.add(self.name)
         live = {m.name for m in members if m.owns_targets}
-        return {} if len(live) > 1 and 2 * len(late.keys() & live) > len(live) else late
+        return {} if len(live) > 1 and 2 * len(now_behind & live) > len(live) else late
 
     def _record_progress(self, view: View) -> None:
         """On the protocol thread: when each member's progress last changed, by our clock."""
