@@ -31,7 +31,7 @@ HOSTS = ["127.0.9.2", "127.0.9.3", "127.0.9.4"]
 TUNING = (
     "probe_interval=0.4,probe_timeout=0.2,suspicion_mult=3,push_pull_interval=2,"
     "rejoin_interval=2,gossip_to_the_dead=10,progress_timeout=2.5,healthy_hold=3,"
-    "drain_hold=3,ramp_step=1"
+    "drain_hold=3,ramp_step=1,start_grace=2"
 )
 SCRAPE = "prometheus.scrape.t"
 

@@ -95,7 +95,7 @@ def test_the_canary_reads_near_one_on_an_idle_thread() -> None:
 
 RULES = Options(tick=0.05, stall_threshold=1.0, stall_hold=0.2, leave_grace=0.0,
                 progress_interval=0.1, behind_checks=4, drain_hold=0.5, canary_cpu=0.001,
-                ramp_first=0.25, ramp_step=0.5, ramp_grace=0.1)
+                ramp_first=0.25, ramp_step=0.5, ramp_grace=0.1, start_grace=0.0)
 
 
 @contextlib.asynccontextmanager
