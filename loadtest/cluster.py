@@ -126,6 +126,11 @@ class Cluster:
         procs.eventually(lambda: all(self.owners(i) == names for i in watchers), timeout=timeout, interval=0.2)
         return time.time() - start
 
+    def wait_full(self, timeout: float = 120.0) -> None:
+        """Until agent0 sees every member at its whole share (joining agents ramp up)."""
+        procs.eventually(lambda: all(p["progress"].get("rampWeight", 1.0) >= 1.0
+                                     for p in self.peers(0)), timeout=timeout, interval=0.5)
+
     def names(self, skip: int | None = None) -> set[str]:
         return {f"agent{i}" for i in range(self.n) if i != skip}
 
@@ -157,7 +162,9 @@ class Watch:
 
     def __init__(self, c: Cluster, victim: int) -> None:
         self.c, self.name = c, f"agent{victim}"
-        self.seen: list[tuple[float, bool, str, str]] = []
+        self.start = time.time()
+        self.seen: list[tuple[float, bool, str, str, float]] = []
+        self.figures: list[str] = []  # the on-time share it gossiped, at each change seen
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -167,9 +174,20 @@ class Watch:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 me = next((p for p in self.c.peers(0) if p["name"] == self.name), None)
                 # Forgotten (reaped after being dead for a while) counts as owning nothing.
-                state = (me["ownsTargets"], me["role"], me["liveness"]) if me else (False, "-", "gone")
+                state = ((me["ownsTargets"], me["role"], me["liveness"],
+                          round(me["progress"].get("rampWeight", 1.0), 3))
+                         if me else (False, "-", "gone", 0.0))
                 if not self.seen or self.seen[-1][1:] != state:
                     self.seen.append((time.time(), *state))
+                    p = me["progress"] if me else {"scrapesOnTime": 0, "scrapesDue": 0}
+                    self.figures.append(f"{p['scrapesOnTime']}/{p['scrapesDue']}")
+
+    def timeline(self) -> str:
+        """Every change seen: seconds since the watch began, in or out of agent0's ring, role,
+        the ramp weight and the on-time share it gossiped."""
+        return "timeline (s, owns, role, weight, on time/due): " + " ".join(
+            f"[{t - self.start:.1f} {'in' if o else 'out'} {r} {w} {f}]"
+            for (t, o, r, _, w), f in zip(self.seen, self.figures, strict=True))
 
     def stop(self) -> str:
         self.done.set()
@@ -257,6 +275,14 @@ def recovery(c: Cluster, targets: list[Target], start: float, ended: float, watc
                   f"after {scrape_stats(targets, ended, time.time(), c.interval)}")
 
 
+def first_elsewhere(targets: list[Target], moved: set[str], after: float) -> float:
+    """When every one of the victim's targets had been scraped after ``after`` (the victim left
+    agent0's ring), in seconds after it; a starved victim may still scrape one late."""
+    firsts = [min((r.time for r in list(t.requests) if r.time >= after), default=float("inf"))
+              for t in targets if t.address in moved]
+    return max(firsts, default=after) - after
+
+
 def scenario_starve(
     c: Cluster, targets: list[Target], log: list[str], pause: float = 60.0, quota: float = 0.03
 ) -> None:
@@ -271,7 +297,9 @@ def scenario_starve(
             stale.rmdir()
     group.mkdir()
     pid = c.proc(victim).popen.pid
+    mine = c.owned(victim)
     watch = Watch(c, victim)
+    elsewhere = ""
     try:
         (group / "cpu.cfs_quota_us").write_text(str(int(quota * 100_000)))
         for task in Path(f"/proc/{pid}/task").iterdir():
@@ -281,6 +309,9 @@ def scenario_starve(
         demoted = ""
         with contextlib.suppress(Exception):
             demoted = f"{c.wait_owners(c.names(victim), [0], timeout=pause):.1f}s"
+            left = time.time()
+            time.sleep(min(3 * c.interval, max(0.0, pause - (left - start))))
+            elsewhere = f"{left - start + first_elsewhere(targets, mine, left):.1f}s"
         time.sleep(max(0.0, pause - (time.time() - start)))
     finally:
         for task in (group / "tasks").read_text().split():
@@ -288,9 +319,16 @@ def scenario_starve(
                 (CGROUP / "tasks").write_text(task)
         with contextlib.suppress(OSError):
             group.rmdir()
-    back, figures = recovery(c, targets, start, time.time(), watch, timeout=180)
+    ended = time.time()
+    back, figures = recovery(c, targets, start, ended, watch, timeout=180)
+    full = ""
+    with contextlib.suppress(Exception):  # the ramp: until it gossips its whole share again
+        c.wait_full()
+        full = f"; full share gossiped {time.time() - ended:.1f}s after the quota ended"
     log.append(f"CPU quota {quota:.0%} for {pause:.0f}s: out of agent0's ring after "
-               f"{demoted or 'never'}; share back {back:.1f}s after the quota ended; {figures}")
+               f"{demoted or 'never'}; its {len(mine)} targets all scraped after that by "
+               f"{elsewhere or '-'}; back in agent0's ring {back:.1f}s after the quota ended{full}; "
+               f"{figures}; {watch.timeline()}")
 
 
 def scenario_freeze(c: Cluster, targets: list[Target], log: list[str], pause: float = 20.0) -> None:
@@ -549,6 +587,7 @@ def main() -> None:
             for i in range(a.agents):
                 c.start(i)
             c.wait_owners(c.names(), list(range(a.agents)))
+            c.wait_full()
             for name in scenarios:
                 pause = {"freeze": a.freeze}.get(name, a.pause)
                 paused = ("stop", "starve", "freeze", "partition", "split", "affine", "lossy",

@@ -34,6 +34,9 @@ class Progress:
     wal_fsync: float = 0.0  # seconds
     remote_write_lag: float = 0.0  # seconds
     timestamp: float = 0.0  # unix seconds when measured
+    # Share of its ring share a returning member has not taken back yet (0: all of it, 1: none);
+    # every agent weights it by 1 - ramp_left in its ring (agent/cluster/ring.py).
+    ramp_left: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ def _build() -> dict[str, type]:
             ("fsync", 4, _D),
             ("rw_lag", 5, _D),
             ("timestamp", 6, _D),
+            # Added after version 1 shipped; absent (older agents) reads 0: a full share.
+            ("ramp_left", 7, _D),
         ],
     )
     msg("Digest", [("component", 1, _X32), ("digest", 2, _X64), ("targets", 3, _U32)])
@@ -220,6 +222,7 @@ def _progress_pb(p: Progress) -> object:
         fsync=p.wal_fsync,
         rw_lag=p.remote_write_lag,
         timestamp=p.timestamp,
+        ramp_left=p.ramp_left,
     )
 
 
@@ -313,6 +316,12 @@ def _finite(value: float, what: str) -> float:
     return value
 
 
+def _share(value: float, what: str) -> float:
+    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+        raise BadMessage("invalid", f"{what} must be a share between 0 and 1")
+    return value
+
+
 def _state(pb: object) -> State:
     p = pb.progress  # type: ignore[attr-defined]
     if p.on_time > MAX_COUNT or p.due > MAX_COUNT:
@@ -339,6 +348,7 @@ def _state(pb: object) -> State:
             wal_fsync=_finite(p.fsync, "fsync latency"),
             remote_write_lag=_finite(p.rw_lag, "remote-write lag"),
             timestamp=_finite(p.timestamp, "progress timestamp"),
+            ramp_left=_share(p.ramp_left, "ramp left"),
         ),
         liveness=liveness,
         digests=tuple(TargetDigest(d.component, d.digest, d.targets) for d in digests),

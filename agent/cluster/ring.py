@@ -8,14 +8,23 @@ leaves move, to the member that scored second, with no table to rebuild. The cos
 is one cheap integer mix per member per lookup (measured in docs/clustering.md).
 The key's hash is blake2b (seeded with the cluster-wide seed); the per-member mix
 is splitmix64's finaliser, so a lookup does one blake2b call, not one per member.
+
+Weights make a returning member take its share gradually: a member of weight w
+keeps a key it scores highest on only when a second per-(key, member) draw falls
+under w; otherwise the key goes down the ranking as if the member were absent.
+As w grows the set of keys it keeps only grows, so a ramp moves keys only from
+the others to it, never between the others; a key no member accepts (everyone
+ramping, as in a cold start) goes to its top-ranked member, so no key is ever
+owned by nobody. Every agent builds the ring from the same gossiped weights.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 _M64 = (1 << 64) - 1
+_DRAW = 0x9E3779B97F4A7C15  # separates the weight draw from the rendezvous score
 
 
 def _hash(data: bytes, seed: bytes) -> int:
@@ -31,10 +40,21 @@ def _mix(z: int) -> int:
 class Ring:
     """An immutable ownership function over a set of member names."""
 
-    def __init__(self, names: Iterable[str], seed: bytes = b"") -> None:
+    def __init__(
+        self, names: Iterable[str], seed: bytes = b"", weights: Mapping[str, float] | None = None
+    ) -> None:
         self.seed = seed
         self.names = tuple(sorted(set(names)))
         self._weights = [(_hash(n.encode(), seed), n) for n in self.names]
+        # Members ramping up (weight under 1): name -> (weight as a 64-bit threshold, its hash).
+        self.partial: dict[str, float] = {
+            n: min(1.0, max(0.0, w)) for n, w in (weights or {}).items()
+            if n in self.names and w < 1.0
+        }
+        self._partial = {
+            n: (int(w * _M64), h) for h, n in self._weights
+            if (w := self.partial.get(n)) is not None
+        }
 
     def __len__(self) -> int:
         return len(self.names)
@@ -47,12 +67,27 @@ class Ring:
         if not self._weights:
             return None
         h = self.key_hash(key)
+        if self._partial:
+            return self._weighted_owner(h)
         best, owner = -1, ""
         for w, name in self._weights:
             score = _mix(h ^ w)
             if score > best:
                 best, owner = score, name
         return owner
+
+    def _weighted_owner(self, h: int) -> str:
+        ranked = sorted(((_mix(h ^ w), n) for w, n in self._weights), reverse=True)
+        for _, name in ranked:
+            partial = self._partial.get(name)
+            if partial is None:
+                return name
+            threshold, mh = partial
+            # An independent draw per (key, member): rotate the member's hash so it is not the
+            # score's own mix.
+            if _mix(h ^ ((mh << 17 | mh >> 47) & _M64) ^ _DRAW) < threshold:
+                return name
+        return ranked[0][1]
 
     def ranked(self, key: str | bytes) -> list[str]:
         """Every member, best first: the order in which they would take the key over."""

@@ -40,8 +40,9 @@ import contextlib
 import hashlib
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -91,6 +92,10 @@ class HTTPDialer:
             if resp.status != 200:
                 raise ConnectionError(f"push-pull to {addr}: HTTP {resp.status}")
             return body
+
+
+def _behind_why(p: Progress) -> str:
+    return f"behind: {p.scrapes_on_time} of {p.scrapes_due} scrapes on time, loop lag {p.loop_lag:.2f}s"
 
 
 def component_hash(component_id: str) -> int:
@@ -148,7 +153,10 @@ class Options:
     progress_interval: float = 1.0  # how often this agent publishes its progress
     progress_timeout: float = 5.0  # a member whose progress is this old owns nothing
     lag_limit: float = 1.0  # this agent's loop lag (s) above which it is falling behind
-    on_time_min: float = 0.5  # share of scrapes on time below which it is falling behind
+    # Share of due scrapes on time below which it is falling behind. A healthy agent starts
+    # nearly every tick on time (a slow or failing target still starts); a 2 % CPU quota at a
+    # 1 s interval left 45-65 % on time (tests/cluster/test_starve.py).
+    on_time_min: float = 0.8
     behind_checks: int = 3  # consecutive behind measurements before draining
     healthy_hold: float = 30.0  # healthy this long before draining ends
     # Looks --cluster.join-addresses up again (DNS A/SRV) before each rejoin; None: keep `join`.
@@ -171,16 +179,61 @@ class Options:
     # Bad figures must last this long (observer's clock) before they demote: lags rise together
     # in a backend outage but reach each agent's gossip up to a second or two apart.
     figures_grace: float = 3.0
-    # Draining again soon after returning doubles the hold, up to this many times healthy_hold:
-    # a draining agent scrapes nothing, so its checks read healthy even while it is still starved.
+    # Draining again soon after returning doubles the hold, up to this many times drain_hold.
     healthy_hold_max_mult: int = 8
+    # A draining agent scrapes nothing, so its checks read healthy even while it is still
+    # starved: it returns only after drain_hold seconds in which a CPU canary (spinning
+    # canary_cpu seconds of thread CPU time each progress interval) got at least canary_min of
+    # the wall time it took, and then with a part of its share (the ramp, below).
+    drain_hold: float = 10.0
+    canary_cpu: float = 0.01
+    canary_min: float = 0.2
+    # The ramp: an agent coming back (from draining, from a stall longer than progress_timeout,
+    # or joining peers at start) owns ramp_first of its ring share, doubled every ramp_step
+    # seconds while its checks and the canary stay healthy; 1 turns the ramp off. It announces
+    # a larger share ramp_grace seconds before it scrapes by it, so the others let go first.
+    ramp_first: float = 0.125
+    ramp_step: float = 10.0
+    ramp_grace: float = 1.0
+    # For this long after start the on-time figure is not published (0 due): the first scrapes
+    # create every series and overrun their ticks (the heavy workload's first seconds: 79 % on
+    # time, once), which is a start, not a starvation. Loop lag and stale progress still count.
+    start_grace: float = 30.0
 
+
+CANARY_READINGS = 5  # one per progress interval
 
 # (scrapes on time, scrapes due) from the agent's scrape pools; the argument is the unix time
 # the last stall's hold-down ended: a scrape missed before then is the stall's, not lateness.
 ScrapeProgress = Callable[[float], tuple[int, int]]
 # (WAL fsync seconds, remote-write lag seconds), the worst over the agent's remote_write components.
 WriteProgress = Callable[[], tuple[float, float]]
+
+
+def behind(p: Progress, options: Options) -> bool:
+    """Whether one published progress says its member is falling behind.
+
+    The one rule every agent applies to every member's publications (its own included, so
+    every view agrees without a vote): loop lag over ``lag_limit``, or fewer than
+    ``on_time_min`` of its due scrapes on time. A member ``behind_checks`` publications
+    running behind owns nothing in any ring.
+    """
+    if p.loop_lag > options.lag_limit:
+        return True
+    return p.scrapes_due > 0 and p.scrapes_on_time < options.on_time_min * p.scrapes_due
+
+
+def canary(cpu: float) -> float:
+    """Spin ``cpu`` seconds of this thread's CPU time; the share of wall time it got.
+
+    An idle event loop is punctual even on a starved host (it asks for almost nothing), so a
+    draining agent proves it could work by working a little: near 1 on a healthy host, about
+    the quota under a cgroup CPU quota, about 1 - steal on a stolen-from VM.
+    """
+    wall, start = time.perf_counter(), time.thread_time()
+    while time.thread_time() - start < cpu:
+        sum(range(100))
+    return (time.thread_time() - start) / max(1e-9, time.perf_counter() - wall)
 
 
 class ClusterService:
@@ -229,6 +282,8 @@ class ClusterService:
         self.demoted_why: dict[str, str] = {}
         # name -> (last progress seen, monotonic time it changed), kept by the protocol thread.
         self._seen: dict[str, tuple[Progress, float]] = {}
+        # name -> how many of its publications running were behind (the peers' rule).
+        self._behind_runs: dict[str, int] = {}
         self._seen_lock = threading.Lock()
         self._ring = Ring((), settings.seed)
         self._ring_names: frozenset[str] = frozenset()
@@ -239,6 +294,14 @@ class ClusterService:
         self._hold = self.options.healthy_hold  # the current hold-down, doubled by flapping
         self._returned_at: float | None = None
         self.draining = False
+        # The ramp: the share of our ring share we announce, and the one our own ring uses for
+        # us (raised ramp_grace after announcing, lowered at once); when it last changed.
+        first = options.ramp_first if options.join else 1.0
+        self.weight = self._weight_own = min(1.0, max(0.0, first))
+        self._ramp_changed = 0.0
+        # The canary's last readings (measured only while draining or ramping); their median
+        # is judged, so one reading on a busy machine does not restart a hold.
+        self._canary: deque[float] = deque(maxlen=CANARY_READINGS)
         # component id -> its digest, as announced; and what disagrees, as judged here.
         self._digests: dict[str, TargetDigest] = {}
         self.mismatches: dict[str, _Mismatch] = {}
@@ -249,6 +312,9 @@ class ClusterService:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.node.start)
         self.started_at = time.monotonic()
+        self._ramp_changed = self.started_at
+        if self.weight < 1.0:  # before joining: peers must never see us at a full share
+            self.node.set_progress(Progress(ramp_left=1.0 - self.weight, timestamp=time.time()))
         if self.clock is self._own_clock:
             await self.clock.start()
         self.clock.check()  # the time the node took to start is no stall
@@ -490,12 +556,37 @@ class ClusterService:
             self.loop_lag = max(0.0, loop.time() - before - period)
             since = time.time() - max(0.0, time.monotonic() - self._stalled_until)
             on_time, due = self.scrape_progress(since) if self.scrape_progress is not None else (0, 0)
+            if time.monotonic() - self.started_at < self.options.start_grace:
+                on_time = due = 0
             fsync, rw_lag = self._write_figures()
-            self.node.set_progress(Progress(
+            if self.draining or self.weight < 1.0:
+                self._canary.append(canary(self.options.canary_cpu))
+            if self.loop_lag > self.options.progress_timeout:
+                # Silent long enough for the peers to have taken our share: come back gradually.
+                self._set_weight(min(self.weight, self.options.ramp_first), "long stall")
+            progress = Progress(
                 scrapes_on_time=on_time, scrapes_due=due, loop_lag=self.loop_lag,
                 wal_fsync=fsync, remote_write_lag=rw_lag, timestamp=time.time(),
-            ))
-            self._judge_self(on_time, due, loop.time())
+            )
+            self._judge_self(progress, loop.time())
+            self.node.set_progress(replace(progress, ramp_left=1.0 - self.weight))
+
+    @property
+    def canary_share(self) -> float:
+        """The median of the canary's last readings; 1 when none were taken."""
+        readings = sorted(self._canary)
+        return readings[len(readings) // 2] if readings else 1.0
+
+    def _set_weight(self, weight: float, why: str) -> None:
+        weight = min(1.0, max(0.0, weight))
+        if weight == self.weight:
+            return
+        self.log.info("ring share changed", weight=weight, was=self.weight, why=why)
+        self.weight = weight
+        self._ramp_changed = time.monotonic()
+        if weight < self._weight_own:
+            self._weight_own = weight  # letting go is safe at once; taking waits for ramp_grace
+            self._update_ring()
 
     def _write_figures(self) -> tuple[float, float]:
         if self.write_progress is None:
@@ -533,32 +624,69 @@ class ClusterService:
         return {name: why for name, (at, why) in self._bad_figures.items()
                 if now - at < opts.healthy_hold}
 
-    def _judge_self(self, on_time: int, due: int, now: float) -> None:
-        if time.monotonic() < self._stalled_until + self.options.progress_interval:
+    def _judge_self(self, p: Progress, now: float) -> None:
+        """Drain when behind; return after a proven-healthy hold with part of the share; ramp up.
+
+        ``now`` is the event loop's clock. Peers reach the same verdict on the same publications
+        (``behind``); draining says it to them at once, and keeps us out while our checks, with
+        nothing due, read healthy.
+        """
+        opts = self.options
+        if time.monotonic() < self._stalled_until + opts.progress_interval:
             self._behind = 0  # a stall is handled by holding back, not by draining
             return
-        behind = self.loop_lag > self.options.lag_limit or (
-            due > 0 and on_time / due < self.options.on_time_min
-        )
-        self._behind = self._behind + 1 if behind else 0
-        if behind:
+        late = behind(p, opts)
+        self._behind = self._behind + 1 if late else 0
+        healthy = not late and self.canary_share >= opts.canary_min
+        if not healthy:
             self._healthy_since = None
         elif self._healthy_since is None:
             self._healthy_since = now
-        if not self.draining and self._behind >= self.options.behind_checks:
+        if (not self.draining and self._behind >= opts.behind_checks
+                and self._late(self.node.members(), me_too=True)):
             self.draining = True
             flapped = self._returned_at is not None and now - self._returned_at < 4 * self._hold
-            self._hold = (min(2 * self._hold, self.options.healthy_hold * self.options.healthy_hold_max_mult)
-                          if flapped else self.options.healthy_hold)
-            self.log.warning("falling behind; draining", loop_lag=round(self.loop_lag, 3),
-                             on_time=on_time, due=due, hold=self._hold)
+            self._hold = (min(2 * self._hold, opts.drain_hold * opts.healthy_hold_max_mult)
+                          if flapped else opts.drain_hold)
+            self.log.warning("falling behind; draining", loop_lag=round(p.loop_lag, 3),
+                             on_time=p.scrapes_on_time, due=p.scrapes_due, hold=self._hold)
+            self._canary.clear()  # the hold is judged on readings taken while draining
+            self._set_weight(0.0, "draining")
             self.node.set_role(Role.DRAINING)
         elif (self.draining and self._healthy_since is not None
               and now - self._healthy_since >= self._hold):
             self.draining = False
             self._returned_at = now
-            self.log.info("healthy again; participating", healthy_for=self._hold)
+            self.log.info("healthy again; participating", healthy_for=self._hold,
+                          canary=round(self.canary_share, 3))
+            self._set_weight(opts.ramp_first, "returning")
             self.node.set_role(Role.PARTICIPANT)
+        elif (not self.draining and self.weight < 1.0 and self._healthy_since is not None
+              and time.monotonic() - self._ramp_changed >= opts.ramp_step
+              and now - self._healthy_since >= opts.ramp_step):
+            self._set_weight(2 * max(self.weight, opts.ramp_first / 2), "ramp step")
+
+    def _late(self, members: tuple[Member, ...], me_too: bool = False) -> dict[str, Progress]:
+        """Participants ``behind_checks`` publications running behind, with the last one
+        (``me_too``: counting this agent among them, as it judges itself before publishing).
+
+        None when the latest publication of more than half of two or more participants is
+        behind: that is an overload of the whole cluster, not one member starved, and moving
+        targets onto the rest would make it worse. (The latest, not a run: a member about to
+        drain itself must see the others falling behind with it before they are all out.)
+        """
+        with self._seen_lock:
+            runs = {name: n for name, n in self._behind_runs.items() if name in self._seen}
+            late = {name: self._seen[name][0] for name, n in runs.items()
+                    if n >= self.options.behind_checks}
+        now_behind = {name for name, n in runs.items() if n > 0}
+        if me_too:
+            late.setdefault(self.name, Progress())
+            now_behind.add(self.name)
+        live = {m.name for m in members if m.owns_targets}
+        if not me_too and live and live <= late.keys():
+            return {}  # demoting every participant would leave the targets to nobody
+        return {} if len(live) > 1 and 2 * len(now_behind & live) > len(live) else late
 
     def _record_progress(self, view: View) -> None:
         """On the protocol thread: when each member's progress last changed, by our clock."""
@@ -568,18 +696,23 @@ class ClusterService:
                 seen = self._seen.get(m.name)
                 if seen is None or seen[0] != m.progress:
                     self._seen[m.name] = (m.progress, now)
+                    runs = self._behind_runs.get(m.name, 0)
+                    self._behind_runs[m.name] = runs + 1 if behind(m.progress, self.options) else 0
 
     def _update_ring(self) -> None:
         """Rebuild the ring from the view and the progress rule; notify only if owners changed."""
         now = time.monotonic()
-        timeout = self.options.progress_timeout
+        opts = self.options
         with self._seen_lock:
             stale = frozenset(
                 name for name, (_, changed) in self._seen.items()
-                if now - changed > timeout and name != self.name
+                if now - changed > opts.progress_timeout and name != self.name
             )
+        if self._weight_own < self.weight and now - self._ramp_changed >= opts.ramp_grace:
+            self._weight_own = self.weight
         members = self.node.members()
-        why = {name: "progress stale" for name in stale}
+        why = {name: _behind_why(p) for name, p in self._late(members).items()}
+        why.update({name: "progress stale" for name in stale})
         why.update(self._judge_figures(members, now))
         owners = [m.name for m in members if m.owns_targets and m.name not in why]
         demoted = frozenset(m.name for m in members if m.owns_targets and m.name in why)
@@ -588,9 +721,13 @@ class ClusterService:
             log = self.log.warning if demoted else self.log.info
             log("members demoted for their progress", demoted=self.demoted_why)
             self.demoted = demoted
-        if set(owners) != set(self._ring.names):
-            self._ring = Ring(owners, self.settings.seed)
-            self._ring_names = frozenset(owners)
+        weights = {m.name: 1.0 - m.progress.ramp_left for m in members
+                   if m.name in owners and not m.is_self}
+        weights[self.name] = self._weight_own
+        ring = Ring(owners, self.settings.seed, weights)
+        if ring.names != self._ring.names or ring.partial != self._ring.partial:
+            self._ring = ring
+            self._ring_names = frozenset(n for n in owners if n not in ring.partial)
             self._notify()
         if self._digests:
             self._compare_target_sets(members)

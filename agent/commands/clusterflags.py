@@ -13,6 +13,7 @@ import dataclasses
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from prometheus_client import REGISTRY
 from agent.components.prometheus_remote_write import PrometheusRemoteWrite
 from agent.components.prometheus_scrape import PrometheusScrape
 from agent.runtime.controller import Controller
+from agent.scrape.loop import SKIP_LATE, SKIP_OVERRUN
 from agent.server.http import parse_listen_addr
 from agent.syntax.value import Duration
 
@@ -100,6 +102,9 @@ def ignored(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(f"--cluster.{f}", why) for f, why in UNSUPPORTED.items() if getattr(args, _dest(f)) is not None]
 
 
+# Calls (one a second, with the progress) over which scrapes completed and ticks skipped are summed.
+TICK_WINDOW = 2
+
 _NOT_TUNABLE = ("name", "keys", "seed", "cluster_name", "join", "resolve_join", "key_file", "tls")
 
 
@@ -169,21 +174,55 @@ def _advertise_host(args: argparse.Namespace, listen_host: str) -> str:
 def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]]:
     """(on time, due) over every prometheus.scrape's targets, for the progress the agent gossips.
 
-    A target is due once it has been scraped; it is late when its last scrape (or the end
-    of the last stall, ``since``) is more than two intervals and a timeout ago.
+    Two readings, and the worse one is published. Ticks: over the last few calls, the scrapes
+    completed against the ticks the loops had to skip because the event loop reached them late
+    or the previous scrape of the target ran past them (due versus started: a failing or slow
+    target still starts its scrapes, so it is not counted against the agent; two calls, so one
+    pause of the loop never spans three publications); this sees a
+    starved loop within seconds at any interval. Level: a target that has been scraped is late
+    when its last scrape (or the end of the last stall, ``since``) is more than two intervals
+    and a timeout ago; this sees a scrape that started and never ends.
     """
+    skipped: dict[int, int] = {}  # id(pool) -> late and overrun skips so far
+    seen: dict[int, float] = {}  # id(target status) -> its last scrape time at the last call
+    window: deque[tuple[int, int]] = deque(maxlen=TICK_WINDOW)  # (completed, skipped) per call
+    last_since = [0.0]
+
     def measure(since: float) -> tuple[int, int]:
         now = time.time()
-        on_time = due = 0
+        on_time = due = completed = missed = 0
+        now_seen: dict[int, float] = {}
+        now_skipped: dict[int, int] = {}
         for node in controller.nodes():
             component = node.component
             if not isinstance(component, PrometheusScrape):
                 continue
-            for t in component.pool.targets():
+            pool = component.pool
+            count = pool.skipped[SKIP_LATE] + pool.skipped[SKIP_OVERRUN]
+            now_skipped[id(pool)] = count
+            missed += max(0, count - skipped.get(id(pool), count))
+            for t in pool.targets():
                 if t.last_scrape <= 0:
                     continue
                 due += 1
                 on_time += now - max(t.last_scrape, since) <= 2 * t.interval + t.timeout
+                now_seen[id(t)] = t.last_scrape
+                completed += t.last_scrape > seen.get(id(t), t.last_scrape)
+        seen.clear()
+        seen.update(now_seen)
+        skipped.clear()
+        skipped.update(now_skipped)
+        # ``since`` moves (beyond the jitter of reading two clocks) only in or at the end of a
+        # stall's hold-down: the ticks the stall made the loops skip are the stall's, not lateness.
+        if abs(since - last_since[0]) > 0.5:
+            last_since[0] = since
+            window.clear()
+        else:
+            window.append((completed, missed))
+        done = sum(c for c, _ in window)
+        ticks = done + sum(m for _, m in window)
+        if ticks and (not due or done * due < on_time * ticks):
+            return done, ticks
         return on_time, due
 
     return measure

@@ -92,6 +92,8 @@ def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...],
             "loopLagSeconds": p.loop_lag,
             "remoteWriteLagSeconds": p.remote_write_lag,
             "walFsyncSeconds": p.wal_fsync,
+            # The part of its ring share it takes while returning (1: all of it).
+            "rampWeight": 1.0 - p.ramp_left,
             # Measured by the member's own clock; shown, never compared across members.
             "timestamp": p.timestamp,
         },

@@ -30,7 +30,8 @@ TARGETS = 18
 HOSTS = ["127.0.9.2", "127.0.9.3", "127.0.9.4"]
 TUNING = (
     "probe_interval=0.4,probe_timeout=0.2,suspicion_mult=3,push_pull_interval=2,"
-    "rejoin_interval=2,gossip_to_the_dead=10,progress_timeout=2.5,healthy_hold=3"
+    "rejoin_interval=2,gossip_to_the_dead=10,progress_timeout=2.5,healthy_hold=3,"
+    "drain_hold=3,ramp_step=1,start_grace=2"
 )
 SCRAPE = "prometheus.scrape.t"
 
@@ -134,7 +135,9 @@ class Agents:
         return {t["labels"]["__address__"] for t in body["targets"]}
 
     def participants(self, i: int) -> set[str]:
-        return {p["name"] for p in self.peers(i) if p["ownsTargets"] and not p["heldBack"]}
+        """Who owns its whole share in agent i's view (a returning agent ramps up first)."""
+        return {p["name"] for p in self.peers(i) if p["ownsTargets"] and not p["heldBack"]
+                and p["progress"].get("rampWeight", 1.0) == 1.0}
 
     def stop_all(self) -> None:
         for p in self.procs.values():

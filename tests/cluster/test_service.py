@@ -12,7 +12,8 @@ from agent.cluster.service import ClusterService, Options
 from tests.cluster.helpers import next_host
 
 FAST = Options(
-    progress_interval=0.1, behind_checks=2, healthy_hold=1.0, tick=0.05,
+    progress_interval=0.1, behind_checks=2, healthy_hold=1.0, drain_hold=1.0, start_grace=0.0,
+    tick=0.05,
     stall_threshold=0.5, stall_hold=0.5, leave_grace=0.0,
 )
 
