@@ -684,8 +684,10 @@ class ClusterService:
             late.setdefault(self.name, Progress())
             now_behind.add(self.name)
         live = {m.name for m in members if m.owns_targets}
-        if not me_too and live and live <= late.keys():
-            return {}  # demoting every participant would leave the targets to nobody
+        if live and live <= late.keys():
+            # Demoting (or draining) every participant, a lone agent included, would leave the
+            # targets to nobody: late scrapes are better than none.
+            return {}
         return {} if len(live) > 1 and 2 * len(now_behind & live) > len(live) else late
 
     def _record_progress(self, view: View) -> None:

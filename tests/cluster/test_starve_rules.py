@@ -191,3 +191,23 @@ def test_a_ramp_outside_zero_to_one_is_refused(bad: float) -> None:
     with pytest.raises(BadMessage) as err:
         decode_packet(pkt, "c")
     assert err.value.reason == "invalid"
+
+
+def test_a_lone_agent_behind_never_drains() -> None:
+    """Draining the only participant would leave every target unscraped: it keeps going."""
+    progress = {"solo": (3, 10)}  # a third of its ticks on time, from the start
+
+    async def run() -> None:
+        settings = Settings(name="solo", bind_host=next_host(), cluster_name="starve",
+                            metadata_min_interval=0.1, **FAST)
+        svc = ClusterService(settings, RULES, dialer=None,
+                             scrape_progress=lambda _since: progress["solo"])
+        await svc.start()
+        try:
+            await asyncio.sleep(1.5)  # 15 publications, all behind; behind_checks is 4
+            assert not svc.draining and svc.ring.names == ("solo",)
+            assert all(svc.owns(k) for k in KEYS)
+        finally:
+            await svc.stop()
+
+    asyncio.run(run())
