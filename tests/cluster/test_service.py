@@ -4,12 +4,16 @@ a stall of the agent's loop holding ownership back, progress-stale members ownin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
+from collections.abc import AsyncIterator
 
 from agent.cluster import Role, Settings
 from agent.cluster.service import ClusterService, Options
+from tests.cluster.helpers import FAST as GOSSIP
 from tests.cluster.helpers import next_host
+from tests.cluster.test_target_sets import until
 
 FAST = Options(
     progress_interval=0.1, behind_checks=2, healthy_hold=1.0, drain_hold=1.0, start_grace=0.0,
@@ -27,14 +31,32 @@ def service(progress: list[tuple[int, int]]) -> ClusterService:
     )
 
 
+@contextlib.asynccontextmanager
+async def with_peer(progress: list[tuple[int, int]]) -> AsyncIterator[ClusterService]:
+    """A service whose progress is ``progress[0]``, joined by a healthy peer: an agent drains only when another
+    participant is there to take its targets."""
+    # Joined over UDP and TCP push-pull (no dialer: there is no agent HTTP server here).
+    svc = ClusterService(Settings(name="solo", bind_host=next_host(), cluster_name="svc", **GOSSIP),
+                         FAST, dialer=None, scrape_progress=lambda _since: progress[0])
+    peer = ClusterService(Settings(name="peer", bind_host=next_host(), cluster_name="svc",
+                                   **GOSSIP), FAST, dialer=None,
+                          scrape_progress=lambda _since: (10, 10))
+    await svc.start()
+    await peer.start()
+    try:
+        await asyncio.to_thread(peer.node.join, [svc.node.address])
+        await until(lambda: len(svc.ring.names) == 2 and len(peer.ring.names) == 2, "joined")
+        yield svc
+    finally:
+        await peer.stop()
+        await svc.stop()
+
+
 def test_falling_behind_drains_and_returns_only_after_a_healthy_hold() -> None:
     async def run() -> list[Role]:
         progress = [(10, 10)]
-        svc = service(progress)
         roles: list[Role] = []
-        await svc.start()
-        try:
-            key = b"some-target"
+        async with with_peer(progress) as svc:
 
             async def watch(until: float) -> None:
                 while time.monotonic() < until:
@@ -44,10 +66,10 @@ def test_falling_behind_drains_and_returns_only_after_a_healthy_hold() -> None:
                     await asyncio.sleep(0.02)
 
             await watch(time.monotonic() + 0.5)
-            assert svc.owns(key)
+            assert "solo" in svc.ring.names
             progress[0] = (1, 10)  # most scrapes late: behind
             await watch(time.monotonic() + 0.8)
-            assert svc.draining and not svc.owns(key)
+            assert svc.draining and svc.ring.names == ("peer",)
             # Flapping input: healthy for less than the hold, then behind again, then healthy.
             for state in [(10, 10), (1, 10), (10, 10), (1, 10)]:
                 progress[0] = state
@@ -55,9 +77,7 @@ def test_falling_behind_drains_and_returns_only_after_a_healthy_hold() -> None:
             assert svc.draining
             progress[0] = (10, 10)
             await watch(time.monotonic() + 1.8)
-            assert not svc.draining and svc.owns(key)
-        finally:
-            await svc.stop()
+            assert not svc.draining and "solo" in svc.ring.names
         return roles
 
     assert asyncio.run(run()) == [Role.PARTICIPANT, Role.DRAINING, Role.PARTICIPANT]
@@ -68,10 +88,8 @@ def test_draining_again_soon_after_returning_doubles_the_hold() -> None:
     behind again soon after, its next hold-down is twice as long (flap damping)."""
     async def run() -> list[float]:
         progress = [(10, 10)]
-        svc = service(progress)
-        await svc.start()
         returns: list[float] = []
-        try:
+        async with with_peer(progress) as svc:
             await asyncio.sleep(0.3)
             for _ in range(3):
                 progress[0] = (1, 10)  # behind: drains
@@ -82,8 +100,6 @@ def test_draining_again_soon_after_returning_doubles_the_hold() -> None:
                 while svc.draining:
                     await asyncio.sleep(0.02)
                 returns.append(time.monotonic() - began)
-        finally:
-            await svc.stop()
         return returns
 
     first, second, third = asyncio.run(run())
