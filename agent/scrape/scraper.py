@@ -28,9 +28,8 @@ import aiohttp
 import yarl
 from zlib_ng import zlib_ng
 
-from agent import oauth2
+from agent import oauth2, rawhttp
 from agent.httpclient import MAX_REDIRECTS, new_session, request_options
-from agent.scrape import rawhttp
 from agent.scrape.config import ScrapeConfig
 
 

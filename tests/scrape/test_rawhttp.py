@@ -1,4 +1,4 @@
-"""The lean scrape client (agent/scrape/rawhttp.py) against raw sockets that answer as real servers can.
+"""The lean scrape client (agent/rawhttp.py) against raw sockets that answer as real servers can.
 
 Each server here is a real TCP listener scripted byte by byte, for the framings
 and connection behaviours an exposition server may use: until-close bodies,
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from agent.remote.client import WriteClient
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.scraper import FetchError, Scraper
 from tests.scrape.server import Exporter
@@ -185,3 +186,48 @@ def test_redirect_to_another_port_is_followed_by_aiohttp(scripted) -> None:  # n
         assert [p for p, _ in exp.requests] == ["/real"]
     finally:
         exp.stop()
+
+
+def test_remote_write_posts_on_a_kept_connection_and_204_has_no_body(scripted) -> None:  # noqa: ANN001
+    bodies: list[bytes] = []
+
+    def handler(conn: socket.socket, i: int) -> None:
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                got = conn.recv(65536)
+                if not got:
+                    conn.close()
+                    return
+                buf += got
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            srv.requests.append(head)
+            n = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+            while len(buf) < n:
+                buf += conn.recv(65536)
+            bodies.append(buf[:n])
+            buf = buf[n:]
+            if len(bodies) == 3:  # a 503 with a reason and a Retry-After, then the connection closes
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 4\r\n"
+                             b"Connection: close\r\n\r\nbusy")
+                conn.close()
+                return
+            conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n")  # no length: none follows
+
+    srv = scripted(handler)
+
+    async def go() -> list:
+        c = WriteClient(f"http://127.0.0.1:{srv.port}/api/v1/write", headers={"content-type": "text/plain"})
+        out = [await c.send(b"x" * k) for k in (1, 1000, 3, 5)]
+        await c.aclose()
+        return out
+
+    r = asyncio.run(go())
+    assert [x.outcome for x in r] == ["ok", "ok", "retry", "ok"]
+    assert (r[2].status, r[2].retry_after) == (503, 7.0)
+    assert r[2].detail == "server returned HTTP status 503 Service Unavailable: busy"
+    assert bodies == [b"x", b"x" * 1000, b"xxx", b"x" * 5]
+    assert srv.connections == 2  # three POSTs on the first, the fourth after the server closed it
+    assert srv.requests[0].startswith(b"POST /api/v1/write HTTP/1.1\r\n")
+    assert srv.requests[0].lower().count(b"content-type:") == 1  # the protocol's spelling wins, once
+    assert b"Content-Type: application/x-protobuf\r\n" in srv.requests[0]
