@@ -216,7 +216,7 @@ def _fill(
                 b = a + j
                 whole = False
         m = b - a
-        seen.update(dict.fromkeys(rs if whole else rs[a:b], t))
+        seen.update(zip(rs if whole else rs[a:b], repeat(t)))  # no interim dict: ~56 -> ~40 ns/sample
         s.parts.append((refs, tss, vals, ix, ps) if whole else (refs, tss, vals, ix[a:b], ps[a:b]))
         s.count += m
         if s.count >= maxs:

@@ -202,8 +202,8 @@ def test_keep_alive_reuses_one_connection(exp: Exporter) -> None:
     async def go() -> None:
         for i in range(3):
             await loop.scrape_and_report(T0 + 5 * i)
-            conn = next(iter(loop.scraper.client.connector._conns.values()))  # type: ignore[union-attr]
-            ports.append(conn[0][0].transport.get_extra_info("sockname")[1])
+            stream = loop.scraper.raw._stream  # type: ignore[union-attr]  # the lean client's connection
+            ports.append(stream.transport.get_extra_info("sockname")[1])
         await loop.scraper.close()
 
     import asyncio

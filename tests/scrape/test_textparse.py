@@ -9,6 +9,7 @@ import math
 import pytest
 
 from agent import labels as L
+from agent.scrape import textparse
 from agent.scrape.textparse import ParseError, parse_text
 from tests.conftest import CONFORMANCE
 
@@ -154,3 +155,20 @@ def test_gzip_fixture_matches_plain() -> None:
 
     d = EXPO / "prometheus-common-expfmt"
     assert gzip.decompress((d / "text.gz").read_bytes()) == (d / "text").read_bytes()
+
+
+def test_value_memo_keeps_values_exact_bounded_and_checked() -> None:
+    # Enough chunks that the memo of recurring value tokens is filled, cleared and refilled:
+    # every value still comes out exactly as float() reads its token.
+    for i in range(200):
+        body = b"".join(b'm{i="%d"} %d\n' % (j, i * 50 + j) for j in range(50))
+        got = [s.value for s in parse_text(body).samples]
+        assert got == [float(i * 50 + j) for j in range(50)]
+    assert 0 < len(textparse._MEMO) <= textparse._MEMO_MAX + 50
+    # A token the memo holds is still checked: Prometheus rejects '_' and text, float() does not.
+    parse_text(b"a 10\n" * 20)
+    with pytest.raises(ParseError) as exc:
+        parse_text(b"a 10\nb 1_0\n")
+    assert exc.value.line == 2
+    with pytest.raises(ParseError):
+        parse_text(b"a 10\nb nan1\n")

@@ -10,7 +10,7 @@ import pytest
 
 from agent.labels import as_labels
 from agent.storage import STALE_NAN, is_stale_nan
-from agent.wal import WAL, Cursor, WALWriteError, record
+from agent.wal import WAL, Cursor, WALWriteError, reader, record
 from agent.wal import segment as seg
 from agent.wal.reader import read_all
 from tests.wal.helpers import read_samples, series
@@ -247,3 +247,27 @@ def test_a_scrapes_repeated_series_list_keeps_its_refs_across_changes_and_genera
     assert got == want
     assert all(wal.ref(lb) == refs0[lb] for lb in labels)  # one ref per series throughout
     wal.close()
+
+
+def test_cursor_follows_new_segments_and_gaps_without_listing_every_read(tmp_path: Path) -> None:
+    d = tmp_path / "wal"
+    d.mkdir()
+
+    def put(index: int, payload: bytes) -> None:
+        with open(seg.segment_path(d, index), "ab") as f:
+            f.write(seg.frame(record.METADATA, record.compress(payload)))
+
+    put(0, b"a")
+    put(2, b"c")  # a gap: the first read of a cursor always lists the directory
+    cur = Cursor(d, 0, 0)
+    assert [(r.segment, r.payload) for r in cur.read().records] == [(0, b"a")]
+    assert [(r.segment, r.payload) for r in cur.read().records] == [(2, b"c")]
+    assert cur.read().records == []
+    put(3, b"d")  # the next number: found by looking for it alone
+    assert [(r.segment, r.payload) for r in cur.read().records] == [(3, b"d")]
+    put(5, b"f")  # past a gap: found at the next listing, at most LIST_EVERY later
+    cur._listed -= reader.LIST_EVERY
+    assert [(r.segment, r.payload) for r in cur.read().records] == [(5, b"f")]
+    os.remove(seg.segment_path(d, 5))  # removed under the cursor, nothing after it
+    assert cur.read().records == []
+    assert cur.position()[0] == 5
