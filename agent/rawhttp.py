@@ -17,21 +17,27 @@ for plain ``http://`` URLs without a proxy, and hand a redirect or a failed
 dial to aiohttp. The body is handed to a sink as it arrives (the scraper's
 inflater enforces the body size limit on the decoded bytes), so an endless
 body stops at the limit here as with aiohttp.
+
+The bytes are parsed by httptools (llhttp, the parser aiohttp's own C
+extension and Node.js use): framing, chunked encoding and header syntax
+are not ours to get wrong; what is ours is the connection's life and
+Go's wording of the errors a scrape reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Callable
 from typing import Protocol
 
-_HEX = re.compile(rb"[0-9a-fA-F]{1,16}")
+import httptools
+
 MAX_HEAD = 64 * 1024  # status line and headers; Go's default is 1 MB, exposition servers send a few hundred bytes
 
 
 class ProtocolError(Exception):
     """The server's answer is not HTTP/1.1 we can read; the message says what was wrong."""
+
+    idle = False  # raised before any byte of an answer came: a kept connection the server dropped
 
 
 class _Stream(asyncio.Protocol):
@@ -67,14 +73,19 @@ class _Stream(asyncio.Protocol):
             w.set_result(None)
 
     async def more(self) -> None:
-        """Wait for more bytes; ProtocolError if the connection ended first."""
+        """Wait for more bytes (or the end of the connection, which leaves ``eof`` set)."""
         if self.eof:
-            raise ProtocolError("server disconnected" + (f": {self.error}" if self.error else ""))
+            return
         self.waiter = asyncio.get_running_loop().create_future()
         try:
             await self.waiter
         finally:
             self.waiter = None
+
+    def take(self) -> bytes:
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
 
 
 class Response:
@@ -104,6 +115,82 @@ class ConnectError(Exception):
         self.os_error = os_error
 
 
+class _Answer:
+    """httptools' callbacks for one answer: the head to a Response, the body to the sink."""
+
+    __slots__ = ("body", "parser", "reason", "headers", "resp", "read_body", "done", "begun", "keep")
+
+    def __init__(self, body: Body) -> None:
+        self.body = body
+        self.parser = httptools.HttpResponseParser(self)
+        self.reason = ""
+        self.headers: dict[str, str] = {}
+        self.resp: Response | None = None
+        self.read_body = True
+        self.done = False
+        self.keep = False  # read when the answer completes: llhttp resets it right after
+        self.begun = 0  # messages begun: a second one means bytes nobody asked for
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        k = name.decode("latin-1").lower()
+        v = value.strip(b" \t").decode("latin-1")
+        self.headers[k] = f"{self.headers[k]}, {v}" if k in self.headers else v
+
+    def on_headers_complete(self) -> None:
+        if self.begun > 1:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            raise ProtocolError(f"unexpected informational response {status}")
+        self.resp = Response(status, self.reason, self.headers)
+        self.read_body = self.body.head(self.resp)
+
+    def on_body(self, data: bytes) -> None:
+        if self.read_body and self.begun == 1:
+            self.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self.begun == 1:
+            self.done = True
+            self.keep = self.parser.should_keep_alive()
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; a ProtocolError in Go's words, or what the sink raised."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            raise (exc.__context__ or exc) from None
+        except httptools.HttpParserError as exc:
+            if self.done:
+                return  # garbage after a whole answer: the answer stands, the connection goes
+            raise ProtocolError(_go_words(str(exc))) from None
+
+    def until_close(self) -> bool:
+        """Whether the body is framed by the end of the connection (no length, not chunked)."""
+        h = self.headers
+        return "content-length" not in h and "transfer-encoding" not in h
+
+
+def _go_words(llhttp: str) -> str:
+    """llhttp's message behind the phrase Go's client uses for the same fault."""
+    low = llhttp.lower()
+    if "content-length" in low:
+        phrase = "invalid Content-Length"
+    elif "chunk" in low:
+        phrase = "invalid chunk size"
+    elif "header" in low:
+        phrase = "malformed MIME header line"
+    else:
+        phrase = "malformed HTTP response"
+    return f"{phrase} ({llhttp})"
+
+
 class Connection:
     """One target's connection: opened on first use, kept between scrapes, closed on any doubt."""
 
@@ -127,8 +214,9 @@ class Connection:
     async def get(self, request: bytes, body: Body) -> Response:
         """Send ``request`` (the whole request, head and body) and read the answer into ``body``.
 
-        Raises ConnectError, ProtocolError, OSError, or what ``body`` raises. A kept connection the server closed while it sat idle (no
-        byte of an answer received) is replaced once, as browsers and Go's client do for a GET.
+        Raises ConnectError, ProtocolError, OSError, or what ``body`` raises. A kept connection
+        the server closed while it sat idle (no byte of an answer received) is replaced once,
+        as browsers and Go's client do.
         """
         reused = self._stream is not None
         try:
@@ -156,122 +244,33 @@ class Connection:
     async def _exchange(self, request: bytes, body: Body) -> Response:
         s = self._stream
         assert s is not None and s.transport is not None
-        buf = s.buf
-        if buf or s.eof:  # bytes nobody asked for, or the server hung up: not a connection to reuse
+        if s.buf or s.eof:  # bytes nobody asked for, or the server hung up: not a connection to reuse
             exc = ProtocolError("connection closed by the server")
-            exc.idle = True  # type: ignore[attr-defined]
+            exc.idle = True
             raise exc
         s.transport.write(request)
-        end = -1
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(buf) > MAX_HEAD:
-                raise ProtocolError("response headers too large")
-            try:
-                await s.more()
-            except ProtocolError as exc:
-                exc.idle = not buf  # type: ignore[attr-defined]
-                raise
-        resp, keep = _parse_head(bytes(buf[:end]))
-        del buf[: end + 4]
-        if not body.head(resp):
+        answer = _Answer(body)
+        seen = 0
+        while not answer.done:
+            if s.buf:
+                data = s.take()
+                seen += len(data)
+                answer.feed(data)
+                if answer.resp is None and seen > MAX_HEAD:
+                    raise ProtocolError("response headers too large")
+                if answer.resp is not None and not answer.read_body:
+                    self.close()
+                    return answer.resp
+                continue
+            if s.eof:
+                if answer.resp is not None and answer.until_close():
+                    self.close()  # the body ended with the connection, as it should
+                    return answer.resp
+                exc = ProtocolError("server disconnected" + (f": {s.error}" if s.error else ""))
+                exc.idle = seen == 0
+                raise exc
+            await s.more()
+        assert answer.resp is not None
+        if not answer.keep or answer.begun > 1 or s.buf:
             self.close()
-            return resp
-        sink = body.feed
-        te = resp.headers.get("transfer-encoding")
-        if resp.status in (204, 304):
-            pass  # no body, whatever the headers say (RFC 9112 6.3)
-        elif te is not None and te.lower() != "identity":
-            if te.lower() != "chunked":
-                raise ProtocolError(f"unsupported transfer encoding {te!r}")
-            await _chunked(s, sink)
-        elif "content-length" in resp.headers:
-            length = resp.headers["content-length"]
-            if not (length.isascii() and length.isdigit()):
-                raise ProtocolError("invalid Content-Length")
-            await _copy(s, sink, int(length))
-        else:  # the body ends with the connection
-            keep = False
-            while True:
-                if buf:
-                    sink(bytes(buf))
-                    buf.clear()
-                if s.eof:
-                    break
-                await s.more()
-        if not keep or buf:
-            self.close()
-        return resp
-
-
-def _parse_head(head: bytes) -> tuple[Response, bool]:
-    """The status line and headers; whether the connection may be kept after this answer."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or len(parts[1]) != 3:
-        raise ProtocolError(f"malformed HTTP response {lines[0][:64]!r}")
-    try:
-        status = int(parts[1])
-    except ValueError:
-        raise ProtocolError(f"malformed HTTP status code {parts[1]!r}") from None
-    reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise ProtocolError(f"malformed MIME header line {line[:64]!r}")
-        k = name.decode("latin-1").lower()
-        v = value.strip(b" \t").decode("latin-1")
-        headers[k] = f"{headers[k]}, {v}" if k in headers else v
-    conn = headers.get("connection", "").lower()
-    keep = "close" not in conn if parts[0] == b"HTTP/1.1" else "keep-alive" in conn
-    if 100 <= status < 200:
-        raise ProtocolError(f"unexpected informational response {status}")
-    return Response(status, reason, headers), keep
-
-
-async def _copy(s: _Stream, sink: Callable[[bytes], None], left: int) -> None:
-    """The next ``left`` bytes to ``sink``, as they arrive."""
-    buf = s.buf
-    while True:
-        take = min(left, len(buf))
-        if take:
-            sink(bytes(buf[:take]))
-            del buf[:take]
-            left -= take
-        if not left:
-            return
-        await s.more()
-
-
-async def _chunked(s: _Stream, sink: Callable[[bytes], None]) -> None:
-    """A chunked body to ``sink``; trailers read and dropped."""
-    buf = s.buf
-    while True:
-        while (nl := buf.find(b"\r\n")) < 0:
-            if len(buf) > MAX_HEAD:
-                raise ProtocolError("chunk header too long")
-            await s.more()
-        size_text = bytes(buf[:nl]).split(b";", 1)[0].strip()
-        if not _HEX.fullmatch(size_text):
-            raise ProtocolError(f"invalid chunk size {size_text[:32]!r}")
-        size = int(size_text, 16)
-        del buf[: nl + 2]
-        if size == 0:
-            break
-        await _copy(s, sink, size)
-        while len(buf) < 2:
-            await s.more()
-        if buf[:2] != b"\r\n":
-            raise ProtocolError("malformed chunk end")
-        del buf[:2]
-    while True:  # trailer lines until the empty one
-        while (nl := buf.find(b"\r\n")) < 0:
-            if len(buf) > MAX_HEAD:
-                raise ProtocolError("trailers too long")
-            await s.more()
-        del buf[: nl + 2]
-        if nl == 0:
-            return
+        return answer.resp

@@ -104,6 +104,9 @@ def ignored(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 # Calls (one a second, with the progress) over which scrapes completed and ticks skipped are summed.
 TICK_WINDOW = 2
+# How many calls after the one that saw a stall end still count the stall's skips: a loop whose
+# tick fell inside it skips that tick when it next runs, which may be after that call.
+STALL_SKIPS = 1
 
 _NOT_TUNABLE = ("name", "keys", "seed", "cluster_name", "join", "resolve_join", "key_file", "tls")
 
@@ -187,6 +190,7 @@ def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]
     seen: dict[int, float] = {}  # id(target status) -> its last scrape time at the last call
     window: deque[tuple[int, int]] = deque(maxlen=TICK_WINDOW)  # (completed, skipped) per call
     last_since = [0.0]
+    after_stall = [0]
 
     def measure(since: float) -> tuple[int, int]:
         now = time.time()
@@ -217,6 +221,9 @@ def scrape_progress(controller: Controller) -> Callable[[float], tuple[int, int]
         if abs(since - last_since[0]) > 0.5:
             last_since[0] = since
             window.clear()
+            after_stall[0] = STALL_SKIPS
+        elif after_stall[0]:
+            after_stall[0] -= 1  # loops woken by the stall's end skip the ticks it covered
         else:
             window.append((completed, missed))
         done = sum(c for c, _ in window)

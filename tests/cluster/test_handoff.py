@@ -142,7 +142,9 @@ def test_a_resumed_agent_drops_what_it_no_longer_owns_and_prometheus_refuses_not
 # than 4 s of suspicion, demoted after 5 s of unchanged progress (the module's tuning takes over
 # within about 1.5 s, which would make every stall a takeover).
 DEFAULT_TIMINGS = ("--cluster.tuning=probe_interval=1,probe_timeout=0.5,suspicion_mult=4,"
-                   "push_pull_interval=2,rejoin_interval=2,progress_timeout=5,healthy_hold=3",)
+                   "push_pull_interval=2,rejoin_interval=2,progress_timeout=5,healthy_hold=3,"
+                   # the ramp and the grace as the module's tuning has them (no takeover rule)
+                   "drain_hold=3,ramp_step=1,start_grace=2",)
 SHORT_STALL = 2.0  # over the 1.5 s stall threshold, too short for any peer to take over
 
 
