@@ -250,6 +250,15 @@ class Connection:
             raise exc
         s.transport.write(request)
         answer = _Answer(body)
+        try:
+            return await self._read(s, answer)
+        finally:
+            # The parser holds the answer as its protocol and the answer the parser: a cycle
+            # that only the GC's oldest generation would free, holding the sink (a scrape's
+            # whole decoded body) until then; measured +100 MiB RSS at 200 targets before.
+            answer.parser = answer.body = None  # type: ignore[assignment]
+
+    async def _read(self, s: _Stream, answer: _Answer) -> Response:
         seen = 0
         while not answer.done:
             if s.buf:
