@@ -129,6 +129,8 @@ def test_partition_by_link_down_and_heal(
     everyone = {f"agent{i}" for i in range(AGENTS)}
     procs.eventually(lambda: agents.settled(everyone, list(range(AGENTS))), timeout=30)
     time.sleep(2 * INTERVAL)
+    # Seen once in a long run: owning nothing right after `settled` (cause not found yet).
+    procs.eventually(lambda: bool(agents.owned(2)), timeout=15)
     victim = [t for t in targets if t.address in agents.owned(2)]
     assert victim, "agent2 owns nothing before the partition"
 
