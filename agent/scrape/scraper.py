@@ -21,6 +21,7 @@ forever fails the scrape instead of holding it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from typing import Any
 
@@ -124,10 +125,11 @@ class Scraper:
             raise FetchError(f'Get "{self.url}": {reason}') from None
 
     async def _fetch_raw(self, headers: dict[str, str]) -> tuple[bytes, str] | None:
-        """The answer through the lean client; None: ask aiohttp (a failed dial, a redirect elsewhere).
+        """The answer through the lean client; None: ask aiohttp (a failed lookup, a redirect elsewhere).
 
-        A failed dial goes to aiohttp so that its error reads as every other one does; a target
-        that refuses connections costs two attempts per scrape, one of them cheap. Redirects
+        A dial the target's host refuses or cannot route is reported here in Go's words, as
+        aiohttp's would be, so a down target costs one attempt per scrape; any other failed
+        dial (a name that does not resolve) goes to aiohttp for its error. Redirects
         within the target's host and port are followed here, as Go does (at most
         MAX_REDIRECTS, headers kept); one to another host, port or scheme starts over in aiohttp.
         """
@@ -145,7 +147,10 @@ class Scraper:
             body = _Body(self.cfg.body_size_limit, self.cfg.http.follow_redirects)
             try:
                 resp = await self.raw.get(line + rest, body)
-            except rawhttp.ConnectError:
+            except rawhttp.ConnectError as exc:
+                if exc.os_error.errno in _DIAL_ERRNOS:
+                    host, port = self.raw.host, self.raw.port
+                    raise FetchError(f'Get "{self.url}": {_dial_words(host, port, exc.os_error)}') from None
                 return None
             if not body.redirect:
                 return body.finish(), resp.headers.get("content-type", "")
@@ -239,14 +244,22 @@ class _Body:
         return b"".join(self.chunks)
 
 
+# Dial failures that name the address, not the name: answered by the lean client itself.
+_DIAL_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH,
+                          errno.ENETUNREACH, errno.ETIMEDOUT, errno.EADDRNOTAVAIL})
+
+
 def _dial_error(exc: aiohttp.ClientConnectorError) -> str:
+    return _dial_words(exc.host, exc.port, exc.os_error, str(exc))
+
+
+def _dial_words(host: str, port: int | None, os_err: OSError | None, fallback: str = "") -> str:
     """Go's wording for a failed dial: ``dial tcp HOST:PORT: connect: connection refused``."""
-    os_err = exc.os_error
     if os_err is not None and os_err.errno:
         reason = os.strerror(os_err.errno).lower()
     else:
-        reason = str(os_err or exc)
-    return f"dial tcp {exc.host}:{exc.port}: connect: {reason}"
+        reason = str(os_err or fallback)
+    return f"dial tcp {host}:{port}: connect: {reason}"
 
 
 def _fmt_seconds(s: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import ssl
 import subprocess
@@ -186,10 +187,19 @@ def test_refused_connection_in_gos_words(exp: Exporter) -> None:
     port = free_port()
     coll = Collector()
     loop = make_loop(f"127.0.0.1:{port}", coll)
-    scrape(loop, T0)
+
+    async def go() -> bool:
+        await loop.scrape_and_report(T0)
+        dialled_again = loop.scraper.client is not None  # aiohttp's session, made on first use
+        await loop.scraper.close()
+        return dialled_again
+
+    dialled_again = asyncio.run(go())
     assert loop.status.last_error == (
         f'Get "http://127.0.0.1:{port}/metrics": dial tcp 127.0.0.1:{port}: connect: connection refused'
     )
+    # Said by the lean client: the refused target was dialled once, not again through aiohttp.
+    assert loop.scraper.raw is not None and not dialled_again
 
 
 def test_keep_alive_reuses_one_connection(exp: Exporter) -> None:
