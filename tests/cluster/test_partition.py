@@ -76,8 +76,12 @@ class NsAgents:
         return httpx.get(self.url(i) + path, timeout=3).json()
 
     def participants(self, i: int, inside: bool = False) -> set[str]:
+        """Who owns its whole share in agent i's view (a joining agent ramps up first: at an
+        eighth of its share it may own none of the 12 targets)."""
         peers = self.get(i, "/api/v0/web/peers", inside)
-        return {p["name"] for p in peers if p["ownsTargets"] and not p["heldBack"]}  # type: ignore[union-attr]
+        return {p["name"] for p in peers  # type: ignore[union-attr]
+                if p["ownsTargets"] and not p["heldBack"]
+                and p["progress"].get("rampWeight", 1.0) == 1.0}
 
     def owned(self, i: int, inside: bool = False) -> set[str]:
         info = self.get(i, f"/api/v0/web/components/{SCRAPE}", inside)
@@ -129,7 +133,8 @@ def test_partition_by_link_down_and_heal(
     everyone = {f"agent{i}" for i in range(AGENTS)}
     procs.eventually(lambda: agents.settled(everyone, list(range(AGENTS))), timeout=30)
     time.sleep(2 * INTERVAL)
-    # Seen once in a long run: owning nothing right after `settled` (cause not found yet).
+    # `settled` once counted an agent still ramping up (fixed in `participants`); a transient
+    # drain on a busy machine can also leave it owning nothing for a few seconds.
     procs.eventually(lambda: bool(agents.owned(2)), timeout=15)
     victim = [t for t in targets if t.address in agents.owned(2)]
     assert victim, "agent2 owns nothing before the partition"

@@ -149,8 +149,11 @@ def test_starved_agent_is_demoted_stays_out_and_returns_gradually(
     print(f"back at its full share {time.time() - ended:.1f} s after the quota ended")
     out_rows = [r for r in view.rows if starved <= r[0] <= out + 1.0 and not r[1]]
     assert out_rows, "agent0 never saw agent2 out"
-    # Demoted by its progress (the peers' rule, or its own announcement), not found dead.
-    assert any(r[2] == "draining" or r[4].startswith("behind") for r in out_rows), out_rows
+    # Demoted by its progress (the peers' rules: behind on its own figures, or figures that
+    # stopped changing, which is what 3 % of a core looks like on a busy machine; or its own
+    # announcement), not found dead by the failure detector.
+    assert any(r[2] == "draining" or r[4].startswith(("behind", "progress stale"))
+               for r in out_rows), out_rows
     # Out once and back once: never back in agent0's ring while starved.
     assert view.owning(out)[:1] == [False], view.owning(out)
     assert view.owning(out, ended) == [False], view.rows
