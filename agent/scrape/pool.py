@@ -134,20 +134,23 @@ class ScrapePool:
         keyed = [(key, target, target_key(target.labels)) for key, target in wanted.items()]
         if self.on_wanted is not None:
             self.on_wanted([(tkey, target.discovered) for _, target, tkey in keyed])
+        switches = own.switches()
         for key, target, tkey in keyed:
-            if own.owns(tkey):
+            # Owned now, or from a scheduled switch: the loop then exists before its first slot
+            # and asks for each slot's time whether it is ours yet.
+            if own.owns(tkey) or any(own.owns(tkey, at=t) for t in switches):
                 mine[key] = target
             else:
                 elsewhere.append(ElsewhereTarget(target.labels, own.owner(tkey)))
         self._elsewhere = elsewhere
         return mine
 
-    def _still_owned(self, target: Target) -> Callable[[], bool] | None:
+    def _still_owned(self, target: Target) -> Callable[[float], bool] | None:
         own = self.ownership
         if own is None:
             return None
         tkey = target_key(target.labels)
-        return lambda: own.owns(tkey)
+        return lambda at: own.owns(tkey, at=at)
 
     def sync(self, targets: list[Labels]) -> None:
         """Make the running loops match ``targets`` (discovered label sets)."""
@@ -189,16 +192,20 @@ class ScrapePool:
 
         One handoff marker per series of the last scrape (agent/remote/handoff.py), stamped
         with a cut-off: the new owner scrapes at the same phase, so its first sample is one
-        interval after our last scrape. If that scrape is less than an interval old, it is
-        older than anything the new owner can have written and is kept (the cut-off is its
-        timestamp); if it is older (we missed scrapes: a stall), the new owner may have
-        written newer samples already, and everything unsent is dropped (the cut-off is now).
+        interval after our last scrape. If that scrape is less than an interval old, or the
+        slot right after it was the first one another agent owned (a scheduled switch: the
+        rebalance may come a little later), it is older than anything the new owner can have
+        written and is kept (the cut-off is its timestamp); if it is older (we missed scrapes:
+        a stall), the new owner may have written newer samples already, and everything unsent
+        is dropped (the cut-off is now).
         """
         last = loop.status.last_scrape
         if not last:
             return
         now = time.time()
-        cutoff = int((last if now - last < loop.interval else now) * 1000)
+        given = loop.given_up_at
+        handed = given is not None and given - last < 1.5 * loop.interval
+        cutoff = int((last if handed or now - last < loop.interval else now) * 1000)
         batch = SampleBatch()
         for lab in last_series(loop.cache):
             batch.add(lab, cutoff, HANDOFF_NAN)
