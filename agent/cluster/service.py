@@ -310,6 +310,12 @@ class ClusterService:
         first = options.ramp_first if options.join else 1.0
         self.weight = self._ramp_from = min(1.0, max(0.0, first))
         self._ramp_at = 0.0
+        # Joining peers: our first share is scheduled like a ramp step, from nothing, once the
+        # first join attempt ends (``_join``); until then it is announced for later still.
+        self._join_pending = bool(options.join) and self.weight < 1.0
+        if self._join_pending:
+            self._ramp_from = 0.0
+        self._last_progress = Progress()
         self._ramp_changed = 0.0
         # The canary's last readings (measured only while draining or ramping); their median
         # is judged, so one reading on a busy machine does not restart a hold.
@@ -325,7 +331,12 @@ class ClusterService:
         await asyncio.to_thread(self.node.start)
         self.started_at = time.monotonic()
         self._ramp_changed = self.started_at
-        if self.weight < 1.0:  # before joining: peers must never see us at a full share
+        if self._join_pending:
+            # Before joining: peers must never see us take a share before we can scrape it (we
+            # own nothing while joining and for stall_hold after it), so it is announced from
+            # well ahead, and brought forward when the first join attempt ends.
+            self._ramp_at = time.time() + self.options.ramp_ahead_max / 2
+        if self.weight < 1.0:
             self.node.set_progress(self._ramp_fields(Progress(timestamp=time.time())))
         if self.clock is self._own_clock:
             await self.clock.start()
@@ -588,6 +599,7 @@ class ClusterService:
                 wal_fsync=fsync, remote_write_lag=rw_lag, timestamp=time.time(),
             )
             self._judge_self(progress, loop.time())
+            self._last_progress = progress
             self.node.set_progress(self._ramp_fields(progress))
 
     def _ramp_fields(self, p: Progress) -> Progress:
@@ -859,12 +871,28 @@ class ClusterService:
                     # The peers may still hold an earlier instance of us as left or dead and scrape
                     # our share: hold back as after a stall while our alive news spreads.
                     self._stalled_until = time.monotonic() + self.options.stall_hold
+                self._schedule_first_share(joined > 0)
                 self._notify()
             if joined or not peers:
                 self.log.info("joined the cluster", answered=joined, tried=len(peers))
                 return
             # Nobody answered yet (they may be starting too): try again soon.
             await asyncio.sleep(min(2.0, self.settings.rejoin_interval))
+
+    def _schedule_first_share(self, joined: bool) -> None:
+        """The first join attempt ended: our first share applies once we may scrape by it (after
+        the hold-down, and not before the peers can have heard: ramp_grace), or now when nobody
+        answered (then there is nobody to take it from). Bringing the switch forward is safe:
+        a peer that hears late keeps scraping our share a little longer (duplicates)."""
+        if not self._join_pending:
+            return
+        self._join_pending = False
+        opts = self.options
+        delay = max(opts.stall_hold, opts.ramp_grace) if joined else 0.0
+        self._ramp_at = min(self._ramp_at, time.time() + delay)
+        self._ramp_changed = time.monotonic()
+        self.node.set_progress(self._ramp_fields(self._last_progress))
+        self._update_ring()
 
     def _on_view(self, _view: View) -> None:
         self._update_ring()
