@@ -316,6 +316,7 @@ class ClusterService:
         if self._join_pending:
             self._ramp_from = 0.0
         self._last_progress = Progress()
+        self._leaving = False  # hand_over announced our share's end: we are stopping
         self._ramp_changed = 0.0
         # The canary's last readings (measured only while draining or ramping); their median
         # is judged, so one reading on a busy machine does not restart a hold.
@@ -363,6 +364,24 @@ class ClusterService:
         if self.tls is not None:
             watch = self.tls.watch(self.options.tls_check, self.node.metrics.tls_reloads)
             self._tasks.append(loop.create_task(watch, name="cluster-tls"))
+
+    async def hand_over(self) -> None:
+        """Before the components stop (a graceful shutdown): give our whole share away at an
+        announced instant, ``ramp_grace`` ahead, and keep scraping until it. The others take each
+        target from the slot at that instant, so a restart or a rolling upgrade leaves no slot
+        unscraped (stopping the scrapers first and leaving afterwards left every slot between
+        to nobody). Nothing to hand over when we own nothing or nobody else participates."""
+        others = [m for m in self.node.members() if m.owns_targets and not m.is_self]
+        if self.weight <= 0.0 or not others or not self._can_own():
+            return
+        now = time.time()
+        self._leaving = True
+        self._ramp_from = self._ramp_fields(Progress()).weight_at(now)
+        self.weight, self._ramp_at = 0.0, now + self.options.ramp_grace
+        self.log.info("handing our share over before stopping", applies_in=self.options.ramp_grace)
+        self.node.set_progress(self._ramp_fields(self._last_progress))
+        self._update_ring()
+        await asyncio.sleep(self.options.ramp_grace + 0.1)
 
     async def stop(self) -> None:
         """Announce terminating, then leave: peers take our targets without waiting to suspect us."""
@@ -680,6 +699,8 @@ class ClusterService:
         if time.monotonic() < self._stalled_until + opts.progress_interval:
             self._behind = 0  # a stall is handled by holding back, not by draining
             return
+        if self._leaving:
+            return  # our share is handed over (hand_over): no ramp, no drain
         late = behind(p, opts)
         self._behind = self._behind + 1 if late else 0
         healthy = not late and self.canary_share >= opts.canary_min

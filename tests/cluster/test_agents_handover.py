@@ -1,7 +1,8 @@
-"""An agent restarted into a cluster of three real ``shoal run`` processes takes its share
-back step by step (the ramp) with every target scraped exactly once per interval: each
-larger share applies at the instant it announced, for every agent, so the slot before it
-is the old owner's and the slot at it the returning agent's (counted at the targets).
+"""An agent of three real ``shoal run`` processes stopped (SIGTERM) and started again hands
+its share over and takes it back step by step (the ramp) with every target scraped exactly
+once per interval: each share change applies at the instant it announced, for every agent,
+so the slot before it is the old owner's and the slot at it the new owner's (counted at the
+targets).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def test_a_restarted_agent_ramps_back_with_every_slot_scraped_once(
     agents, targets, prom = cluster
     everyone, owned = settle(agents)
     victim = [t for t in targets if t.address in owned[2]]
-    agents.procs[HOSTS[2]].stop()  # SIGTERM: terminating, then it leaves
+    stopped = time.time()
+    agents.procs[HOSTS[2]].stop()  # SIGTERM: its share handed over, then it leaves
     taken_over(agents, everyone - {"agent2"}, victim, watchers=[0, 1])
     time.sleep(2 * INTERVAL)
 
@@ -69,13 +71,14 @@ def test_a_restarted_agent_ramps_back_with_every_slot_scraped_once(
     assert weights[-1] == 1.0 and len(weights) >= 3 and weights == sorted(weights), weights
     assert agents.owned(2)
     print(f"weights {weights}; whole share {whole - restarted:.1f} s after the restart")
-    worst = {t.address: max(gaps(times(t, restarted, end)), default=0.0) for t in targets}
-    closest = {t.address: min(gaps(times(t, restarted, end)), default=9.0) for t in targets}
+    worst = {t.address: max(gaps(times(t, stopped, end)), default=0.0) for t in targets}
+    closest = {t.address: min(gaps(times(t, stopped, end)), default=9.0) for t in targets}
     print(f"worst gap {max(worst.values()):.2f} s, closest pair {min(closest.values()):.2f} s")
-    # From the restart (its join included) through every ramp step: once per interval.
+    # From the stop, through the restart (its join included) and every ramp step: once per
+    # interval.
     for t in targets:
-        ts = times(t, restarted, end)
-        assert len(ts) >= (end - restarted) / INTERVAL - 1.5, (t.address, len(ts))
+        ts = times(t, stopped, end)
+        assert len(ts) >= (end - stopped) / INTERVAL - 1.5, (t.address, len(ts))
         assert all(0.5 * INTERVAL < g < 1.5 * INTERVAL for g in gaps(ts)), (t.address, ts)
     time.sleep(1.0)  # the last samples reach Prometheus (batch deadline 200 ms)
     assert rejected_writes(prom.url) == 0
