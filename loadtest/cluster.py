@@ -207,6 +207,7 @@ def scrape_stats(targets: list[Target], start: float, end: float, interval: floa
     every slot a second or more inside the window with no scrape within half an interval;
     exact, where ``expected`` depends on where the window's edges fall)."""
     worst, dups, total, missed = 0.0, 0, 0, 0
+    missed_at: list[float] = []  # seconds into the window, to find them in the agents' logs
     for t in targets:
         ts = sorted(r.time for r in list(t.requests) if start <= r.time < end)
         total += len(ts)
@@ -216,11 +217,14 @@ def scrape_stats(targets: list[Target], start: float, end: float, interval: floa
         if ts:
             slot = ts[0] - interval * math.floor((ts[0] - start - 1.0) / interval)
             while slot < end - 1.0:
-                missed += not any(abs(x - slot) < 0.5 * interval for x in ts)
+                if not any(abs(x - slot) < 0.5 * interval for x in ts):
+                    missed += 1
+                    missed_at.append(round(slot - start, 1))
                 slot += interval
     expected = len(targets) * (end - start) / interval
     return {"scrapes": total, "expected": round(expected, 1), "worst_gap_s": round(worst, 1),
-            "duplicates": dups, "missed": missed}
+            "duplicates": dups, "missed": missed, "missed_at_s": sorted(missed_at)[:10],
+            "window_start": round(start, 1)}
 
 
 def scenario_steady(c: Cluster, targets: list[Target], log: list[str]) -> None:
