@@ -14,8 +14,10 @@ keeps a key it scores highest on only when a second per-(key, member) draw falls
 under w; otherwise the key goes down the ranking as if the member were absent.
 As w grows the set of keys it keeps only grows, so a ramp moves keys only from
 the others to it, never between the others; a key no member accepts (everyone
-ramping, as in a cold start) goes to its top-ranked member, so no key is ever
-owned by nobody. Every agent builds the ring from the same gossiped weights.
+ramping) goes to its top-ranked member with a weight above 0 (one at 0 is
+leaving, or not yet taking its first share), or with everyone at 0 (a cold start)
+to its top-ranked member, so no key is ever owned by nobody. Every agent builds
+the ring from the same gossiped weights.
 
 A weight that grows is scheduled: it applies from an announced wall-clock instant, the
 same for every agent (the member included), so a ``Plan`` holds the ring in force now and
@@ -93,6 +95,7 @@ class Ring:
 
     def _weighted_owner(self, h: int) -> str:
         ranked = sorted(((_mix(h ^ w), n) for w, n in self._weights), reverse=True)
+        fallback = ""
         for _, name in ranked:
             partial = self._partial.get(name)
             if partial is None:
@@ -102,7 +105,12 @@ class Ring:
             # score's own mix.
             if _mix(h ^ ((mh << 17 | mh >> 47) & _M64) ^ _DRAW) < threshold:
                 return name
-        return ranked[0][1]
+            if threshold and not fallback:
+                fallback = name
+        # Nobody accepted (everyone ramping): the top-ranked member with any share, never one at
+        # weight 0 (leaving, or not yet taking its first share: it scrapes nothing); all at 0 (a
+        # cold start): the top-ranked.
+        return fallback or ranked[0][1]
 
     def ranked(self, key: str | bytes) -> list[str]:
         """Every member, best first: the order in which they would take the key over."""

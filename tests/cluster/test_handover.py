@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
@@ -70,6 +71,18 @@ def test_a_shrinking_or_unscheduled_share_applies_now() -> None:
     p = Progress(ramp_left=0.75, ramp_from=1.0)
     assert p.weight_at(0.0) == p.weight_at(time.time()) == 0.25
     assert plan(NAMES, b"s", {"d": p.weight_at}, [p.ramp_at], time.time()).switches() == ()
+
+
+def test_a_member_at_weight_zero_owns_nothing_even_when_nobody_else_accepts() -> None:
+    """Two members ramping and one handing over (or not yet taking its first share): the keys
+    neither ramping member accepts go to the top-ranked one with a share, never to the member
+    at 0, which scrapes nothing (seen in a rolling restart: slots missed)."""
+    ring = Ring(["a", "b", "c"], b"s", {"a": 0.125, "b": 0.125, "c": 0.0})
+    owners = Counter(ring.owner(k) for k in KEYS)
+    assert owners["c"] == 0 and sum(owners.values()) == len(KEYS) and owners["a"] and owners["b"]
+    # Everyone at 0 (a cold start) still splits every key, by rank.
+    cold = Ring(["a", "b", "c"], b"s", {"a": 0.0, "b": 0.0, "c": 0.0})
+    assert all(cold.owner(k) == Ring(["a", "b", "c"], b"s").owner(k) for k in KEYS)
 
 
 def state(p: Progress) -> State:
