@@ -405,7 +405,7 @@ class ClusterService:
 
     def owns(self, key: bytes, node: str = "", at: float | None = None) -> bool:
         """Whether this agent scrapes the target; ``node`` and ``at``: see ``owner``."""
-        if not self._can_own():
+        if not self._can_own(at):
             return False
         return self.owner(key, node, at) == self.name
 
@@ -535,10 +535,16 @@ class ClusterService:
                 peers=dict(sorted(differ.items())),
             )
 
-    def _can_own(self) -> bool:
+    def _can_own(self, at: float | None = None) -> bool:
+        """Whether we may own targets now, or (``at``, unix time) in a slot that late: a slot
+        after the hold-down ends is ours to prepare for (the pool starts its loop early), and
+        is asked about again, with a fresher view, when it comes."""
         now = time.monotonic()
         self.clock.check(now)
-        return self._size_reached and not self._joining and now >= self._stalled_until
+        if not self._size_reached or self._joining:
+            return False
+        return now >= self._stalled_until or (
+            at is not None and at - time.time() >= self._stalled_until - now)
 
     def _on_stall(self, stall: Stall) -> Awaitable[None] | None:
         """The agent's loop did not run for a while: hand off, if a peer can have taken over.
