@@ -92,6 +92,7 @@ class ScrapePool:
         self._dropped: list[DroppedTarget] = []
         self.dropped_count = 0  # all targets relabeling dropped, kept or not (keep_dropped_targets)
         self._elsewhere: list[ElsewhereTarget] = []
+        self._later: set[Labels] = set()  # loops started for a target owned from a pending switch
         self.moved_away = 0  # targets handed to another agent (prometheus_scrape_targets_moved_total)
         # Ticks no scrape was made for, by reason (agent/scrape/loop.py), over every loop ever run.
         self.skipped: Counter[str] = Counter()
@@ -127,7 +128,7 @@ class ScrapePool:
         """The wanted targets this agent scrapes; the rest are recorded with their owner."""
         own = self.ownership
         if own is None:
-            self._elsewhere = []
+            self._elsewhere, self._later = [], set()
             return wanted
         mine: dict[Labels, Target] = {}
         elsewhere: list[ElsewhereTarget] = []
@@ -135,14 +136,21 @@ class ScrapePool:
         if self.on_wanted is not None:
             self.on_wanted([(tkey, target.discovered) for _, target, tkey in keyed])
         switches = own.switches()
+        later: set[Labels] = set()
         for key, target, tkey in keyed:
             # Owned now, or from a scheduled switch: the loop then exists before its first slot
-            # and asks for each slot's time whether it is ours yet.
-            if own.owns(tkey) or any(own.owns(tkey, at=t) for t in switches):
+            # and asks for each slot's time whether it is ours yet; until then the target is
+            # shown as scraped by its current owner.
+            if own.owns(tkey):
                 mine[key] = target
+            elif any(own.owns(tkey, at=t) for t in switches):
+                mine[key] = target
+                later.add(key)
+                elsewhere.append(ElsewhereTarget(target.labels, own.owner(tkey)))
             else:
                 elsewhere.append(ElsewhereTarget(target.labels, own.owner(tkey)))
         self._elsewhere = elsewhere
+        self._later = later
         return mine
 
     def _still_owned(self, target: Target) -> Callable[[float], bool] | None:
@@ -267,7 +275,8 @@ class ScrapePool:
     # ------------------------------------------------------------ status + shutdown
 
     def targets(self) -> list[TargetStatus]:
-        return [loop.status for loop in self._loops.values()]
+        """The targets scraped here (not those whose loop waits for a scheduled switch)."""
+        return [loop.status for key, loop in self._loops.items() if key not in self._later]
 
     def dropped_targets(self) -> list[DroppedTarget]:
         return list(self._dropped)

@@ -218,8 +218,11 @@ def test_two_pools_hand_a_target_over_at_the_switch_scraping_each_slot_once() ->
         for p in pools.values():
             p.sync(found)
         # b runs a loop for every target it gains before the switch: it exists before the slot.
-        assert {t.scrape_url for t in pools["b"].targets()} == {
+        assert {lp.target.url for lp in pools["b"]._loops.values()} == {
             f"http://{a}/metrics" for a in moving}
+        # Until the switch they are shown as a's, not as scraped here.
+        assert pools["b"].targets() == []
+        assert {t.owner for t in pools["b"].elsewhere_targets()} == {"a"}
         await asyncio.sleep(at - time.time() + 0.3)
         holder[0] = plan(["a", "b"], b"seed", {"b": b_share.weight_at}, [at], time.time())
         for p in pools.values():  # the service's notification when the switch has passed
