@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -201,17 +202,29 @@ class Watch:
 
 
 def scrape_stats(targets: list[Target], start: float, end: float, interval: float) -> dict[str, float]:
-    """Per-target gaps and duplicates in [start, end): the worst gap and how many close pairs."""
-    worst, dups, total = 0.0, 0, 0
+    """Per-target gaps and duplicates in [start, end): the worst gap, how many close pairs, and
+    how many of a target's slots went unscraped (``missed``: its phase read from its scrapes,
+    every slot a second or more inside the window with no scrape within half an interval;
+    exact, where ``expected`` depends on where the window's edges fall)."""
+    worst, dups, total, missed = 0.0, 0, 0, 0
+    missed_at: list[float] = []  # seconds into the window, to find them in the agents' logs
     for t in targets:
         ts = sorted(r.time for r in list(t.requests) if start <= r.time < end)
         total += len(ts)
         edges = [start, *ts, end]
         worst = max(worst, max(b - a for a, b in zip(edges, edges[1:], strict=False)))
         dups += sum(1 for a, b in zip(ts, ts[1:], strict=False) if b - a < 0.5 * interval)
+        if ts:
+            slot = ts[0] - interval * math.floor((ts[0] - start - 1.0) / interval)
+            while slot < end - 1.0:
+                if not any(abs(x - slot) < 0.5 * interval for x in ts):
+                    missed += 1
+                    missed_at.append(round(slot - start, 1))
+                slot += interval
     expected = len(targets) * (end - start) / interval
     return {"scrapes": total, "expected": round(expected, 1), "worst_gap_s": round(worst, 1),
-            "duplicates": dups}
+            "duplicates": dups, "missed": missed, "missed_at_s": sorted(missed_at)[:10],
+            "window_start": round(start, 1)}
 
 
 def scenario_steady(c: Cluster, targets: list[Target], log: list[str]) -> None:
@@ -260,8 +273,10 @@ def scenario_rolling(c: Cluster, targets: list[Target], log: list[str]) -> None:
         c.proc(i).stop(signal.SIGTERM)
         c.start(i)
         c.wait_owners(c.names(), [j for j in range(c.n)])
+    c.wait_full()  # the last one's ramp steps are inside the window too
     time.sleep(2 * c.interval)
-    log.append(f"rolling restart of {c.n} (SIGTERM, restart, wait for the share each): "
+    log.append(f"rolling restart of {c.n} (SIGTERM, restart, wait for the share each, then "
+               "for the last one's whole share): "
                f"{time.time() - start:.0f}s; {scrape_stats(targets, start, time.time(), c.interval)}")
 
 

@@ -37,6 +37,17 @@ class Progress:
     # Share of its ring share a returning member has not taken back yet (0: all of it, 1: none);
     # every agent weights it by 1 - ramp_left in its ring (agent/cluster/ring.py).
     ramp_left: float = 0.0
+    # A growing share is scheduled: it applies from ramp_at (unix seconds, the member's clock);
+    # before it the share was ramp_from (a weight, 0..1). 0 (and older agents, which do not
+    # send it): the announced share applies now. Every agent, the member included, switches
+    # at the same instant, so the scrape slot before it is the old owner's and the one at or
+    # after it the new owner's: no slot scraped by nobody.
+    ramp_at: float = 0.0
+    ramp_from: float = 0.0
+
+    def weight_at(self, at: float) -> float:
+        """The member's ring weight at unix time ``at``."""
+        return self.ramp_from if at < self.ramp_at else 1.0 - self.ramp_left
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,10 @@ def _build() -> dict[str, type]:
             ("timestamp", 6, _D),
             # Added after version 1 shipped; absent (older agents) reads 0: a full share.
             ("ramp_left", 7, _D),
+            # Added later still: the instant a grown share applies from, and the share before.
+            # Absent (older agents) reads 0: the announced share applies now.
+            ("ramp_at", 8, _D),
+            ("ramp_from", 9, _D),
         ],
     )
     msg("Digest", [("component", 1, _X32), ("digest", 2, _X64), ("targets", 3, _U32)])
@@ -223,6 +227,8 @@ def _progress_pb(p: Progress) -> object:
         rw_lag=p.remote_write_lag,
         timestamp=p.timestamp,
         ramp_left=p.ramp_left,
+        ramp_at=p.ramp_at,
+        ramp_from=p.ramp_from,
     )
 
 
@@ -349,6 +355,8 @@ def _state(pb: object) -> State:
             remote_write_lag=_finite(p.rw_lag, "remote-write lag"),
             timestamp=_finite(p.timestamp, "progress timestamp"),
             ramp_left=_share(p.ramp_left, "ramp left"),
+            ramp_at=_finite(p.ramp_at, "ramp switch time"),
+            ramp_from=_share(p.ramp_from, "ramp share before the switch"),
         ),
         liveness=liveness,
         digests=tuple(TargetDigest(d.component, d.digest, d.targets) for d in digests),

@@ -103,4 +103,10 @@ class ClusterMetrics:
             ["component_id"],
             registry=r,
         )
+        self.ramp_clamped = Counter(
+            "shoal_cluster_ramp_switch_clamped_total",
+            "Share switch times gossiped by a peer further ahead than ramp_ahead_max (a bad value "
+            "or a clock far ahead), used as that far ahead instead.",
+            registry=r,
+        )
         self.proto_version.set(1)

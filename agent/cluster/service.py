@@ -54,7 +54,7 @@ from agent.cluster.member import Liveness, Member, Progress, Role, TargetDigest
 from agent.cluster.messages import MAX_DIGESTS
 from agent.cluster.node import Node, View, asyncio_observer
 from agent.cluster.peertls import PeerTLS, ReloadingTLS
-from agent.cluster.ring import Ring
+from agent.cluster.ring import Plan, Ring, plan
 from agent.cluster.settings import Settings
 from agent.loopclock import HANDOFFS, LoopClock, Stall
 
@@ -190,11 +190,20 @@ class Options:
     canary_min: float = 0.2
     # The ramp: an agent coming back (from draining, from a stall longer than progress_timeout,
     # or joining peers at start) owns ramp_first of its ring share, doubled every ramp_step
-    # seconds while its checks and the canary stay healthy; 1 turns the ramp off. It announces
-    # a larger share ramp_grace seconds before it scrapes by it, so the others let go first.
+    # seconds while its checks and the canary stay healthy; 1 turns the ramp off. A larger
+    # share is announced to apply from ramp_grace seconds later (Progress.ramp_at): every agent,
+    # this one included, switches at that instant, so the slot before it is the old owner's and
+    # the slot from it the new owner's. The grace covers the news reaching every peer: progress
+    # is published at most once a second (metadata_min_interval) and gossiped every 0.2 s to
+    # three peers, so 1 s was too short under load; a peer hearing after the instant lets go
+    # late, which costs a duplicate scrape, never a gap. A smaller share applies at once.
     ramp_first: float = 0.125
     ramp_step: float = 10.0
-    ramp_grace: float = 1.0
+    ramp_grace: float = 3.0
+    # A peer's switch time further ahead than this (by our clock, when first heard) is pulled
+    # in to it and counted: a bad value or a clock far ahead would otherwise keep its old share
+    # in force for as long (duplicates meanwhile), and its pending ring with it.
+    ramp_ahead_max: float = 30.0
     # For this long after start the on-time figure is not published (0 due): the first scrapes
     # create every series and overrun their ticks (the heavy workload's first seconds: 79 % on
     # time, once), which is a start, not a starvation. Loop lag and stale progress still count.
@@ -285,8 +294,10 @@ class ClusterService:
         # name -> how many of its publications running were behind (the peers' rule).
         self._behind_runs: dict[str, int] = {}
         self._seen_lock = threading.Lock()
-        self._ring = Ring((), settings.seed)
-        self._ring_names: frozenset[str] = frozenset()
+        # The ring in force and those scheduled at members' announced switch times.
+        self._plan = Plan(Ring((), settings.seed))
+        # name -> (the switch time it gossiped, the one we use: clamped to ramp_ahead_max).
+        self._switch: dict[str, tuple[float, float]] = {}
         self.demoted: frozenset[str] = frozenset()  # members owning nothing for stale progress
         self.loop_lag = 0.0
         self._behind = 0
@@ -294,10 +305,18 @@ class ClusterService:
         self._hold = self.options.healthy_hold  # the current hold-down, doubled by flapping
         self._returned_at: float | None = None
         self.draining = False
-        # The ramp: the share of our ring share we announce, and the one our own ring uses for
-        # us (raised ramp_grace after announcing, lowered at once); when it last changed.
+        # The ramp: the share of our ring share we announce, the one before it and the unix time
+        # it applies from (0: now), exactly as we gossip them; when it last changed.
         first = options.ramp_first if options.join else 1.0
-        self.weight = self._weight_own = min(1.0, max(0.0, first))
+        self.weight = self._ramp_from = min(1.0, max(0.0, first))
+        self._ramp_at = 0.0
+        # Joining peers: our first share is scheduled like a ramp step, from nothing, once the
+        # first join attempt ends (``_join``); until then it is announced for later still.
+        self._join_pending = bool(options.join) and self.weight < 1.0
+        if self._join_pending:
+            self._ramp_from = 0.0
+        self._last_progress = Progress()
+        self._leaving = False  # hand_over announced our share's end: we are stopping
         self._ramp_changed = 0.0
         # The canary's last readings (measured only while draining or ramping); their median
         # is judged, so one reading on a busy machine does not restart a hold.
@@ -313,8 +332,13 @@ class ClusterService:
         await asyncio.to_thread(self.node.start)
         self.started_at = time.monotonic()
         self._ramp_changed = self.started_at
-        if self.weight < 1.0:  # before joining: peers must never see us at a full share
-            self.node.set_progress(Progress(ramp_left=1.0 - self.weight, timestamp=time.time()))
+        if self._join_pending:
+            # Before joining: peers must never see us take a share before we can scrape it (we
+            # own nothing while joining and for stall_hold after it), so it is announced from
+            # well ahead, and brought forward when the first join attempt ends.
+            self._ramp_at = time.time() + self.options.ramp_ahead_max / 2
+        if self.weight < 1.0:
+            self.node.set_progress(self._ramp_fields(Progress(timestamp=time.time())))
         if self.clock is self._own_clock:
             await self.clock.start()
         self.clock.check()  # the time the node took to start is no stall
@@ -341,6 +365,24 @@ class ClusterService:
             watch = self.tls.watch(self.options.tls_check, self.node.metrics.tls_reloads)
             self._tasks.append(loop.create_task(watch, name="cluster-tls"))
 
+    async def hand_over(self) -> None:
+        """Before the components stop (a graceful shutdown): give our whole share away at an
+        announced instant, ``ramp_grace`` ahead, and keep scraping until it. The others take each
+        target from the slot at that instant, so a restart or a rolling upgrade leaves no slot
+        unscraped (stopping the scrapers first and leaving afterwards left every slot between
+        to nobody). Nothing to hand over when we own nothing or nobody else participates."""
+        others = [m for m in self.node.members() if m.owns_targets and not m.is_self]
+        if self.weight <= 0.0 or not others or not self._can_own():
+            return
+        now = time.time()
+        self._leaving = True
+        self._ramp_from = self._ramp_fields(Progress()).weight_at(now)
+        self.weight, self._ramp_at = 0.0, now + self.options.ramp_grace
+        self.log.info("handing our share over before stopping", applies_in=self.options.ramp_grace)
+        self.node.set_progress(self._ramp_fields(self._last_progress))
+        self._update_ring()
+        await asyncio.sleep(self.options.ramp_grace + 0.1)
+
     async def stop(self) -> None:
         """Announce terminating, then leave: peers take our targets without waiting to suspect us."""
         for task in self._tasks:
@@ -361,14 +403,15 @@ class ClusterService:
 
     # -- what components ask --
 
-    def owns(self, key: bytes, node: str = "") -> bool:
-        """Whether this agent scrapes the target; ``node``: see ``owner``."""
-        if not self._can_own():
+    def owns(self, key: bytes, node: str = "", at: float | None = None) -> bool:
+        """Whether this agent scrapes the target; ``node`` and ``at``: see ``owner``."""
+        if not self._can_own(at):
             return False
-        return self.owner(key, node) == self.name
+        return self.owner(key, node, at) == self.name
 
-    def owner(self, key: bytes, node: str = "") -> str:
-        """Who scrapes the target with this key.
+    def owner(self, key: bytes, node: str = "", at: float | None = None) -> str:
+        """Who scrapes the target with this key (at unix time ``at``, a scrape slot's: a
+        member's grown share applies from the instant it announced; None: now).
 
         ``node`` (node-affine targets: the Kubernetes node a pod or kubelet runs on) names
         its owner when an agent of that name is a healthy participant in our ring; otherwise
@@ -376,9 +419,14 @@ class ClusterService:
         demoted, draining, dead or absent. Every agent applies the same rule to the same
         view, so they agree without talking about it.
         """
-        if node and node in self._ring_names:
+        ring = self._plan.ring(at)
+        if node and node in ring.whole:
             return node
-        return self._ring.owner(key) or ""
+        return ring.owner(key) or ""
+
+    def switches(self) -> tuple[float, ...]:
+        """The unix times at which a scheduled share change moves targets, earliest first."""
+        return self._plan.switches()
 
     def report_targets(self, component_id: str, keys: Iterable[bytes]) -> None:
         """A clustered component's current target keys: gossiped as a digest and compared."""
@@ -415,8 +463,9 @@ class ClusterService:
 
     @property
     def ring(self) -> Ring:
-        """Who owns what here: the node's participants less those demoted for stale progress."""
-        return self._ring
+        """Who owns what here now: the node's participants less those demoted for stale
+        progress, weighted by the shares in force now."""
+        return self._plan.current
 
     def holding_back(self) -> str:
         """Why this agent owns nothing right now, or "" when it may own its share."""
@@ -486,10 +535,16 @@ class ClusterService:
                 peers=dict(sorted(differ.items())),
             )
 
-    def _can_own(self) -> bool:
+    def _can_own(self, at: float | None = None) -> bool:
+        """Whether we may own targets now, or (``at``, unix time) in a slot that late: a slot
+        after the hold-down ends is ours to prepare for (the pool starts its loop early), and
+        is asked about again, with a fresher view, when it comes."""
         now = time.monotonic()
         self.clock.check(now)
-        return self._size_reached and not self._joining and now >= self._stalled_until
+        if not self._size_reached or self._joining:
+            return False
+        return now >= self._stalled_until or (
+            at is not None and at - time.time() >= self._stalled_until - now)
 
     def _on_stall(self, stall: Stall) -> Awaitable[None] | None:
         """The agent's loop did not run for a while: hand off, if a peer can have taken over.
@@ -569,7 +624,13 @@ class ClusterService:
                 wal_fsync=fsync, remote_write_lag=rw_lag, timestamp=time.time(),
             )
             self._judge_self(progress, loop.time())
-            self.node.set_progress(replace(progress, ramp_left=1.0 - self.weight))
+            self._last_progress = progress
+            self.node.set_progress(self._ramp_fields(progress))
+
+    def _ramp_fields(self, p: Progress) -> Progress:
+        """``p`` with our share as we announce it (the one before it until the switch)."""
+        return replace(p, ramp_left=1.0 - self.weight, ramp_at=self._ramp_at,
+                       ramp_from=self._ramp_from)
 
     @property
     def canary_share(self) -> float:
@@ -578,15 +639,24 @@ class ClusterService:
         return readings[len(readings) // 2] if readings else 1.0
 
     def _set_weight(self, weight: float, why: str) -> None:
+        """Announce a new share: a larger one from ``ramp_grace`` later, for every agent at the
+        same instant (the others keep scraping until then); a smaller one at once (letting go
+        early costs nothing but the peers' duplicates until they hear)."""
         weight = min(1.0, max(0.0, weight))
         if weight == self.weight:
             return
-        self.log.info("ring share changed", weight=weight, was=self.weight, why=why)
+        now = time.time()
+        if weight > self.weight:
+            self._ramp_from = Progress(ramp_left=1.0 - self.weight, ramp_at=self._ramp_at,
+                                       ramp_from=self._ramp_from).weight_at(now)
+            self._ramp_at = now + self.options.ramp_grace
+        else:
+            self._ramp_from, self._ramp_at = weight, 0.0
+        self.log.info("ring share changed", weight=weight, was=self.weight, why=why,
+                      applies_in=round(max(0.0, self._ramp_at - now), 3))
         self.weight = weight
         self._ramp_changed = time.monotonic()
-        if weight < self._weight_own:
-            self._weight_own = weight  # letting go is safe at once; taking waits for ramp_grace
-            self._update_ring()
+        self._update_ring()
 
     def _write_figures(self) -> tuple[float, float]:
         if self.write_progress is None:
@@ -635,6 +705,8 @@ class ClusterService:
         if time.monotonic() < self._stalled_until + opts.progress_interval:
             self._behind = 0  # a stall is handled by holding back, not by draining
             return
+        if self._leaving:
+            return  # our share is handed over (hand_over): no ramp, no drain
         late = behind(p, opts)
         self._behind = self._behind + 1 if late else 0
         healthy = not late and self.canary_share >= opts.canary_min
@@ -662,6 +734,7 @@ class ClusterService:
             self._set_weight(opts.ramp_first, "returning")
             self.node.set_role(Role.PARTICIPANT)
         elif (not self.draining and self.weight < 1.0 and self._healthy_since is not None
+              and time.time() >= self._ramp_at  # one scheduled switch at a time
               and time.monotonic() - self._ramp_changed >= opts.ramp_step
               and now - self._healthy_since >= opts.ramp_step):
             self._set_weight(2 * max(self.weight, opts.ramp_first / 2), "ramp step")
@@ -691,8 +764,10 @@ class ClusterService:
         return {} if len(live) > 1 and 2 * len(now_behind & live) > len(live) else late
 
     def _record_progress(self, view: View) -> None:
-        """On the protocol thread: when each member's progress last changed, by our clock."""
+        """On the protocol thread: when each member's progress last changed, by our clock, and
+        the switch time we use for its share (a new one pulled in to ``ramp_ahead_max``)."""
         now = time.monotonic()
+        clamped: list[tuple[str, float]] = []
         with self._seen_lock:
             for m in view.members:
                 seen = self._seen.get(m.name)
@@ -700,6 +775,31 @@ class ClusterService:
                     self._seen[m.name] = (m.progress, now)
                     runs = self._behind_runs.get(m.name, 0)
                     self._behind_runs[m.name] = runs + 1 if behind(m.progress, self.options) else 0
+                raw = m.progress.ramp_at
+                if not m.is_self and self._switch.get(m.name, (None,))[0] != raw:
+                    at = self._clamp_switch(raw)
+                    self._switch[m.name] = (raw, at)
+                    if at != raw:
+                        clamped.append((m.name, raw))
+        for name, raw in clamped:
+            self.node.metrics.ramp_clamped.inc()
+            self.log.warning("a member's share switch time is too far ahead (a bad value or a "
+                             "clock far ahead of ours); using the longest allowed",
+                             member=name, ahead=round(raw - time.time(), 1),
+                             allowed=self.options.ramp_ahead_max)
+
+    def _clamp_switch(self, at: float) -> float:
+        return min(at, time.time() + self.options.ramp_ahead_max)
+
+    def _share(self, m: Member) -> Progress:
+        """A member's announced shares with the switch time we use (ours as we announce them)."""
+        if m.is_self:
+            return self._ramp_fields(Progress())
+        with self._seen_lock:
+            raw, at = self._switch.get(m.name, (None, 0.0))
+        if raw != m.progress.ramp_at:  # not recorded yet: the same rule
+            at = self._clamp_switch(m.progress.ramp_at)
+        return replace(m.progress, ramp_at=at)
 
     def _update_ring(self) -> None:
         """Rebuild the ring from the view and the progress rule; notify only if owners changed."""
@@ -710,8 +810,6 @@ class ClusterService:
                 name for name, (_, changed) in self._seen.items()
                 if now - changed > opts.progress_timeout and name != self.name
             )
-        if self._weight_own < self.weight and now - self._ramp_changed >= opts.ramp_grace:
-            self._weight_own = self.weight
         members = self.node.members()
         why = {name: _behind_why(p) for name, p in self._late(members).items()}
         why.update({name: "progress stale" for name in stale})
@@ -723,13 +821,11 @@ class ClusterService:
             log = self.log.warning if demoted else self.log.info
             log("members demoted for their progress", demoted=self.demoted_why)
             self.demoted = demoted
-        weights = {m.name: 1.0 - m.progress.ramp_left for m in members
-                   if m.name in owners and not m.is_self}
-        weights[self.name] = self._weight_own
-        ring = Ring(owners, self.settings.seed, weights)
-        if ring.names != self._ring.names or ring.partial != self._ring.partial:
-            self._ring = ring
-            self._ring_names = frozenset(n for n in owners if n not in ring.partial)
+        shares = {m.name: self._share(m) for m in members if m.name in owners}
+        new = plan(owners, self.settings.seed, {n: p.weight_at for n, p in shares.items()},
+                   (p.ramp_at for p in shares.values()), time.time())
+        if not new.same_as(self._plan):
+            self._plan = new
             self._notify()
         if self._digests:
             self._compare_target_sets(members)
@@ -802,12 +898,28 @@ class ClusterService:
                     # The peers may still hold an earlier instance of us as left or dead and scrape
                     # our share: hold back as after a stall while our alive news spreads.
                     self._stalled_until = time.monotonic() + self.options.stall_hold
+                self._schedule_first_share(joined > 0)
                 self._notify()
             if joined or not peers:
                 self.log.info("joined the cluster", answered=joined, tried=len(peers))
                 return
             # Nobody answered yet (they may be starting too): try again soon.
             await asyncio.sleep(min(2.0, self.settings.rejoin_interval))
+
+    def _schedule_first_share(self, joined: bool) -> None:
+        """The first join attempt ended: our first share applies once we may scrape by it (after
+        the hold-down, and not before the peers can have heard: ramp_grace), or now when nobody
+        answered (then there is nobody to take it from). Bringing the switch forward is safe:
+        a peer that hears late keeps scraping our share a little longer (duplicates)."""
+        if not self._join_pending:
+            return
+        self._join_pending = False
+        opts = self.options
+        delay = max(opts.stall_hold, opts.ramp_grace) if joined else 0.0
+        self._ramp_at = min(self._ramp_at, time.time() + delay)
+        self._ramp_changed = time.monotonic()
+        self.node.set_progress(self._ramp_fields(self._last_progress))
+        self._update_ring()
 
     def _on_view(self, _view: View) -> None:
         self._update_ring()

@@ -183,6 +183,9 @@ class Agent:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if clusterflags.enabled(self.args):
+            # Our targets go to the others at an announced instant while we still scrape them.
+            await self.services.get(services.CLUSTER).hand_over()
         await self.controller.stop()
         await self.services.stop()
         await server.stop()

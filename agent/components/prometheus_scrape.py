@@ -171,11 +171,14 @@ class NodeAffine:
         self.cluster = cluster
         self.nodes: dict[bytes, str] = {}  # target key -> node, from the last sync
 
-    def owns(self, key: bytes) -> bool:
-        return bool(self.cluster.owns(key, self.nodes.get(key, "")))
+    def owns(self, key: bytes, at: float | None = None) -> bool:
+        return bool(self.cluster.owns(key, self.nodes.get(key, ""), at=at))
 
     def owner(self, key: bytes) -> str:
         return str(self.cluster.owner(key, self.nodes.get(key, "")))
+
+    def switches(self) -> tuple[float, ...]:
+        return tuple(self.cluster.switches())
 
 
 class LiveFeed(Protocol):

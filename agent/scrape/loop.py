@@ -29,7 +29,7 @@ from agent.scrape.cache import (
 )
 from agent.scrape.config import ScrapeConfig
 from agent.scrape.nativehist import pick_schema
-from agent.scrape.offset import offset, target_hash
+from agent.scrape.offset import offset, slot_time, target_hash
 from agent.scrape.openmetrics import scan_openmetrics
 from agent.scrape.protoparse import MEDIA_TYPE as PROTO_MEDIA_TYPE
 from agent.scrape.protoparse import scan_protobuf
@@ -109,16 +109,19 @@ class ScrapeLoop:
         appendable: Appendable,
         seed: int,
         cache: ScrapeCache | None = None,
-        owned: Callable[[], bool] | None = None,
+        owned: Callable[[float], bool] | None = None,
         skipped: Counter[str] | None = None,
     ) -> None:
         self.target = target
         # Ticks without a scrape, by reason (shared by a pool's loops, so it outlives reloads).
         self.skipped: Counter[str] = skipped if skipped is not None else Counter()
-        # Asked before every scrape when agents share targets: an agent that
-        # resumes after a stall must not scrape what moved away meanwhile.
+        # Asked before every scrape, with the slot's scheduled wall time, when agents share
+        # targets: an agent that resumes after a stall must not scrape what moved away
+        # meanwhile, and the old and new owner of a scheduled move agree on the slot.
         self.owned = owned
         self.skipped_not_owned = 0
+        # The slot time of the first tick not owned after the last scrape (None: owned since).
+        self.given_up_at: float | None = None
         self.cfg = cfg
         self.appendable = appendable
         self.seed = seed
@@ -223,8 +226,11 @@ class ScrapeLoop:
                     aligned += self.interval
                 if scrape_time - aligned <= min(self.interval / 100, TIMESTAMP_TOLERANCE):
                     scrape_time = aligned
-                if self.owned is not None and not self.owned():
+                slot = slot_time(self.interval, thash, self.seed, scrape_time)
+                if self.owned is not None and not self.owned(slot):
                     self.skipped_not_owned += 1
+                    if self.given_up_at is None:
+                        self.given_up_at = slot
                     self._advance(loop.time())
                     if await self._sleep_until(self._next):
                         break
@@ -235,6 +241,7 @@ class ScrapeLoop:
                     if await self._sleep_until(self._next):
                         break
                     continue
+                self.given_up_at = None
                 self._inflight = loop.create_task(self.scrape_and_report(scrape_time))
                 try:
                     await self._inflight

@@ -51,3 +51,16 @@ def offset(interval: float, thash: int, seed: int, now: float | None = None) -> 
     if nxt > iv:
         nxt -= iv
     return nxt / 1e9
+
+
+def slot_time(interval: float, thash: int, seed: int, t: float) -> float:
+    """The scheduled wall time of the target's slot nearest ``t`` (unix seconds).
+
+    Every agent with the same seed computes the same slot times for a target, to the
+    nanosecond, whatever its own timer jitter: the cluster asks who owns a slot by this time.
+    """
+    iv = int(interval * 1e9)
+    off = (thash ^ seed) % iv
+    n = int(t * 1e9)
+    k = round((n - off) / iv)
+    return (k * iv + off) / 1e9

@@ -8,6 +8,12 @@ label, and its users get a target scraped twice or never when one label (a
 pod's changing annotation, a discovery quirk) differs between agents. Job,
 scheme, address, metrics path and URL parameters are what make a target the
 same endpoint everywhere.
+
+Ownership is asked for a time: a scrape slot's scheduled wall time. The cluster
+schedules a member's growing share for an announced instant, so the agent that
+loses a target and the one that gains it agree on which slot is the last of one
+and the first of the other; ``switches`` says when such changes are pending, so a
+pool starts the gaining loop before its first slot.
 """
 
 from __future__ import annotations
@@ -40,12 +46,17 @@ def target_node(discovered: Labels) -> str:
 class Ownership(Protocol):
     """The agent's share of the targets, as the cluster sees it now."""
 
-    def owns(self, key: bytes) -> bool:
-        """Whether this agent scrapes the target with this key."""
+    def owns(self, key: bytes, at: float | None = None) -> bool:
+        """Whether this agent scrapes the target with this key (in the slot at unix time
+        ``at``; None: now)."""
         ...
 
     def owner(self, key: bytes) -> str:
-        """The name of the agent that scrapes it (for debug info and the UI)."""
+        """The name of the agent that scrapes it now (for debug info and the UI)."""
+        ...
+
+    def switches(self) -> tuple[float, ...]:
+        """Unix times, earliest first, at which ownership is scheduled to change."""
         ...
 
 

@@ -92,6 +92,7 @@ class ScrapePool:
         self._dropped: list[DroppedTarget] = []
         self.dropped_count = 0  # all targets relabeling dropped, kept or not (keep_dropped_targets)
         self._elsewhere: list[ElsewhereTarget] = []
+        self._later: set[Labels] = set()  # loops started for a target owned from a pending switch
         self.moved_away = 0  # targets handed to another agent (prometheus_scrape_targets_moved_total)
         # Ticks no scrape was made for, by reason (agent/scrape/loop.py), over every loop ever run.
         self.skipped: Counter[str] = Counter()
@@ -127,27 +128,37 @@ class ScrapePool:
         """The wanted targets this agent scrapes; the rest are recorded with their owner."""
         own = self.ownership
         if own is None:
-            self._elsewhere = []
+            self._elsewhere, self._later = [], set()
             return wanted
         mine: dict[Labels, Target] = {}
         elsewhere: list[ElsewhereTarget] = []
         keyed = [(key, target, target_key(target.labels)) for key, target in wanted.items()]
         if self.on_wanted is not None:
             self.on_wanted([(tkey, target.discovered) for _, target, tkey in keyed])
+        switches = own.switches()
+        later: set[Labels] = set()
         for key, target, tkey in keyed:
+            # Owned now, or from a scheduled switch: the loop then exists before its first slot
+            # and asks for each slot's time whether it is ours yet; until then the target is
+            # shown as scraped by its current owner.
             if own.owns(tkey):
                 mine[key] = target
+            elif any(own.owns(tkey, at=t) for t in switches):
+                mine[key] = target
+                later.add(key)
+                elsewhere.append(ElsewhereTarget(target.labels, own.owner(tkey)))
             else:
                 elsewhere.append(ElsewhereTarget(target.labels, own.owner(tkey)))
         self._elsewhere = elsewhere
+        self._later = later
         return mine
 
-    def _still_owned(self, target: Target) -> Callable[[], bool] | None:
+    def _still_owned(self, target: Target) -> Callable[[float], bool] | None:
         own = self.ownership
         if own is None:
             return None
         tkey = target_key(target.labels)
-        return lambda: own.owns(tkey)
+        return lambda at: own.owns(tkey, at=at)
 
     def sync(self, targets: list[Labels]) -> None:
         """Make the running loops match ``targets`` (discovered label sets)."""
@@ -189,16 +200,20 @@ class ScrapePool:
 
         One handoff marker per series of the last scrape (agent/remote/handoff.py), stamped
         with a cut-off: the new owner scrapes at the same phase, so its first sample is one
-        interval after our last scrape. If that scrape is less than an interval old, it is
-        older than anything the new owner can have written and is kept (the cut-off is its
-        timestamp); if it is older (we missed scrapes: a stall), the new owner may have
-        written newer samples already, and everything unsent is dropped (the cut-off is now).
+        interval after our last scrape. If that scrape is less than an interval old, or the
+        slot right after it was the first one another agent owned (a scheduled switch: the
+        rebalance may come a little later), it is older than anything the new owner can have
+        written and is kept (the cut-off is its timestamp); if it is older (we missed scrapes:
+        a stall), the new owner may have written newer samples already, and everything unsent
+        is dropped (the cut-off is now).
         """
         last = loop.status.last_scrape
         if not last:
             return
         now = time.time()
-        cutoff = int((last if now - last < loop.interval else now) * 1000)
+        given = loop.given_up_at
+        handed = given is not None and given - last < 1.5 * loop.interval
+        cutoff = int((last if handed or now - last < loop.interval else now) * 1000)
         batch = SampleBatch()
         for lab in last_series(loop.cache):
             batch.add(lab, cutoff, HANDOFF_NAN)
@@ -260,7 +275,8 @@ class ScrapePool:
     # ------------------------------------------------------------ status + shutdown
 
     def targets(self) -> list[TargetStatus]:
-        return [loop.status for loop in self._loops.values()]
+        """The targets scraped here (not those whose loop waits for a scheduled switch)."""
+        return [loop.status for key, loop in self._loops.items() if key not in self._later]
 
     def dropped_targets(self) -> list[DroppedTarget]:
         return list(self._dropped)

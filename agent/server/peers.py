@@ -94,6 +94,9 @@ def _member(m: Member, share: float, holding_back: str, owners: tuple[str, ...],
             "walFsyncSeconds": p.wal_fsync,
             # The part of its ring share it takes while returning (1: all of it).
             "rampWeight": 1.0 - p.ramp_left,
+            # A grown share applies from rampAt (unix seconds; 0: in force), rampFrom before.
+            "rampAt": p.ramp_at,
+            "rampFrom": p.ramp_from,
             # Measured by the member's own clock; shown, never compared across members.
             "timestamp": p.timestamp,
         },

@@ -45,7 +45,7 @@ class TwoAgents:
         self.reported: dict[str, set[bytes]] = {}
         self.nodes_asked: set[str] = set()
 
-    def owns(self, key: bytes, node: str = "") -> bool:
+    def owns(self, key: bytes, node: str = "", at: float | None = None) -> bool:
         if node:
             self.nodes_asked.add(node)
             return node == "a"
@@ -53,6 +53,9 @@ class TwoAgents:
 
     def owner(self, key: bytes, node: str = "") -> str:
         return "a" if self.owns(key, node) else "b"
+
+    def switches(self) -> tuple[float, ...]:
+        return ()  # moves happen at once, by hand
 
     def report_targets(self, component_id: str, keys: Iterable[bytes]) -> None:
         self.reported[component_id] = set(keys)

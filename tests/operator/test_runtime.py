@@ -338,7 +338,7 @@ def test_reload_applies_rules_and_clustering_without_restarting(tmp_path: Path, 
 class _NodeOne(TwoAgents):
     """As TwoAgents, and this agent is node "n1", where the test's pods run."""
 
-    def owns(self, key: bytes, node: str = "") -> bool:
+    def owns(self, key: bytes, node: str = "", at: float | None = None) -> bool:
         if node:
             self.nodes_asked.add(node)
             return node == "n1"
