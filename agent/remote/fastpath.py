@@ -271,7 +271,7 @@ def encode_part(out: bytearray, part: Part, prefixes: Prefixes) -> bool:
     if ps is None:
         if ts_.count(t) != m:
             return False
-        ps = list(map(prefixes.get, rs))  # type: ignore[arg-type]
+        ps = prefixes.many(rs)  # type: ignore[assignment]
         if not all(ps):
             return False
     o: list[Any] = [None] * (3 * m)

@@ -53,6 +53,9 @@ def test_same_answers_as_a_dict(script: list[tuple[str, int]]) -> None:
         assert t.get(r) == d.get(r)
     probe = [*range(0, 402), 7, 3, 10**12]  # every ref, known or not, repeats, out of order, past the end
     assert t.get_many(probe) == [d.get(r) for r in probe]
+    for run in (range(1, top + 1), range(top // 2, top + 1), range(top, top // 3, -1)):  # runs of refs
+        if run:
+            assert t.get_many(run) == [d.get(r) for r in run]
 
 
 def test_get_many_of_an_empty_table() -> None:
