@@ -22,8 +22,27 @@ COMMANDS = {
 }
 
 
+def _structlog_without_rich() -> None:
+    """Import structlog with rich hidden from it, so that rich and pygments stay out of the process.
+
+    structlog imports its development console renderer with the package, and that imports
+    rich (and pygments) when they are installed, for coloured tracebacks on a terminal.
+    Shoal renders logfmt or JSON only (agent/logs.py) and never uses it, yet it cost ~3 MB
+    resident and ~60 ms of start-up wherever rich is installed (a test tool's venv, say).
+    Hidden only during this import: rich stays importable by anyone who wants it.
+    """
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]  # makes ``import rich`` fail
+    try:
+        import structlog  # noqa: F401  # not at the top: this import, with rich hidden, is the point
+    finally:
+        del sys.modules["rich"]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _structlog_without_rich()
     parser = argparse.ArgumentParser(prog="shoal", description="A clustered Prometheus scrape agent.")
     parser.add_argument("--version", action="version", version=f"shoal, version {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -83,9 +83,9 @@ def _escape(v: str) -> str:
 
 
 # The encoded form: ``0x0a varint(len) label-fields 0x12 0x10 0x09`` (see codec.sample_prefix:
-# the length assumes the 6-byte timestamp varint). A set without labels is ``_EMPTY_LEN`` long.
+# the length assumes the 6-byte timestamp varint). A set without labels is ``EMPTY_LEN`` long.
 _TAIL = b"\x12\x10\x09"
-_EMPTY_LEN = 5
+EMPTY_LEN = 5
 
 
 # A name's encoded field (``0x0a len name``): label names are few and repeat in every series,
@@ -150,4 +150,4 @@ def as_encoded(labels: AnyLabels) -> bytes:
 
 
 def is_empty(enc: bytes) -> bool:
-    return len(enc) <= _EMPTY_LEN
+    return len(enc) <= EMPTY_LEN

@@ -18,7 +18,11 @@ Measures, for scrape-shaped batches (N series, one timestamp per batch):
 Times are CPU time of this process (time.process_time), so other work on a
 shared machine does not inflate them.
 
-Usage: python loadtest/bench_wal.py [--series 5000] [--batches 200]
+``--no-external``: the endpoint has no external labels, so it sends the WAL's
+labels unchanged and reads its prefixes from the WAL's table
+(agent/remote/series.py ``WalPrefixes``), the common case.
+
+Usage: python loadtest/bench_wal.py [--series 5000] [--batches 200] [--no-external]
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def make_batches(n_series: int, n_batches: int) -> list[SampleBatch]:
     return out
 
 
-def bench(n_series: int, n_batches: int, shards: int = 8) -> dict[str, float]:
+def bench(n_series: int, n_batches: int, shards: int = 8, external: bool = True) -> dict[str, float]:
     batches = make_batches(n_series, n_batches)
     total = n_series * n_batches
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +91,7 @@ def bench(n_series: int, n_batches: int, shards: int = 8) -> dict[str, float]:
                 EndpointConfig(name="b", url="http://127.0.0.1:9/none", queue=q),
                 wal,
                 PositionStore(Path(tmp) / "pos"),
-                {"cluster": "bench"},
+                {"cluster": "bench"} if external else {},  # without: the WAL's labels sent unchanged
             )
             # Build the shards without starting senders: we measure the reader side only.
             await eq.start((0, 0))
@@ -270,8 +274,9 @@ def main() -> None:
     ap.add_argument("--memory", type=int, default=100_000, help="series for the tracemalloc figures (0: skip)")
     ap.add_argument("--shards", type=int, default=8, help="queue shards for the dispatch figures")
     ap.add_argument("--histograms", type=int, default=500, help="native histogram series (0: skip)")
+    ap.add_argument("--no-external", action="store_true", help="no external labels: the WAL's labels as they are")
     args = ap.parse_args()
-    res = bench(args.series, args.batches, args.shards)
+    res = bench(args.series, args.batches, args.shards, not args.no_external)
     if args.memory:
         res.update(bench_memory(args.memory))
     if args.histograms:

@@ -24,8 +24,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-import yaml
 from prometheus_client import CollectorRegistry, Counter
 
 from agent.relabel import is_valid_label_name
@@ -33,12 +33,25 @@ from agent.relabel import is_valid_label_name
 FILEPATH_LABEL = "__meta_filepath"
 
 Target = dict[str, str]
-# Scalars as text, no tags resolved; libyaml's build when PyYAML has it.
-_TEXT_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 
 
 class FileSDError(ValueError):
     """Why one file's content is not a list of target groups."""
+
+
+def _load_yaml(content: bytes) -> Any:
+    """Every scalar as its text, as Go decodes YAML into string fields ("1.10", "yes").
+
+    PyYAML is imported here, when a YAML file is first read, not with this module: it is
+    ~1.5 MB of every ``shoal run`` (not a cycle). libyaml's build when PyYAML has it; its
+    errors are raised as ValueError with their text.
+    """
+    import yaml
+
+    try:
+        return yaml.load(content, Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))  # noqa: S506 - no tags
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def parse(content: bytes, path: str) -> list[Target]:
@@ -47,9 +60,8 @@ def parse(content: bytes, path: str) -> list[Target]:
         if path.lower().endswith(".json"):
             groups = json.loads(content.decode("utf-8"))
         else:
-            # Every scalar as its text, as Go decodes YAML into string fields ("1.10", "yes").
-            groups = yaml.load(content, Loader=_TEXT_LOADER)  # noqa: S506 - no object tags
-    except (ValueError, yaml.YAMLError) as exc:
+            groups = _load_yaml(content)
+    except ValueError as exc:
         raise FileSDError(f"cannot parse: {_first_line(exc)}") from None
     if groups is None or groups == "":
         return []

@@ -110,7 +110,10 @@ class Dispatcher:
         def flush(s: Shard, ix: list[int]) -> None:
             s.parts.append((refs, tss, vals, ix, None))
 
-        self._route(seg, off, refs, tss, low, self.series.prefix, self.series.resolve_prefix,
+        prefix = self.series.prefix
+        # Read from the WAL's table (WalPrefixes): this record's at once, not a binary search per sample.
+        cache = prefix if isinstance(prefix, dict) else dict(zip(refs, prefix.many(refs), strict=True))
+        self._route(seg, off, refs, tss, low, cache, self.series.resolve_prefix,
                     True, FLOATS, SERIES_REASONS, flush, omit)
 
     def histograms(self, seg: int, off: int, refs: array, tss: array, bodies: list[Any]) -> None:

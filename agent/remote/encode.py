@@ -34,10 +34,11 @@ def encode_v1(series: SeriesTable, batch: Batch) -> bytes:
         if encode_part(out, part, prefixes):
             continue
         refs, ts, vs, ix, _ = part
-        for i in ix:  # several timestamps, or series the dispatch did not resolve: one at a time
-            r = refs[i]
+        rs = [refs[i] for i in ix]
+        # several timestamps, or series the dispatch did not resolve: one at a time
+        for i, r, p in zip(ix, rs, prefixes.many(rs), strict=True):
             tf = ts_field(ts[i])
-            p = prefixes.get(r) or series.resolve_prefix(r)
+            p = p or series.resolve_prefix(r)
             if tf and p:
                 out += p
                 out += pack_double(vs[i])

@@ -28,7 +28,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from agent.remote.codec import pack_double, ts_field
 from agent.remote.shards import Part, Shard
@@ -43,6 +43,14 @@ _INTS: list[int] = []
 # itemgetter (None: one shard), record indexes in shard order, bounds per shard, and the
 # series' RW 1.0 prefixes in that order (what encode_part joins with the values).
 Route = tuple[Any, Sequence[int], list[tuple[int, int, int]], list[bytes]]
+
+
+class Prefixes(Protocol):
+    """An endpoint's RW 1.0 prefix per ref (agent/remote/series.py): bytes to send, b"" or None not."""
+
+    def get(self, ref: int, default: Any = None, /) -> bytes | None: ...
+
+    def many(self, refs: Sequence[int], /) -> list[bytes | None]: ...
 
 
 class Routes:
@@ -69,7 +77,7 @@ class Routes:
         self.size = 0
         self.ns = ns
 
-    def route(self, refs: array, ns: int, prefixes: dict[int, bytes | None]) -> Route | None:
+    def route(self, refs: array, ns: int, prefixes: Prefixes) -> Route | None:
         """How this record's samples go to shards, or None if a series repeats in it or is not sent.
 
         A route is kept only for refs whose series all have a prefix (known and not dropped by
@@ -83,13 +91,14 @@ class Routes:
         got = self.by_refs.get(key, _MISSING)
         if got is not _MISSING:
             return got  # type: ignore[return-value]
-        if not all(map(prefixes.get, refs)):  # unknown yet, relabel-dropped, or not in the WAL's series table
+        ps = prefixes.many(refs)
+        if not all(ps):  # unknown yet, relabel-dropped, or not in the WAL's series table
             return None  # not kept: the general loop resolves them, the next scrape is routed here
         n = len(refs)
         r: Route | None = None
         if len(set(refs)) == n:
             if ns == 1:
-                r = (None, range(n), [(0, 0, n)], list(map(prefixes.__getitem__, refs)))
+                r = (None, range(n), [(0, 0, n)], ps)  # type: ignore[list-item]
             else:
                 ks = [x % ns for x in refs]
                 order = sorted(range(n), key=ks.__getitem__)
@@ -106,7 +115,7 @@ class Routes:
                         bounds.append((k, lo, hi))
                     lo = hi
                 get = itemgetter(*order)
-                r = (get, tuple(order), bounds, list(map(prefixes.__getitem__, get(refs))))
+                r = (get, tuple(order), bounds, list(get(ps)))
         if self.size + n > ROUTES_MAX_SAMPLES:
             self.by_refs = {}
             self.size = 0
@@ -125,7 +134,7 @@ def dispatch_record(
     refs: array,
     tss: array,
     vals: array,
-    prefixes: dict[int, bytes | None],
+    prefixes: Prefixes,
     low: int,
     routes: Routes,
     multi: bool = False,
@@ -225,7 +234,7 @@ def _fill(
         a = b
 
 
-def encode_part(out: bytearray, part: Part, prefixes: dict[int, bytes | None]) -> bool:
+def encode_part(out: bytearray, part: Part, prefixes: Prefixes) -> bool:
     """RW 1.0 body of one batch part, appended to ``out``, if it is one timestamp of known series.
 
     The batch is encoded when sent, not when dispatched (a waiting batch holds no encoded
@@ -262,7 +271,7 @@ def encode_part(out: bytearray, part: Part, prefixes: dict[int, bytes | None]) -
     if ps is None:
         if ts_.count(t) != m:
             return False
-        ps = list(map(prefixes.get, rs))  # type: ignore[arg-type]
+        ps = prefixes.many(rs)  # type: ignore[assignment]
         if not all(ps):
             return False
     o: list[Any] = [None] * (3 * m)

@@ -96,9 +96,12 @@ class Interner:
         """Let go of old entries with fewer than ``keep`` holders and young ones nobody holds."""
         base = _TABLE_REFS
         old = self.old
+        top = len(old)
         for v in list(old):
             if _refcount(v) < base + keep:
                 old.pop(v, None)
+        if len(old) * 4 < top:  # a dict keeps its table as entries go: 52 B per entry it once held
+            self.old = old = dict(old)
         young, self.young = self.young, {}
         for v in list(young):
             if _refcount(v) > base:

@@ -19,10 +19,9 @@ import platform
 import posixpath
 import socket
 import sys
+from functools import cache
 from importlib.metadata import version
 from typing import Any
-
-import yaml
 
 from agent.syntax.gofmt import sprintf
 from agent.syntax.value import CallError, Function, Secret, type_name, values_equal
@@ -135,23 +134,33 @@ def _from_json(text: str) -> Any:
         raise CallError(f"invalid JSON: {exc}", 0) from None
 
 
-class _GoYAMLLoader(yaml.SafeLoader):
-    """YAML as Go's yaml.v3 reads it into interface{}: only true/false are bools; timestamps stay strings."""
+@cache
+def _go_yaml_loader() -> type:
+    """YAML as Go's yaml.v3 reads it into interface{}: only true/false are bools; timestamps stay strings.
 
+    PyYAML is imported here, on the first ``encoding.from_yaml`` call, not with this module:
+    every configuration is evaluated with the standard library, few call it, and PyYAML is
+    ~1.5 MB of every ``shoal run`` (not a cycle: a fixed cost nobody needs).
+    """
+    import yaml
 
-_GoYAMLLoader.yaml_implicit_resolvers = {
-    first: [
-        (tag, rx)
-        for tag, rx in resolvers
-        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_GoYAMLLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
+    class GoYAMLLoader(yaml.SafeLoader):
+        pass
+
+    GoYAMLLoader.yaml_implicit_resolvers = {
+        first: [
+            (tag, rx)
+            for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    GoYAMLLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool",
+        __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"),
+    )
+    return GoYAMLLoader
 
 
 def _yaml_value(v: Any) -> Any:
@@ -175,8 +184,11 @@ def _yaml_key(k: Any) -> str:
 
 
 def _from_yaml(text: str) -> Any:
+    loader = _go_yaml_loader()
+    import yaml  # already imported by _go_yaml_loader: see there why not at the top
+
     try:
-        for doc in yaml.load_all(text, Loader=_GoYAMLLoader):  # noqa: S506 - a SafeLoader subclass
+        for doc in yaml.load_all(text, Loader=loader):  # noqa: S506 - a SafeLoader subclass
             return _yaml_value(doc)
         return None
     except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:

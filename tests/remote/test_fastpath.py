@@ -23,6 +23,7 @@ from agent.remote import dispatch as dispatch_mod
 from agent.remote.fastpath import Routes
 from agent.remote.position import PositionStore
 from agent.remote.queue import EndpointQueue
+from agent.remote.series import OwnPrefixes
 from agent.wal import WAL, Cursor
 from agent.wal import record as walrec
 from tests.conftest import ROOT
@@ -136,7 +137,7 @@ def test_fast_path_builds_the_same_batches_as_the_general_loop(tmp_path: Path, s
 def test_routes_of_different_targets_share_their_index_ints() -> None:
     """Every target's route holds record indexes 0..n-1: one int object per index per process,
     not per route (28 B per series otherwise)."""
-    prefixes: dict[int, bytes | None] = {r: b"p" for r in range(5000)}
+    prefixes = OwnPrefixes({r: b"p" for r in range(5000)})
     routes = Routes()
     a = routes.route(array("Q", range(0, 1000)), 4, prefixes)
     b = routes.route(array("Q", range(1001, 3001)), 4, prefixes)  # another order, and longer
@@ -149,10 +150,10 @@ def test_routes_of_different_targets_share_their_index_ints() -> None:
 def test_the_index_table_grows_with_the_largest_record_not_at_import() -> None:
     probe = (
         "from array import array\n"
-        "from agent.remote import fastpath\n"
+        "from agent.remote import fastpath, series\n"
         "print(len(fastpath._INTS))\n"
-        "fastpath.Routes().route(array('Q', range(700)), 3, dict.fromkeys(range(700), b'p'))\n"
-        "fastpath.Routes().route(array('Q', range(300)), 3, dict.fromkeys(range(300), b'p'))\n"
+        "fastpath.Routes().route(array('Q', range(700)), 3, series.OwnPrefixes.fromkeys(range(700), b'p'))\n"
+        "fastpath.Routes().route(array('Q', range(300)), 3, series.OwnPrefixes.fromkeys(range(300), b'p'))\n"
         "print(len(fastpath._INTS))\n"
     )
     p = subprocess.run([sys.executable, "-c", probe], capture_output=True, cwd=ROOT, timeout=60, text=True)

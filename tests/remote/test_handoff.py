@@ -149,13 +149,16 @@ def test_only_samples_before_the_marker_and_older_than_its_cutoff_are_dropped() 
 
 def test_handed_off_series_leave_the_wal_a_truncation_early_and_the_queue_at_once(tmp_path: Path) -> None:
     """A moved target's series are freed by the queue when its markers are read, and the WAL
-    forgets them at the second truncation after the handoff instead of the third."""
+    forgets them at the second truncation after the handoff instead of the third.
+
+    With an external label, so the endpoint keeps prefixes of its own (one sending the WAL's
+    labels unchanged reads the WAL's table and holds nothing per series)."""
     keep_nothing = WALOptions(truncate_frequency=3600, min_keepalive_time=0, max_keepalive_time=3600)
     t0 = now_ms()
 
     async def main() -> None:
         rx = await Receiver().start()
-        rw = RemoteWrite(tmp_path / "wal", [cfg(rx.url)], {}, keep_nothing)
+        rw = RemoteWrite(tmp_path / "wal", [cfg(rx.url)], {"replica": "r"}, keep_nothing)
         await rw.start()
         rw.append(batch(N, t0, 0.0, job="a"))
         rw.append(batch(N, t0, 0.0, job="b"))

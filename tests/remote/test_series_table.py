@@ -60,3 +60,31 @@ def test_retired_series_resolve_under_the_ref_given(tmp_path: Path) -> None:
     assert t.prefix[ref_b] == sample_prefix(encode_labels(B))
     assert t.resolve_prefix(fresh(ref_b) + 100) == b""  # unknown to the WAL
     wal.close()
+
+
+def test_an_endpoint_sending_the_wals_labels_keeps_no_prefix_of_its_own(tmp_path: Path) -> None:
+    """Without external labels or write relabeling the prefixes are the WAL's encoded label sets,
+    read from its table: the very objects, unknown refs as b"", and nothing held per series."""
+    wal = open_wal(tmp_path)
+    own_a, own_b = wal.ref_of(A), wal.ref_of(B)
+    assert own_a is not None and own_b is not None
+    t = SeriesTable(wal.labels_by_ref, {}, None, wal.ref_of)
+    assert t.resolve_prefix(fresh(own_a)) is wal.labels_by_ref[own_a]
+    assert t.resolve_prefix(fresh(own_a)) == sample_prefix(encode_labels(A))
+    assert t.resolve_prefix(own_b + 1000) == b""
+    assert t.prefix.many([own_b, own_b + 1000, own_a]) == [t.prefix[own_b], b"", t.prefix[own_a]]
+    assert t.resolve_bytes(own_b) == encode_labels(B)
+    assert not t.prefix.keys()
+    wal.close()
+
+
+def test_an_empty_label_set_in_the_wal_is_not_sent(tmp_path: Path) -> None:
+    wal = WAL(tmp_path / "wal")
+    wal.open()
+    wal.append([A, ()], [1_700_000_000_000] * 2, [1.0, 2.0])
+    empty = wal.ref(())
+    assert empty is not None
+    t = SeriesTable(wal.labels_by_ref, {}, None, wal.ref_of)
+    assert t.resolve_prefix(empty) is None  # dropped, as relabeling to nothing is
+    assert t.prefix.many([empty, wal.ref(A)]) == [None, sample_prefix(encode_labels(A))]
+    wal.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 
 from agent import labels as L
 from agent.scrape import cache as C
@@ -95,3 +96,21 @@ def test_growth_sweeps_keep_young_entries_with_one_holder(monkeypatch) -> None:
     assert len(it) == 40
     second = [it.get(b"first-%d" % i) for i in range(40)]  # its sibling, scraped later
     assert all(x is y for x, y in zip(first, second, strict=True))
+
+
+def test_a_sweep_that_lets_go_of_most_entries_frees_their_slots() -> None:
+    """A dict keeps its table as entries are popped: targets whose lines are their own left
+    the whole table (52 B per line they once had) held after the sweep that dropped them.
+    Entries kept stay shared, and later sweeps still count their holders right."""
+    it = C.Interner()
+    held = [it.get(b"line-%d" % i) for i in range(50_000)]
+    it.sweep(keep=1)  # all held: into the old generation
+    big = sys.getsizeof(it.old)
+    also = held[:1000]  # a replica shares the first thousand
+    it.tick(it.last + C.SWEEP_SECONDS + 1)  # single holders go
+    assert len(it) == 1000
+    assert sys.getsizeof(it.old) * 20 < big
+    assert it.get(b"line-7") is held[7] is also[7]
+    del also
+    it.tick(it.last + C.SWEEP_SECONDS + 1)
+    assert len(it) == 0

@@ -51,6 +51,15 @@ def test_same_answers_as_a_dict(script: list[tuple[str, int]]) -> None:
     assert list(t) == sorted(d)
     for r in range(0, 402):
         assert t.get(r) == d.get(r)
+    probe = [*range(0, 402), 7, 3, 10**12]  # every ref, known or not, repeats, out of order, past the end
+    assert t.get_many(probe) == [d.get(r) for r in probe]
+    for run in (range(1, top + 1), range(top // 2, top + 1), range(top, top // 3, -1)):  # runs of refs
+        if run:
+            assert t.get_many(run) == [d.get(r) for r in run]
+
+
+def test_get_many_of_an_empty_table() -> None:
+    assert RefTable().get_many([1, 2]) == [None, None]
 
 
 def test_holes_are_compacted_away() -> None:

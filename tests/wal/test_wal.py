@@ -4,11 +4,12 @@ import math
 import os
 import random
 import struct
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from agent.labels import as_labels
+from agent.labels import as_labels, encode
 from agent.storage import STALE_NAN, is_stale_nan
 from agent.wal import WAL, Cursor, WALWriteError, reader, record
 from agent.wal import segment as seg
@@ -271,3 +272,29 @@ def test_cursor_follows_new_segments_and_gaps_without_listing_every_read(tmp_pat
     os.remove(seg.segment_path(d, 5))  # removed under the cursor, nothing after it
     assert cur.read().records == []
     assert cur.position()[0] == 5
+
+
+def test_series_appended_again_after_a_truncation_leave_no_empty_table_behind(tmp_path: Path):
+    """Reviving a series pops it from the previous generation's dict, which never shrinks by
+    itself: without a rebuild, a truncation left that dict's full table (52 B a series) held
+    empty until the next one. Refs are kept throughout; a series not revived still retires."""
+    n = 50_000
+    wal = WAL(tmp_path / "wal")
+    wal.open()
+    labels = [encode(series(i)) for i in range(n + 1)]  # encoded, as a scrape cache hands them on
+    tracemalloc.start()
+    try:
+        wal.append(labels, [1000] * (n + 1), [1.0] * (n + 1))
+        refs = [wal.ref(lb) for lb in labels]
+        before = tracemalloc.get_traced_memory()[0]
+        wal.new_generation()
+        for k in range(0, n, 1000):  # the last series is not appended again
+            wal.append(labels[k:k + 1000], [2000] * 1000, [2.0] * 1000)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # A generation's table is ~2.6 MiB at 50,000 series: the old one is freed, not kept empty.
+    assert held < 1.5 * 2**20, held
+    assert [wal.ref(lb) for lb in labels] == refs
+    assert wal.new_generation() == [refs[-1]]
+    wal.close()
