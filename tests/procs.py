@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,11 @@ class Proc:
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout)
         return self.popen.returncode
+
+    def signal_group(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -221,3 +226,13 @@ def eventually(fn, timeout: float = 30.0, interval: float = 0.25):  # noqa: ANN0
         if time.monotonic() > deadline:
             raise err
         time.sleep(interval)
+
+
+def stop_all(procs: Iterable[Proc], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Signal every process first, then wait for each: agents stopping gracefully hand their
+    share over for a few seconds (agent/cluster/service.py ``hand_over``), in parallel here."""
+    procs = list(procs)
+    for p in procs:
+        p.signal_group(sig)
+    for p in procs:
+        p.stop(sig, timeout)

@@ -143,7 +143,7 @@ class Agents:
         for p in self.procs.values():
             with contextlib.suppress(OSError):
                 p.popen.send_signal(signal.SIGCONT)
-            p.stop()
+        procs.stop_all(self.procs.values())
 
 
 @pytest.fixture

@@ -102,8 +102,7 @@ class Secure:
         return 0.0
 
     def stop_all(self) -> None:
-        for p in self.procs.values():
-            p.stop()
+        procs.stop_all(self.procs.values())
 
 
 @pytest.fixture

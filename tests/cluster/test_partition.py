@@ -113,8 +113,7 @@ def ns_cluster(
                         agents.start(i)
                     yield net, agents, targets, prom
                 finally:
-                    for p in agents.procs:
-                        p.stop()
+                    procs.stop_all(agents.procs)
         finally:
             for t in targets:
                 t.stop()
