@@ -135,9 +135,12 @@ class Agents:
         return {t["labels"]["__address__"] for t in body["targets"]}
 
     def participants(self, i: int) -> set[str]:
-        """Who owns its whole share in agent i's view (a returning agent ramps up first)."""
+        """Who owns its whole share in agent i's view (a returning agent ramps up first, and a
+        share applies from its announced instant, ``rampAt``: until then the others keep it)."""
+        now = time.time()
         return {p["name"] for p in self.peers(i) if p["ownsTargets"] and not p["heldBack"]
-                and p["progress"].get("rampWeight", 1.0) == 1.0}
+                and p["progress"].get("rampWeight", 1.0) == 1.0
+                and p["progress"].get("rampAt", 0.0) <= now}
 
     def stop_all(self) -> None:
         for p in self.procs.values():

@@ -79,9 +79,11 @@ class NsAgents:
         """Who owns its whole share in agent i's view (a joining agent ramps up first: at an
         eighth of its share it may own none of the 12 targets)."""
         peers = self.get(i, "/api/v0/web/peers", inside)
+        now = time.time()  # the namespaces share the host's clock
         return {p["name"] for p in peers  # type: ignore[union-attr]
                 if p["ownsTargets"] and not p["heldBack"]
-                and p["progress"].get("rampWeight", 1.0) == 1.0}
+                and p["progress"].get("rampWeight", 1.0) == 1.0
+                and p["progress"].get("rampAt", 0.0) <= now}
 
     def owned(self, i: int, inside: bool = False) -> set[str]:
         info = self.get(i, f"/api/v0/web/components/{SCRAPE}", inside)
